@@ -1,0 +1,401 @@
+"""Message contracts: every payload that crosses a Kafka topic, in one module.
+
+Every message is a JSON object with a schema version ``v`` and a ``kind`` that names its contract, so one
+decoder reads any topic and a consumer can refuse a message from a future schema with a clear reason.
+Timestamps are timezone-aware UTC datetimes on the wire (ISO 8601); naive timestamps are refused, because a
+plant's local clock is exactly the ambiguity we do not want in an event-time pipeline.
+
+>>> from datetime import datetime, timezone
+>>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+>>> batch = ReadingBatch(machine_id="pump-001", samples=[Sample(sensor="flow", ts=t, value=12.5, unit="m3/h")])
+>>> decode(encode(batch)) == batch
+True
+>>> decode(b'{"v": 1, "kind": "reading"}')
+Traceback (most recent call last):
+...
+vigil.exceptions.ContractError: schema: reading.machine_id: Field required; reading.sensor: Field required; ...
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
+
+from vigil.exceptions import ContractError
+
+SCHEMA_VERSION = 1
+"""Wire schema version written into every message as ``v``."""
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-/]+$")]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Quality(enum.StrEnum):
+    """OPC UA status code severity, kept end to end (bad data never trains a model)."""
+
+    GOOD = "good"
+    UNCERTAIN = "uncertain"
+    BAD = "bad"
+
+    @classmethod
+    def from_status_code(cls, code: int) -> Quality:
+        """Severity from the top two bits of an OPC UA StatusCode.
+
+        >>> Quality.from_status_code(0), Quality.from_status_code(0x40000000), Quality.from_status_code(0x80000000)
+        (<Quality.GOOD: 'good'>, <Quality.UNCERTAIN: 'uncertain'>, <Quality.BAD: 'bad'>)
+        """
+        severity = (code >> 30) & 0b11
+        if severity == 0:
+            return cls.GOOD
+        if severity == 1:
+            return cls.UNCERTAIN
+        return cls.BAD
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    v: Literal[1] = SCHEMA_VERSION
+
+
+class Sample(BaseModel):
+    """One value of one sensor inside a :class:`ReadingBatch`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sensor: Identifier
+    ts: UtcDatetime
+    """Event time: the OPC UA source timestamp unless the source is configured to use the server's."""
+    value: float | None
+    """``None`` only when the source delivered no usable value (bad quality, NaN); see ``flags``."""
+    unit: str | None = None
+    quality: Quality = Quality.GOOD
+    status_code: int = 0
+    """Raw OPC UA StatusCode (0 = Good)."""
+    server_ts: UtcDatetime | None = None
+    flags: tuple[str, ...] = ()
+    """Why a value is suspect, e.g. ``out_of_range``, ``not_finite``, ``bad_quality``."""
+
+
+class Reading(_Message):
+    """One value of one sensor of one machine, as collected."""
+
+    kind: Literal["reading"] = "reading"
+    machine_id: Identifier
+    sensor: Identifier
+    ts: UtcDatetime
+    value: float | None
+    unit: str | None = None
+    quality: Quality = Quality.GOOD
+    status_code: int = 0
+    server_ts: UtcDatetime | None = None
+    ingest_ts: UtcDatetime = Field(default_factory=utcnow)
+    source: str | None = None
+    flags: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        """Identity for de-duplication and idempotent writes: (machine, sensor, source timestamp)."""
+        return (self.machine_id, self.sensor, self.ts)
+
+
+class ReadingBatch(_Message):
+    """Many readings of one machine in one message (the normal form on the readings topic)."""
+
+    kind: Literal["reading_batch"] = "reading_batch"
+    machine_id: Identifier
+    samples: list[Sample] = Field(min_length=1)
+    ingest_ts: UtcDatetime = Field(default_factory=utcnow)
+    source: str | None = None
+
+    def readings(self) -> Iterator[Reading]:
+        for s in self.samples:
+            yield Reading(
+                machine_id=self.machine_id,
+                sensor=s.sensor,
+                ts=s.ts,
+                value=s.value,
+                unit=s.unit,
+                quality=s.quality,
+                status_code=s.status_code,
+                server_ts=s.server_ts,
+                ingest_ts=self.ingest_ts,
+                source=self.source,
+                flags=s.flags,
+            )
+
+
+class Gap(_Message):
+    """Data is missing for a machine (or one sensor) between ``start`` and ``end``: not zero, absent.
+
+    Collectors emit it after a lost connection or a silent subscription, on the readings topic, keyed by the
+    machine, so it is ordered with the data around it.
+    """
+
+    kind: Literal["gap"] = "gap"
+    machine_id: Identifier
+    sensor: Identifier | None = None
+    start: UtcDatetime
+    end: UtcDatetime
+    reason: str
+    source: str | None = None
+
+
+class MaintenanceKind(enum.StrEnum):
+    FAILURE = "failure"
+    REPAIR = "repair"
+    INSPECTION = "inspection"
+
+
+class MaintenanceEvent(_Message):
+    """A failure, repair or inspection: the delayed labels the models learn from."""
+
+    kind: Literal["maintenance"] = "maintenance"
+    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    machine_id: Identifier
+    ts: UtcDatetime
+    event: MaintenanceKind
+    failure_mode: str | None = None
+    text: str = ""
+
+
+class MachineState(enum.StrEnum):
+    RUNNING = "running"
+    OFF = "off"
+    STALE = "stale"
+    """No reading arrived for the window; it was closed on wall-clock time."""
+
+
+class FeatureVector(_Message):
+    """Features of one machine over one event-time window."""
+
+    kind: Literal["features"] = "features"
+    machine_id: Identifier
+    machine_type: str
+    site: str | None = None
+    line: str | None = None
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    features: dict[str, float | None]
+    """``<sensor>.<aggregation>`` (and cross-sensor names) to value; ``None`` means missing, never zero."""
+    missing: tuple[str, ...] = ()
+    """Sensors with no good reading in the window (their features are ``None`` or imputed, see ``imputed``)."""
+    imputed: tuple[str, ...] = ()
+    bad_quality_share: float = 0.0
+    count: int = 0
+    gap: bool = False
+    """A :class:`Gap` overlapped the window."""
+    state: MachineState = MachineState.RUNNING
+    closed_by: Literal["watermark", "wall_clock", "shutdown"] = "watermark"
+
+
+class Contribution(BaseModel):
+    """Why: one feature's share in a score, with its value next to normal."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feature: str
+    value: float | None
+    normal: float | None = None
+    """The reference the value is compared with (running mean for the machine/type)."""
+    normal_std: float | None = None
+    contribution: float
+    """Signed share in the score (for a linear model weight x standardised value)."""
+
+
+class Decision(enum.StrEnum):
+    OK = "ok"
+    ALERT = "alert"
+    OFF = "off"
+    """Machine off: no prediction is meaningful."""
+
+
+class Prediction(_Message):
+    """A model's (and the fail-safe rules') verdict for one feature vector."""
+
+    kind: Literal["prediction"] = "prediction"
+    machine_id: Identifier
+    machine_type: str
+    site: str | None = None
+    line: str | None = None
+    ts: UtcDatetime
+    """Event time of the window the prediction is for (its end)."""
+    window_start: UtcDatetime | None = None
+    model: str
+    model_version: int = 0
+    p_failure: float | None = Field(default=None, ge=0.0, le=1.0)
+    anomaly_score: float | None = None
+    anomaly_threshold: float | None = None
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    horizon_s: float | None = None
+    decision: Decision = Decision.OK
+    decided_by: Literal["model", "rule", "anomaly", "none"] = "model"
+    reasons: tuple[str, ...] = ()
+    """Plain-language reasons, e.g. ``cold start: using type model``, ``input outside seen range``."""
+    cold_start: bool = False
+    contributions: tuple[Contribution, ...] = ()
+    rule_violations: tuple[str, ...] = ()
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertState(enum.StrEnum):
+    OPEN = "open"
+    UPDATED = "updated"
+    ACKNOWLEDGED = "acknowledged"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+    SILENCED = "silenced"
+    INHIBITED = "inhibited"
+
+
+class Alert(_Message):
+    """One transition of an alert episode (machine, kind); the sequence is the audit history."""
+
+    kind: Literal["alert"] = "alert"
+    alert_id: str
+    machine_id: Identifier
+    machine_type: str | None = None
+    site: str | None = None
+    line: str | None = None
+    alert_kind: str
+    """What is alerted: ``failure_risk``, ``anomaly``, ``hard_limit``, ``drift``, ``sensor_fault``, ..."""
+    state: AlertState
+    severity: Severity
+    ts: UtcDatetime
+    """When this transition happened (event time of the triggering prediction where there is one)."""
+    opened_at: UtcDatetime
+    p_failure: float | None = None
+    horizon_s: float | None = None
+    summary: str
+    contributions: tuple[Contribution, ...] = ()
+    what_to_check: tuple[str, ...] = ()
+    actor: str | None = None
+    """Who caused the transition (a planner's name for acknowledge/assign, ``vigil`` otherwise)."""
+    assignee: str | None = None
+    note: str | None = None
+
+
+class DriftEvent(_Message):
+    """Drift, a retraining step, or a sensor fault, as a first-class event."""
+
+    kind: Literal["drift"] = "drift"
+    ts: UtcDatetime
+    machine_type: str
+    machine_id: Identifier | None = None
+    detector: str
+    """``adwin``, ``page_hinkley``, ``kswin``, ``sensor_fault``, ..."""
+    target: str
+    """What drifted: ``error`` (model error) or a feature name."""
+    event: Literal["warning", "drift", "sensor_fault", "retrain_started", "promoted", "rolled_back", "kept"]
+    detail: str = ""
+    value: float | None = None
+
+
+class DeadLetter(_Message):
+    """A message a service could not use, with the raw bytes and the reason; nothing disappears."""
+
+    kind: Literal["dead_letter"] = "dead_letter"
+    ts: UtcDatetime = Field(default_factory=utcnow)
+    service: str
+    reason: str
+    error: str
+    source_topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    raw: str
+    """The original payload, base64-encoded."""
+
+
+AnyMessage: TypeAlias = Annotated[
+    Reading | ReadingBatch | Gap | MaintenanceEvent | FeatureVector | Prediction | Alert | DriftEvent | DeadLetter,
+    Field(discriminator="kind"),
+]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyMessage)
+MESSAGE_KINDS: dict[str, type[_Message]] = {
+    cls.model_fields["kind"].default: cls
+    for cls in (Reading, ReadingBatch, Gap, MaintenanceEvent, FeatureVector, Prediction, Alert, DriftEvent, DeadLetter)
+}
+
+
+M = TypeVar("M", bound="_Message")
+
+
+def encode(message: _Message) -> bytes:
+    """JSON bytes for the wire."""
+    return message.model_dump_json(exclude_defaults=False).encode()
+
+
+def decode(payload: bytes | str) -> Any:
+    """Parse any contract from JSON, raising :class:`ContractError` with the reason when it is invalid.
+
+    The return type is the union of the contracts; use :func:`decode_as` when one kind is expected.
+    """
+    try:
+        return _ADAPTER.validate_json(payload)
+    except ValidationError as exc:
+        raise _contract_error(exc, payload) from exc
+
+
+def decode_as(payload: bytes | str, cls: type[M]) -> M:
+    """Parse a payload that must be of one contract."""
+    message = decode(payload)
+    if not isinstance(message, cls):
+        raise ContractError("kind", f"expected {cls.model_fields['kind'].default!r}, got {message.kind!r}")
+    return message
+
+
+def _contract_error(exc: ValidationError, payload: bytes | str) -> ContractError:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0] if errors else {"type": "", "loc": ()}
+    if first["type"] == "json_invalid":
+        return ContractError("json", str(first.get("msg", "invalid JSON")))
+    if first["type"] == "model_attributes_type":
+        return ContractError("json", "payload is not a JSON object")
+    if first["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        return ContractError("kind", str(first.get("msg", "unknown kind")))
+    if any(e["loc"][1:2] == ("v",) for e in errors):
+        return ContractError("version", f"unsupported schema version (this build reads v{SCHEMA_VERSION})")
+    detail = "; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in errors[:5])
+    if len(errors) > 5:
+        detail += f"; ... ({len(errors)} errors)"
+    return ContractError("schema", detail)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def is_finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

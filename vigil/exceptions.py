@@ -1,0 +1,38 @@
+"""One root exception for everything Vigil raises on purpose; callers catch types, not strings."""
+
+from __future__ import annotations
+
+
+class VigilError(Exception):
+    """Root of every error Vigil raises deliberately."""
+
+
+class ContractError(VigilError):
+    """A payload does not satisfy its message contract.
+
+    ``reason`` is a short machine-readable category (``json``, ``schema``, ``version``, ``kind``), and the
+    message says what exactly is wrong, so a dead letter can carry both.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class ConfigError(VigilError):
+    """The plant configuration or the settings are invalid.
+
+    ``problems`` lists ``(key path, reason)`` pairs, for example
+    ``("machines[3].sensors.bearing_temp.range", "min 90 > max 80")``.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "configuration") -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in problems)
+        super().__init__(f"invalid {source} ({len(problems)} problem(s)):\n{lines}")
+
+
+class ServiceError(VigilError):
+    """A managed service (Kafka, InfluxDB, Mosquitto) could not be installed, started or stopped."""
