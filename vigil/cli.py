@@ -8,7 +8,10 @@ import sys
 
 # subcommand -> (module, help). Each module exposes ``main(argv: list[str]) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "services": ("vigil.services", "start/stop the real Kafka, InfluxDB and Mosquitto used by tests and the demo"),
+    "services": (
+        "vigil.services",
+        "start/stop the real Kafka, InfluxDB and Mosquitto used by tests and the demo",
+    ),
     "config": ("vigil.config", "validate a plant configuration file and print a summary"),
     "smoke": ("vigil.smoke", "send one message of every contract through Kafka and a point through InfluxDB"),
 }

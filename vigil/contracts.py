@@ -78,7 +78,8 @@ class Quality(enum.StrEnum):
 class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1] = 1
+    """Schema version (:data:`SCHEMA_VERSION`)."""
 
 
 class Sample(BaseModel):
@@ -342,7 +343,17 @@ AnyMessage: TypeAlias = Annotated[
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyMessage)
 MESSAGE_KINDS: dict[str, type[_Message]] = {
     cls.model_fields["kind"].default: cls
-    for cls in (Reading, ReadingBatch, Gap, MaintenanceEvent, FeatureVector, Prediction, Alert, DriftEvent, DeadLetter)
+    for cls in (
+        Reading,
+        ReadingBatch,
+        Gap,
+        MaintenanceEvent,
+        FeatureVector,
+        Prediction,
+        Alert,
+        DriftEvent,
+        DeadLetter,
+    )
 }
 
 

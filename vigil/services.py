@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -142,7 +143,12 @@ def _start_detached(cmd: list[str], log_file: Path, pid_file: Path, cwd: Path) -
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as out:
         proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            cmd,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     pid_file.write_text(str(proc.pid))
     return proc.pid
@@ -267,9 +273,7 @@ class Kafka:
         try:
             from kafka import KafkaAdminClient
 
-            admin = KafkaAdminClient(
-                bootstrap_servers=self.cfg.kafka_bootstrap, request_timeout_ms=5000
-            )
+            admin = KafkaAdminClient(bootstrap_servers=self.cfg.kafka_bootstrap, request_timeout_ms=5000)
             try:
                 admin.list_topics()
             finally:
@@ -292,7 +296,18 @@ class Kafka:
         if not (self.home / "data" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             result = subprocess.run(
-                [java, "-cp", self._classpath(), log4j, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+                [
+                    java,
+                    "-cp",
+                    self._classpath(),
+                    log4j,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                ],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -300,8 +315,18 @@ class Kafka:
             if result.returncode != 0:
                 raise ServiceError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")
         _start_detached(
-            [java, f"-Xms256m", f"-Xmx{self.cfg.kafka_heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true", log4j,
-             "-cp", self._classpath(), "kafka.Kafka", str(props)],
+            [
+                java,
+                "-Xms256m",
+                f"-Xmx{self.cfg.kafka_heap}",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                log4j,
+                "-cp",
+                self._classpath(),
+                "kafka.Kafka",
+                str(props),
+            ],
             self.log_file,
             self.pid_file,
             self.home,
@@ -394,8 +419,7 @@ class Mosquitto:
         self.home.mkdir(parents=True, exist_ok=True)
         conf = self.home / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.cfg.mqtt_port} {self.cfg.host}\nallow_anonymous true\npersistence false\n"
-            "log_dest stdout\n"
+            f"listener {self.cfg.mqtt_port} {self.cfg.host}\nallow_anonymous true\npersistence false\nlog_dest stdout\n"
         )
         if not self.running():
             if _port_open(self.cfg.host, self.cfg.mqtt_port):
@@ -419,7 +443,11 @@ def _describe(running: bool, ready: bool, where: str) -> str:
 
 
 def managed(cfg: ServicesConfig, names: tuple[str, ...] = SERVICES) -> list[Kafka | InfluxDB | Mosquitto]:
-    registry: dict[str, type[Kafka | InfluxDB | Mosquitto]] = {"kafka": Kafka, "influxdb": InfluxDB, "mosquitto": Mosquitto}
+    registry: dict[str, type[Kafka | InfluxDB | Mosquitto]] = {
+        "kafka": Kafka,
+        "influxdb": InfluxDB,
+        "mosquitto": Mosquitto,
+    }
     unknown = [n for n in names if n not in registry]
     if unknown:
         raise ServiceError(f"unknown service(s) {unknown}; choose from {list(registry)}")
@@ -442,7 +470,11 @@ def up(cfg: ServicesConfig, names: tuple[str, ...] = SERVICES) -> None:
 def down(cfg: ServicesConfig, names: tuple[str, ...] = SERVICES) -> None:
     for svc in reversed(managed(cfg, names)):
         svc.down()
-    ports = {"kafka": [cfg.kafka_port, cfg.kafka_controller_port], "influxdb": [cfg.influx_port], "mosquitto": [cfg.mqtt_port]}
+    ports = {
+        "kafka": [cfg.kafka_port, cfg.kafka_controller_port],
+        "influxdb": [cfg.influx_port],
+        "mosquitto": [cfg.mqtt_port],
+    }
     still = [p for n in names for p in ports[n] if _port_open(cfg.host, p)]
     if still:
         raise ServiceError(f"ports still listening after down: {still}")

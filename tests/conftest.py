@@ -1,0 +1,176 @@
+"""Fixtures shared by every test.
+
+Integration tests get their real services, in this order:
+1. the settings ``vigil services up`` printed (``VIGIL_KAFKA__BOOTSTRAP_SERVERS`` etc. in the environment, or
+   the ``services.env`` file it writes under ``$VIGIL_STATE_DIR``/``.vigil``), when those services answer;
+2. testcontainers, where a Docker engine is available;
+3. otherwise the test is skipped with the reason, except when ``VIGIL_REQUIRE_SERVICES=1`` (CI sets it):
+   then a missing service fails the test, so CI cannot pass with integration tests skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vigil.config import InfluxSettings, KafkaSettings, Topics, VigilConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _services_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.startswith("VIGIL_")}
+    state = Path(os.environ.get("VIGIL_STATE_DIR", ROOT / ".vigil"))
+    env_file = state / "services.env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            if line.startswith("export ") and "=" in line:
+                key, value = line.removeprefix("export ").split("=", 1)
+                env.setdefault(key, value)
+    return env
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=20).returncode == 0
+
+
+def _unavailable(what: str) -> None:
+    reason = f"{what} is not available: run `vigil services up` (or provide a Docker engine for testcontainers)"
+    if os.environ.get("VIGIL_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"VIGIL_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def services_env() -> dict[str, str]:
+    return _services_env()
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(services_env: dict[str, str]) -> Iterator[KafkaSettings]:
+    bootstrap = services_env.get("VIGIL_KAFKA__BOOTSTRAP_SERVERS")
+    if bootstrap:
+        host, _, port = bootstrap.split(",")[0].rpartition(":")
+        if _port_open(host, int(port)):
+            yield KafkaSettings(bootstrap_servers=bootstrap, client_id="vigil-test", linger_ms=5)
+            return
+    if _docker_available():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield KafkaSettings(bootstrap_servers=container.get_bootstrap_server(), client_id="vigil-test")
+            return
+    _unavailable("Kafka")
+
+
+@dataclass(frozen=True)
+class InfluxV1:
+    """A real InfluxDB answering the v1 HTTP API, with a fresh database per test."""
+
+    url: str
+    database: str
+
+    def query(self, q: str) -> dict[str, object]:
+        import json
+
+        data = urllib.parse.urlencode({"q": q, "db": self.database, "epoch": "ns"}).encode()
+        with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=30) as resp:
+            result: dict[str, object] = json.loads(resp.read())
+        return result
+
+    def settings(self) -> InfluxSettings:
+        return InfluxSettings(url=self.url, api="v1", database=self.database)
+
+
+@pytest.fixture(scope="session")
+def influx_url(services_env: dict[str, str]) -> Iterator[str]:
+    url = services_env.get("VIGIL_INFLUX__URL")
+    if url:
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
+                if resp.status == 204:
+                    yield url
+                    return
+        except OSError:
+            pass
+    if _docker_available():
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.waiting_utils import wait_for_logs
+
+        with DockerContainer("influxdb:1.8").with_exposed_ports(8086) as container:
+            wait_for_logs(container, "Listening on HTTP")
+            yield f"http://{container.get_container_host_ip()}:{container.get_exposed_port(8086)}"
+            return
+    _unavailable("InfluxDB")
+
+
+@pytest.fixture
+def influx(influx_url: str) -> Iterator[InfluxV1]:
+    db = f"test_{uuid.uuid4().hex[:12]}"
+    server = InfluxV1(influx_url, db)
+    server.query(f'CREATE DATABASE "{db}"')
+    yield server
+    server.query(f'DROP DATABASE "{db}"')
+
+
+@pytest.fixture(scope="session")
+def mqtt_address(services_env: dict[str, str]) -> tuple[str, int]:
+    host = services_env.get("VIGIL_MQTT__HOST", "127.0.0.1")
+    port = int(services_env.get("VIGIL_MQTT__PORT", "0") or 0)
+    if port and _port_open(host, port):
+        return host, port
+    _unavailable("Mosquitto (MQTT)")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for topic, group and database names, so tests never see each other's data."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def topics(unique: str) -> Topics:
+    """Pipeline topic names unique to one test."""
+    return Topics(
+        readings=f"t-{unique}.readings",
+        maintenance=f"t-{unique}.maintenance",
+        features=f"t-{unique}.features",
+        predictions=f"t-{unique}.predictions",
+        drift=f"t-{unique}.drift",
+        alerts=f"t-{unique}.alerts",
+        dead_letter=f"t-{unique}.dead-letter",
+        changelog_prefix=f"t-{unique}.changelog.",
+    )
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.fixture(scope="session")
+def example_config() -> VigilConfig:
+    return load_config(ROOT / "config" / "plant.example.toml", environ={})

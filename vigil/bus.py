@@ -1,0 +1,155 @@
+"""Kafka plumbing every stage shares: producer and consumer factories, topic creation, dead letters.
+
+Producers are idempotent with ``acks=all``; consumers never auto-commit (a stage commits offsets only after
+everything derived from them is safely written downstream).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from vigil.config.connections import KafkaSettings, Topics
+from vigil.contracts import DeadLetter, encode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compacted: bool = False
+    retention_ms: int | None = None
+
+
+def pipeline_topics(kafka: KafkaSettings, topics: Topics) -> list[TopicSpec]:
+    """Every topic the pipeline uses, with the configured partition count (state topics are created per stage)."""
+    names = [
+        *topics.reading_topics(),
+        topics.maintenance,
+        topics.features,
+        topics.predictions,
+        topics.drift,
+        topics.alerts,
+        topics.dead_letter,
+    ]
+    return [TopicSpec(n, kafka.partitions) for n in dict.fromkeys(names)]
+
+
+def changelog_topic(topics: Topics, service: str) -> TopicSpec:
+    """A compacted topic for one stage's state (windows, models, pending labels)."""
+    return TopicSpec(f"{topics.changelog_prefix}{service}", partitions=1, compacted=True)
+
+
+def make_producer(kafka: KafkaSettings, **overrides: Any) -> Any:
+    """An idempotent ``acks=all`` producer (keys and values are bytes)."""
+    from kafka import KafkaProducer
+
+    config: dict[str, Any] = {
+        **kafka.client_kwargs(),
+        "client_id": kafka.client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        "compression_type": None if kafka.compression == "none" else kafka.compression,
+        "linger_ms": kafka.linger_ms,
+        "batch_size": 256 * 1024,
+        "max_request_size": 4 * 1024 * 1024,
+        "retries": 2**31 - 1,
+        "delivery_timeout_ms": 120_000,
+    }
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def make_consumer(kafka: KafkaSettings, group_id: str | None, topics: Iterable[str] = (), **overrides: Any) -> Any:
+    """A consumer with manual commits, reading from the earliest offset when the group has none."""
+    from kafka import KafkaConsumer
+
+    config: dict[str, Any] = {
+        **kafka.client_kwargs(),
+        "client_id": kafka.client_id,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "max_poll_records": 2000,
+    }
+    config.update(overrides)
+    return KafkaConsumer(*topics, **config)
+
+
+def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec]) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Existing topics are left alone."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(**kafka.client_kwargs(), client_id=f"{kafka.client_id}-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [s for s in specs if s.name not in existing]
+        new = []
+        for s in wanted:
+            configs: dict[str, str] = {}
+            if s.compacted:
+                configs["cleanup.policy"] = "compact"
+                configs["min.compaction.lag.ms"] = "0"
+                configs["segment.ms"] = "600000"
+            if s.retention_ms is not None:
+                configs["retention.ms"] = str(s.retention_ms)
+            new.append(NewTopic(s.name, s.partitions, kafka.replication_factor, topic_configs=configs or None))
+        if new:
+            # Another worker may have created one in between; that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(new, timeout_ms=30_000, wait_for_metadata=True)
+        return [t.name for t in new]
+    finally:
+        admin.close()
+
+
+def machine_key(machine_id: str) -> bytes:
+    """Message key: the machine id, so one machine's messages stay in one partition, in order."""
+    return machine_id.encode()
+
+
+def dead_letter(
+    *,
+    service: str,
+    reason: str,
+    error: str,
+    raw: bytes | None,
+    source_topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    key: bytes | None = None,
+) -> DeadLetter:
+    """A dead letter carrying the original bytes (base64), the reason and where the message came from."""
+    return DeadLetter(
+        service=service,
+        reason=reason,
+        error=error[:2000],
+        source_topic=source_topic,
+        partition=partition,
+        offset=offset,
+        key=key.decode(errors="replace") if key is not None else None,
+        raw=base64.b64encode(raw or b"").decode(),
+    )
+
+
+def send_dead_letter(producer: Any, topics: Topics, letter: DeadLetter) -> Any:
+    """Send a dead letter keyed by its original key; returns the send future (callers check it)."""
+    log.warning(
+        "dead letter from %s: %s (%s) topic=%s partition=%s offset=%s",
+        letter.service,
+        letter.reason,
+        letter.error[:200],
+        letter.source_topic,
+        letter.partition,
+        letter.offset,
+    )
+    return producer.send(topics.dead_letter, key=(letter.key or "").encode() or None, value=encode(letter))

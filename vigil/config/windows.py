@@ -1,0 +1,33 @@
+"""Event-time windows turning readings into per-machine feature vectors."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from vigil.config._base import Section
+
+
+class WindowConfig(Section):
+    kind: Literal["tumbling", "hopping"] = "tumbling"
+    size_s: float = Field(default=60.0, gt=0)
+    hop_s: float | None = Field(default=None, gt=0)
+    """Hopping windows only: how far consecutive windows start apart (< size)."""
+    grace_s: float = Field(default=10.0, ge=0)
+    """Readings up to this much behind the watermark still count; later ones are routed as late."""
+    idle_timeout_s: float = Field(default=120.0, gt=0)
+    """Wall-clock time without readings after which a machine's open windows are closed (state ``stale``)."""
+    impute: Literal["none", "last"] = "none"
+    """What a missing sensor's features become: ``none`` (explicitly missing) or its last window's values."""
+
+    @model_validator(mode="after")
+    def _hop(self) -> Self:
+        if self.kind == "hopping":
+            if self.hop_s is None:
+                raise ValueError("hopping windows need hop_s")
+            if self.hop_s >= self.size_s:
+                raise ValueError(f"hop_s {self.hop_s:g} must be < size_s {self.size_s:g}")
+        elif self.hop_s is not None:
+            raise ValueError("hop_s applies to hopping windows only")
+        return self
