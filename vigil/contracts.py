@@ -389,7 +389,7 @@ def _contract_error(exc: ValidationError, payload: bytes | str) -> ContractError
     first = errors[0] if errors else {"type": "", "loc": ()}
     if first["type"] == "json_invalid":
         return ContractError("json", str(first.get("msg", "invalid JSON")))
-    if first["type"] == "model_attributes_type":
+    if first["type"] in ("model_attributes_type", "dict_type") and not first["loc"]:
         return ContractError("json", "payload is not a JSON object")
     if first["type"] in ("union_tag_not_found", "union_tag_invalid"):
         return ContractError("kind", str(first.get("msg", "unknown kind")))

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from vigil.config.alerting import AlertConfig, ChatReceiver, EmailReceiver, Route, WebhookReceiver
 from vigil.config.connections import InfluxSettings, KafkaSettings, MqttSettings, Topics
+from vigil.config.ingest import PublishSettings, SpoolSettings
 from vigil.config.modeling import ModelConfig
 from vigil.config.plant import (
     DerivedFeature,
@@ -68,6 +69,7 @@ __all__ = [
     "OpcUaPattern",
     "OpcUaSecurity",
     "OpcUaSource",
+    "PublishSettings",
     "Range",
     "ResolvedMachine",
     "Route",
@@ -75,6 +77,7 @@ __all__ = [
     "SensorSpec",
     "Site",
     "Sources",
+    "SpoolSettings",
     "Topics",
     "VigilConfig",
     "WebhookReceiver",
@@ -107,6 +110,8 @@ class VigilConfig(BaseSettings):
     topics: Topics = Topics()
     influx: InfluxSettings = InfluxSettings()
     mqtt: MqttSettings = MqttSettings()
+    spool: SpoolSettings = SpoolSettings()
+    publish: PublishSettings = PublishSettings()
     windows: WindowConfig = WindowConfig()
     models: ModelConfig = ModelConfig()
     alerts: AlertConfig = AlertConfig()

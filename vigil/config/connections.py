@@ -71,6 +71,10 @@ class InfluxSettings(Section):
     flush_interval_s: float = Field(default=1.0, gt=0, le=300)
     gzip: bool = True
     timeout_s: float = Field(default=10.0, gt=0, le=600)
+    max_retries: int = Field(default=5, ge=0, le=100)
+    """Retries of a failed write (connection error, 5xx, 429) before ``flush()`` raises and offsets are held."""
+    retry_backoff_s: float = Field(default=0.5, gt=0, le=60)
+    """First retry delay; doubles per retry up to 30 s."""
 
 
 class MqttSettings(Section):

@@ -29,6 +29,24 @@ class ModelConfig(Section):
     """Below this distance of p from 0.5 the model is unsure and the rules decide."""
     drift_detector: Literal["adwin", "page_hinkley", "kswin"] = "adwin"
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    aggregations: list[str] = ["mean", "std", "max", "slope"]
+    """Window aggregations of every sensor the models use (derived cross-sensor features are always used)."""
+    deviation_z: float = Field(default=4.0, gt=0)
+    """Floor of the anomaly threshold: smoothed deviation (in the machine's own standard deviations)."""
+    smoothing: float = Field(default=0.3, gt=0, le=1)
+    """Weight of the newest window in the smoothed per-machine deviation (EWMA); lower = steadier."""
+    min_positive_labels: int = Field(default=20, ge=1)
+    """Positive labels a type's classifier needs before its probability decides."""
+    positive_weight: float = Field(default=5.0, gt=0)
+    """Sample weight of a positive label (failures are rare)."""
+    max_bad_quality_share: float = Field(default=0.2, ge=0, le=1)
+    """Windows with more bad-quality readings than this never train a model."""
+    out_of_range_z: float = Field(default=8.0, gt=0)
+    """An input this many standard deviations outside what the model has seen: the rules decide."""
+    retrain_min_labels: int = Field(default=200, ge=10)
+    """Labels a background model needs before promote-if-better compares it with the live one."""
+    top_contributions: int = Field(default=5, ge=1, le=50)
+    seed: int = 42
 
     @model_validator(mode="after")
     def _lead(self) -> Self:

@@ -1,0 +1,33 @@
+"""Ingest settings: how collectors batch readings for Kafka and where they spool when Kafka is away."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from vigil.config._base import Section
+
+
+class SpoolSettings(Section):
+    """The bounded on-disk store-and-forward spool every collector writes to while Kafka is unreachable."""
+
+    path: Path = Path(".vigil/spool/ingest.sqlite")
+    """The spool file (SQLite); one per collector process. Survives a restart and is replayed first."""
+    max_bytes: int = Field(default=1024**3, ge=1024)
+    """Bound on the spooled message bytes; past it ``policy`` decides what is dropped (and counted)."""
+    policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    """``drop_oldest`` keeps the freshest data; ``drop_newest`` refuses new messages and keeps the history."""
+    retry_interval_s: float = Field(default=2.0, gt=0, le=600)
+    """How often Kafka is probed while readings are spooled."""
+
+
+class PublishSettings(Section):
+    """Batching of readings into one :class:`vigil.contracts.ReadingBatch` per machine."""
+
+    batch_max_samples: int = Field(default=500, ge=1, le=100_000)
+    batch_max_ms: float = Field(default=200.0, ge=0, le=60_000)
+    """A machine's partial batch is sent at the latest this long after its first reading was added."""
+    delivery_timeout_s: float = Field(default=30.0, gt=1, le=3600)
+    """A send Kafka has not acknowledged within this time fails and its readings are spooled."""
