@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+from datetime import datetime
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
 
 from vigil.config._base import Section
 
@@ -16,6 +19,21 @@ class WebhookReceiver(Section):
     secret: SecretStr | None = None
     """Standard Webhooks signing secret (``whsec_`` + base64); HMAC-SHA256 signatures when set."""
     timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value()
+            if not raw.startswith("whsec_"):
+                raise ValueError("must start with 'whsec_' followed by the base64 key (Standard Webhooks)")
+            try:
+                key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+            except binascii.Error as exc:
+                raise ValueError("the part after 'whsec_' is not valid base64") from exc
+            if not 24 <= len(key) <= 64:
+                raise ValueError(f"the key must be 24 to 64 bytes (got {len(key)})")
+        return value
 
 
 class ChatReceiver(Section):
@@ -38,6 +56,20 @@ class EmailReceiver(Section):
     to: list[str] = Field(min_length=1)
     timeout_s: float = Field(default=30.0, gt=0)
 
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        bad = [a for a in value if "@" not in a or any(c.isspace() for c in a)]
+        if bad:
+            raise ValueError(f"not an e-mail address: {', '.join(repr(a) for a in bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _auth(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
 
 Receiver = WebhookReceiver | ChatReceiver | EmailReceiver
 
@@ -58,7 +90,34 @@ class Route(Section):
     def _escalation(self) -> Self:
         if (self.escalate_to is None) != (self.escalate_after_s is None):
             raise ValueError("escalate_to and escalate_after_s go together")
+        if self.escalate_to is not None and self.escalate_to == self.receiver:
+            raise ValueError("escalate_to must name a different receiver than receiver")
         return self
+
+
+class SilenceSpec(Section):
+    """A planned-maintenance window: alerts of the matching machines are recorded as silenced, not notified.
+
+    An empty matcher list matches nothing (a silence must say what it silences)."""
+
+    machines: list[str] = []
+    lines: list[str] = []
+    sites: list[str] = []
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    comment: str = ""
+    created_by: str = "config"
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        if not (self.machines or self.lines or self.sites):
+            raise ValueError("a silence needs at least one of machines, lines, sites")
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+    def active(self, at: datetime) -> bool:
+        return self.starts_at <= at < self.ends_at
 
 
 class AlertConfig(Section):
@@ -75,6 +134,17 @@ class AlertConfig(Section):
     http_port: int = Field(default=8470, ge=0, le=65535)
     """Acknowledge/assign API; 0 picks a free port."""
     outbox_path: str = ".vigil/outbox.sqlite3"
+    """The durable outbox and the alert lifecycle state (one sqlite file: a restart continues episodes)."""
+    http_host: str = "127.0.0.1"
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
+    """Base URL planners use to acknowledge (shown in notifications); default ``http://<http_host>:<http_port>``."""
+    update_min_delta: float = Field(default=0.1, gt=0, le=1)
+    """An open episode records an ``updated`` transition when its probability moved at least this much."""
+    retry_initial_s: float = Field(default=5.0, gt=0)
+    retry_max_s: float = Field(default=300.0, gt=0)
+    """Outbox retry backoff per receiver: starts at ``retry_initial_s``, doubles up to this."""
+    silences: list[SilenceSpec] = []
+    """Planned maintenance known in advance (more can be added at run time through the HTTP API/CLI)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
