@@ -30,3 +30,20 @@ class MappingError(IngestError):
 
 class SimulatorError(IngestError):
     """The fleet simulator was configured with something it cannot simulate."""
+
+
+class PublishError(IngestError):
+    """Readings could not be handed to Kafka or to the spool (the publisher is not started or is closed)."""
+
+
+class SpoolError(PublishError):
+    """The on-disk spool could not be opened, written or read."""
+
+
+class PayloadError(IngestError):
+    """A pushed or replayed record cannot become a Reading; ``reason`` is the counter/dead-letter category."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,419 @@
+"""Kafka publishing shared by every collector: batched per machine, every send checked, spooled when Kafka is away.
+
+``add()`` buffers, the background thread and ``flush()`` write (the sink contract of STYLE.md). Readings of one
+machine are batched into one :class:`ReadingBatch` (key = machine id, so a machine's messages stay ordered in one
+partition) of at most ``batch_max_samples`` samples, sent at the latest ``batch_max_ms`` after its first reading.
+The producer is idempotent with ``acks=all`` and compression (:func:`vigil.bus.make_producer`).
+
+Delivery, in two modes:
+
+* **direct**: messages go to the producer; a callback counts what Kafka acknowledged.
+* **spooling**: entered when a send fails (Kafka unreachable, delivery timeout) or the spool still holds
+  messages from a previous run. Failed messages and every new one go to the on-disk :class:`Spool`, keyed by the
+  publisher's emission sequence, so the spool is in emission order even when failures are reported late. The
+  background thread probes Kafka every ``retry_interval_s`` with a fresh producer (a new idempotent producer
+  id, so no sequence state of the failed one is reused), replays the spool in order, removes exactly what was
+  acknowledged, and switches back to direct once the spool is empty.
+
+Nothing accepted is lost while the process lives: every message is acknowledged, spooled, or counted as dropped
+(only at the spool bound, by the configured policy). ``close()`` flushes; what Kafka did not take stays in the
+spool and is replayed first by the next run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.exceptions import PublishError
+from ingest.spool import Spool
+from vigil.bus import machine_key, make_producer
+from vigil.config.connections import KafkaSettings, Topics
+from vigil.config.ingest import PublishSettings, SpoolSettings
+from vigil.contracts import DeadLetter, Gap, MaintenanceEvent, Reading, ReadingBatch, Sample, encode, utcnow
+
+log = logging.getLogger(__name__)
+
+_DRAIN_CHUNK = 256
+
+
+@dataclass
+class PublisherCounters:
+    """Readings (and messages) by fate. Invariant once drained: ``added == sent + dropped + spool backlog``."""
+
+    added: int = 0
+    """Readings accepted by :meth:`KafkaPublisher.add`."""
+    sent: int = 0
+    """Readings Kafka acknowledged (directly or from the spool)."""
+    spooled: int = 0
+    """Readings written to the spool (a reading can be spooled once per failed attempt)."""
+    replayed: int = 0
+    """Readings acknowledged from the spool (part of ``sent``)."""
+    dropped: int = 0
+    """Readings dropped at the spool bound."""
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    """Encoded value bytes Kafka acknowledged (before compression)."""
+    by_reason: Counter[str] = field(default_factory=Counter)
+    """Readings spooled or dropped, by reason (``spool:KafkaTimeoutError``, ``drop:spool_full_drop_oldest``)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "sent": self.sent,
+            "spooled": self.spooled,
+            "replayed": self.replayed,
+            "dropped": self.dropped,
+            "messages_sent": self.messages_sent,
+            "bytes_sent": self.bytes_sent,
+            "by_reason": dict(self.by_reason),
+        }
+
+
+class KafkaPublisher:
+    """Batches readings per machine and delivers them to Kafka, or to the spool while Kafka is unavailable."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topics: Topics,
+        spool: SpoolSettings | None = None,
+        publish: PublishSettings | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.topics = topics
+        self.spool_settings = spool or SpoolSettings()
+        self.publish = publish or PublishSettings()
+        self.source = source
+        self.counters = PublisherCounters()
+        self._spool = Spool(self.spool_settings)
+        self._producer: Any = None
+        self._spooling = False
+        self._started = False
+        self._closed = False
+        self._seq: itertools.count[int] = itertools.count(1)
+        self._buffers: dict[str, list[Reading]] = {}
+        self._first_added: dict[str, float] = {}
+        self._buf_lock = threading.Lock()
+        # Held while routing a message (producer or spool) and when switching modes, never by Kafka callbacks.
+        self._route_lock = threading.RLock()
+        self._count_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Open the spool and connect; when Kafka is unreachable, start in spooling mode (not an error)."""
+        if self._started:
+            return
+        self._spool.open()
+        self._seq = itertools.count(self._spool.last_seq() + 1)
+        if self._spool.messages:
+            self._spooling = True  # the backlog goes first, to keep each machine's order
+        else:
+            self._producer = self._connect()
+            self._spooling = self._producer is None
+        self._started = True
+        self._thread = threading.Thread(target=self._background, name="vigil-publisher", daemon=True)
+        self._thread.start()
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Send every buffered batch and wait for Kafka's answers (failures end up in the spool)."""
+        self._require_started()
+        self._emit_all()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        producer = self._producer
+        if producer is not None and not self._spooling:
+            from kafka.errors import KafkaTimeoutError
+
+            try:
+                producer.flush(timeout=timeout_s)
+            except KafkaTimeoutError:
+                log.warning("flush: Kafka did not answer within %ss; unacknowledged sends continue", timeout_s)
+        if self._spooling:
+            self._drain(deadline)
+
+    def close(self, timeout_s: float | None = 30.0) -> None:
+        """Flush, stop the background thread and close; whatever Kafka did not take stays in the spool."""
+        if not self._started or self._closed:
+            return
+        self.flush(timeout_s)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        with self._route_lock:
+            self._closed = True
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            # Anything still unacknowledged fails into the spool rather than vanishing.
+            _close_producer(producer, timeout_s if timeout_s is not None else 30.0)
+        if self._spool.messages:
+            log.warning(
+                "closing with %d reading(s) in %d message(s) spooled in %s; they are replayed at the next start",
+                self._spool.readings,
+                self._spool.messages,
+                self.spool_settings.path,
+            )
+        self._spool.close()
+        log.info("publisher closed: %s", self.counters.as_dict())
+
+    def __enter__(self) -> KafkaPublisher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def spooling(self) -> bool:
+        """True while messages go to the spool instead of Kafka."""
+        return self._spooling
+
+    @property
+    def backlog(self) -> int:
+        """Readings waiting in the spool."""
+        return self._spool.readings
+
+    # ------------------------------------------------------------------ adding
+    def add(self, reading: Reading) -> None:
+        """Buffer one reading; its machine's batch is sent when full or old enough."""
+        self._require_started()
+        full: list[Reading] | None = None
+        machine = reading.machine_id
+        now = time.monotonic()
+        with self._buf_lock:
+            self.counters.added += 1
+            buf = self._buffers.get(machine)
+            if buf is None:
+                buf = self._buffers[machine] = []
+                self._first_added[machine] = now
+            buf.append(reading)
+            if (
+                len(buf) >= self.publish.batch_max_samples
+                or (now - self._first_added[machine]) * 1000 >= self.publish.batch_max_ms
+            ):
+                full = self._take(machine)
+        if full:
+            self._emit(machine, full)
+
+    def add_gap(self, gap: Gap) -> None:
+        """A gap marker on the readings topic, after the machine's buffered readings (so it stays in order)."""
+        self._require_started()
+        with self._buf_lock:
+            pending = self._take(gap.machine_id)
+        if pending:
+            self._emit(gap.machine_id, pending)
+        self._route(self.topics.readings, machine_key(gap.machine_id), encode(gap), 0)
+
+    def add_event(self, event: MaintenanceEvent) -> None:
+        """A maintenance record (failure, repair) to the maintenance topic."""
+        self._require_started()
+        self._route(self.topics.maintenance, machine_key(event.machine_id), encode(event), 0)
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        """An unusable input, with its raw bytes and the reason, to the dead-letter topic."""
+        self._require_started()
+        self._route(self.topics.dead_letter, letter.key.encode() if letter.key else None, encode(letter), 0)
+
+    # ------------------------------------------------------------------ batching
+    def _take(self, machine: str) -> list[Reading]:
+        self._first_added.pop(machine, None)
+        return self._buffers.pop(machine, [])
+
+    def _emit_all(self, older_than_ms: float | None = None) -> None:
+        now = time.monotonic()
+        with self._buf_lock:
+            ready = [
+                m
+                for m, first in self._first_added.items()
+                if older_than_ms is None or (now - first) * 1000 >= older_than_ms
+            ]
+            batches = [(m, self._take(m)) for m in ready]
+        for machine, readings in batches:
+            if readings:
+                self._emit(machine, readings)
+
+    def _emit(self, machine: str, readings: list[Reading]) -> None:
+        # The readings were validated when they were built; constructing without re-validation is what makes
+        # 100k readings/s possible in one process.
+        samples = [
+            Sample.model_construct(
+                sensor=r.sensor,
+                ts=r.ts,
+                value=r.value,
+                unit=r.unit,
+                quality=r.quality,
+                status_code=r.status_code,
+                server_ts=r.server_ts,
+                flags=r.flags,
+            )
+            for r in readings
+        ]
+        batch = ReadingBatch.model_construct(
+            machine_id=machine, samples=samples, ingest_ts=utcnow(), source=self.source or readings[0].source
+        )
+        self._route(self.topics.readings, machine_key(machine), encode(batch), len(readings))
+
+    # ------------------------------------------------------------------ delivery
+    def _route(self, topic: str, key: bytes | None, value: bytes, readings: int) -> None:
+        from kafka.errors import KafkaError
+
+        with self._route_lock:
+            if self._closed:
+                raise PublishError("publisher is closed")
+            seq = next(self._seq)
+            producer = self._producer
+            if self._spooling or producer is None:
+                self._to_spool(seq, topic, key, value, readings, "kafka_unavailable")
+                return
+            try:
+                future = producer.send(topic, key=key, value=value)
+            except KafkaError as exc:
+                self._enter_spooling(exc)
+                self._to_spool(seq, topic, key, value, readings, type(exc).__name__)
+                return
+        future.add_callback(self._on_sent, readings, len(value))
+        future.add_errback(self._on_failed, seq, topic, key, value, readings)
+
+    def _on_sent(self, readings: int, size: int, _metadata: object) -> None:
+        with self._count_lock:
+            self.counters.sent += readings
+            self.counters.messages_sent += 1
+            self.counters.bytes_sent += size
+
+    def _on_failed(self, seq: int, topic: str, key: bytes | None, value: bytes, readings: int, exc: Exception) -> None:
+        # Runs on the producer's I/O thread; it must not take the route lock (a caller blocked in send() holds it).
+        self._enter_spooling(exc)
+        self._to_spool(seq, topic, key, value, readings, type(exc).__name__)
+
+    def _enter_spooling(self, exc: BaseException) -> None:
+        if not self._spooling:
+            log.warning("Kafka send failed (%s: %s); spooling to %s", type(exc).__name__, exc, self.spool_settings.path)
+        self._spooling = True
+        self._wake.set()
+
+    def _to_spool(self, seq: int, topic: str, key: bytes | None, value: bytes, readings: int, reason: str) -> None:
+        stored, dropped = self._spool.append(seq, topic, key, value, readings)
+        with self._count_lock:
+            if dropped:
+                self.counters.dropped += dropped
+                self.counters.by_reason[f"drop:{self.spool_settings.policy}"] += dropped
+            if stored:
+                self.counters.spooled += readings
+                self.counters.by_reason[f"spool:{reason}"] += readings
+
+    # ------------------------------------------------------------------ background: time-based flush and drain
+    def _background(self) -> None:
+        interval = max(self.publish.batch_max_ms / 2000, 0.01)
+        last_probe = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            try:
+                self._emit_all(older_than_ms=self.publish.batch_max_ms)
+                now = time.monotonic()
+                if self._spooling and now - last_probe >= self.spool_settings.retry_interval_s:
+                    last_probe = now
+                    self._drain(None)
+            except Exception:
+                # The thread must survive anything (a full disk, a broker error) and keep trying.
+                log.exception("publisher background step failed; retrying")
+
+    def _drain(self, deadline: float | None) -> None:
+        """Replace a failed producer, replay the spool in order, and return to direct mode when it is empty."""
+        # One drain at a time (flush() and the background thread both drain): two would send twice.
+        with self._drain_lock:
+            self._drain_locked(deadline)
+
+    def _drain_locked(self, deadline: float | None) -> None:
+        if not self._spooling:
+            return
+        with self._route_lock:
+            old, self._producer = self._producer, None
+        if old is not None:
+            # Fail everything still queued in the broken producer into the spool (with its original sequence)
+            # before replaying, so nothing it held is replayed out of order.
+            _close_producer(old, 0)
+        producer = self._connect()
+        if producer is None:
+            return
+        while deadline is None or time.monotonic() < deadline:
+            chunk = self._spool.peek(_DRAIN_CHUNK)
+            if not chunk:
+                with self._route_lock:
+                    if self._spool.messages == 0 and not self._closed:
+                        self._producer = producer
+                        self._spooling = False
+                        log.info("Kafka is back; spool drained, publishing directly")
+                        return
+                continue
+            futures = [(m, producer.send(m.topic, key=m.key, value=m.value)) for m in chunk]
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
+            try:
+                producer.flush(
+                    timeout=min(remaining or self.publish.delivery_timeout_s, self.publish.delivery_timeout_s)
+                )
+            except Exception as exc:
+                log.warning("replaying the spool: Kafka did not acknowledge in time (%s)", exc)
+            done = [m for m, f in futures if f.succeeded()]
+            self._spool.remove(m.seq for m in done)
+            with self._count_lock:
+                n = sum(m.readings for m in done)
+                self.counters.sent += n
+                self.counters.replayed += n
+                self.counters.messages_sent += len(done)
+                self.counters.bytes_sent += sum(len(m.value) for m in done)
+            if len(done) < len(chunk):
+                failed = next(f for m, f in futures if not f.succeeded())
+                log.warning("replaying the spool failed (%s); retrying later", failed.exception)
+                _close_producer(producer, 0)
+                return
+        _close_producer(producer, 0)
+
+    def _connect(self) -> Any:
+        """A new producer, or ``None`` when Kafka does not answer."""
+        from kafka.errors import KafkaError
+
+        timeout_ms = int(self.publish.delivery_timeout_s * 1000)
+        try:
+            return make_producer(
+                self.kafka,
+                delivery_timeout_ms=timeout_ms,
+                request_timeout_ms=max(timeout_ms // 3, 1000),
+                max_block_ms=max(timeout_ms // 3, 1000),
+                bootstrap_timeout_ms=5000,
+            )
+        except KafkaError as exc:
+            log.warning("Kafka at %s unavailable (%s); spooling", self.kafka.bootstrap_servers, exc)
+            return None
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise PublishError("publisher not started (call start() first)")
+
+
+def _close_producer(producer: Any, timeout_s: float) -> None:
+    """Close a producer, failing (into the spool, via the errbacks) whatever it could not deliver in time.
+
+    kafka-python's ``close()`` flushes first and raises when that flush times out, which would leave the I/O
+    thread running with our messages; force-closing the sender aborts every incomplete batch, so each pending
+    future fails and its errback spools the message.
+    """
+    from kafka.errors import KafkaError
+
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaError:
+        sender = producer._sender
+        sender.force_close()
+        sender.join(timeout=60)
+        producer.close(timeout=0)
