@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "config": ("vigil.config", "validate a plant configuration file and print a summary"),
     "smoke": ("vigil.smoke", "send one message of every contract through Kafka and a point through InfluxDB"),
+    "demo": ("vigil.demo", "run the whole pipeline on the simulated fleet with a live view and a summary"),
 }
 
 

@@ -87,7 +87,7 @@ def run(config: VigilConfig) -> None:
     consumer.close()
     if got[-len(sent) :] != sent:
         raise RuntimeError(f"Kafka round trip returned {len(got)} of {len(sent)} messages")
-    print(f"kafka {config.kafka.bootstrap_servers}: {len(sent)} contracts produced and consumed on {topic}")  # noqa: T201
+    print(f"kafka {config.kafka.bootstrap_servers}: {len(sent)} contracts produced and consumed on {topic}")
 
     if config.influx.api == "v1":
         ts = time.time_ns()
@@ -101,7 +101,7 @@ def run(config: VigilConfig) -> None:
             body = resp.read().decode()
         if '"ok"' not in body:
             raise RuntimeError(f"InfluxDB did not return the point it accepted: {body[:200]}")
-        print(f"influxdb {config.influx.url} ({config.influx.database}): point written and read back")  # noqa: T201
+        print(f"influxdb {config.influx.url} ({config.influx.database}): point written and read back")
 
 
 def main(argv: list[str]) -> int:
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)  # noqa: T201
+        print(exc, file=sys.stderr)
         return 1
     run(config)
     return 0

@@ -1,0 +1,472 @@
+"""``vigil demo``: the whole pipeline on the simulated fleet, end to end, with a live view and a summary.
+
+It starts every service as its own process, exactly as a plant would run them (the OPC UA simulator, the OPC UA
+collector, a feature worker, the model service, the alert service), on topics and an InfluxDB database of this
+run, shows a live terminal view while the simulated days pass, waits until the pipeline has drained, stops
+everything, and prints what a plant manager would ask: failures caught and missed, lead times, false alarms,
+where the data is and how to explore it. Ctrl-C stops everything cleanly and still prints the summary.
+
+Like every entry point it loads the configuration once; the services get the run's settings as ``VIGIL_``
+environment overrides, so nothing here is special-cased inside a stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from vigil.bus import ensure_topics, make_consumer, pipeline_topics
+from vigil.config import Topics, VigilConfig, load_config
+from vigil.contracts import (
+    Alert,
+    AlertState,
+    DeadLetter,
+    Decision,
+    MaintenanceEvent,
+    MaintenanceKind,
+    Prediction,
+    ReadingBatch,
+    decode,
+)
+from vigil.exceptions import ConfigError, ContractError
+from vigil.outcomes import Episode, Failure, Outcome, score
+
+log = logging.getLogger(__name__)
+
+SIM_START = datetime(2026, 1, 5, tzinfo=UTC)
+"""The simulated fleet starts on a fixed Monday, so the same seed writes the same points (replays overwrite)."""
+
+
+@dataclass
+class Observed:
+    """What the demo's observer has seen on the pipeline's topics."""
+
+    readings: int = 0
+    reading_messages: int = 0
+    last_reading_ts: datetime | None = None
+    predictions: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    repairs: int = 0
+    episodes: list[Episode] = field(default_factory=list)
+    open_alerts: dict[str, Alert] = field(default_factory=dict)
+    alert_transitions: Counter[str] = field(default_factory=Counter)
+    latest: dict[str, Prediction] = field(default_factory=dict)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    first_alert_ts: datetime | None = None
+
+    def see(self, topic: str, topics: Topics, value: bytes) -> None:
+        try:
+            message = decode(value)
+        except ContractError:
+            self.dead_letters["undecodable-on-" + topic] += 1
+            return
+        if isinstance(message, ReadingBatch):
+            self.reading_messages += 1
+            self.readings += len(message.samples)
+            ts = message.samples[-1].ts
+            if self.last_reading_ts is None or ts > self.last_reading_ts:
+                self.last_reading_ts = ts
+        elif isinstance(message, MaintenanceEvent):
+            if message.event is MaintenanceKind.FAILURE:
+                self.failures.append(Failure(message.machine_id, message.ts, message.failure_mode))
+            elif message.event is MaintenanceKind.REPAIR:
+                self.repairs += 1
+        elif isinstance(message, Prediction):
+            self.predictions += 1
+            self.latest[message.machine_id] = message
+        elif isinstance(message, Alert):
+            self.alert_transitions[message.state.value] += 1
+            if message.state is AlertState.OPEN:
+                self.episodes.append(Episode(message.machine_id, message.opened_at, message.alert_kind))
+                self.open_alerts[message.alert_id] = message
+            elif message.state is AlertState.RESOLVED:
+                self.open_alerts.pop(message.alert_id, None)
+            elif message.alert_id in self.open_alerts:
+                self.open_alerts[message.alert_id] = message
+        elif isinstance(message, DeadLetter):
+            self.dead_letters[f"{message.service}:{message.reason}"] += 1
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+
+
+def _services(args: argparse.Namespace, config_path: str) -> list[Service]:
+    """The processes of the pipeline, sinks first so nothing is produced before its consumer exists."""
+    vigil = [sys.executable, "-m", "vigil.cli"]
+    conf = ["--config", config_path]
+    return [
+        Service("alerts", [*vigil, "alerts", *conf]),
+        Service("models", [*vigil, "models", *conf]),
+        Service("features", [*vigil, "features", *conf]),
+        Service("collector", [*vigil, "collect", "opcua", *conf]),
+        Service(
+            "simulator",
+            [
+                *vigil,
+                "simulate",
+                *conf,
+                "--seed",
+                str(args.seed),
+                "--speed",
+                str(args.speed),
+                "--duration",
+                f"{args.days}d",
+                "--port",
+                str(args.opcua_port),
+                "--start",
+                SIM_START.isoformat(),
+            ],
+        ),
+    ]
+
+
+class Supervisor:
+    """Starts the services as process groups, watches them, and stops them all (TERM, then KILL)."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir = log_dir
+        self.env = env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, service: Service) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / f"{service.name}.log").open("ab") as out:
+            self.procs[service.name] = subprocess.Popen(
+                service.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+            )
+
+    def failed(self) -> dict[str, int]:
+        """Services that exited with an error (the simulator's clean exit is how a run ends)."""
+        return {n: rc for n, p in self.procs.items() if (rc := p.poll()) is not None and rc != 0}
+
+    def exited(self, name: str) -> bool:
+        return name in self.procs and self.procs[name].poll() is not None
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        for name in reversed(list(self.procs)):  # sources first, sinks last: they flush what they hold
+            proc = self.procs[name]
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop within %.0fs; killing it", name, timeout_s)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        path = self.log_dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def _group_lag(config: VigilConfig, groups: list[str]) -> dict[str, int]:
+    """Messages each consumer group still has to read (end offsets minus committed offsets)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**config.kafka.client_kwargs(), client_id="vigil-demo-lag")
+    consumer = make_consumer(config.kafka, None)
+    try:
+        lags: dict[str, int] = {}
+        for group in groups:
+            committed = admin.list_consumer_group_offsets(group)
+            if not committed:
+                lags[group] = -1
+                continue
+            ends = consumer.end_offsets(list(committed))
+            lags[group] = sum(
+                max(0, ends[tp] - (meta.offset if meta.offset >= 0 else 0)) for tp, meta in committed.items()
+            )
+        return lags
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def _render(obs: Observed, config: VigilConfig, lags: dict[str, int], rate: float, days: float, started: float) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+
+    head = Table.grid(padding=(0, 2))
+    progress = 0.0
+    if obs.last_reading_ts is not None:
+        progress = min(1.0, (obs.last_reading_ts - SIM_START).total_seconds() / (days * 86400))
+    sim_now = obs.last_reading_ts.strftime("%a %d %b %H:%M") if obs.last_reading_ts else "starting"
+    head.add_row(
+        f"[b]simulated[/b] {sim_now}  {progress:6.1%} of {days:g} days",
+        f"[b]readings[/b] {obs.readings:,} ({rate:,.0f}/s)",
+        f"[b]predictions[/b] {obs.predictions:,}",
+        "[b]lag[/b] " + " ".join(f"{g.rsplit('-', 1)[-1]}={v}" for g, v in lags.items()),
+        f"[b]failures[/b] {len(obs.failures)}  [b]open alerts[/b] {len(obs.open_alerts)}",
+        f"{time.monotonic() - started:,.0f}s",
+    )
+    table = Table(expand=True, title="machines")
+    for col in ("machine", "type", "line", "state", "p(failure)", "anomaly", "decided by", "alert", "why"):
+        table.add_column(col, no_wrap=col != "why")
+    open_by_machine = {a.machine_id: a for a in obs.open_alerts.values()}
+    for machine in config.machines:
+        p = obs.latest.get(machine.id)
+        alert = open_by_machine.get(machine.id)
+        why = ", ".join(f"{c.feature}={c.value:.3g}" for c in (p.contributions[:2] if p else ()) if c.value is not None)
+        pf = f"{p.p_failure:.2f}" if p and p.p_failure is not None else "-"
+        style = "red" if alert else ("yellow" if p and p.decision is Decision.ALERT else "")
+        table.add_row(
+            machine.id,
+            machine.type,
+            machine.line,
+            p.decision.value if p else "-",
+            pf,
+            f"{p.anomaly_score:.2f}" if p and p.anomaly_score is not None else "-",
+            p.decided_by if p else "-",
+            f"{alert.severity.value} {alert.state.value}" if alert else "",
+            why,
+            style=style,
+        )
+    return Group(head, table)
+
+
+def _summary(
+    obs: Observed, config: VigilConfig, topics: Topics, database: str, span_s: float, elapsed: float
+) -> dict[str, Any]:
+    failure_episodes = [e for e in obs.episodes if e.kind in ("failure_risk", "anomaly", "hard_limit")]
+    outcome: Outcome = score(
+        obs.failures,
+        failure_episodes,
+        min_lead_s=config.models.min_lead_s,
+        horizon_s=config.models.horizon_s,
+        machines=len(config.machines),
+        span_s=span_s,
+    )
+    return {
+        "simulated_days": span_s / 86400,
+        "elapsed_s": round(elapsed, 1),
+        "readings": obs.readings,
+        "predictions": obs.predictions,
+        "repairs": obs.repairs,
+        "alert_transitions": dict(obs.alert_transitions),
+        "dead_letters": dict(obs.dead_letters),
+        "outcome": outcome.as_dict(),
+        "missed": [f"{f.machine_id} {f.ts:%a %H:%M} ({f.failure_mode})" for f in outcome.missed_failures],
+        "kafka": config.kafka.bootstrap_servers,
+        "topics": topics.model_dump(),
+        "influx": {"url": config.influx.url, "database": database},
+    }
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    o = summary["outcome"]
+    out = [
+        "",
+        f"Vigil demo: {summary['simulated_days']:g} simulated days in {summary['elapsed_s']:.0f} s",
+        f"  readings {summary['readings']:,}, predictions {summary['predictions']:,}, "
+        f"alert transitions {summary['alert_transitions']}",
+        f"  failures {o['failures']}: caught {o['caught']} at least the minimum lead time ahead, "
+        f"missed {o['missed']} (of which alerted too late: {o['late']})",
+        f"  recall {o['recall']:.0%}; lead time median {o['lead_time_median_h']:.1f} h, p10 {o['lead_time_p10_h']:.1f} h",
+        f"  alert episodes {o['episodes']}, false alarms {o['false_alarms']} "
+        f"({o['false_alarms_per_machine_week']:.2f} per machine-week)",
+    ]
+    if summary["missed"]:
+        out.append("  missed: " + "; ".join(summary["missed"]))
+    out.append(f"  dead letters: {summary['dead_letters'] or 'none'}")
+    influx = summary["influx"]
+    out += [
+        "",
+        f"Where the data is: Kafka {summary['kafka']} topics {summary['topics']['readings']} ... "
+        f"{summary['topics']['alerts']}; InfluxDB {influx['url']} database {influx['database']!r}.",
+        "Explore it:",
+        f"  vigil query open-alerts --database {influx['database']}",
+        f"  vigil query failures --database {influx['database']}",
+        f"  influx -host 127.0.0.1 -port {influx['url'].rsplit(':', 1)[-1]} -database {influx['database']} "
+        '-execute "SELECT * FROM alerts ORDER BY time DESC LIMIT 20"',
+    ]
+    print("\n".join(out))
+
+
+def run(args: argparse.Namespace) -> int:
+    config_path = str(Path(args.config or os.environ.get("VIGIL_CONFIG") or "config/plant.example.toml").resolve())
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    run_id = args.run_id or datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    prefix = f"vigil.demo.{run_id}."
+    topics = Topics(
+        readings=f"{prefix}readings",
+        maintenance=f"{prefix}maintenance",
+        features=f"{prefix}features",
+        predictions=f"{prefix}predictions",
+        drift=f"{prefix}drift",
+        alerts=f"{prefix}alerts",
+        dead_letter=f"{prefix}dead-letter",
+        changelog_prefix=f"{prefix}changelog.",
+    )
+    database = args.database or f"vigil_demo_{run_id.replace('-', '_')}"
+    state_dir = Path(args.state_dir or Path(".vigil") / "demo" / run_id).resolve()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_TOPICS__")}
+    env.update({f"VIGIL_TOPICS__{k.upper()}": str(v) for k, v in topics.model_dump().items() if isinstance(v, str)})
+    env.update(
+        {
+            "VIGIL_INFLUX__DATABASE": database,
+            "VIGIL_SOURCES__OPCUA__0__ENDPOINT": f"opc.tcp://127.0.0.1:{args.opcua_port}/vigil/",
+            "VIGIL_ALERTS__OUTBOX_PATH": str(state_dir / "outbox.sqlite3"),
+            "VIGIL_STATE_DIR_RUN": str(state_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    ensure_topics(config.kafka, pipeline_topics(config.kafka, topics))
+    _create_database(config, database)
+
+    supervisor = Supervisor(state_dir / "logs", env)
+    stop_requested = False
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+    observer = make_consumer(
+        config.kafka,
+        f"vigil-demo-observer-{run_id}",
+        [topics.readings, topics.maintenance, topics.predictions, topics.alerts, topics.dead_letter],
+    )
+    obs = Observed()
+    started = time.monotonic()
+    groups = [f"vigil-{name}" for name in ("features", "models", "alerts")]
+    rate = 0.0
+    last_count, last_t = 0, time.monotonic()
+    drained_since: float | None = None
+    exit_code = 0
+    live_ctx: Any = contextlib.nullcontext()
+    if args.live and sys.stdout.isatty():
+        from rich.live import Live
+
+        live_ctx = Live(refresh_per_second=2, transient=False)
+    try:
+        for service in _services(args, config_path):
+            supervisor.start(service)
+        with live_ctx as live:
+            next_view = 0.0
+            while not stop_requested:
+                for tp, records in observer.poll(timeout_ms=250, max_records=5000).items():
+                    for r in records:
+                        obs.see(tp.topic, topics, r.value)
+                failed = supervisor.failed()
+                if failed:
+                    name = next(iter(failed))
+                    print(
+                        f"service {name} exited with {failed[name]}; last lines:\n{supervisor.tail(name)}",
+                        file=sys.stderr,
+                    )
+                    exit_code = 1
+                    break
+                now = time.monotonic()
+                if now >= next_view:
+                    rate = (obs.readings - last_count) / max(1e-6, now - last_t)
+                    last_count, last_t = obs.readings, now
+                    lags = _group_lag(config, groups)
+                    next_view = now + 2.0
+                    if live is not None:
+                        live.update(_render(obs, config, lags, rate, args.days, started))
+                    elif not args.quiet:
+                        progress = 0.0
+                        if obs.last_reading_ts is not None:
+                            progress = (obs.last_reading_ts - SIM_START).total_seconds() / (args.days * 86400)
+                        print(
+                            f"[{now - started:6.0f}s] simulated {progress:6.1%}  readings {obs.readings:,} "
+                            f"({rate:,.0f}/s)  predictions {obs.predictions:,}  failures {len(obs.failures)}  "
+                            f"open alerts {len(obs.open_alerts)}  lag {lags}",
+                            flush=True,
+                        )
+                    if supervisor.exited("simulator"):
+                        # The fleet is done; wait until every stage has read everything (and once more).
+                        if all(v == 0 for v in lags.values()):
+                            drained_since = drained_since or now
+                            if now - drained_since > args.drain_s:
+                                break
+                        else:
+                            drained_since = None
+                if args.timeout_s and now - started > args.timeout_s:
+                    print(f"demo timeout after {args.timeout_s:.0f}s", file=sys.stderr)
+                    exit_code = 1
+                    break
+    finally:
+        supervisor.stop()
+        # Read what the services flushed on their way out.
+        for _ in range(8):
+            batch = observer.poll(timeout_ms=250)
+            if not batch:
+                break
+            for tp, records in batch.items():
+                for r in records:
+                    obs.see(tp.topic, topics, r.value)
+        observer.close()
+    span_s = args.days * 86400.0
+    if obs.last_reading_ts is not None:
+        span_s = min(span_s, max(3600.0, (obs.last_reading_ts - SIM_START).total_seconds()))
+    summary = _summary(obs, config, topics, database, span_s, time.monotonic() - started)
+    _print_summary(summary)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=str))
+    return exit_code
+
+
+def _create_database(config: VigilConfig, database: str) -> None:
+    if config.influx.api != "v1":
+        return  # a v2 bucket is provisioned by the deployment
+    import urllib.parse
+    import urllib.request
+
+    body = urllib.parse.urlencode({"q": f'CREATE DATABASE "{database}"'}).encode()
+    with urllib.request.urlopen(f"{config.influx.url}/query", data=body, timeout=10) as resp:
+        resp.read()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="vigil demo", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--config", default=None, help="plant configuration (default: the example plant)")
+    parser.add_argument("--days", type=float, default=7.0, help="simulated days (default 7)")
+    parser.add_argument("--speed", type=float, default=3000.0, help="simulated seconds per real second (default 3000)")
+    parser.add_argument("--fast", action="store_true", help="a simulated week in a few minutes (speed 3000)")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--opcua-port", type=int, default=4841)
+    parser.add_argument("--run-id", default=None, help="names this run's topics and database (default: a timestamp)")
+    parser.add_argument("--database", default=None, help="InfluxDB database (default: vigil_demo_<run id>)")
+    parser.add_argument("--state-dir", default=None)
+    parser.add_argument("--drain-s", type=float, default=15.0, help="quiet time after the fleet ends before stopping")
+    parser.add_argument("--timeout-s", type=float, default=0.0, help="give up after this long (0: never)")
+    parser.add_argument("--summary-json", default=None, help="also write the summary as JSON here")
+    parser.add_argument(
+        "--no-live", dest="live", action="store_false", help="plain progress lines instead of the live view"
+    )
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if args.fast:
+        args.speed = max(args.speed, 3000.0)
+    return run(args)
