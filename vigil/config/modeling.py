@@ -45,6 +45,8 @@ class ModelConfig(Section):
     """An input this many standard deviations outside what the model has seen: the rules decide."""
     retrain_min_labels: int = Field(default=200, ge=10)
     """Labels a background model needs before promote-if-better compares it with the live one."""
+    anomaly_detector: Literal["deviation", "hst"] = "deviation"
+    """``deviation``: largest smoothed per-machine z-scores; ``hst``: River half-space trees on them."""
     top_contributions: int = Field(default=5, ge=1, le=50)
     seed: int = 42
 

@@ -1,0 +1,122 @@
+"""Drift on model error and on key features, and the retraining policy that answers it.
+
+:class:`ManagedClassifier` is a classifier like the others (same verbs), holding up to three models: the live
+one, a background one trained since the error drift was detected, and the previous live one after a promotion.
+On each label it scores every model before learning (prequential, test-then-train); a background model replaces
+the live one only if its log loss over the same labels is lower (promote-if-better), and a promoted model that
+then does worse than the one it replaced is rolled back.
+
+>>> managed = ManagedClassifier(min_labels=10)
+>>> for i in range(40):
+...     managed.learn_one({"a": float(i % 2)}, bool(i % 2))
+>>> managed.version, managed.drain()
+(0, [])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from models.base import Classifier
+from models.classifiers import make_classifier
+
+_EPS = 1e-6
+
+
+def make_drift_detector(kind: str) -> Any:
+    from river import drift as river_drift
+
+    drift: Any = river_drift
+    if kind == "page_hinkley":
+        return drift.PageHinkley(min_instances=30, delta=0.005, threshold=5.0)
+    if kind == "kswin":
+        return drift.KSWIN(alpha=0.0001, window_size=200, stat_size=50, seed=42)
+    return drift.ADWIN(delta=0.002)
+
+
+def _log_loss(p: float, y: bool) -> float:
+    p = min(max(p, _EPS), 1 - _EPS)
+    return -math.log(p if y else 1 - p)
+
+
+class ManagedClassifier(Classifier):
+    """A classifier with error-drift detection and promote-if-better retraining, with roll back."""
+
+    def __init__(
+        self, classifier: str = "logistic", detector: str = "adwin", min_labels: int = 200, seed: int = 42
+    ) -> None:
+        self.classifier = classifier
+        self.detector = detector
+        self.min_labels = min_labels
+        self.seed = seed
+        self.live: Classifier = make_classifier(classifier, seed)
+        self.background: Classifier | None = None
+        self.previous: Classifier | None = None
+        self.version = 0
+        self._detector: Any = make_drift_detector(detector)
+        self._loss = {"live": 0.0, "other": 0.0}
+        self._n_compared = 0
+        self._events: list[tuple[str, str, float | None]] = []
+
+    @property
+    def n_positive(self) -> int:  # type: ignore[override]
+        return self.live.n_positive
+
+    @property
+    def n_negative(self) -> int:  # type: ignore[override]
+        return self.live.n_negative
+
+    def predict_proba_one(self, x: dict[str, float]) -> float:
+        return self.live.predict_proba_one(x)
+
+    def explain_one(self, x: dict[str, float]) -> dict[str, float]:
+        return self.live.explain_one(x)
+
+    def drain(self) -> list[tuple[str, str, float | None]]:
+        """Events since the last call, as ``(event, detail, value)``."""
+        events, self._events = self._events, []
+        return events
+
+    def learn_one(self, x: dict[str, float], y: bool, w: float = 1.0) -> None:
+        p_live = self.live.predict_proba_one(x)
+        self._detector.update(abs(float(y) - p_live))
+        if self._detector.drift_detected:
+            self._events.append(("drift", "model error changed", abs(float(y) - p_live)))
+            if self.background is None and self.previous is None:
+                self.background = make_classifier(self.classifier, self.seed + self.version + 1)
+                self._reset_comparison()
+                self._events.append(("retrain_started", "background model training since the drift", None))
+        other = self.background if self.background is not None else self.previous
+        if other is not None:
+            self._loss["live"] += w * _log_loss(p_live, y)
+            self._loss["other"] += w * _log_loss(other.predict_proba_one(x), y)
+            self._n_compared += 1
+            other.learn_one(x, y, w)
+        self.live.learn_one(x, y, w)
+        if other is not None and self._n_compared >= self.min_labels:
+            self._decide()
+
+    def _reset_comparison(self) -> None:
+        self._loss = {"live": 0.0, "other": 0.0}
+        self._n_compared = 0
+
+    def _decide(self) -> None:
+        live, other = self._loss["live"] / self._n_compared, self._loss["other"] / self._n_compared
+        detail = f"log loss live {live:.4f} vs {'background' if self.background else 'previous'} {other:.4f}"
+        if self.background is not None:
+            if other < live:
+                self.previous, self.live, self.background = self.live, self.background, None
+                self.version += 1
+                self._events.append(("promoted", detail, other))
+            else:
+                self.background = None
+                self._events.append(("kept", detail, live))
+        elif self.previous is not None:
+            if other < live:
+                self.live, self.previous = self.previous, None
+                self.version += 1
+                self._events.append(("rolled_back", detail, other))
+            else:
+                self.previous = None
+        self._reset_comparison()
