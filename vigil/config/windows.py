@@ -18,6 +18,8 @@ class WindowConfig(Section):
     """Readings up to this much behind the watermark still count; later ones are routed as late."""
     idle_timeout_s: float = Field(default=120.0, gt=0)
     """Wall-clock time without readings after which a machine's open windows are closed (state ``stale``)."""
+    accept_uncertain: bool = False
+    """Whether ``uncertain``-quality readings feed value features (``bad`` ones never do)."""
     impute: Literal["none", "last"] = "none"
     """What a missing sensor's features become: ``none`` (explicitly missing) or its last window's values."""
 

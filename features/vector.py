@@ -1,0 +1,169 @@
+"""One machine's window contents -> :class:`vigil.contracts.FeatureVector`.
+
+Feature names are ``<sensor>.<aggregation>`` for every sensor of the machine's type and every registered
+aggregation, ``<sensor>.bad_share`` (share of the sensor's readings that were unusable), and the machine type's
+derived features (``ratio`` / ``difference`` of two sensors' means) under their own names.
+
+A sensor without a usable reading is never a silent zero: its value features are ``None`` and it is listed in
+``missing``; with ``windows.impute = "last"`` they take the values of its last window that had data and it is also
+listed in ``imputed``. The machine is ``off`` when its ``running_sensor``'s mean is below ``off_below``.
+
+>>> import numpy as np
+>>> from vigil.config import load_config
+>>> config = load_config(environ={})
+>>> builder = FeatureBuilder(config)
+>>> flow = SensorWindow(ts=np.array([0.0, 1.0]), values=np.array([10.0, 20.0]), total=3)
+>>> pressure = SensorWindow(ts=np.array([0.5]), values=np.array([3.0]), total=1)
+>>> v = builder.build("PMP-001", 0.0, 60.0, {"flow": flow, "pressure": pressure})
+>>> v.features["flow.mean"], v.features["flow.bad_share"], v.features["pressure_per_flow"]
+(15.0, 0.3333333333333333, 0.2)
+>>> v.features["speed.mean"] is None, "speed" in v.missing, v.state.value
+(True, True, 'running')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from features.aggregations import AGGREGATIONS, Aggregation
+from vigil.config import MachineType, ResolvedMachine, VigilConfig
+from vigil.contracts import FeatureVector, MachineState
+
+Array = npt.NDArray[np.float64]
+SensorFeatures = dict[str, float | None]
+"""One sensor's value features (aggregation name -> value), kept per machine for ``impute = "last"``."""
+
+
+@dataclass(frozen=True)
+class SensorWindow:
+    """One sensor's readings in one window, de-duplicated: usable values sorted by event time, plus counts."""
+
+    ts: Array
+    values: Array
+    total: int
+    """Readings in the window, usable or not (the denominator of ``bad_share``)."""
+
+    @property
+    def bad(self) -> int:
+        return self.total - len(self.values)
+
+
+EMPTY = SensorWindow(ts=np.empty(0), values=np.empty(0), total=0)
+
+
+@dataclass
+class BuildResult:
+    vector: FeatureVector
+    latest: dict[str, SensorFeatures] = field(default_factory=dict)
+    """Per sensor with data, its value features: what ``impute = "last"`` uses for the next window."""
+
+
+class FeatureBuilder:
+    """Builds feature vectors for the machines of one configuration (pure: no I/O, no clock)."""
+
+    def __init__(self, config: VigilConfig, aggregations: Mapping[str, Aggregation] | None = None) -> None:
+        self.config = config
+        self.aggregations = dict(aggregations if aggregations is not None else AGGREGATIONS)
+
+    def build(
+        self,
+        machine_id: str,
+        start: float,
+        end: float,
+        sensors: Mapping[str, SensorWindow],
+        *,
+        gap: bool = False,
+        closed_by: Literal["watermark", "wall_clock", "shutdown"] = "watermark",
+        previous: Mapping[str, SensorFeatures] | None = None,
+    ) -> FeatureVector:
+        """The feature vector of one window (see :meth:`build_with_latest` for imputation state)."""
+        return self.build_with_latest(
+            machine_id, start, end, sensors, gap=gap, closed_by=closed_by, previous=previous
+        ).vector
+
+    def build_with_latest(
+        self,
+        machine_id: str,
+        start: float,
+        end: float,
+        sensors: Mapping[str, SensorWindow],
+        *,
+        gap: bool = False,
+        closed_by: Literal["watermark", "wall_clock", "shutdown"] = "watermark",
+        previous: Mapping[str, SensorFeatures] | None = None,
+    ) -> BuildResult:
+        machine: ResolvedMachine = self.config.machines_by_id[machine_id]
+        mtype: MachineType = self.config.machine_types[machine.type]
+        impute = self.config.windows.impute == "last"
+        features: dict[str, float | None] = {}
+        means: dict[str, float | None] = {}
+        missing: list[str] = []
+        imputed: list[str] = []
+        latest: dict[str, SensorFeatures] = {}
+        total = bad = 0
+        for sensor in machine.sensors:
+            window = sensors.get(sensor, EMPTY)
+            total += window.total
+            bad += window.bad
+            if len(window.values):
+                values: dict[str, float | None] = {
+                    name: agg.compute(window.ts, window.values, end) for name, agg in self.aggregations.items()
+                }
+                latest[sensor] = values
+            else:
+                missing.append(sensor)
+                values = dict.fromkeys(self.aggregations)
+                if impute and previous and sensor in previous:
+                    values.update(previous[sensor])
+                    imputed.append(sensor)
+                    # What is known about now stays true: no reading arrived, and how stale it is is unknown here.
+                    values["since_last"] = None
+                if "count" in values:
+                    values["count"] = 0.0
+            for name, value in values.items():
+                features[f"{sensor}.{name}"] = value
+            features[f"{sensor}.bad_share"] = window.bad / window.total if window.total else None
+            means[sensor] = values.get("mean")
+        for d in mtype.derived:
+            a, b = means.get(d.a), means.get(d.b)
+            if a is None or b is None:
+                features[d.name] = None
+            elif d.op == "ratio":
+                features[d.name] = a / b if b != 0 else None
+            else:
+                features[d.name] = a - b
+        state = MachineState.RUNNING
+        if closed_by == "wall_clock":
+            state = MachineState.STALE
+        elif mtype.running_sensor is not None:
+            running = means.get(mtype.running_sensor)
+            if running is not None and running < mtype.off_below:
+                state = MachineState.OFF
+        vector = FeatureVector(
+            machine_id=machine_id,
+            machine_type=machine.type,
+            site=machine.site,
+            line=machine.line,
+            window_start=_dt(start),
+            window_end=_dt(end),
+            features={k: (None if v is None or not math.isfinite(v) else v) for k, v in features.items()},
+            missing=tuple(missing),
+            imputed=tuple(imputed),
+            bad_quality_share=bad / total if total else 0.0,
+            count=total,
+            gap=gap,
+            state=state,
+            closed_by=closed_by,
+        )
+        return BuildResult(vector, latest)
+
+
+def _dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

@@ -1,0 +1,442 @@
+"""Per-machine event-time windows: readings in, feature vectors out. Pure: no Kafka, no clock, no I/O.
+
+Offline use (a replay, a notebook, the models engineer's training set)::
+
+    engine = WindowEngine(config)
+    vectors = []
+    for reading in readings:                 # Reading, ReadingBatch or Gap, in arrival order
+        vectors += engine.add_message(reading)
+    vectors += engine.flush()                # close what is still open (closed_by="shutdown")
+
+The Kafka worker (:mod:`streaming.service`) wraps exactly this object.
+
+Semantics:
+
+* **Windows** are aligned to the epoch: tumbling ``[k*size, (k+1)*size)`` or hopping ``[k*hop, k*hop+size)``
+  (``windows.kind``/``size_s``/``hop_s``). Only windows that received a reading are emitted.
+* **Watermark per machine**: the largest event time seen for the machine. A window closes when the watermark
+  passes its end plus ``grace_s``. Per machine rather than per partition because machines sharing a partition
+  have unrelated clocks and collector delays: a lagging site must not turn another machine's readings late,
+  and the state moves with the machine's key anyway.
+* **Late readings** (every window they belong to is already closed) are counted in :attr:`stats` and kept for
+  the caller in :meth:`drain_late` (the worker routes them to the dead-letter topic); never silently dropped.
+* **Duplicates** (same machine, sensor and event time) count once: the first to arrive wins.
+* **Unusable readings** (bad quality, ``None``/NaN, flagged ``out_of_range``/``not_finite``/``bad_quality``; and
+  ``uncertain`` unless ``windows.accept_uncertain``) are kept out of every value feature but counted in
+  ``bad_share``.
+* **Idle machines**: :meth:`tick` with the wall clock closes the open windows of a machine that sent nothing
+  for ``idle_timeout_s`` (``closed_by="wall_clock"``, state ``stale``).
+* **State** is per machine: :meth:`snapshot_machine` / :meth:`restore_machine` (and the whole engine with
+  :meth:`snapshot` / :meth:`restore`); a restored engine continues open windows exactly.
+
+>>> import tomllib
+>>> from datetime import datetime, timedelta, timezone
+>>> from vigil.config import EXAMPLE_CONFIG, load_config
+>>> from vigil.contracts import Reading
+>>> plant = tomllib.loads(EXAMPLE_CONFIG.read_text())
+>>> config = load_config(environ={}, data={**plant, "windows": {"size_s": 60, "grace_s": 5}})
+>>> engine = WindowEngine(config)
+>>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+>>> out = []
+>>> for i in range(0, 80, 10):
+...     out += engine.add(Reading(machine_id="PMP-001", sensor="flow", ts=t0 + timedelta(seconds=i), value=i))
+>>> [(v.window_start.second, v.count, v.features["flow.mean"]) for v in out]
+[(0, 6, 25.0)]
+>>> engine.add(Reading(machine_id="PMP-001", sensor="flow", ts=t0, value=1.0)), engine.stats.late
+([], 1)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import zlib
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from features.vector import FeatureBuilder, SensorFeatures, SensorWindow
+from streaming.exceptions import StateError
+from vigil.config import VigilConfig
+from vigil.contracts import FeatureVector, Gap, Quality, Reading, ReadingBatch, Sample
+
+ClosedBy = Literal["watermark", "wall_clock", "shutdown"]
+UNUSABLE_FLAGS = frozenset({"out_of_range", "not_finite", "bad_quality"})
+_STATE_VERSION = 1
+_INF = math.inf
+_NAN = math.nan
+
+
+@dataclass(frozen=True)
+class LateReading:
+    """A reading that arrived after every window it belongs to had closed."""
+
+    machine_id: str
+    sensor: str
+    ts: float
+    value: float
+    """NaN when the reading was unusable."""
+    closed_upto: float
+    """The machine's windows were closed up to this event time (epoch seconds)."""
+
+
+@dataclass
+class EngineStats:
+    """Counters since the engine was created (not part of the durable state)."""
+
+    readings: int = 0
+    unusable: int = 0
+    late: int = 0
+    late_unrouted: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    late_gaps: int = 0
+    windows: int = 0
+    wall_clock_windows: int = 0
+    unknown_machines: Counter[str] = field(default_factory=Counter)
+    unknown_sensors: Counter[str] = field(default_factory=Counter)
+    """Keyed ``<machine>/<sensor>``."""
+
+
+class _Buffer:
+    """One sensor's readings of the open windows, in arrival order; NaN marks an unusable value."""
+
+    __slots__ = ("ts", "values")
+
+    def __init__(self) -> None:
+        self.ts = array("d")
+        self.values = array("d")
+
+
+class _Machine:
+    __slots__ = ("buffers", "closed_upto", "earliest", "gaps", "last_wall", "next_close", "previous", "watermark")
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, _Buffer] = {}
+        self.watermark = -_INF
+        self.closed_upto = -_INF
+        self.earliest = _INF
+        """Smallest event time in the buffers (inf when empty)."""
+        self.next_close = _INF
+        """The watermark at which the first open window closes."""
+        self.gaps: list[tuple[float, float]] = []
+        self.previous: dict[str, SensorFeatures] = {}
+        self.last_wall: float | None = None
+
+
+def usable(quality: str, value: float | None, flags: Iterable[str], accept_uncertain: bool) -> bool:
+    """Whether a reading may feed value features (it always counts in ``bad_share``)."""
+    if value is None or not math.isfinite(value):
+        return False
+    if quality == Quality.BAD or (quality == Quality.UNCERTAIN and not accept_uncertain):
+        return False
+    return not any(f in UNUSABLE_FLAGS for f in flags)
+
+
+class WindowEngine:
+    """Event-time windows for every machine of a configuration. See the module docstring."""
+
+    def __init__(self, config: VigilConfig, builder: FeatureBuilder | None = None, max_late: int = 10_000) -> None:
+        self.config = config
+        self.builder = builder if builder is not None else FeatureBuilder(config)
+        self.max_late = max_late
+        self.stats = EngineStats()
+        w = config.windows
+        self._size = w.size_s
+        self._hop = w.hop_s if w.kind == "hopping" and w.hop_s else w.size_s
+        self._per_reading = math.ceil(self._size / self._hop - 1e-9)
+        self._grace = w.grace_s
+        self._idle = w.idle_timeout_s
+        self._accept_uncertain = w.accept_uncertain
+        self._impute = w.impute == "last"
+        self._machines: dict[str, _Machine] = {}
+        self._sensors: dict[str, frozenset[str]] | None = None
+        self._late: list[LateReading] = []
+        self._now: float | None = None
+
+    # ------------------------------------------------------------------ input
+    def add_message(self, message: Reading | ReadingBatch | Gap) -> list[FeatureVector]:
+        """Any message of a readings topic."""
+        if isinstance(message, Gap):
+            self.add_gap(message)
+            return []
+        if isinstance(message, ReadingBatch):
+            return self.add_batch(message)
+        return self.add(message)
+
+    def add(self, reading: Reading) -> list[FeatureVector]:
+        ok = usable(reading.quality, reading.value, reading.flags, self._accept_uncertain)
+        value = float(reading.value) if ok and reading.value is not None else _NAN
+        return self.add_sample(reading.machine_id, reading.sensor, reading.ts.timestamp(), value)
+
+    def add_batch(self, batch: ReadingBatch) -> list[FeatureVector]:
+        return self.add_samples(batch.machine_id, (self._sample(s) for s in batch.samples))
+
+    def _sample(self, s: Sample) -> tuple[str, float, float]:
+        ok = usable(s.quality, s.value, s.flags, self._accept_uncertain)
+        return s.sensor, s.ts.timestamp(), float(s.value) if ok and s.value is not None else _NAN
+
+    def add_samples(self, machine_id: str, samples: Iterable[tuple[str, float, float]]) -> list[FeatureVector]:
+        """The hot path: ``(sensor, event time in epoch seconds, value or NaN when unusable)`` of one machine."""
+        out: list[FeatureVector] = []
+        m = self._machine(machine_id)
+        if m is None:
+            for _ in samples:
+                self.stats.unknown_machines[machine_id] += 1
+            return out
+        known = self._known_sensors()[machine_id]
+        for sensor, ts, value in samples:
+            if sensor not in known:
+                self.stats.unknown_sensors[f"{machine_id}/{sensor}"] += 1
+                continue
+            self._add(machine_id, m, sensor, ts, value, out)
+        return out
+
+    def add_sample(self, machine_id: str, sensor: str, ts: float, value: float) -> list[FeatureVector]:
+        return self.add_samples(machine_id, ((sensor, ts, value),))
+
+    def _add(
+        self, machine_id: str, m: _Machine, sensor: str, ts: float, value: float, out: list[FeatureVector]
+    ) -> None:
+        stats = self.stats
+        stats.readings += 1
+        if value != value:  # NaN: unusable
+            stats.unusable += 1
+        m.last_wall = self._now
+        if m.watermark != -_INF:
+            # Every window the watermark has passed is closed (those with data were closed eagerly), so a
+            # window that was empty until now cannot reopen for one straggler.
+            passed = math.floor((m.watermark - self._grace - self._size) / self._hop) * self._hop + self._size
+            if passed > m.closed_upto:
+                m.closed_upto = passed
+        # Late: every window holding ts is closed (by the watermark or on the wall clock).
+        if math.floor(ts / self._hop) * self._hop + self._size <= m.closed_upto:
+            stats.late += 1
+            if len(self._late) < self.max_late:
+                self._late.append(LateReading(machine_id, sensor, ts, value, m.closed_upto))
+            else:
+                stats.late_unrouted += 1
+            return
+        buf = m.buffers.get(sensor)
+        if buf is None:
+            buf = m.buffers[sensor] = _Buffer()
+        buf.ts.append(ts)
+        buf.values.append(value)
+        if ts > m.watermark:
+            m.watermark = ts
+        if ts < m.earliest:
+            m.earliest = ts
+            m.next_close = self._window_end(self._first_open(m)) + self._grace
+        if m.watermark >= m.next_close:
+            self._advance(machine_id, m, out)
+
+    def add_gap(self, gap: Gap) -> None:
+        """Mark the windows a :class:`Gap` overlaps (``gap=True``); it adds no readings."""
+        m = self._machine(gap.machine_id)
+        if m is None:
+            self.stats.unknown_machines[gap.machine_id] += 1
+            return
+        start, end = gap.start.timestamp(), gap.end.timestamp()
+        if end <= m.closed_upto:
+            self.stats.late_gaps += 1
+            return
+        self.stats.gaps += 1
+        m.gaps.append((start, end))
+
+    # ------------------------------------------------------------------ closing
+    def tick(self, wall_now: float) -> list[FeatureVector]:
+        """Advance the wall clock; close the windows of machines idle for ``idle_timeout_s``."""
+        self._now = wall_now
+        out: list[FeatureVector] = []
+        for machine_id, m in self._machines.items():
+            if m.last_wall is None:
+                m.last_wall = wall_now
+            elif m.earliest != _INF and wall_now - m.last_wall >= self._idle:
+                self._close_all(machine_id, m, "wall_clock", out)
+        return out
+
+    def flush(self) -> list[FeatureVector]:
+        """Close every open window now (end of a replay, or a shutdown that will not resume)."""
+        out: list[FeatureVector] = []
+        for machine_id, m in self._machines.items():
+            self._close_all(machine_id, m, "shutdown", out)
+        return out
+
+    def drain_late(self) -> list[LateReading]:
+        """The late readings since the last call (for routing), oldest first."""
+        late, self._late = self._late, []
+        return late
+
+    def _window_end(self, k: int) -> float:
+        return k * self._hop + self._size
+
+    def _first_open(self, m: _Machine) -> int:
+        # The earliest window that holds buffered data and has not been closed yet.
+        k = math.floor(m.earliest / self._hop) - self._per_reading + 1
+        while self._window_end(k) <= m.earliest:
+            k += 1
+        if m.closed_upto != -_INF:
+            while self._window_end(k) <= m.closed_upto:
+                k += 1
+        return k
+
+    def _advance(self, machine_id: str, m: _Machine, out: list[FeatureVector]) -> None:
+        while m.earliest != _INF:
+            k = self._first_open(m)
+            if self._window_end(k) + self._grace > m.watermark:
+                m.next_close = self._window_end(k) + self._grace
+                return
+            self._close(machine_id, m, k, "watermark", out)
+        m.next_close = _INF
+
+    def _close_all(self, machine_id: str, m: _Machine, closed_by: ClosedBy, out: list[FeatureVector]) -> None:
+        while m.earliest != _INF:
+            self._close(machine_id, m, self._first_open(m), closed_by, out)
+        m.next_close = _INF
+
+    def _close(self, machine_id: str, m: _Machine, k: int, closed_by: ClosedBy, out: list[FeatureVector]) -> None:
+        start, end = k * self._hop, self._window_end(k)
+        sensors: dict[str, SensorWindow] = {}
+        for sensor, buf in m.buffers.items():
+            ts = np.array(buf.ts, dtype=np.float64)
+            inside = (ts >= start) & (ts < end)
+            if not inside.any():
+                continue
+            wts = ts[inside]
+            wvalues = np.array(buf.values, dtype=np.float64)[inside]
+            # First arrival wins among duplicates (same sensor and event time); unique() also sorts by time.
+            uts, first = np.unique(wts, return_index=True)
+            uvalues = wvalues[first]
+            good = ~np.isnan(uvalues)
+            sensors[sensor] = SensorWindow(ts=uts[good], values=uvalues[good], total=len(uts))
+        if sensors:
+            gap = any(s < end and e > start for s, e in m.gaps)
+            result = self.builder.build_with_latest(
+                machine_id, start, end, sensors, gap=gap, closed_by=closed_by, previous=m.previous
+            )
+            if self._impute:
+                m.previous.update(result.latest)
+            out.append(result.vector)
+            self.stats.windows += 1
+            if closed_by == "wall_clock":
+                self.stats.wall_clock_windows += 1
+        m.closed_upto = end
+        self._prune(m, start + self._hop)
+
+    def _prune(self, m: _Machine, cut: float) -> None:
+        """Forget readings no open window needs (event time before ``cut``), counting their duplicates once."""
+        earliest = _INF
+        for buf in m.buffers.values():
+            ts = np.array(buf.ts, dtype=np.float64)
+            keep = ts >= cut
+            if not keep.all():
+                dropped = ts[~keep]
+                self.stats.duplicates += len(dropped) - len(np.unique(dropped))
+                values = np.array(buf.values, dtype=np.float64)[keep]
+                ts = ts[keep]
+                buf.ts = array("d", ts.tobytes())
+                buf.values = array("d", values.tobytes())
+            if len(ts):
+                earliest = min(earliest, float(ts.min()))
+        m.earliest = earliest
+        m.gaps = [(s, e) for s, e in m.gaps if e > cut]
+
+    # ------------------------------------------------------------------ machines
+    def _known_sensors(self) -> dict[str, frozenset[str]]:
+        if self._sensors is None:
+            self._sensors = {mid: frozenset(m.sensors) for mid, m in self.config.machines_by_id.items()}
+        return self._sensors
+
+    def _machine(self, machine_id: str) -> _Machine | None:
+        m = self._machines.get(machine_id)
+        if m is None and machine_id in self._known_sensors():
+            m = self._machines[machine_id] = _Machine()
+        return m
+
+    @property
+    def machines(self) -> list[str]:
+        """Machines with state in this engine."""
+        return list(self._machines)
+
+    def open_readings(self) -> int:
+        """Readings held for open windows (all machines)."""
+        return sum(len(b.ts) for m in self._machines.values() for b in m.buffers.values())
+
+    def drop_machine(self, machine_id: str) -> None:
+        """Forget a machine (its partition moved to another worker; its state lives in the changelog)."""
+        self._machines.pop(machine_id, None)
+
+    # ------------------------------------------------------------------ durable state
+    def machine_state(self, machine_id: str) -> dict[str, Any] | None:
+        m = self._machines.get(machine_id)
+        if m is None:
+            return None
+        return {
+            "watermark": m.watermark,
+            "closed_upto": m.closed_upto,
+            "gaps": m.gaps,
+            "previous": m.previous,
+            "buffers": {
+                s: [base64.b64encode(b.ts.tobytes()).decode(), base64.b64encode(b.values.tobytes()).decode()]
+                for s, b in m.buffers.items()
+            },
+        }
+
+    def load_machine_state(self, machine_id: str, state: dict[str, Any]) -> None:
+        try:
+            m = _Machine()
+            m.watermark = float(state["watermark"])
+            m.closed_upto = float(state["closed_upto"])
+            m.gaps = [(float(s), float(e)) for s, e in state["gaps"]]
+            m.previous = {k: dict(v) for k, v in state["previous"].items()}
+            for sensor, (ts, values) in state["buffers"].items():
+                buf = m.buffers[sensor] = _Buffer()
+                buf.ts.frombytes(base64.b64decode(ts))
+                buf.values.frombytes(base64.b64decode(values))
+                if len(buf.ts) != len(buf.values):
+                    raise ValueError(f"sensor {sensor!r}: {len(buf.ts)} times but {len(buf.values)} values")
+                if len(buf.ts):
+                    m.earliest = min(m.earliest, min(buf.ts))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"window state of machine {machine_id!r} is invalid: {exc}") from exc
+        if m.earliest != _INF:
+            m.next_close = self._window_end(self._first_open(m)) + self._grace
+        m.last_wall = self._now
+        self._machines[machine_id] = m
+
+    def snapshot_machine(self, machine_id: str) -> bytes | None:
+        """One machine's window state as compact bytes (``None`` if the engine has none)."""
+        state = self.machine_state(machine_id)
+        if state is None:
+            return None
+        return zlib.compress(json.dumps({"v": _STATE_VERSION, "machine": state}).encode(), 1)
+
+    def restore_machine(self, machine_id: str, data: bytes) -> None:
+        self.load_machine_state(machine_id, _load(data)["machine"])
+
+    def snapshot(self) -> bytes:
+        """Every machine's window state (the late queue and the counters are not state)."""
+        machines = {mid: self.machine_state(mid) for mid in self._machines}
+        return zlib.compress(json.dumps({"v": _STATE_VERSION, "machines": machines}).encode(), 1)
+
+    @classmethod
+    def restore(cls, config: VigilConfig, data: bytes, builder: FeatureBuilder | None = None) -> WindowEngine:
+        engine = cls(config, builder)
+        for machine_id, state in _load(data)["machines"].items():
+            engine.load_machine_state(machine_id, state)
+        return engine
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = json.loads(zlib.decompress(data))
+    except (zlib.error, ValueError) as exc:
+        raise StateError(f"window state is not readable: {exc}") from exc
+    if doc.get("v") != _STATE_VERSION:
+        raise StateError(f"window state version {doc.get('v')!r} is not {_STATE_VERSION}")
+    return doc
