@@ -390,7 +390,7 @@ class KafkaPublisher:
                 delivery_timeout_ms=timeout_ms,
                 request_timeout_ms=max(timeout_ms // 3, 1000),
                 max_block_ms=max(timeout_ms // 3, 1000),
-                bootstrap_timeout_ms=5000,
+                bootstrap_timeout_ms=int(self.publish.connect_timeout_s * 1000),
             )
         except KafkaError as exc:
             log.warning("Kafka at %s unavailable (%s); spooling", self.kafka.bootstrap_servers, exc)

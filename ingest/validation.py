@@ -24,8 +24,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
+from ingest.exceptions import PayloadError
 from vigil.config import VigilConfig
 from vigil.contracts import Quality, Reading
 
@@ -38,27 +40,90 @@ FLAG_REASONS = ("bad_quality", "uncertain_quality", "not_finite", "out_of_range"
 def coerce_value(raw: Any) -> float | None:
     """A sensor value from JSON/CSV as a float; ``None`` stays ``None`` (no value), NaN/inf are kept.
 
-    Raises :class:`TypeError` for anything that is not a number (booleans included: a switch is not a reading).
+    Raises :class:`PayloadError` (``wrong_type``) for anything that is not a number (booleans included: a
+    switch state is not a sensor reading).
 
     >>> coerce_value(3), coerce_value("2.5"), coerce_value(None)
     (3.0, 2.5, None)
     >>> coerce_value(True)
     Traceback (most recent call last):
     ...
-    TypeError: value True is a bool, not a number
+    ingest.exceptions.PayloadError: wrong_type: value True is a bool, not a number
     """
     if raw is None:
         return None
     if isinstance(raw, bool):
-        raise TypeError(f"value {raw!r} is a bool, not a number")
+        raise PayloadError("wrong_type", f"value {raw!r} is a bool, not a number")
     if isinstance(raw, int | float):
         return float(raw)
     if isinstance(raw, str):
+        if raw == "":
+            return None
         try:
             return float(raw)
         except ValueError:
-            raise TypeError(f"value {raw[:40]!r} is not a number") from None
-    raise TypeError(f"value of type {type(raw).__name__} is not a number")
+            raise PayloadError("wrong_type", f"value {raw[:40]!r} is not a number") from None
+    raise PayloadError("wrong_type", f"value of type {type(raw).__name__} is not a number")
+
+
+def coerce_ts(raw: Any, fmt: str = "iso", naive_utc: bool = False) -> datetime:
+    """An event time from JSON/CSV/Parquet as an aware UTC datetime; raises :class:`PayloadError` (``bad_timestamp``).
+
+    ``fmt`` is ``iso``, ``epoch_s`` or ``epoch_ms`` for strings and numbers; datetimes are taken as they are.
+    A timestamp without a zone is refused unless ``naive_utc`` (files exported from a historian in UTC).
+
+    >>> coerce_ts("2026-01-01T00:00:00Z"), coerce_ts(1767225600000, "epoch_ms")
+    (datetime.datetime(2026, 1, 1, 0, 0, tzinfo=datetime.timezone.utc), datetime.datetime(2026, 1, 1, 0, 0, tzinfo=datetime.timezone.utc))
+    >>> coerce_ts("2026-01-01T00:00:00")
+    Traceback (most recent call last):
+    ...
+    ingest.exceptions.PayloadError: bad_timestamp: '2026-01-01T00:00:00' has no time zone
+    """
+    if isinstance(raw, datetime):
+        ts = raw
+    elif isinstance(raw, bool) or raw is None:
+        raise PayloadError("bad_timestamp", f"{raw!r} is not a timestamp")
+    elif fmt != "iso" or isinstance(raw, int | float):
+        try:
+            seconds = float(raw) / (1000.0 if fmt == "epoch_ms" else 1.0)
+            ts = datetime.fromtimestamp(seconds, UTC)
+        except (TypeError, ValueError, OverflowError, OSError):
+            raise PayloadError("bad_timestamp", f"{str(raw)[:40]!r} is not an epoch {fmt}") from None
+    elif isinstance(raw, str):
+        try:
+            ts = datetime.fromisoformat(raw)
+        except ValueError:
+            raise PayloadError("bad_timestamp", f"{raw[:40]!r} is not ISO 8601") from None
+    else:
+        raise PayloadError("bad_timestamp", f"value of type {type(raw).__name__} is not a timestamp")
+    if ts.tzinfo is None:
+        if not naive_utc:
+            raise PayloadError("bad_timestamp", f"{str(raw)[:40]!r} has no time zone")
+        return ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC)
+
+
+def coerce_quality(raw: Any) -> tuple[Quality, int]:
+    """Quality and status code from ``good``/``uncertain``/``bad``, an OPC UA status code, or nothing (good).
+
+    >>> coerce_quality("Bad"), coerce_quality(0x40000000), coerce_quality(None)
+    ((<Quality.BAD: 'bad'>, 2147483648), (<Quality.UNCERTAIN: 'uncertain'>, 1073741824), (<Quality.GOOD: 'good'>, 0))
+    """
+    if raw is None or raw == "":
+        return Quality.GOOD, 0
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return Quality.from_status_code(raw), raw
+    if isinstance(raw, str):
+        text = raw.strip().lower()
+        if text.isdigit():
+            code = int(text)
+            return Quality.from_status_code(code), code
+        if text in _QUALITY_CODES:
+            return Quality(text), _QUALITY_CODES[text]
+    raise PayloadError("wrong_type", f"quality {str(raw)[:40]!r} is not good/uncertain/bad or a status code")
+
+
+_QUALITY_CODES = {"good": 0, "uncertain": 0x40000000, "bad": 0x80000000}
 
 
 class Validator:

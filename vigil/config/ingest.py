@@ -31,3 +31,5 @@ class PublishSettings(Section):
     """A machine's partial batch is sent at the latest this long after its first reading was added."""
     delivery_timeout_s: float = Field(default=30.0, gt=1, le=3600)
     """A send Kafka has not acknowledged within this time fails and its readings are spooled."""
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    """How long one attempt to reach Kafka (at start and each probe while spooling) may take."""

@@ -97,6 +97,8 @@ class MqttMapping(Section):
     ts: str = "ts"
     value: str = "value"
     unit: str | None = "unit"
+    quality: str | None = None
+    """Optional field with ``good``/``uncertain``/``bad`` or an OPC UA status code (missing means good)."""
     ts_format: Literal["iso", "epoch_s", "epoch_ms"] = "iso"
 
 

@@ -1,0 +1,303 @@
+"""MQTT collector: sensors push JSON, a configured mapping turns it into readings, the publisher sends them.
+
+A payload is one JSON object or an array of them. ``[[sources.mqtt]]`` names the topics (wildcards allowed) and
+the mapping: which dotted fields hold the machine, sensor, time, value, unit and (optionally) quality, and the
+time format (``iso`` with a zone, ``epoch_s``, ``epoch_ms``). A payload that cannot become a reading is counted
+by reason (``json``, ``not_object``, ``missing_field``, ``bad_timestamp``, ``wrong_type``, ``invalid``) and sent
+to the dead-letter topic with its raw bytes; it never stops the collector. Readings then go through the
+:class:`Validator` (unknown machines are rejected, out-of-range values flagged).
+
+paho-mqtt runs its own network thread and calls back per message; the collector is therefore a (synchronous)
+context manager around that thread rather than an async iterator, and every callback catches everything, so a
+bad message can never kill paho's loop.
+
+>>> from vigil.config import MqttMapping
+>>> mapper = PayloadMapper(MqttMapping(machine="meta.machine", ts_format="epoch_ms"), source="mqtt:test")
+>>> [(r.machine_id, r.sensor, r.value, r.ts.isoformat()) for r in mapper.parse(
+...     b'{"meta": {"machine": "PMP-001"}, "sensor": "flow", "ts": 1767225600000, "value": 12.5}')]
+[('PMP-001', 'flow', 12.5, '2026-01-01T00:00:00+00:00')]
+>>> mapper.parse(b'{"sensor": "flow"}')
+Traceback (most recent call last):
+...
+ingest.exceptions.PayloadError: missing_field: 'meta' (mapping field machine = 'meta.machine')
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+from pydantic import ValidationError
+
+from ingest.exceptions import PayloadError, SourceError
+from ingest.publisher import KafkaPublisher
+from ingest.validation import Validator, coerce_quality, coerce_ts, coerce_value
+from vigil.bus import dead_letter
+from vigil.config.connections import MqttSettings
+from vigil.config.sources import MqttMapping, MqttSource
+from vigil.contracts import Reading
+
+log = logging.getLogger(__name__)
+
+_MISSING = object()
+
+
+def _lookup(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return _MISSING
+        obj = obj[part]
+    return obj
+
+
+class PayloadMapper:
+    """Maps one JSON payload to readings by a :class:`MqttMapping`; raises :class:`PayloadError` with the reason."""
+
+    def __init__(self, mapping: MqttMapping, source: str | None = None) -> None:
+        self.mapping = mapping
+        self.source = source
+
+    def parse(self, payload: bytes) -> list[Reading]:
+        """Every reading of a payload (an object or an array of objects); the first bad item fails it all."""
+        readings, errors = self.parse_all(payload)
+        if errors:
+            raise errors[0]
+        return readings
+
+    def parse_all(self, payload: bytes) -> tuple[list[Reading], list[PayloadError]]:
+        """The readings of every good item and the error of every bad one (an array may be partly good)."""
+        try:
+            doc = json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            return [], [PayloadError("json", str(exc)[:200])]
+        items = doc if isinstance(doc, list) else [doc]
+        readings: list[Reading] = []
+        errors: list[PayloadError] = []
+        for item in items:
+            try:
+                readings.append(self.to_reading(item))
+            except PayloadError as exc:
+                errors.append(exc)
+        return readings, errors
+
+    def to_reading(self, item: Any) -> Reading:
+        if not isinstance(item, dict):
+            raise PayloadError("not_object", f"expected a JSON object, got {type(item).__name__}")
+        m = self.mapping
+        machine = self._field(item, "machine", m.machine)
+        sensor = self._field(item, "sensor", m.sensor)
+        raw_ts = self._field(item, "ts", m.ts)
+        raw_value = self._field(item, "value", m.value)
+        unit = _lookup(item, m.unit) if m.unit else None
+        raw_quality = _lookup(item, m.quality) if m.quality else None
+        ts = coerce_ts(raw_ts, m.ts_format)
+        value = coerce_value(raw_value)
+        quality, status = coerce_quality(None if raw_quality is _MISSING else raw_quality)
+        if not isinstance(machine, str) or not isinstance(sensor, str):
+            raise PayloadError("wrong_type", "machine and sensor must be strings")
+        try:
+            return Reading(
+                machine_id=machine,
+                sensor=sensor,
+                ts=ts,
+                value=value,
+                unit=None if unit is _MISSING or unit is None else str(unit),
+                quality=quality,
+                status_code=status,
+                source=self.source,
+            )
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            raise PayloadError("invalid", f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+    @staticmethod
+    def _field(item: dict[str, Any], name: str, path: str) -> Any:
+        value = _lookup(item, path)
+        if value is _MISSING:
+            raise PayloadError("missing_field", f"{path.split('.')[0]!r} (mapping field {name} = {path!r})")
+        return value
+
+
+class MqttCollector:
+    """Subscribes to one MQTT source's topics and publishes what arrives.
+
+    ``counters`` counts ``received`` payloads, ``accepted`` readings, and each rejection reason (payload
+    reasons here, validation reasons in the validator's counters).
+    """
+
+    def __init__(
+        self,
+        broker: MqttSettings,
+        source: MqttSource,
+        publisher: KafkaPublisher,
+        validator: Validator,
+        client_id: str | None = None,
+    ) -> None:
+        self.broker = broker
+        self.source = source
+        self.publisher = publisher
+        self.validator = validator
+        self.client_id = client_id or f"vigil-{source.name}-{uuid.uuid4().hex[:8]}"
+        self.mapper = PayloadMapper(source.mapping, source=f"mqtt:{source.name}")
+        self.counters: Counter[str] = Counter()
+        self._client: Any = None
+        self._subscribed = threading.Event()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Connect and subscribe (again after every reconnect); raises :class:`SourceError` when unreachable."""
+        from paho.mqtt.client import Client
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client = Client(CallbackAPIVersion.VERSION2, client_id=self.client_id)
+        if self.broker.username is not None:
+            password = self.broker.password.get_secret_value() if self.broker.password else None
+            client.username_pw_set(self.broker.username, password)
+        if self.broker.tls:
+            client.tls_set()
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        try:
+            client.connect(self.broker.host, self.broker.port, keepalive=30)
+        except OSError as exc:
+            raise SourceError(f"MQTT broker {self.broker.host}:{self.broker.port} unreachable: {exc}") from exc
+        self._client = client
+        client.loop_start()
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        return self._subscribed.wait(timeout_s)
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    def __enter__(self) -> MqttCollector:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ paho callbacks (its network thread)
+    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT %s refused the connection: %s", self.broker.host, reason_code)
+            return
+        client.subscribe([(topic, self.source.qos) for topic in self.source.topics])
+        log.info("MQTT source %s subscribed to %s", self.source.name, ", ".join(self.source.topics))
+        self._subscribed.set()
+
+    def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+        self._subscribed.clear()
+        if reason_code.is_failure:
+            log.warning("MQTT source %s disconnected (%s); paho reconnects", self.source.name, reason_code)
+
+    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        try:
+            self.handle(message.topic, message.payload)
+        except Exception:
+            # A collector never dies of one message; the failure is counted and logged with its stack.
+            self.counters["internal_error"] += 1
+            log.exception("MQTT message on %s could not be handled", message.topic)
+
+    # ------------------------------------------------------------------ the work
+    def handle(self, topic: str, payload: bytes) -> None:
+        """Map, validate and publish one payload; bad items are counted and dead-lettered."""
+        with self._lock:
+            self.counters["received"] += 1
+        readings, errors = self.mapper.parse_all(payload)
+        for error in errors:
+            with self._lock:
+                self.counters[error.reason] += 1
+            self.publisher.add_dead_letter(
+                dead_letter(
+                    service=f"ingest.mqtt.{self.source.name}",
+                    reason=error.reason,
+                    error=error.detail,
+                    raw=payload,
+                    source_topic=f"mqtt:{topic}",
+                )
+            )
+        for reading in readings:
+            checked = self.validator.check(reading)
+            if checked is not None:
+                self.publisher.add(checked)
+                with self._lock:
+                    self.counters["accepted"] += 1
+
+
+def main(argv: list[str]) -> int:
+    """``vigil collect mqtt``: run the configured MQTT sources until interrupted (or ``--duration``)."""
+    from vigil.bus import TopicSpec, ensure_topics
+    from vigil.config import load_config
+    from vigil.exceptions import VigilError
+
+    parser = argparse.ArgumentParser(prog="vigil collect mqtt", description=main.__doc__)
+    parser.add_argument("--config", help="plant configuration (default: $VIGIL_CONFIG, then the example)")
+    parser.add_argument("--source", action="append", help="only this [[sources.mqtt]] name (repeatable)")
+    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except VigilError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return 2
+    sources = [s for s in config.sources.mqtt if not args.source or s.name in args.source]
+    if not sources:
+        print("no [[sources.mqtt]] configured (or none matches --source)", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        ensure_topics(
+            config.kafka,
+            [TopicSpec(t, config.kafka.partitions) for t in (config.topics.readings, config.topics.dead_letter)],
+        )
+    except Exception as exc:  # Kafka may be down: the publisher spools until it is back.
+        log.warning("could not ensure topics (%s); continuing", exc)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    validator = Validator(config)
+    publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source="mqtt")
+    publisher.start()
+    collectors = [MqttCollector(config.mqtt, s, publisher, validator) for s in sources]
+    try:
+        for c in collectors:
+            c.start()
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            stop.wait(30.0 if deadline is None else min(30.0, max(deadline - time.monotonic(), 0.01)))
+            log.info(
+                "mqtt: %s; validation %s; publisher %s",
+                {c.source.name: dict(c.counters) for c in collectors},
+                dict(validator.counters),
+                publisher.counters.as_dict(),
+            )
+    except SourceError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        for c in collectors:
+            c.stop()
+        publisher.close()
+    print(  # noqa: T201
+        json.dumps(
+            {
+                "sources": {c.source.name: dict(c.counters) for c in collectors},
+                "validation": dict(validator.counters),
+                "publisher": publisher.counters.as_dict(),
+            }
+        )
+    )
+    return 0
