@@ -14,6 +14,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "config": ("vigil.config", "validate a plant configuration file and print a summary"),
     "smoke": ("vigil.smoke", "send one message of every contract through Kafka and a point through InfluxDB"),
+    "alerts": ("alerts.service", "run the alerts stage: InfluxDB writer, alert lifecycle, notifications, ack API"),
+    "alert": ("alerts.ctl", "acknowledge, assign, list and silence alerts (talks to the alerts service)"),
+    "query": ("alerts.query", "open-alerts | machine ID | failures | false-alarms, answered from InfluxDB"),
     "demo": ("vigil.demo", "run the whole pipeline on the simulated fleet with a live view and a summary"),
 }
 

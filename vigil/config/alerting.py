@@ -55,6 +55,8 @@ class EmailReceiver(Section):
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
     to: list[str] = Field(min_length=1)
     timeout_s: float = Field(default=30.0, gt=0)
+    ca_file: str | None = None
+    """PEM CA bundle that signs the SMTP server's certificate (a private CA); default: the system store."""
 
     @field_validator("to")
     @classmethod

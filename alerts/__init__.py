@@ -1,0 +1,10 @@
+"""Alerts: the last stage. Predictions, drift and maintenance records become InfluxDB points, alert episodes
+with a lifecycle planners can act on (open, update, acknowledge, escalate, resolve, silence, inhibit), and
+notifications delivered exactly once through a durable outbox (webhook, e-mail, Slack/Teams).
+
+Reading order: :mod:`alerts.lifecycle` (the state machine), :mod:`alerts.render` (what a planner reads),
+:mod:`alerts.receivers` and :mod:`alerts.signing` (how it is delivered), :mod:`alerts.store` and
+:mod:`alerts.outbox` (durability), :mod:`alerts.service` (the Kafka consumer tying it together),
+:mod:`alerts.http` and :mod:`alerts.ctl` (acknowledge, assign, silence), :mod:`alerts.query` (questions asked of
+InfluxDB).
+"""

@@ -1,0 +1,684 @@
+"""The alert lifecycle: a pure, single-threaded state machine over predictions, features, drift and maintenance.
+
+An *episode* is one stretch of a condition on one machine: ``(machine, kind)`` where kind is ``failure_risk``
+(p_failure with hysteresis: opens after ``open_after`` consecutive predictions at or above ``open_threshold``,
+resolves below ``close_threshold``), ``hard_limit`` (a fail-safe rule fired), ``anomaly`` (score above the
+model's anomaly threshold), ``drift`` or ``sensor_fault`` (drift events). Every change is a *transition*: an
+:class:`~vigil.contracts.Alert` message (the audit history) plus the receivers to notify, if any.
+
+Rules that keep planners from being spammed:
+
+- hysteresis and ``open_after`` (no flapping around one threshold);
+- ``cooldown_s``: a condition that returns within the cooldown after a resolve *reopens the same episode*
+  (same id, audited) instead of starting a new one, and notifies again only if it got more severe;
+- silences (planned maintenance) and inhibition (machine off, line down) record transitions as ``silenced`` /
+  ``inhibited`` without notifying; when they end and the condition persists, the planner is told then;
+- acknowledgement stops escalation and reminders.
+
+Observation timestamps are event time (a replay gives the same episodes and ids); escalation and reminders run
+on wall-clock time (``now``), because they are about people not having reacted.
+
+>>> from datetime import datetime, timedelta, timezone
+>>> from vigil.config import AlertConfig
+>>> from vigil.contracts import Prediction
+>>> t = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
+>>> life = Lifecycle(AlertConfig(open_after=2))
+>>> def p(i, prob):
+...     return Prediction(machine_id="PMP-001", machine_type="pump", ts=t + timedelta(minutes=10 * i), model="m",
+...                       p_failure=prob, horizon_s=172800)
+>>> [tr.alert.state.value for i, prob in enumerate([0.6, 0.7, 0.9, 0.4, 0.2]) for tr in life.observe(p(i, prob), 0.0)]
+['open', 'updated', 'updated', 'resolved']
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from alerts.exceptions import UnknownAlertError
+from alerts.render import SEVERITY_RANK, checks_for, summarize
+from vigil.config import AlertConfig, Route, VigilConfig
+from vigil.config.alerting import SilenceSpec
+from vigil.contracts import (
+    Alert,
+    AlertState,
+    Contribution,
+    Decision,
+    DriftEvent,
+    FeatureVector,
+    MachineState,
+    MaintenanceEvent,
+    MaintenanceKind,
+    Prediction,
+    Severity,
+)
+from vigil.influx import MachineTags
+
+log = logging.getLogger(__name__)
+
+ACTOR = "vigil"
+_SUPPRESSED = (AlertState.SILENCED, AlertState.INHIBITED)
+
+
+@dataclass(frozen=True)
+class PlantInfo:
+    """What the lifecycle needs to know about the plant: where machines are, what to check per type."""
+
+    machines: Mapping[str, MachineTags] = field(default_factory=dict)
+    what_to_check: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: VigilConfig) -> PlantInfo:
+        return cls(
+            machines={m.id: MachineTags(m.type, m.site, m.line) for m in config.machines_by_id.values()},
+            what_to_check={name: t.what_to_check for name, t in config.machine_types.items()},
+        )
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: str
+    spec: SilenceSpec
+
+    def matches(self, machine_id: str, tags: MachineTags, at: datetime) -> bool:
+        s = self.spec
+        hit = machine_id in s.machines or (tags.line in s.lines) or (tags.site in s.sites)
+        return hit and s.active(at)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One lifecycle change: the audit record and the receivers to tell (empty: record only)."""
+
+    alert: Alert
+    receivers: tuple[str, ...] = ()
+
+
+@dataclass
+class Episode:
+    alert_id: str
+    machine_id: str
+    kind: str
+    opened_at: datetime
+    opened_wall: float
+    last_ts: datetime
+    severity: Severity
+    state: AlertState
+    summary: str
+    p_failure: float | None = None
+    horizon_s: float | None = None
+    contributions: tuple[Contribution, ...] = ()
+    what_to_check: tuple[str, ...] = ()
+    acknowledged_by: str | None = None
+    assignee: str | None = None
+    escalated: bool = False
+    notified: tuple[str, ...] = ()
+    """Receivers told about this episode (they also get its resolve)."""
+    notified_severity: Severity | None = None
+    last_notified_wall: float | None = None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.state in _SUPPRESSED
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["contributions"] = [c.model_dump(mode="json") for c in self.contributions]
+        for key in ("opened_at", "last_ts"):
+            data[key] = data[key].isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Episode:
+        d = dict(data)
+        d["contributions"] = tuple(Contribution.model_validate(c) for c in d["contributions"])
+        d["what_to_check"] = tuple(d["what_to_check"])
+        d["notified"] = tuple(d["notified"])
+        d["opened_at"] = datetime.fromisoformat(d["opened_at"])
+        d["last_ts"] = datetime.fromisoformat(d["last_ts"])
+        d["severity"] = Severity(d["severity"])
+        d["state"] = AlertState(d["state"])
+        d["notified_severity"] = Severity(d["notified_severity"]) if d["notified_severity"] else None
+        return cls(**d)
+
+
+@dataclass
+class Track:
+    """Per (machine, kind): the hysteresis counter, the last event time seen, the open episode, the cooldown."""
+
+    above: int = 0
+    last_ts: datetime | None = None
+    episode: Episode | None = None
+    resolved: Episode | None = None
+    """The last resolved episode (reopened when the condition returns within the cooldown)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "above": self.above,
+            "last_ts": self.last_ts.isoformat() if self.last_ts else None,
+            "episode": self.episode.to_json() if self.episode else None,
+            "resolved": self.resolved.to_json() if self.resolved else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Track:
+        return cls(
+            above=int(data["above"]),
+            last_ts=datetime.fromisoformat(data["last_ts"]) if data["last_ts"] else None,
+            episode=Episode.from_json(data["episode"]) if data["episode"] else None,
+            resolved=Episode.from_json(data["resolved"]) if data["resolved"] else None,
+        )
+
+
+@dataclass(frozen=True)
+class _Signal:
+    """One observation of one condition, normalised across kinds."""
+
+    machine_id: str
+    kind: str
+    ts: datetime
+    opening: bool
+    holding: bool
+    severity: Severity
+    summary: str
+    p_failure: float | None = None
+    horizon_s: float | None = None
+    contributions: tuple[Contribution, ...] = ()
+    rule_violations: tuple[str, ...] = ()
+    open_after: int = 1
+    tags: MachineTags = field(default_factory=MachineTags)
+
+
+class Router:
+    """First matching route wins (sites, lines, machine types, minimum severity); no routes: every receiver."""
+
+    def __init__(self, config: AlertConfig) -> None:
+        self.config = config
+
+    def route(self, alert: Alert) -> Route | None:
+        for r in self.config.routes:
+            if r.sites and alert.site not in r.sites:
+                continue
+            if r.lines and alert.line not in r.lines:
+                continue
+            if r.machine_types and alert.machine_type not in r.machine_types:
+                continue
+            if SEVERITY_RANK[alert.severity] < SEVERITY_RANK[Severity(r.min_severity)]:
+                continue
+            return r
+        return None
+
+    def receivers(self, alert: Alert) -> tuple[str, ...]:
+        if not self.config.routes:
+            return tuple(r.name for r in self.config.receivers)
+        route = self.route(alert)
+        return (route.receiver,) if route else ()
+
+
+def alert_id_for(machine_id: str, kind: str, opened_at: datetime) -> str:
+    """Deterministic: a replay from scratch gives the same ids (and InfluxDB points)."""
+    return f"{machine_id}.{kind}.{opened_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
+class Lifecycle:
+    """All episodes of a deployment. Not thread-safe: the service calls it from its one loop."""
+
+    def __init__(self, config: AlertConfig, plant: PlantInfo | None = None) -> None:
+        self.config = config
+        self.plant = plant or PlantInfo()
+        self.router = Router(config)
+        self.tracks: dict[tuple[str, str], Track] = {}
+        self.silences: dict[str, Silence] = {
+            f"config-{i}": Silence(f"config-{i}", s) for i, s in enumerate(config.silences)
+        }
+        self.machines_off: set[str] = set()
+        self.lines_down: set[str] = set()
+        self.dirty: set[tuple[str, str]] = set()
+        self.dirty_flags = False
+
+    # ------------------------------------------------------------------------------------------- observations
+
+    def observe(self, prediction: Prediction, now: float) -> list[Transition]:
+        """A prediction: evaluates failure risk, hard limits and anomaly for its machine."""
+        p = prediction
+        tags = self._machine_tags(p.machine_id, p.machine_type, p.site, p.line)
+        out: list[Transition] = []
+        if p.decision == Decision.OFF:
+            out += self._set_machine_off(p.machine_id, True, p.ts, now)
+        elif p.machine_id in self.machines_off:
+            out += self._set_machine_off(p.machine_id, False, p.ts, now)
+        if p.decision == Decision.OFF:
+            return out
+        base = _Signal(
+            machine_id=p.machine_id,
+            kind="",
+            ts=p.ts,
+            opening=False,
+            holding=False,
+            severity=Severity.WARNING,
+            summary="",
+            contributions=p.contributions,
+            tags=tags,
+        )
+        if p.p_failure is not None:
+            c = self.config
+            severity = Severity.CRITICAL if p.p_failure >= c.critical_threshold else Severity.WARNING
+            summary = summarize("failure_risk", p_failure=p.p_failure, horizon_s=p.horizon_s)
+            out += self._step(
+                replace(
+                    base,
+                    kind="failure_risk",
+                    opening=p.p_failure >= c.open_threshold,
+                    holding=p.p_failure >= c.close_threshold,
+                    severity=severity,
+                    summary=summary,
+                    p_failure=p.p_failure,
+                    horizon_s=p.horizon_s,
+                    open_after=c.open_after,
+                ),
+                now,
+            )
+        violated = bool(p.rule_violations)
+        out += self._step(
+            replace(
+                base,
+                kind="hard_limit",
+                opening=violated,
+                holding=violated,
+                severity=Severity.CRITICAL,
+                summary=summarize("hard_limit", rule_violations=p.rule_violations),
+                rule_violations=p.rule_violations,
+                p_failure=p.p_failure,
+            ),
+            now,
+        )
+        if p.anomaly_score is not None and p.anomaly_threshold is not None:
+            ratio = self.config.close_threshold / self.config.open_threshold
+            out += self._step(
+                replace(
+                    base,
+                    kind="anomaly",
+                    opening=p.anomaly_score >= p.anomaly_threshold,
+                    holding=p.anomaly_score >= p.anomaly_threshold * ratio,
+                    severity=Severity.WARNING,
+                    summary=summarize("anomaly", anomaly_score=p.anomaly_score),
+                    open_after=self.config.open_after,
+                ),
+                now,
+            )
+        return out
+
+    def observe_features(self, fv: FeatureVector, now: float) -> list[Transition]:
+        """Feature windows carry the machine state: ``off`` inhibits the machine's alerts, ``running`` lifts it."""
+        if fv.state == MachineState.OFF:
+            return self._set_machine_off(fv.machine_id, True, fv.window_end, now)
+        if fv.state == MachineState.RUNNING and fv.machine_id in self.machines_off:
+            return self._set_machine_off(fv.machine_id, False, fv.window_end, now)
+        return []
+
+    def observe_drift(self, event: DriftEvent, now: float) -> list[Transition]:
+        """Drift and sensor faults open episodes; a retraining outcome (promoted/kept/rolled back) resolves them."""
+        subject = event.machine_id or f"type:{event.machine_type}"
+        kind = "sensor_fault" if event.event == "sensor_fault" else "drift"
+        tags = self._machine_tags(event.machine_id or "", event.machine_type, None, None)
+        if event.event in ("drift", "sensor_fault"):
+            active = True
+        elif event.event in ("promoted", "kept", "rolled_back"):
+            active = False
+        else:
+            return []
+        detail = f"{event.detector} on {event.target}" + (f": {event.detail}" if event.detail else "")
+        signal = _Signal(
+            machine_id=subject,
+            kind=kind,
+            ts=event.ts,
+            opening=active,
+            holding=active,
+            severity=Severity.WARNING if kind == "sensor_fault" else Severity.INFO,
+            summary=summarize(kind, detail=detail),
+            tags=tags,
+        )
+        return self._step(signal, now)
+
+    def observe_maintenance(self, event: MaintenanceEvent, now: float) -> list[Transition]:
+        """A repair closes the machine's open episodes (the condition was dealt with)."""
+        if event.event != MaintenanceKind.REPAIR:
+            return []
+        out = []
+        for (machine, _kind), track in sorted(self.tracks.items()):
+            if machine == event.machine_id and track.episode is not None and event.ts >= track.episode.opened_at:
+                out += self._resolve(track, (machine, _kind), event.ts, f"repair recorded: {event.text}".strip(": "))
+        return out
+
+    # ------------------------------------------------------------------------------------------- planner actions
+
+    def acknowledge(self, alert_id: str, by: str, note: str | None, now: float) -> list[Transition]:
+        key, ep = self._find(alert_id)
+        ep.acknowledged_by = by
+        ep.state = AlertState.ACKNOWLEDGED
+        self.dirty.add(key)
+        alert = self._alert(ep, AlertState.ACKNOWLEDGED, _wall(now), actor=by, note=note)
+        return [Transition(alert, ep.notified)]
+
+    def assign(self, alert_id: str, to: str, by: str, now: float) -> list[Transition]:
+        key, ep = self._find(alert_id)
+        ep.assignee = to
+        self.dirty.add(key)
+        alert = self._alert(ep, AlertState.UPDATED, _wall(now), actor=by, note=f"assigned to {to}")
+        return [Transition(alert, ep.notified)]
+
+    def add_silence(self, silence: Silence, now: float) -> list[Transition]:
+        self.silences[silence.id] = silence
+        self.dirty_flags = True
+        at = _wall(now)
+        out = []
+        for key, track in sorted(self.tracks.items()):
+            ep = track.episode
+            if ep is not None and not ep.suppressed and self._silence_for(ep.machine_id, at):
+                out.append(self._suppress(key, ep, AlertState.SILENCED, at, f"silence {silence.id}"))
+        return out
+
+    def remove_silence(self, silence_id: str) -> bool:
+        self.dirty_flags = True
+        return self.silences.pop(silence_id, None) is not None
+
+    def set_line_down(self, line: str, down: bool, now: float) -> list[Transition]:
+        """A line-down condition (operator or upstream signal) inhibits the line's machines' alerts."""
+        (self.lines_down.add if down else self.lines_down.discard)(line)
+        self.dirty_flags = True
+        at = _wall(now)
+        out = []
+        for key, track in sorted(self.tracks.items()):
+            ep = track.episode
+            if ep is not None and self._machine_tags(ep.machine_id, None, None, None).line == line:
+                out += self._reconsider(key, ep, at, now)
+        return out
+
+    def tick(self, now: float) -> list[Transition]:
+        """Wall-clock duties: escalate unacknowledged episodes, remind, expire silences."""
+        out: list[Transition] = []
+        at = _wall(now)
+        for sid in [sid for sid, s in self.silences.items() if s.spec.ends_at <= at]:
+            del self.silences[sid]
+            self.dirty_flags = True
+        for key, track in sorted(self.tracks.items()):
+            ep = track.episode
+            if ep is None:
+                continue
+            if ep.suppressed:
+                out += self._reconsider(key, ep, at, now)
+                continue
+            if ep.acknowledged_by is not None:
+                continue
+            route = self.router.route(self._alert(ep, ep.state, at))
+            if (
+                route is not None
+                and route.escalate_to is not None
+                and route.escalate_after_s is not None
+                and not ep.escalated
+                and now - ep.opened_wall >= route.escalate_after_s
+            ):
+                ep.escalated = True
+                ep.state = AlertState.ESCALATED
+                ep.notified = (*ep.notified, route.escalate_to)
+                ep.last_notified_wall = now
+                self.dirty.add(key)
+                note = f"not acknowledged within {route.escalate_after_s:g}s; escalated to {route.escalate_to}"
+                out.append(Transition(self._alert(ep, AlertState.ESCALATED, at, note=note), (route.escalate_to,)))
+                continue
+            repeat = route.repeat_interval_s if route else 4 * 3600.0
+            if ep.notified and ep.last_notified_wall is not None and now - ep.last_notified_wall >= repeat:
+                ep.last_notified_wall = now
+                self.dirty.add(key)
+                note = "reminder: not acknowledged"
+                out.append(Transition(self._alert(ep, AlertState.UPDATED, at, note=note), ep.notified))
+        return out
+
+    # ------------------------------------------------------------------------------------------- queries
+
+    def open_episodes(self) -> list[Episode]:
+        return [t.episode for _, t in sorted(self.tracks.items()) if t.episode is not None]
+
+    def get(self, alert_id: str) -> Episode | None:
+        for t in self.tracks.values():
+            if t.episode is not None and t.episode.alert_id == alert_id:
+                return t.episode
+        return None
+
+    def current_alert(self, ep: Episode) -> Alert:
+        return self._alert(ep, ep.state, ep.last_ts)
+
+    # ------------------------------------------------------------------------------------------- persistence
+
+    def export_dirty(self) -> dict[str, dict[str, Any]]:
+        out = {f"{m}|{k}": self.tracks[(m, k)].to_json() for m, k in self.dirty if (m, k) in self.tracks}
+        self.dirty.clear()
+        return out
+
+    def export_flags(self) -> dict[str, Any]:
+        self.dirty_flags = False
+        return {
+            "machines_off": sorted(self.machines_off),
+            "lines_down": sorted(self.lines_down),
+            "silences": {sid: s.spec.model_dump(mode="json") for sid, s in self.silences.items()},
+        }
+
+    def restore(self, tracks: Mapping[str, Mapping[str, Any]], flags: Mapping[str, Any] | None) -> None:
+        for key, data in tracks.items():
+            machine, _, kind = key.partition("|")
+            self.tracks[(machine, kind)] = Track.from_json(data)
+        if flags:
+            self.machines_off = set(flags.get("machines_off", ()))
+            self.lines_down = set(flags.get("lines_down", ()))
+            for sid, spec in flags.get("silences", {}).items():
+                self.silences[sid] = Silence(sid, SilenceSpec.model_validate(spec))
+
+    # ------------------------------------------------------------------------------------------- internals
+
+    def _machine_tags(self, machine_id: str, type_: str | None, site: str | None, line: str | None) -> MachineTags:
+        known = self.plant.machines.get(machine_id, MachineTags())
+        return MachineTags(type_ or known.type, site or known.site, line or known.line)
+
+    def _find(self, alert_id: str) -> tuple[tuple[str, str], Episode]:
+        for key, t in self.tracks.items():
+            if t.episode is not None and t.episode.alert_id == alert_id:
+                return key, t.episode
+        raise UnknownAlertError(f"no open alert {alert_id!r}")
+
+    def _silence_for(self, machine_id: str, at: datetime) -> Silence | None:
+        tags = self._machine_tags(machine_id, None, None, None)
+        for s in self.silences.values():
+            if s.matches(machine_id, tags, at):
+                return s
+        return None
+
+    def _inhibition_for(self, machine_id: str) -> str | None:
+        if machine_id in self.machines_off:
+            return "machine off"
+        line = self._machine_tags(machine_id, None, None, None).line
+        if line is not None and line in self.lines_down:
+            return f"line {line} down"
+        return None
+
+    def _suppression(self, machine_id: str, at: datetime) -> tuple[AlertState, str] | None:
+        inhibition = self._inhibition_for(machine_id)
+        if inhibition:
+            return AlertState.INHIBITED, inhibition
+        silence = self._silence_for(machine_id, at)
+        if silence:
+            comment = f": {silence.spec.comment}" if silence.spec.comment else ""
+            return AlertState.SILENCED, f"silence {silence.id}{comment}"
+        return None
+
+    def _set_machine_off(self, machine_id: str, off: bool, ts: datetime, now: float) -> list[Transition]:
+        if off == (machine_id in self.machines_off):
+            return []
+        (self.machines_off.add if off else self.machines_off.discard)(machine_id)
+        self.dirty_flags = True
+        out = []
+        for key, track in sorted(self.tracks.items()):
+            if key[0] == machine_id and track.episode is not None:
+                out += self._reconsider(key, track.episode, ts, now)
+        return out
+
+    def _reconsider(self, key: tuple[str, str], ep: Episode, at: datetime, now: float) -> list[Transition]:
+        """Suppression may have started or ended: record it, and tell planners once it ended."""
+        suppression = self._suppression(ep.machine_id, at)
+        if suppression is not None:
+            state, why = suppression
+            if ep.state != state:
+                return [self._suppress(key, ep, state, at, why)]
+            return []
+        if not ep.suppressed:
+            return []
+        ep.state = AlertState.OPEN if not ep.notified else AlertState.UPDATED
+        return [self._notify(key, ep, ep.state, at, "no longer silenced or inhibited", now)]
+
+    def _suppress(self, key: tuple[str, str], ep: Episode, state: AlertState, at: datetime, why: str) -> Transition:
+        ep.state = state
+        self.dirty.add(key)
+        return Transition(self._alert(ep, state, at, note=why))
+
+    def _notify(
+        self, key: tuple[str, str], ep: Episode, state: AlertState, at: datetime, note: str | None, now: float
+    ) -> Transition:
+        alert = self._alert(ep, state, at, note=note)
+        receivers = tuple(dict.fromkeys((*ep.notified, *self.router.receivers(alert))))
+        ep.notified = receivers
+        ep.notified_severity = ep.severity
+        ep.last_notified_wall = now
+        self.dirty.add(key)
+        return Transition(alert, receivers)
+
+    def _step(self, s: _Signal, now: float) -> list[Transition]:
+        key = (s.machine_id, s.kind)
+        track = self.tracks.get(key)
+        if track is None:
+            if not s.opening:
+                return []  # nothing to remember about a machine that never alerted
+            track = self.tracks[key] = Track()
+        if track.last_ts is not None and s.ts <= track.last_ts:
+            return []  # already seen: a replay after a restart must not repeat transitions
+        track.last_ts = s.ts
+        self.dirty.add(key)
+        ep = track.episode
+        if ep is None:
+            track.above = track.above + 1 if s.opening else 0
+            if track.above < s.open_after:
+                return []
+            return [self._open(key, track, s, now)]
+        if not s.holding:
+            return self._resolve(track, key, s.ts, None)
+        return self._update(key, ep, s, now)
+
+    def _open(self, key: tuple[str, str], track: Track, s: _Signal, now: float) -> Transition:
+        previous = track.resolved
+        cooldown = timedelta(seconds=self.config.cooldown_s)
+        reopened = previous is not None and s.ts - previous.last_ts < cooldown
+        if reopened and previous is not None:
+            ep = previous
+            ep.acknowledged_by = None
+            ep.escalated = False
+            note: str | None = "reopened within cooldown"
+        else:
+            ep = Episode(
+                alert_id=alert_id_for(s.machine_id, s.kind, s.ts),
+                machine_id=s.machine_id,
+                kind=s.kind,
+                opened_at=s.ts,
+                opened_wall=now,
+                last_ts=s.ts,
+                severity=s.severity,
+                state=AlertState.OPEN,
+                summary=s.summary,
+            )
+            note = None
+        self._absorb(ep, s)
+        track.episode, track.resolved, track.above = ep, None, 0
+        suppression = self._suppression(s.machine_id, s.ts)
+        if suppression is not None:
+            return self._suppress(key, ep, suppression[0], s.ts, suppression[1])
+        ep.state = AlertState.OPEN
+        if (
+            reopened
+            and ep.notified_severity is not None
+            and SEVERITY_RANK[ep.severity] <= SEVERITY_RANK[ep.notified_severity]
+        ):
+            self.dirty.add(key)
+            return Transition(self._alert(ep, AlertState.OPEN, s.ts, note=note))
+        return self._notify(key, ep, AlertState.OPEN, s.ts, note, now)
+
+    def _update(self, key: tuple[str, str], ep: Episode, s: _Signal, now: float) -> list[Transition]:
+        old_p, old_severity = ep.p_failure, ep.severity
+        self._absorb(ep, s)
+        suppression = self._suppression(s.machine_id, s.ts)
+        if ep.suppressed or suppression is not None:
+            return self._reconsider(key, ep, s.ts, now)
+        moved = (
+            old_p is not None and s.p_failure is not None and abs(s.p_failure - old_p) >= self.config.update_min_delta
+        )
+        worse = SEVERITY_RANK[s.severity] > SEVERITY_RANK[ep.notified_severity or old_severity]
+        if worse:
+            if ep.state != AlertState.ACKNOWLEDGED:
+                ep.state = AlertState.UPDATED
+            return [self._notify(key, ep, AlertState.UPDATED, s.ts, f"severity now {s.severity.value}", now)]
+        if moved or s.severity != old_severity:
+            return [Transition(self._alert(ep, AlertState.UPDATED, s.ts))]
+        return []
+
+    def _absorb(self, ep: Episode, s: _Signal) -> None:
+        ep.last_ts = s.ts
+        ep.severity = s.severity
+        ep.summary = s.summary
+        ep.p_failure = s.p_failure
+        ep.horizon_s = s.horizon_s
+        if s.contributions:
+            ep.contributions = s.contributions[:5]
+        checks = self.plant.what_to_check.get(s.tags.type or "", {})
+        ep.what_to_check = checks_for(ep.contributions, s.rule_violations, checks) or ep.what_to_check
+
+    def _resolve(self, track: Track, key: tuple[str, str], ts: datetime, note: str | None) -> list[Transition]:
+        ep = track.episode
+        assert ep is not None
+        receivers = () if ep.suppressed else ep.notified
+        ep.state = AlertState.RESOLVED
+        ep.last_ts = max(ep.last_ts, ts)
+        track.episode, track.resolved, track.above = None, ep, 0
+        self.dirty.add(key)
+        return [Transition(self._alert(ep, AlertState.RESOLVED, ts, note=note), receivers)]
+
+    def _alert(
+        self, ep: Episode, state: AlertState, ts: datetime, *, actor: str = ACTOR, note: str | None = None
+    ) -> Alert:
+        tags = self._machine_tags(ep.machine_id, None, None, None)
+        return Alert(
+            alert_id=ep.alert_id,
+            machine_id=ep.machine_id,
+            machine_type=tags.type,
+            site=tags.site,
+            line=tags.line,
+            alert_kind=ep.kind,
+            state=state,
+            severity=ep.severity,
+            ts=ts,
+            opened_at=ep.opened_at,
+            p_failure=ep.p_failure,
+            horizon_s=ep.horizon_s,
+            summary=ep.summary,
+            contributions=ep.contributions,
+            what_to_check=ep.what_to_check,
+            actor=actor,
+            assignee=ep.assignee,
+            note=note,
+        )
+
+
+def _wall(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
+
+
+def transitions_alerts(transitions: Iterable[Transition]) -> list[Alert]:
+    return [t.alert for t in transitions]

@@ -1,0 +1,250 @@
+"""``vigil query``: the reliability engineer's common questions, answered from InfluxDB.
+
+    vigil query open-alerts                 alert episodes whose last transition is not ``resolved``
+    vigil query machine PMP-001             one machine's alert transitions and maintenance events
+    vigil query failures                    failures caught (with lead time) and missed
+    vigil query false-alarms                false alarms per machine type, per machine-week
+
+Each runs the InfluxQL shown in ``docs/influx-schema.md`` over the v1 API (or the v1-compat API of 2.x/3.x),
+over ``--days`` (default 90) back from ``--end`` (default now). Scoring uses :mod:`vigil.outcomes`, the same
+code as the demo's summary, with ``models.horizon_s`` and ``models.min_lead_s`` from the configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vigil.config import VigilConfig, load_config
+from vigil.exceptions import ConfigError, VigilError
+from vigil.influx import ALERTS, MAINTENANCE, InfluxSink, from_ns
+from vigil.outcomes import Episode as OutcomeEpisode
+from vigil.outcomes import Failure, Outcome, score
+
+ALERT_KINDS = ("failure_risk", "hard_limit", "anomaly")
+"""Episode kinds that count as a warning of a machine failure (drift and sensor faults do not)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    @property
+    def where(self) -> str:
+        return f"time >= '{self.start.isoformat()}' AND time < '{self.end.isoformat()}'"
+
+    @property
+    def span_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def open_alerts_query(w: Window) -> str:
+    return (
+        'SELECT last("status") AS status, last("severity") AS severity, last("summary") AS summary, '
+        f'last("opened_at_ns") AS opened_at_ns FROM "{ALERTS}" WHERE {w.where} GROUP BY "alert_id", "machine", "kind"'
+    )
+
+
+def open_alerts(sink: InfluxSink, w: Window) -> list[dict[str, Any]]:
+    rows = [r for r in sink.query(open_alerts_query(w)) if r.get("status") != "resolved"]
+    return sorted(rows, key=lambda r: (r.get("opened_at_ns") or 0, r.get("alert_id") or ""))
+
+
+def machine_history(sink: InfluxSink, machine: str, w: Window) -> list[dict[str, Any]]:
+    m = _quote(machine)
+    alerts = sink.query(
+        f'SELECT "alert_id", "status", "severity", "summary", "actor", "note" FROM "{ALERTS}" '
+        f'WHERE "machine" = {m} AND {w.where}'
+    )
+    events = sink.query(
+        f'SELECT "event_kind", "failure_mode", "text" FROM "{MAINTENANCE}" WHERE "machine" = {m} AND {w.where}'
+    )
+    return sorted(alerts + events, key=lambda r: int(r["time"]))
+
+
+def failures_query(w: Window) -> str:
+    return f'SELECT "failure_mode" FROM "{MAINTENANCE}" WHERE "event" = \'failure\' AND {w.where} GROUP BY "machine", "type"'
+
+
+def episodes_query(w: Window) -> str:
+    kinds = " OR ".join(f'"kind" = {_quote(k)}' for k in ALERT_KINDS)
+    return (
+        f'SELECT first("opened_at_ns") AS opened_at_ns FROM "{ALERTS}" WHERE ({kinds}) AND {w.where} '
+        'GROUP BY "alert_id", "machine", "type", "kind"'
+    )
+
+
+def load_outcome_inputs(
+    sink: InfluxSink, w: Window, horizon_s: float
+) -> tuple[list[tuple[Failure, str]], list[tuple[OutcomeEpisode, str]]]:
+    """Failures (with machine type) and alert episodes (with machine type) in the window.
+
+    Episodes are read from ``horizon_s`` before the window, so a failure early in the window still counts as
+    caught by an alert opened before it.
+    """
+    failures = [
+        (Failure(r["machine"], from_ns(int(r["time"])), r.get("failure_mode")), r.get("type") or "?")
+        for r in sink.query(failures_query(w))
+    ]
+    wide = Window(w.start - timedelta(seconds=horizon_s), w.end)
+    episodes = [
+        (OutcomeEpisode(r["machine"], from_ns(int(r["opened_at_ns"])), r.get("kind") or "?"), r.get("type") or "?")
+        for r in sink.query(episodes_query(wide))
+        if r.get("opened_at_ns") is not None
+    ]
+    return failures, episodes
+
+
+def failures_report(config: VigilConfig, sink: InfluxSink, w: Window) -> tuple[Outcome, list[dict[str, Any]]]:
+    m = config.models
+    failures, episodes = load_outcome_inputs(sink, w, m.horizon_s)
+    eps = [e for e, _ in episodes]
+    outcome = score(
+        [f for f, _ in failures],
+        eps,
+        min_lead_s=m.min_lead_s,
+        horizon_s=m.horizon_s,
+        machines=len(config.machines),
+        span_s=w.span_s,
+    )
+    rows = []
+    for f, type_ in failures:
+        before = [
+            e for e in eps if e.machine_id == f.machine_id and 0 <= (f.ts - e.opened_at).total_seconds() <= m.horizon_s
+        ]
+        lead_h = max(((f.ts - e.opened_at).total_seconds() / 3600 for e in before), default=None)
+        caught = lead_h is not None and lead_h * 3600 >= m.min_lead_s
+        verdict = "caught" if caught else ("late" if lead_h is not None else "missed")
+        rows.append(
+            {
+                "machine": f.machine_id,
+                "type": type_,
+                "failure_at": f.ts.isoformat(),
+                "failure_mode": f.failure_mode,
+                "verdict": verdict,
+                "lead_time_h": None if lead_h is None else round(lead_h, 2),
+            }
+        )
+    return outcome, rows
+
+
+def false_alarms_report(config: VigilConfig, sink: InfluxSink, w: Window) -> list[dict[str, Any]]:
+    m = config.models
+    failures, episodes = load_outcome_inputs(sink, w, m.horizon_s)
+    per_type = {t: sum(1 for x in config.machines if x.type == t) for t in config.machine_types}
+    rows = []
+    for type_, machines in per_type.items():
+        # Only episodes that opened inside the window are judged; earlier ones only explain failures.
+        eps = [e for e, t in episodes if t == type_ and e.opened_at >= w.start]
+        fails = [f for f, t in failures if t == type_]
+        # A failure just after the window can still explain an alert inside it; the window end is a cut-off.
+        o = score(fails, eps, min_lead_s=m.min_lead_s, horizon_s=m.horizon_s, machines=machines, span_s=w.span_s)
+        rows.append(
+            {
+                "type": type_,
+                "machines": machines,
+                "episodes": o.episodes,
+                "false_alarms": o.false_alarms,
+                "machine_weeks": round(o.machine_weeks, 2),
+                "false_alarms_per_machine_week": None
+                if not o.machine_weeks
+                else round(o.false_alarms_per_machine_week, 3),
+            }
+        )
+    return rows
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _with_times(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        r = dict(r)
+        for k in keys:
+            if r.get(k) is not None:
+                r[k] = from_ns(int(r[k])).strftime("%Y-%m-%d %H:%M")
+        out.append(r)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="vigil query", description="questions reliability engineers ask")
+    parser.add_argument("--config")
+    parser.add_argument("--days", type=float, default=90.0, help="look back this many days (default 90)")
+    parser.add_argument("--end", help="end of the window (ISO 8601, default now)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="question", required=True)
+    sub.add_parser("open-alerts")
+    sub.add_parser("machine").add_argument("machine_id")
+    sub.add_parser("failures")
+    sub.add_parser("false-alarms")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return 2
+    end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    w = Window(end - timedelta(days=args.days), end)
+    sink = InfluxSink(config.influx)
+    try:
+        text, data = _answer(args, config, sink, w)
+    except VigilError as exc:
+        print(f"vigil query: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    print(json.dumps(data, default=str, indent=2) if args.json else text)  # noqa: T201
+    return 0
+
+
+def _answer(args: argparse.Namespace, config: VigilConfig, sink: InfluxSink, w: Window) -> tuple[str, Any]:
+    if args.question == "open-alerts":
+        rows = open_alerts(sink, w)
+        cols = ["alert_id", "machine", "kind", "severity", "status", "opened_at_ns", "summary"]
+        return (_table(_with_times(rows, "opened_at_ns"), cols) if rows else "no open alerts"), rows
+    if args.question == "machine":
+        rows = machine_history(sink, args.machine_id, w)
+        cols = ["time", "_measurement", "status", "event_kind", "severity", "summary", "actor", "note", "failure_mode"]
+        return (_table(_with_times(rows, "time"), cols) if rows else "nothing recorded"), rows
+    if args.question == "failures":
+        outcome, rows = failures_report(config, sink, w)
+        summary = outcome.as_dict()
+        text = (
+            _table(rows, ["machine", "type", "failure_at", "failure_mode", "verdict", "lead_time_h"])
+            if rows
+            else "no failures"
+        )
+        text += (
+            f"\n\nfailures {outcome.failures}: caught {outcome.caught}, missed {outcome.missed} (late {outcome.late}); "
+            f"recall {_cell(outcome.recall)}; lead time median {_cell(outcome.lead_time_median_h)} h, "
+            f"p10 {_cell(outcome.lead_time_p10_h)} h"
+        )
+        return text, {"summary": summary, "failures": rows}
+    rows = false_alarms_report(config, sink, w)
+    cols = ["type", "machines", "episodes", "false_alarms", "machine_weeks", "false_alarms_per_machine_week"]
+    return _table(rows, cols), rows

@@ -1,0 +1,175 @@
+"""Durable state in one sqlite file: the lifecycle (episodes, silences, inhibitions) and the notification outbox.
+
+Both are written in one transaction, so after a crash either the new episode states *and* their notifications
+exist, or neither does; the Kafka offsets (committed afterwards) then replay what was lost, and the lifecycle's
+event-time guard plus the notification ids (``INSERT OR IGNORE``) make that replay a no-op where it was not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alerts.exceptions import StoreError
+from alerts.render import Notification
+from vigil.contracts import Alert
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tracks (key TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS flags (key TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    receiver TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    delivered_at REAL,
+    dead INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, delivered_at, dead, seq);
+"""
+
+
+def notification_id(receiver: str, alerts: Iterable[Alert]) -> str:
+    """Deterministic id: the same transitions to the same receiver are the same message (dedup on replay)."""
+    h = hashlib.sha256(receiver.encode())
+    for a in alerts:
+        h.update(f"|{a.alert_id}|{a.state.value}|{a.ts.isoformat()}|{a.note or ''}".encode())
+    return "msg_" + h.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    seq: int
+    notification: Notification
+    attempts: int
+
+
+def _dump(n: Notification) -> str:
+    return json.dumps(
+        {
+            "id": n.id,
+            "receiver": n.receiver,
+            "group": n.group,
+            "ack_url": n.ack_url,
+            "alerts": [a.model_dump(mode="json") for a in n.alerts],
+        }
+    )
+
+
+def _load(payload: str) -> Notification:
+    d = json.loads(payload)
+    alerts = tuple(Alert.model_validate(a) for a in d["alerts"])
+    return Notification(id=d["id"], receiver=d["receiver"], group=d["group"], alerts=alerts, ack_url=d["ack_url"])
+
+
+class AlertStore:
+    """One connection guarded by a lock (the service loop, the outbox thread and the HTTP API share it)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"alerts.outbox_path: cannot open {self.path}: {exc}") from exc
+        self._db = db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("the alert store is not open (call open() first)")
+        return self._db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def load(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+        with self._lock:
+            tracks = {k: json.loads(v) for k, v in self.db.execute("SELECT key, data FROM tracks")}
+            row = self.db.execute("SELECT data FROM flags WHERE key = 'lifecycle'").fetchone()
+        return tracks, (json.loads(row[0]) if row else None)
+
+    def commit(
+        self,
+        tracks: Mapping[str, Mapping[str, Any]],
+        flags: Mapping[str, Any] | None,
+        notifications: Iterable[Notification],
+        now: float,
+    ) -> int:
+        """Save changed lifecycle state and enqueue notifications atomically; returns how many were new."""
+        added = 0
+        with self._lock:
+            db = self.db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT OR REPLACE INTO tracks (key, data) VALUES (?, ?)",
+                    [(k, json.dumps(v)) for k, v in tracks.items()],
+                )
+                if flags is not None:
+                    db.execute("INSERT OR REPLACE INTO flags (key, data) VALUES ('lifecycle', ?)", (json.dumps(flags),))
+                for n in notifications:
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO outbox (id, receiver, payload, created) VALUES (?, ?, ?, ?)",
+                        (n.id, n.receiver, _dump(n), now),
+                    )
+                    added += cur.rowcount
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                raise StoreError(f"cannot write {self.path}: {exc}") from exc
+        return added
+
+    def pending(self, receiver: str, limit: int = 100) -> list[OutboxEntry]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT seq, payload, attempts FROM outbox WHERE receiver = ? AND delivered_at IS NULL AND dead = 0 "
+                "ORDER BY seq LIMIT ?",
+                (receiver, limit),
+            ).fetchall()
+        return [OutboxEntry(seq, _load(payload), attempts) for seq, payload, attempts in rows]
+
+    def receivers_pending(self) -> list[str]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT DISTINCT receiver FROM outbox WHERE delivered_at IS NULL AND dead = 0"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def mark_delivered(self, seq: int, now: float) -> None:
+        with self._lock:
+            self.db.execute("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE seq = ?", (now, seq))
+
+    def mark_failed(self, seq: int, error: str, *, dead: bool) -> None:
+        with self._lock:
+            self.db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, dead = ? WHERE seq = ?",
+                (error[:1000], int(dead), seq),
+            )
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            pending, delivered, dead = self.db.execute(
+                "SELECT COALESCE(SUM(delivered_at IS NULL AND dead = 0), 0), COALESCE(SUM(delivered_at IS NOT NULL), 0),"
+                " COALESCE(SUM(dead), 0) FROM outbox"
+            ).fetchone()
+        return {"pending": int(pending), "delivered": int(delivered), "dead": int(dead)}
