@@ -1,0 +1,381 @@
+"""Prometheus metrics, liveness and readiness for every Vigil service, in a few lines per service.
+
+Adopting it in a service's ``main()``::
+
+    parser = argparse.ArgumentParser(prog="vigil features")
+    add_metrics_arguments(parser, "features")           # --metrics-port / --metrics-host (env defaults)
+    args = parser.parse_args(argv)
+    metrics = ServiceMetrics("features")
+    server = start_http(metrics, args.metrics_port, args.metrics_host)   # None when disabled
+    ...
+    metrics.set_ready(True)                              # after partitions are assigned and state restored
+    for batch in ...:
+        metrics.messages_in.labels(topic).inc(len(batch))
+        metrics.readings.inc(n_readings)
+        metrics.observe_source_latency("prediction", prediction.source_ts)
+        metrics.update_lag(consumer)                     # rate-limited; call it from the consumer's own thread
+        metrics.heartbeat()                              # only matters when liveness_timeout_s is set
+    server.close()
+
+The HTTP server answers ``GET /metrics`` (Prometheus text format, or OpenMetrics when asked for), ``GET /healthz``
+(liveness: 200 while the process serves and, when ``liveness_timeout_s`` is set, its loop has called
+``heartbeat()`` recently; 503 otherwise) and ``GET /readyz`` (readiness: 503 until ``set_ready(True)``).
+
+Metric names (every service registers all of them, so dashboards and alert rules never miss a series):
+
+============================================  =========  ==================================  =====================
+name                                          type       labels                              what
+============================================  =========  ==================================  =====================
+``vigil_service_info``                        gauge      service, version                    always 1
+``vigil_ready``                               gauge      (none)                              1 when ready
+``vigil_readings_total``                      counter    (none)                              sensor readings handled
+``vigil_messages_in_total``                   counter    topic                               Kafka records consumed
+``vigil_messages_out_total``                  counter    topic                               Kafka records produced
+``vigil_dead_letters_total``                  counter    reason                              records dead-lettered
+``vigil_errors_total``                        counter    kind                                handled errors
+``vigil_dropped_total``                       counter    reason                              data dropped on purpose
+``vigil_source_latency_seconds``              histogram  stage (prediction|alert|notification)  source time -> stage
+``vigil_processing_seconds``                  histogram  step                                wall time of one step
+``vigil_consumer_lag``                        gauge      group, topic, partition             end offset - position
+``vigil_model_quality``                       gauge      metric, dimension, segment          prequential quality
+``vigil_drift_events_total``                  counter    detector, machine_type              drift detections
+``vigil_alerts_open``                         gauge      (none)                              open alert episodes
+``vigil_alerts_total``                        counter    event (opened|escalated|resolved)   alert lifecycle events
+``vigil_notifications_total``                 counter    receiver, outcome                   notifications sent
+``process_cpu_seconds_total``,                                                              prometheus-client's
+``process_resident_memory_bytes``, ...                                                      process collector
+============================================  =========  ==================================  =====================
+
+``vigil_model_quality`` carries one sample per quality metric (``recall``, ``precision``, ``false_alarms_per_week``,
+``lead_time_median_s``, ``roc_auc``, ...) and segment: ``dimension`` is ``all``, ``machine_type``, ``site``, ``line``
+or ``machine`` and ``segment`` its value, so a segment that is served worse shows up beside the others.
+
+Services that need more create them on ``metrics.registry``. Default ports: 9464 + N per service
+(:data:`DEFAULT_PORTS`); ``--metrics-port 0`` takes a free port (logged), a negative port disables the endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS: dict[str, int] = {
+    "simulate": 9464,
+    "collect": 9465,
+    "features": 9466,
+    "models": 9467,
+    "alerts": 9468,
+    "demo": 9469,
+}
+"""Metrics port per service; distinct so the whole pipeline can run on one host without clashes."""
+
+# Source time -> prediction includes closing an event-time window (size + grace, 11 min with the example
+# plant), so the buckets reach past an hour; the sub-second ones resolve the alert and notification hops.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
+PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LATENCY_STAGES = ("prediction", "alert", "notification")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("vigil")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class ServiceMetrics:
+    """The standard metric families of one service, on their own registry, plus its health state.
+
+    >>> m = ServiceMetrics("doc")
+    >>> m.messages_in.labels("vigil.readings").inc(3)
+    >>> m.registry.get_sample_value("vigil_messages_in_total", {"topic": "vigil.readings"})
+    3.0
+    >>> m.ready
+    False
+    """
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        registry: CollectorRegistry | None = None,
+        process_metrics: bool = True,
+        liveness_timeout_s: float | None = None,
+        lag_interval_s: float = 5.0,
+    ) -> None:
+        self.service = service
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.liveness_timeout_s = liveness_timeout_s
+        self.lag_interval_s = lag_interval_s
+        self._ready = False
+        self._not_ready_reason = "starting"
+        self._last_heartbeat = time.monotonic()
+        self._last_lag_update = float("-inf")
+        self._lock = threading.Lock()
+        r = self.registry
+
+        self.info = Gauge(
+            "vigil_service_info", "Vigil service and version (always 1)", ["service", "version"], registry=r
+        )
+        self.info.labels(service, _version()).set(1)
+        self.ready_gauge = Gauge("vigil_ready", "1 when the service reports itself ready", registry=r)
+        self.readings = Counter("vigil_readings", "Sensor readings handled", registry=r)
+        self.messages_in = Counter("vigil_messages_in", "Kafka records consumed", ["topic"], registry=r)
+        self.messages_out = Counter("vigil_messages_out", "Kafka records produced", ["topic"], registry=r)
+        self.dead_letters = Counter(
+            "vigil_dead_letters", "Records sent to the dead-letter topic", ["reason"], registry=r
+        )
+        self.errors = Counter("vigil_errors", "Errors handled (and survived) by the service", ["kind"], registry=r)
+        self.dropped = Counter(
+            "vigil_dropped", "Data dropped on purpose (full spool, late data)", ["reason"], registry=r
+        )
+        self.source_latency = Histogram(
+            "vigil_source_latency_seconds",
+            "Source timestamp to the stage's output (prediction, alert, notification)",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.processing = Histogram(
+            "vigil_processing_seconds",
+            "Wall time of one processing step",
+            ["step"],
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "vigil_consumer_lag", "Records behind the end of the partition", ["group", "topic", "partition"], registry=r
+        )
+        self.model_quality = Gauge(
+            "vigil_model_quality",
+            "Prequential model quality per segment (dimension: all, machine_type, site, line, machine)",
+            ["metric", "dimension", "segment"],
+            registry=r,
+        )
+        self.drift_events = Counter("vigil_drift_events", "Drift detections", ["detector", "machine_type"], registry=r)
+        self.alerts_open = Gauge("vigil_alerts_open", "Open alert episodes", registry=r)
+        self.alerts = Counter("vigil_alerts", "Alert lifecycle events", ["event"], registry=r)
+        self.notifications = Counter(
+            "vigil_notifications", "Notifications sent, by receiver and outcome", ["receiver", "outcome"], registry=r
+        )
+        if process_metrics:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+        self.ready_gauge.set(0)
+
+    # ------------------------------------------------------------------ health
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def set_ready(self, ready: bool, reason: str = "") -> None:
+        """Flip readiness; ``reason`` is shown by ``/readyz`` while not ready (e.g. ``"restoring state"``)."""
+        with self._lock:
+            self._ready = ready
+            self._not_ready_reason = "" if ready else (reason or "not ready")
+        self.ready_gauge.set(1 if ready else 0)
+
+    def heartbeat(self) -> None:
+        """Tell the liveness probe the main loop is turning (only checked when ``liveness_timeout_s`` is set)."""
+        self._last_heartbeat = time.monotonic()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Liveness: ``(alive, details)``."""
+        age = time.monotonic() - self._last_heartbeat
+        alive = self.liveness_timeout_s is None or age <= self.liveness_timeout_s
+        return alive, {"service": self.service, "alive": alive, "heartbeat_age_s": round(age, 3)}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        with self._lock:
+            ready, reason = self._ready, self._not_ready_reason
+        details: dict[str, Any] = {"service": self.service, "ready": ready}
+        if not ready:
+            details["reason"] = reason
+        return ready, details
+
+    # ------------------------------------------------------------------ helpers
+    def observe_source_latency(self, stage: str, source_ts: datetime, now: datetime | None = None) -> float:
+        """Record the time from a reading's source timestamp to ``stage``; returns the seconds observed."""
+        seconds = max(0.0, ((now or datetime.now(UTC)) - source_ts).total_seconds())
+        self.source_latency.labels(stage).observe(seconds)
+        return seconds
+
+    def set_quality(self, metric: str, value: float, dimension: str = "all", segment: str = "all") -> None:
+        """One model-quality gauge, e.g. ``set_quality("recall", 0.9, "machine_type", "pump")``."""
+        self.model_quality.labels(metric, dimension, segment).set(value)
+
+    def update_lag(
+        self, consumer: Any, *, force: bool = False, timeout_ms: int = 2000
+    ) -> dict[tuple[str, int], int] | None:
+        """Set ``vigil_consumer_lag`` from a kafka-python consumer: end offsets minus positions.
+
+        kafka-python consumers are not thread-safe, so call this from the thread that polls. It asks the broker
+        at most every ``lag_interval_s`` (returns ``None`` when it skipped); partitions no longer assigned are
+        removed from the gauge so a rebalance does not leave stale series behind.
+        """
+        now = time.monotonic()
+        if not force and now - self._last_lag_update < self.lag_interval_s:
+            return None
+        self._last_lag_update = now
+        group = str(getattr(consumer, "config", {}).get("group_id") or "")
+        lags = consumer_lag(consumer, timeout_ms=timeout_ms)
+        current = {(group, topic, str(partition)) for topic, partition in lags}
+        for labels in _label_sets(self.consumer_lag):
+            if labels[0] == group and labels not in current:
+                self.consumer_lag.remove(*labels)
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(group, topic, str(partition)).set(lag)
+        return lags
+
+
+def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
+    # prometheus-client has no public way to list a family's children; collect() is the public one.
+    found: list[tuple[str, ...]] = []
+    for family in metric.collect():
+        for sample in family.samples:
+            found.append(tuple(sample.labels[name] for name in ("group", "topic", "partition")))
+    return found
+
+
+def consumer_lag(consumer: Any, timeout_ms: int = 2000) -> dict[tuple[str, int], int]:
+    """``{(topic, partition): end offset - position}`` for the partitions assigned to a kafka-python consumer.
+
+    Partitions whose position is not known yet (no fetch and no committed offset) are left out.
+    """
+    assigned = list(consumer.assignment() or ())
+    if not assigned:
+        return {}
+    ends = consumer.end_offsets(assigned, timeout_ms=timeout_ms)
+    lags: dict[tuple[str, int], int] = {}
+    for tp in assigned:
+        position = consumer.position(tp, timeout_ms=timeout_ms)
+        end = ends.get(tp)
+        if position is None or end is None:
+            continue
+        lags[(tp.topic, tp.partition)] = max(0, int(end) - int(position))
+    return lags
+
+
+# ---------------------------------------------------------------------- HTTP
+class _Handler(BaseHTTPRequestHandler):
+    server: _MetricsHTTPServer
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        metrics = self.server.metrics
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, encoder(metrics.registry), content_type)
+        elif path in ("/healthz", "/livez"):
+            ok, details = metrics.health()
+            self._send_json(200 if ok else 503, details)
+        elif path == "/readyz":
+            ok, details = metrics.readiness()
+            self._send_json(200 if ok else 503, details)
+        else:
+            self._send_json(404, {"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]})
+
+    def _send_json(self, status: int, body: Mapping[str, Any]) -> None:
+        self._send(status, json.dumps(body).encode() + b"\n", "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Probes hit these endpoints every few seconds; access lines would drown the service's own log.
+        log.debug("metrics http: %s", format % args)
+
+
+class _MetricsHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], metrics: ServiceMetrics) -> None:
+        self.metrics = metrics
+        super().__init__(address, _Handler)
+
+
+@dataclass
+class MetricsServer:
+    """A running metrics/health endpoint; ``close()`` stops it."""
+
+    host: str
+    port: int
+    _httpd: _MetricsHTTPServer
+    _thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{self.port}"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_http(metrics: ServiceMetrics, port: int, host: str = "127.0.0.1") -> MetricsServer | None:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon thread.
+
+    ``port=0`` binds a free port (see ``server.port``); a negative port disables the endpoint (returns ``None``).
+    """
+    if port < 0:
+        log.info("metrics endpoint disabled for %s", metrics.service)
+        return None
+    httpd = _MetricsHTTPServer((host, port), metrics)
+    bound = int(httpd.server_address[1])
+    thread = threading.Thread(target=httpd.serve_forever, name=f"metrics-http-{metrics.service}", daemon=True)
+    thread.start()
+    log.info("metrics for %s on http://%s:%d/metrics (health: /healthz, /readyz)", metrics.service, host, bound)
+    return MetricsServer(host, bound, httpd, thread)
+
+
+def add_metrics_arguments(
+    parser: argparse.ArgumentParser, service: str, environ: Mapping[str, str] | None = None
+) -> None:
+    """Add ``--metrics-port`` and ``--metrics-host``; defaults come from ``VIGIL_METRICS_PORT``/``_HOST``.
+
+    For entry points only (``environ`` defaults to the process environment); library code gets plain values.
+    """
+    env = os.environ if environ is None else environ
+    default_port = int(env.get("VIGIL_METRICS_PORT", DEFAULT_PORTS.get(service, 9464)))
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=default_port,
+        help=f"Prometheus /metrics, /healthz, /readyz port (default {default_port}; 0 = any free port, <0 = off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=env.get("VIGIL_METRICS_HOST", "127.0.0.1"),
+        help="address the metrics endpoint binds (0.0.0.0 in containers)",
+    )
