@@ -119,6 +119,8 @@ class Episode:
     """Receivers told about this episode (they also get its resolve)."""
     notified_severity: Severity | None = None
     last_notified_wall: float | None = None
+    reported_p: float | None = None
+    """p_failure at the last recorded transition: slow drifts add up to an update too."""
 
     @property
     def suppressed(self) -> bool:
@@ -597,6 +599,7 @@ class Lifecycle:
             )
             note = None
         self._absorb(ep, s)
+        ep.reported_p = ep.p_failure
         track.episode, track.resolved, track.above = ep, None, 0
         suppression = self._suppression(s.machine_id, s.ts)
         if suppression is not None:
@@ -612,7 +615,7 @@ class Lifecycle:
         return self._notify(key, ep, AlertState.OPEN, s.ts, note, now)
 
     def _update(self, key: tuple[str, str], ep: Episode, s: _Signal, now: float) -> list[Transition]:
-        old_p, old_severity = ep.p_failure, ep.severity
+        old_p, old_severity = ep.reported_p, ep.severity
         self._absorb(ep, s)
         suppression = self._suppression(s.machine_id, s.ts)
         if ep.suppressed or suppression is not None:
@@ -624,8 +627,10 @@ class Lifecycle:
         if worse:
             if ep.state != AlertState.ACKNOWLEDGED:
                 ep.state = AlertState.UPDATED
+            ep.reported_p = ep.p_failure
             return [self._notify(key, ep, AlertState.UPDATED, s.ts, f"severity now {s.severity.value}", now)]
         if moved or s.severity != old_severity:
+            ep.reported_p = ep.p_failure
             return [Transition(self._alert(ep, AlertState.UPDATED, s.ts))]
         return []
 
