@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
+
+from vigil.logs import setup_logging
 
 # subcommand -> (module, help). Each module exposes ``main(argv: list[str]) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,14 +27,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     width = max(len(c) for c in COMMANDS)
     rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
-    return f"usage: vigil <command> [options]\n\ncommands:\n{rows}\n\n`vigil <command> --help` for details."
+    return f"usage: vigil [--log-json] [--log-level LEVEL] <command> [options]\n\ncommands:\n{rows}\n\n`vigil <command> --help` for details."
+
+
+def _logging_options(args: list[str]) -> tuple[list[str], bool, str]:
+    """Global ``--log-json`` / ``--log-level LEVEL`` before the command; env ``VIGIL_LOG_JSON``/``VIGIL_LOG_LEVEL``."""
+    as_json = os.environ.get("VIGIL_LOG_JSON", "").lower() in ("1", "true", "yes")
+    level = os.environ.get("VIGIL_LOG_LEVEL", "INFO")
+    while args and args[0].startswith("--log-"):
+        if args[0] == "--log-json":
+            as_json, args = True, args[1:]
+        elif args[0] == "--log-level" and len(args) > 1:
+            level, args = args[1], args[2:]
+        elif args[0].startswith("--log-level="):
+            level, args = args[0].split("=", 1)[1], args[1:]
+        else:
+            break
+    return args, as_json, level
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # kafka-python narrates every connection at INFO; keep its warnings and errors only.
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    args, as_json, level = _logging_options(sys.argv[1:] if argv is None else argv)
+    setup_logging(level if level.upper() in logging.getLevelNamesMapping() else "INFO", json=as_json)
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0
