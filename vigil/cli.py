@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alert": ("alerts.ctl", "acknowledge, assign, list and silence alerts (talks to the alerts service)"),
     "query": ("alerts.query", "open-alerts | machine ID | failures | false-alarms, answered from InfluxDB"),
     "demo": ("vigil.demo", "run the whole pipeline on the simulated fleet with a live view and a summary"),
+    "features": ("streaming.service", "feature worker: event-time windows per machine -> feature vectors"),
 }
 
 

@@ -23,6 +23,17 @@ class WindowConfig(Section):
     impute: Literal["none", "last"] = "none"
     """What a missing sensor's features become: ``none`` (explicitly missing) or its last window's values."""
 
+    group_id: str = Field(default="vigil-features", min_length=1)
+    """Kafka consumer group of the feature workers (every worker of one deployment uses the same)."""
+    checkpoint_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    """How often a worker checkpoints window state to the changelog and commits offsets (also on rebalance)."""
+    session_timeout_s: float = Field(default=45.0, ge=6, le=1800)
+    """How long a crashed worker keeps its partitions before the group hands them to the others."""
+    late_to_dead_letter: bool = True
+    """Route late readings to the dead-letter topic (reason ``late``); they are counted either way."""
+    write_influx: bool = False
+    """Also write every feature vector to InfluxDB (measurement ``features``) before offsets are committed."""
+
     @model_validator(mode="after")
     def _hop(self) -> Self:
         if self.kind == "hopping":

@@ -1,0 +1,534 @@
+"""The feature worker: readings topics -> :class:`~streaming.windows.WindowEngine` -> features topic.
+
+``vigil features --config plant.toml`` runs one worker; start more with the same ``windows.group_id`` and Kafka
+splits the partitions of the readings topics between them.
+
+Delivery (at least once, no double counting):
+
+1. Records are decoded (:mod:`streaming.decoding`); a malformed one becomes a dead letter with the raw bytes, the
+   reason and its topic/partition/offset, and the worker goes on. Late readings are dead-lettered too
+   (reason ``late``), unknown machines and sensors are counted and logged.
+2. Feature vectors are produced to ``topics.features`` keyed by machine as windows close.
+3. Every ``windows.checkpoint_interval_s`` (and when partitions are revoked, and at shutdown) the worker waits
+   until Kafka acknowledged every vector and dead letter, then writes the state of each machine that changed to
+   the compacted changelog topic ``<changelog_prefix>features`` (key ``<group>/<machine>``) *together with the
+   offsets that state reflects*, waits for that too, and only then commits the consumer offsets.
+4. On assignment (start, rebalance) the state of the machines of the assigned partitions is restored from the
+   changelog. Records before a machine's checkpointed offset are skipped, so a record that is delivered again
+   after a crash (offsets not yet committed) is never counted twice; one after it is processed normally.
+
+The worker dies (exit 1) when Kafka does not acknowledge; offsets stay uncommitted and a restart replays.
+Reading topics must be co-partitioned (same partition count, keyed by machine id); the range assignor then
+gives one worker a machine's partitions on every topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+
+from streaming.decoding import ReadingDecoder
+from streaming.exceptions import DeliveryError, StateError
+from streaming.windows import LateReading, WindowEngine
+from vigil.bus import (
+    TopicSpec,
+    changelog_topic,
+    dead_letter,
+    ensure_topics,
+    machine_key,
+    make_consumer,
+    make_producer,
+    send_dead_letter,
+)
+from vigil.config import VigilConfig, load_config
+from vigil.contracts import FeatureVector, encode
+from vigil.exceptions import ConfigError, ContractError
+
+log = logging.getLogger(__name__)
+
+SERVICE = "features"
+_CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class ServiceStats:
+    messages: int = 0
+    vectors: int = 0
+    dead_letters: int = 0
+    replay_skipped: int = 0
+    """Records already reflected in a restored machine's state (redelivered after a crash)."""
+    checkpoints: int = 0
+    commits: int = 0
+    commit_failures: int = 0
+    restored_machines: int = 0
+
+
+def _tpk(tp: Any) -> str:
+    return f"{tp.topic}:{tp.partition}"
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: FeatureService) -> None:
+        self.service = service
+
+    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        self.service.on_revoked(set(revoked), lost=False)
+
+    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        self.service.on_assigned(set(assigned))
+
+    def on_partitions_lost(self, lost: Iterable[Any]) -> None:
+        self.service.on_revoked(set(lost), lost=True)
+
+
+class FeatureService:
+    """One feature worker. ``setup()`` connects, ``step()`` polls once, ``checkpoint()`` makes progress durable."""
+
+    def __init__(
+        self,
+        config: VigilConfig,
+        *,
+        worker_id: str | None = None,
+        metrics: Any | None = None,
+        poll_timeout_ms: int = 500,
+        max_poll_records: int = 2000,
+        report_interval_s: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.metrics = metrics
+        self.poll_timeout_ms = poll_timeout_ms
+        self.max_poll_records = max_poll_records
+        self.report_interval_s = report_interval_s
+        self.engine = WindowEngine(config)
+        self.decoder = ReadingDecoder(accept_uncertain=config.windows.accept_uncertain)
+        self.stats = ServiceStats()
+        self.changelog = changelog_topic(config.topics, SERVICE)
+        self._prefix = f"{config.windows.group_id}/"
+        self._producer: Any = None
+        self._consumer: Any = None
+        self._influx: Any = None
+        self._positions: dict[Any, int] = {}
+        self._committed: dict[Any, int] = {}
+        self._machine_offsets: dict[str, dict[str, int]] = {}
+        self._skip: dict[str, dict[str, int]] = {}
+        self._dirty: set[str] = set()
+        self._pending_assignment: set[Any] | None = None
+        self._send_errors: list[BaseException] = []
+        self._last_report = time.monotonic()
+        self._reported_unknown: set[str] = set()
+        self._dropped_reported: dict[str, int] = {}
+        self._broken = False
+        """Kafka refused a record: nothing may be checkpointed or committed any more (a restart replays)."""
+
+    # ------------------------------------------------------------------ lifecycle
+    def setup(self) -> None:
+        """Create missing topics, connect, and subscribe (by list or by pattern) with the rebalance listener."""
+        from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+        kafka, topics = self.config.kafka, self.config.topics
+        specs = [TopicSpec(topics.features, kafka.partitions), TopicSpec(topics.dead_letter, kafka.partitions)]
+        if topics.readings_pattern is None:
+            specs += [TopicSpec(t, kafka.partitions) for t in topics.reading_topics()]
+        ensure_topics(kafka, [*specs, self.changelog])
+        self._producer = make_producer(kafka, client_id=f"{kafka.client_id}-{SERVICE}")
+        self._consumer = make_consumer(
+            kafka,
+            self.config.windows.group_id,
+            client_id=f"{kafka.client_id}-{SERVICE}",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            max_poll_records=self.max_poll_records,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=int(self.config.windows.session_timeout_s * 1000),
+            heartbeat_interval_ms=min(3000, int(self.config.windows.session_timeout_s * 1000 / 3)),
+        )
+        listener = _Rebalance(self)
+        if topics.readings_pattern is not None:
+            self._consumer.subscribe(pattern=topics.readings_pattern, listener=listener)
+        else:
+            self._consumer.subscribe(topics=topics.reading_topics(), listener=listener)
+        if self.config.windows.write_influx:
+            from vigil.influx import InfluxSink
+
+            self._influx = InfluxSink(self.config.influx)
+            self._influx.setup()
+        log.info(
+            "feature worker %s: group %s, topics %s, windows %s",
+            self.worker_id,
+            self.config.windows.group_id,
+            topics.readings_pattern or ", ".join(topics.reading_topics()),
+            self.config.windows.model_dump(include={"kind", "size_s", "hop_s", "grace_s", "idle_timeout_s"}),
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set; checkpoint on the interval and once more at the end."""
+        interval = self.config.windows.checkpoint_interval_s
+        last = time.monotonic()
+        while not stop.is_set():
+            self.step()
+            if time.monotonic() - last >= interval:
+                self.checkpoint()
+                last = time.monotonic()
+        self.checkpoint()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+        if self._producer is not None:
+            self._producer.close(timeout=30)
+        if self._influx is not None:
+            self._influx.close()
+        self._report(force=True)
+
+    # ------------------------------------------------------------------ processing
+    def step(self) -> int:
+        """One poll: decode, window, emit; returns the number of records handled."""
+        records = self._consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+        if self._pending_assignment is not None:
+            assigned, self._pending_assignment = self._pending_assignment, None
+            self.restore(assigned)
+        handled = 0
+        for tp, messages in records.items():
+            tpk = _tpk(tp)
+            for msg in messages:
+                self._handle(tp, tpk, msg)
+            self._positions[tp] = messages[-1].offset + 1
+            handled += len(messages)
+            if self.metrics is not None:
+                self.metrics.messages_in.labels(tp.topic).inc(len(messages))
+        self.stats.messages += handled
+        for vector in self.engine.tick(time.time()):
+            self._dirty.add(vector.machine_id)
+            self._emit(vector)
+        if self.metrics is not None:
+            self.metrics.heartbeat()
+            self.metrics.update_lag(self._consumer)
+        self._report()
+        return handled
+
+    def _handle(self, tp: Any, tpk: str, msg: Any) -> None:
+        try:
+            decoded = self.decoder.decode(msg.value)
+        except ContractError as exc:
+            self._dead(exc.reason, str(exc), msg.value, tp, msg.offset, msg.key)
+            return
+        machine = decoded.machine_id
+        skip = self._skip.get(machine)
+        if skip is not None and msg.offset < skip.get(tpk, 0):
+            self.stats.replay_skipped += 1
+            return
+        readings_before = self.engine.stats.readings
+        if decoded.gap is not None:
+            self.engine.add_gap(decoded.gap)
+            vectors: list[FeatureVector] = []
+        else:
+            vectors = self.engine.add_samples(machine, decoded.samples)
+        if self.metrics is not None:
+            self.metrics.readings.inc(self.engine.stats.readings - readings_before)
+        if machine in self.config.machines_by_id:
+            self._machine_offsets.setdefault(machine, {})[tpk] = msg.offset + 1
+            self._dirty.add(machine)
+        else:
+            self._warn_unknown(machine)
+        for vector in vectors:
+            self._emit(vector)
+        late = self.engine.drain_late()
+        if late and self.config.windows.late_to_dead_letter:
+            for reading in late:
+                self._dead_late(reading, tp, msg.offset, msg.key)
+
+    def _emit(self, vector: FeatureVector) -> None:
+        topic = self.config.topics.features
+        future = self._producer.send(
+            topic,
+            key=machine_key(vector.machine_id),
+            value=encode(vector),
+            headers=[("worker", self.worker_id.encode())],
+        )
+        future.add_errback(self._send_errors.append)
+        self.stats.vectors += 1
+        if self.metrics is not None:
+            self.metrics.messages_out.labels(topic).inc()
+        if self._influx is not None:
+            from vigil.influx import Schema
+
+            self._influx.add(Schema().features(vector))
+
+    def _dead(self, reason: str, error: str, raw: bytes | None, tp: Any, offset: int, key: bytes | None) -> None:
+        letter = dead_letter(
+            service=SERVICE,
+            reason=reason,
+            error=error,
+            raw=raw,
+            source_topic=tp.topic,
+            partition=tp.partition,
+            offset=offset,
+            key=key,
+        )
+        send_dead_letter(self._producer, self.config.topics, letter).add_errback(self._send_errors.append)
+        self.stats.dead_letters += 1
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels(reason).inc()
+
+    def _dead_late(self, reading: LateReading, tp: Any, offset: int, key: bytes | None) -> None:
+        ts = datetime.fromtimestamp(reading.ts, UTC)
+        closed = datetime.fromtimestamp(reading.closed_upto, UTC)
+        raw = {
+            "v": 1,
+            "kind": "reading",
+            "machine_id": reading.machine_id,
+            "sensor": reading.sensor,
+            "ts": ts.isoformat(),
+            "value": reading.value if reading.value == reading.value else None,
+        }
+        error = (
+            f"event time {ts.isoformat()} is behind the machine's closed windows (closed up to {closed.isoformat()})"
+        )
+        self._dead("late", error, json.dumps(raw).encode(), tp, offset, key)
+
+    def _warn_unknown(self, machine: str) -> None:
+        if machine not in self._reported_unknown and len(self._reported_unknown) < 1000:
+            self._reported_unknown.add(machine)
+            log.warning("readings of unknown machine %r are counted and ignored (add it to the configuration)", machine)
+
+    # ------------------------------------------------------------------ durability
+    def _raise_send_errors(self) -> None:
+        if self._send_errors:
+            self._broken = True
+            first, count = self._send_errors[0], len(self._send_errors)
+            raise DeliveryError(f"Kafka did not acknowledge {count} record(s): {first}")
+        if self._broken:
+            raise DeliveryError("an earlier record was not acknowledged; state is not checkpointed any more")
+
+    def _write_state(self) -> None:
+        """Acknowledged vectors and dead letters first, then the state that reflects them (with its offsets)."""
+        self._producer.flush(timeout=120)
+        self._raise_send_errors()
+        if self._influx is not None:
+            self._influx.flush()
+        if not self._dirty:
+            return
+        for machine in sorted(self._dirty):
+            state = self.engine.machine_state(machine)
+            if state is None:
+                continue
+            record = {"v": _CHECKPOINT_VERSION, "offsets": self._machine_offsets.get(machine, {}), "machine": state}
+            value = zlib.compress(json.dumps(record).encode(), 1)
+            key = f"{self._prefix}{machine}".encode()
+            self._producer.send(self.changelog.name, key=key, value=value).add_errback(self._send_errors.append)
+        self._producer.flush(timeout=120)
+        self._raise_send_errors()
+        self._dirty.clear()
+        self.stats.checkpoints += 1
+
+    def _offsets_to_commit(self, only: set[Any] | None = None) -> dict[Any, Any]:
+        return {
+            tp: OffsetAndMetadata(pos, "", -1)
+            for tp, pos in self._positions.items()
+            if (only is None or tp in only) and self._committed.get(tp) != pos
+        }
+
+    def checkpoint(self) -> None:
+        """Make everything processed so far durable, then commit the offsets (main thread only)."""
+        self._write_state()
+        offsets = self._offsets_to_commit()
+        if not offsets:
+            return
+        from kafka.errors import CommitFailedError, KafkaError
+
+        try:
+            self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The state is in the changelog with its offsets; a later owner skips what it reflects.
+            self.stats.commit_failures += 1
+            log.warning("offset commit failed (%s); records may be redelivered, never double counted", exc)
+            return
+        self.stats.commits += 1
+        self._committed.update({tp: o.offset for tp, o in offsets.items()})
+
+    def on_revoked(self, revoked: set[Any], *, lost: bool) -> None:
+        """Rebalance listener (runs inside ``poll()``): checkpoint what we own, then forget the partitions."""
+        if not lost:
+            try:
+                self._write_state()
+                offsets = self._offsets_to_commit(revoked)
+                if offsets:
+                    # A blocking commit is not allowed on the consumer's I/O thread; the changelog already holds
+                    # the state with its offsets, so if this commit loses the race the next owner still skips.
+                    self._consumer.commit_async(offsets)
+                    self._committed.update({tp: o.offset for tp, o in offsets.items()})
+            except Exception:
+                log.exception("checkpoint on revocation failed; the next owner replays from the last checkpoint")
+        gone = {_tpk(tp) for tp in revoked}
+        for machine, offsets in list(self._machine_offsets.items()):
+            if set(offsets) & gone:
+                self.engine.drop_machine(machine)
+                del self._machine_offsets[machine]
+                self._skip.pop(machine, None)
+                self._dirty.discard(machine)
+        for tp in revoked:
+            self._positions.pop(tp, None)
+            self._committed.pop(tp, None)
+        log.info("partitions %s %s", sorted(gone), "lost" if lost else "revoked")
+
+    def on_assigned(self, assigned: set[Any]) -> None:
+        # Restoring reads a topic; that must not run on the consumer's I/O thread, so step() does it before it
+        # handles any record of the new assignment.
+        self._pending_assignment = assigned
+
+    def restore(self, assigned: set[Any]) -> None:
+        """Load the checkpointed state of every machine of the assigned partitions."""
+        owned = {_tpk(tp) for tp in assigned}
+        started = time.monotonic()
+        restored = 0
+        for machine, record in self.read_changelog().items():
+            if not set(record["offsets"]) & owned:
+                continue
+            if machine in self._machine_offsets:
+                self._skip[machine] = dict(self._machine_offsets[machine])
+                continue
+            self.engine.load_machine_state(machine, record["machine"])
+            self._machine_offsets[machine] = dict(record["offsets"])
+            self._skip[machine] = dict(record["offsets"])
+            restored += 1
+        self.stats.restored_machines += restored
+        log.info(
+            "assigned %s; restored window state of %d machine(s) in %.1fs",
+            sorted(owned),
+            restored,
+            time.monotonic() - started,
+        )
+        if self.metrics is not None:
+            self.metrics.set_ready(True)
+
+    def read_changelog(self, timeout_s: float = 120.0) -> dict[str, dict[str, Any]]:
+        """The latest checkpoint of every machine of this group, read from the compacted changelog."""
+        consumer = make_consumer(self.config.kafka, None, client_id=f"{self.config.kafka.client_id}-restore")
+        latest: dict[str, bytes] = {}
+        try:
+            tp = TopicPartition(self.changelog.name, 0)
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            end = consumer.end_offsets([tp])[tp]
+            deadline = time.monotonic() + timeout_s
+            while consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise StateError(f"changelog {self.changelog.name} not read to its end within {timeout_s:g}s")
+                for messages in consumer.poll(timeout_ms=1000).values():
+                    for msg in messages:
+                        key = msg.key.decode() if msg.key else ""
+                        if not key.startswith(self._prefix):
+                            continue
+                        machine = key[len(self._prefix) :]
+                        if msg.value is None:
+                            latest.pop(machine, None)
+                        else:
+                            latest[machine] = msg.value
+        finally:
+            consumer.close(autocommit=False)
+        out: dict[str, dict[str, Any]] = {}
+        for machine, value in latest.items():
+            try:
+                record = json.loads(zlib.decompress(value))
+            except (zlib.error, ValueError) as exc:
+                raise StateError(f"checkpoint of machine {machine!r} is unreadable: {exc}") from exc
+            if record.get("v") != _CHECKPOINT_VERSION:
+                raise StateError(f"checkpoint of machine {machine!r} has version {record.get('v')!r}")
+            out[machine] = record
+        return out
+
+    # ------------------------------------------------------------------ reporting
+    def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_report < self.report_interval_s:
+            return
+        self._last_report = now
+        e, s = self.engine.stats, self.stats
+        log.info(
+            "features: %d records, %d readings (%d unusable, %d late, %d duplicate), %d vectors "
+            "(%d closed on wall clock), %d dead letters, %d replayed records skipped, %d checkpoints",
+            s.messages,
+            e.readings,
+            e.unusable,
+            e.late,
+            e.duplicates,
+            s.vectors,
+            e.wall_clock_windows,
+            s.dead_letters,
+            s.replay_skipped,
+            s.checkpoints,
+        )
+        if e.unknown_machines or e.unknown_sensors:
+            log.warning(
+                "unknown machines (readings ignored): %s; unknown sensors: %s",
+                _top(e.unknown_machines),
+                _top(e.unknown_sensors),
+            )
+        if self.metrics is not None:
+            for reason, counter in (("unknown_machine", e.unknown_machines), ("unknown_sensor", e.unknown_sensors)):
+                total = sum(counter.values())
+                self.metrics.dropped.labels(reason).inc(total - self._dropped_reported.get(reason, 0))
+                self._dropped_reported[reason] = total
+
+
+def _top(counter: Counter[str], n: int = 5) -> str:
+    return ", ".join(f"{k} ({v})" for k, v in counter.most_common(n)) or "none"
+
+
+def main(argv: list[str]) -> int:
+    """``vigil features [--config FILE]``: run one feature worker until SIGINT/SIGTERM."""
+    import sys
+
+    from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
+
+    parser = argparse.ArgumentParser(
+        prog="vigil features",
+        description="Event-time windows per machine over the readings topics -> feature vectors.",
+    )
+    parser.add_argument("--config", help="plant configuration (default: $VIGIL_CONFIG, then the example plant)")
+    add_metrics_arguments(parser, SERVICE)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return 1
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: checkpointing and stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    metrics = ServiceMetrics(SERVICE)
+    server = start_http(metrics, args.metrics_port, args.metrics_host)
+    service = FeatureService(config, metrics=metrics)
+    try:
+        service.setup()
+        service.run(stop)
+    except DeliveryError:
+        log.exception("Kafka did not acknowledge; stopping without committing (a restart replays)")
+        return 1
+    finally:
+        try:
+            service.close()
+        finally:
+            if server is not None:
+                server.close()
+    return 0

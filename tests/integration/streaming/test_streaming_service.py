@@ -1,0 +1,454 @@
+"""The feature worker against the real broker: reference features, SIGKILL recovery, rebalance, dead letters."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from streaming.service import FeatureService
+from streaming.windows import WindowEngine
+from vigil.bus import TopicSpec, ensure_topics, machine_key, make_consumer, make_producer
+from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
+from vigil.contracts import DeadLetter, FeatureVector, Reading, ReadingBatch, Sample, decode, encode
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+SIZE, GRACE = 60.0, 10.0
+
+
+def _oracle() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("streaming_oracle", Path(__file__).with_name("streaming_oracle.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["streaming_oracle"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+oracle = _oracle()
+
+
+def windows_settings(group: str) -> dict[str, Any]:
+    return {
+        "size_s": SIZE,
+        "grace_s": GRACE,
+        "idle_timeout_s": 3600,
+        "checkpoint_interval_s": 1.0,
+        "session_timeout_s": 8.0,
+        "group_id": group,
+    }
+
+
+def make_config(kafka: KafkaSettings, topics: Topics, group: str, partitions: int = 2) -> VigilConfig:
+    plant = tomllib.loads(EXAMPLE_CONFIG.read_text())
+    kafka_data = {**kafka.model_dump(), "partitions": partitions}
+    return load_config(
+        environ={},
+        data={**plant, "kafka": kafka_data, "topics": topics.model_dump(), "windows": windows_settings(group)},
+    )
+
+
+def worker_env(kafka: KafkaSettings, topics: Topics, group: str, partitions: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(
+        {
+            "VIGIL_CONFIG": str(EXAMPLE_CONFIG),
+            "VIGIL_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "VIGIL_KAFKA__PARTITIONS": str(partitions),
+            "VIGIL_KAFKA__LINGER_MS": "5",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    for key, value in topics.model_dump().items():
+        if isinstance(value, str):
+            env[f"VIGIL_TOPICS__{key.upper()}"] = value
+    for key, value in windows_settings(group).items():
+        env[f"VIGIL_WINDOWS__{key.upper()}"] = str(value)
+    return env
+
+
+class Worker:
+    """``vigil features`` as a subprocess, its log in a file."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vigil.cli", "features", "--metrics-port", "-1"],
+            env=env,
+            cwd=ROOT,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self._out.close()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+        self._out.close()
+        return int(self.proc.returncode)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def batches(readings: list[Reading], size: int = 5) -> list[ReadingBatch]:
+    """Consecutive readings of one machine as batches, keeping every machine's arrival order."""
+    out: list[ReadingBatch] = []
+    pending: dict[str, list[Reading]] = {}
+    for r in readings:
+        group = pending.setdefault(r.machine_id, [])
+        group.append(r)
+        if len(group) == size:
+            out.append(_batch(r.machine_id, group))
+            pending[r.machine_id] = []
+    out += [_batch(m, g) for m, g in pending.items() if g]
+    return out
+
+
+def _batch(machine: str, readings: list[Reading]) -> ReadingBatch:
+    samples = [Sample(sensor=r.sensor, ts=r.ts, value=r.value, quality=r.quality) for r in readings]
+    return ReadingBatch(machine_id=machine, samples=samples)
+
+
+def produce(kafka: KafkaSettings, topic: str, messages: list[ReadingBatch], pause: float = 0.0) -> None:
+    producer = make_producer(kafka)
+    try:
+        for i, m in enumerate(messages):
+            producer.send(topic, key=machine_key(m.machine_id), value=encode(m))
+            if pause and i % 20 == 19:
+                producer.flush()
+                time.sleep(pause)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+class Collector:
+    """Reads a topic from the beginning in a background thread."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.records: list[Any] = []
+        self._stop = threading.Event()
+        self._consumer = make_consumer(kafka, None, [topic])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for messages in self._consumer.poll(timeout_ms=300).values():
+                self.records.extend(messages)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close(autocommit=False)
+
+    def vectors(self) -> list[tuple[FeatureVector, str]]:
+        out = []
+        for r in list(self.records):
+            worker = dict(r.headers or []).get("worker", b"").decode()
+            out.append((decode(r.value), worker))
+        return out
+
+
+def expected_vectors(config: VigilConfig, messages: list[ReadingBatch]) -> dict[tuple[str, float], FeatureVector]:
+    engine = WindowEngine(config)
+    out = [v for m in messages for v in engine.add_batch(m)]
+    return {(v.machine_id, v.window_start.timestamp()): v for v in out}
+
+
+def unique_by_window(got: list[tuple[FeatureVector, str]]) -> dict[tuple[str, float], FeatureVector]:
+    by_key: dict[tuple[str, float], FeatureVector] = {}
+    for v, _ in got:
+        key = (v.machine_id, v.window_start.timestamp())
+        if key in by_key:
+            # At least once: a window may be emitted again after a crash, but always with the same content.
+            assert by_key[key] == v, f"window {key} emitted twice with different features"
+        by_key[key] = v
+    return by_key
+
+
+@pytest.fixture
+def group(unique: str) -> str:
+    return f"g-{unique}"
+
+
+@pytest.fixture
+def created(kafka_settings: KafkaSettings, topics: Topics) -> Iterator[Topics]:
+    ensure_topics(kafka_settings, [TopicSpec(topics.readings, 2)])
+    yield topics
+
+
+def run_in_thread(service: FeatureService) -> tuple[threading.Event, threading.Thread]:
+    stop = threading.Event()
+    service.setup()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    return stop, thread
+
+
+MACHINES = {
+    "PMP-001": ["flow", "pressure", "speed", "bearing_temp"],
+    "MTR-001": ["speed", "current", "winding_temp"],
+    "CMP-001": ["speed", "oil_temp"],
+}
+
+
+def test_worker_features_equal_pandas_reference_with_late_out_of_order_duplicates(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    config = make_config(kafka_settings, created, group)
+    readings = oracle.stream(21, MACHINES, seconds=600)
+    messages = batches(readings)
+    produce(kafka_settings, created.readings, messages)
+    expected = expected_vectors(config, messages)
+    reference = oracle.reference(readings, {m: list(config.machines_by_id[m].sensors) for m in MACHINES}, SIZE, GRACE)
+    service = FeatureService(config)
+    collector = Collector(kafka_settings, created.features)
+    stop, thread = run_in_thread(service)
+    try:
+        wait_for(lambda: len(collector.records) >= len(expected), 90, f"{len(expected)} feature vectors")
+    finally:
+        stop.set()
+        thread.join(60)
+        service.close()
+        collector.close()
+    got = [v for v, _ in collector.vectors()]
+    assert len(got) == len(expected)
+    oracle.assert_matches(got, {k: reference[k] for k in expected})
+    assert service.engine.stats.late > 0 and service.engine.stats.duplicates > 0
+    # Late readings are routed, not dropped.
+    assert service.stats.dead_letters == service.engine.stats.late
+
+
+def test_worker_killed_mid_window_resumes_without_loss_or_double_counting(
+    kafka_settings: KafkaSettings, created: Topics, group: str, tmp_path: Path
+) -> None:
+    config = make_config(kafka_settings, created, group)
+    messages = batches(oracle.stream(5, MACHINES, seconds=900, late=0.0), size=4)
+    expected = expected_vectors(config, messages)
+    env = worker_env(kafka_settings, created, group, 2)
+    collector = Collector(kafka_settings, created.features)
+    first = Worker(env, tmp_path / "first.log")
+    try:
+        third = len(messages) // 3
+        produce(kafka_settings, created.readings, messages[:third])
+        feeder = threading.Thread(
+            target=produce, args=(kafka_settings, created.readings, messages[third : 2 * third], 0.05)
+        )
+        feeder.start()
+        wait_for(lambda: len(collector.records) >= 3, 90, "the first worker's first vectors")
+        time.sleep(1.5)  # at least one checkpoint, and readings after it
+        first.kill()
+        feeder.join(60)
+        produce(kafka_settings, created.readings, messages[2 * third :])
+        second = Worker(env, tmp_path / "second.log")
+        try:
+            wait_for(lambda: len(unique_by_window(collector.vectors())) >= len(expected), 120, "all windows")
+            time.sleep(1.0)
+        finally:
+            assert second.stop() == 0, second.text()
+    finally:
+        if first.proc.poll() is None:
+            first.kill()
+        collector.close()
+    got = unique_by_window(collector.vectors())
+    assert sorted(got) == sorted(expected)
+    for key, vector in expected.items():
+        assert got[key] == vector, key
+    assert "restored window state of" in second.text()
+
+
+def test_two_workers_split_partitions_through_a_rebalance(
+    kafka_settings: KafkaSettings, topics: Topics, group: str, tmp_path: Path
+) -> None:
+    machines = {
+        **MACHINES,
+        "PMP-002": ["flow", "speed"],
+        "MTR-002": ["speed", "current"],
+        "CMP-002": ["speed", "oil_temp"],
+    }
+    ensure_topics(kafka_settings, [TopicSpec(topics.readings, 4)])
+    config = make_config(kafka_settings, topics, group, partitions=4)
+    messages = batches(oracle.stream(9, machines, seconds=900, late=0.0), size=4)
+    expected = expected_vectors(config, messages)
+    half = len(messages) // 2
+    env = worker_env(kafka_settings, topics, group, 4)
+    collector = Collector(kafka_settings, topics.features)
+    a = Worker(env, tmp_path / "a.log")
+    b: Worker | None = None
+    try:
+        produce(kafka_settings, topics.readings, messages[:half])
+        wait_for(lambda: len(collector.records) >= 5, 90, "worker A's first vectors")
+        b = Worker(env, tmp_path / "b.log")
+        wait_for(lambda: "restored window state" in b.text() if b else False, 90, "worker B's assignment")
+        rebalanced_at = len(collector.records)
+        produce(kafka_settings, topics.readings, messages[half:])
+        wait_for(lambda: len(unique_by_window(collector.vectors())) >= len(expected), 120, "all windows")
+        time.sleep(1.0)
+    finally:
+        codes = [w.stop() for w in (a, b) if w is not None]
+        collector.close()
+    assert codes == [0, 0], a.text() + (b.text() if b else "")
+    vectors = collector.vectors()
+    got = unique_by_window(vectors)
+    assert sorted(got) == sorted(expected)
+    for key, vector in expected.items():
+        assert got[key] == vector, key
+    # Steady state after the rebalance: each machine's windows come from one worker only, and both work.
+    after = vectors[rebalanced_at + 10 :]
+    workers_of: dict[str, set[str]] = {}
+    for v, worker in after:
+        workers_of.setdefault(v.machine_id, set()).add(worker)
+    assert all(len(w) == 1 for w in workers_of.values()), workers_of
+    assert len(set().union(*workers_of.values())) == 2
+
+
+BAD = [
+    (b"not json at all", "json"),
+    (b"[1, 2, 3]", "json"),
+    (b'{"v": 1, "kind": "reading_batch", "machine_id": "PMP-001", "samples": []}', "schema"),
+    (
+        b'{"v": 9, "kind": "reading", "machine_id": "PMP-001", "sensor": "flow", "ts": "2026-01-01T00:00:00Z", "value": 1}',
+        "version",
+    ),
+    (b'{"v": 1, "kind": "bogus"}', "kind"),
+    (
+        b'{"v": 1, "kind": "reading", "machine_id": "PMP-001", "sensor": "flow", "ts": "2026-01-01T00:00:00", "value": 1}',
+        "schema",
+    ),
+    (
+        b'{"v": 1, "kind": "reading", "machine_id": "PMP 001!", "sensor": "flow", "ts": "2026-01-01T00:00:00Z", "value": 1}',
+        "schema",
+    ),
+    (
+        b'{"v": 1, "kind": "reading_batch", "machine_id": "PMP-001", "samples": [{"sensor": "flow", "ts": "2026-01-01T00:',
+        "json",
+    ),
+    (
+        b'{"v": 1, "kind": "reading_batch", "machine_id": "PMP-001", "samples": [{"sensor": "flow", "ts": "2026-01-01T00:00:00Z", "value": "high"}]}',
+        "schema",
+    ),
+    (b"\xff\xfe\x00garbage", "json"),
+    (
+        b'{"v": 1, "kind": "reading_batch", "machine_id": "PMP-001", "samples": [{"sensor": "flow", "ts": "2026-01-01T00:00:00Z", "value": 1, "extra": 2}]}',
+        "schema",
+    ),
+]
+
+
+def test_bad_messages_land_in_dead_letters_with_reasons_while_good_ones_flow(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    config = make_config(kafka_settings, created, group)
+    good = batches(oracle.stream(4, {"PMP-001": ["flow", "speed"]}, seconds=300, late=0.0, duplicates=0.0))
+    heartbeat_fv = FeatureVector(
+        machine_id="PMP-001",
+        machine_type="pump",
+        window_start=good[0].samples[0].ts,
+        window_end=good[0].samples[0].ts,
+        features={},
+    )
+    corpus = [*BAD, (encode(heartbeat_fv), "kind")]
+    producer = make_producer(kafka_settings)
+    sent: list[tuple[int, bytes, str]] = []
+    futures = []
+    for i, message in enumerate(good):
+        producer.send(created.readings, key=b"PMP-001", value=encode(message))
+        if i < len(corpus):
+            futures.append((producer.send(created.readings, key=b"PMP-001", value=corpus[i][0]), corpus[i]))
+    producer.send(created.readings, key=b"PMP-001", value=None)  # a tombstone
+    producer.flush()
+    for future, (raw, reason) in futures:
+        sent.append((future.get(30).offset, raw, reason))
+    producer.close()
+    expected = expected_vectors(config, good)
+    service = FeatureService(config)
+    features = Collector(kafka_settings, created.features)
+    dead = Collector(kafka_settings, created.dead_letter)
+    stop, thread = run_in_thread(service)
+    try:
+        wait_for(
+            lambda: len(dead.records) >= len(corpus) + 1 and len(features.records) >= len(expected),
+            90,
+            "dead letters and feature vectors",
+        )
+    finally:
+        stop.set()
+        thread.join(60)
+        service.close()
+        features.close()
+        dead.close()
+    letters = [decode(r.value) for r in dead.records]
+    assert all(isinstance(d, DeadLetter) and d.service == "features" for d in letters)
+    by_offset = {d.offset: d for d in letters}
+    for offset, raw, reason in sent:
+        letter = by_offset[offset]
+        assert letter.reason == reason, (raw, letter.error)
+        assert base64.b64decode(letter.raw) == raw
+        assert letter.source_topic == created.readings and letter.partition is not None and letter.error
+    assert any("tombstone" in d.error for d in letters)
+    got = unique_by_window(features.vectors())
+    assert sorted(got) == sorted(expected)
+
+
+def test_state_checkpointed_but_offsets_not_committed_skips_the_redelivered_records(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    config = make_config(kafka_settings, created, group)
+    messages = batches(oracle.stream(8, {"PMP-001": ["flow", "speed"]}, seconds=400, late=0.0), size=4)
+    expected = expected_vectors(config, messages)
+    produce(kafka_settings, created.readings, messages)
+    features = Collector(kafka_settings, created.features)
+    crashed = FeatureService(config)
+    crashed.setup()
+    try:
+        wait_for(lambda: crashed.step() >= 0 and crashed.stats.messages >= len(messages), 60, "all records")
+        crashed._write_state()  # the changelog now reflects every record ...
+        crashed._positions.clear()  # ... but the crash comes before the offset commit
+    finally:
+        crashed.close()
+    resumed = FeatureService(config)
+    resumed.setup()
+    try:
+        wait_for(lambda: resumed.step() >= 0 and resumed.stats.replay_skipped >= len(messages), 60, "the replay")
+        assert resumed.stats.vectors == 0
+        assert resumed.stats.restored_machines == 1
+    finally:
+        resumed.close()
+        features.close()
+    got = unique_by_window(features.vectors())
+    assert sorted(got) == sorted(expected)
+    assert len(features.records) == len(expected)  # nothing emitted twice

@@ -1,0 +1,122 @@
+"""The fast decoding path agrees with the contracts: same samples for valid input, same refusals for invalid."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from streaming.decoding import ReadingDecoder
+from vigil.contracts import FeatureVector, Gap, Quality, Reading, ReadingBatch, Sample, decode, encode
+from vigil.exceptions import ContractError
+
+T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def _same(a: list[tuple[str, float, float]], b: list[tuple[str, float, float]]) -> bool:
+    return len(a) == len(b) and all(
+        x[0] == y[0] and x[1] == y[1] and (x[2] == y[2] or (math.isnan(x[2]) and math.isnan(y[2])))
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+BATCHES = [
+    ReadingBatch(machine_id="PMP-001", samples=[Sample(sensor="flow", ts=T, value=1.5)]),
+    ReadingBatch(
+        machine_id="PMP-001",
+        source="opcua:sim",
+        samples=[
+            Sample(sensor="flow", ts=T, value=3, unit="m3/h", status_code=0, server_ts=T, flags=()),
+            Sample(sensor="speed", ts=T + timedelta(microseconds=1), value=None, quality=Quality.BAD),
+            Sample(sensor="speed", ts=T + timedelta(seconds=1), value=7.0, quality=Quality.UNCERTAIN),
+            Sample(sensor="pressure", ts=T + timedelta(seconds=2), value=99.0, flags=("out_of_range",)),
+            Sample(sensor="pressure", ts=T + timedelta(seconds=3), value=2.0, flags=("deadband",)),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("accept_uncertain", [False, True])
+@pytest.mark.parametrize("batch", BATCHES)
+def test_fast_path_equals_the_contract_path(batch: ReadingBatch, accept_uncertain: bool) -> None:
+    decoder = ReadingDecoder(accept_uncertain=accept_uncertain)
+    fast = decoder.decode(encode(batch))
+    slow = decoder._full(encode(batch))
+    assert fast.fast and not slow.fast
+    assert fast.machine_id == slow.machine_id == batch.machine_id
+    assert _same(fast.samples, slow.samples)
+
+
+def test_other_timezones_and_single_readings_and_gaps() -> None:
+    decoder = ReadingDecoder()
+    plus2 = T.astimezone(timezone(timedelta(hours=2))).isoformat()
+    payload = (
+        b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"'
+        + plus2.encode()
+        + b'","value":1}]}'
+    )
+    assert decoder.decode(payload).samples == [("a", T.timestamp(), 1.0)]
+    single = decoder.decode(encode(Reading(machine_id="M-1", sensor="a", ts=T, value=2.0)))
+    assert single.samples == [("a", T.timestamp(), 2.0)] and not single.fast
+    gap = Gap(machine_id="M-1", start=T, end=T + timedelta(seconds=5), reason="lost")
+    decoded = decoder.decode(encode(gap))
+    assert decoded.gap == gap and decoded.samples == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (
+            b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00","value":1}]}',
+            "schema",
+        ),
+        (
+            b'{"v":1,"kind":"reading_batch","machine_id":"M 1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z","value":1}]}',
+            "schema",
+        ),
+        (
+            b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z","value":true}]}',
+            None,
+        ),
+        (
+            b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z","value":1,"quality":"meh"}]}',
+            "schema",
+        ),
+        (
+            b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z","value":1,"flags":"x"}]}',
+            "schema",
+        ),
+        (
+            b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z","value":1,"more":1}]}',
+            "schema",
+        ),
+        (b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[]}', "schema"),
+        (
+            b'{"v":2,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z","value":1}]}',
+            "version",
+        ),
+        (
+            b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z","value":1e999999}]}',
+            None,
+        ),
+        (b"{", "json"),
+        (None, "json"),
+    ],
+)
+def test_fast_path_never_accepts_what_the_contract_refuses(payload: bytes | None, reason: str | None) -> None:
+    decoder = ReadingDecoder()
+    if reason is None:
+        # The contract accepts these (true as 1.0, an overflow as inf); the fast path defers or agrees.
+        assert payload is not None and decode(payload)
+        assert _same(decoder.decode(payload).samples, decoder._full(payload).samples)
+        return
+    with pytest.raises(ContractError) as info:
+        decoder.decode(payload)
+    assert info.value.reason == reason
+
+
+def test_other_kinds_do_not_belong_on_a_readings_topic() -> None:
+    fv = FeatureVector(machine_id="M-1", machine_type="pump", window_start=T, window_end=T, features={})
+    with pytest.raises(ContractError, match="does not belong"):
+        ReadingDecoder().decode(encode(fv))
