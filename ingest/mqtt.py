@@ -166,6 +166,7 @@ class MqttCollector:
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         try:
             client.connect(self.broker.host, self.broker.port, keepalive=30)
@@ -196,6 +197,13 @@ class MqttCollector:
             log.error("MQTT %s refused the connection: %s", self.broker.host, reason_code)
             return
         client.subscribe([(topic, self.source.qos) for topic in self.source.topics])
+
+    def _on_subscribe(self, _client: Any, _userdata: Any, _mid: int, reason_codes: Any, _props: Any) -> None:
+        # Only the broker's SUBACK means messages will flow; anything published before it is not ours.
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("MQTT source %s: subscription refused (%s)", self.source.name, ", ".join(refused))
+            return
         log.info("MQTT source %s subscribed to %s", self.source.name, ", ".join(self.source.topics))
         self._subscribed.set()
 

@@ -121,7 +121,7 @@ class Replayer:
                 self.counters["rows"] += 1
                 row = {name: column[i] for name, column in chunk.items()}
                 try:
-                    reading = self._to_reading(row)
+                    reading = self.to_reading(row)
                 except PayloadError as exc:
                     self._reject(row, exc)
                     continue
@@ -142,7 +142,7 @@ class Replayer:
                 self.counters["accepted"] += 1
         return self.counters
 
-    def _to_reading(self, row: dict[str, Any]) -> Reading:
+    def to_reading(self, row: dict[str, Any]) -> Reading:
         machine, sensor = row.get("machine"), row.get("sensor")
         if not machine or not sensor:
             raise PayloadError("missing_field", "machine and sensor must not be empty")

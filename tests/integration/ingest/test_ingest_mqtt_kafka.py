@@ -1,0 +1,149 @@
+"""MQTT end to end: JSON pushed to the real Mosquitto, mapped, validated, published to the real Kafka."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.mqtt import MqttCollector
+from ingest.publisher import KafkaPublisher
+from ingest.validation import Validator
+from vigil.bus import ensure_topics, make_consumer, pipeline_topics
+from vigil.config import (
+    KafkaSettings,
+    MqttMapping,
+    MqttSettings,
+    MqttSource,
+    PublishSettings,
+    SpoolSettings,
+    Topics,
+    VigilConfig,
+)
+from vigil.contracts import DeadLetter, ReadingBatch, decode
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def _mqtt_publish(address: tuple[str, int], messages: list[tuple[str, bytes]]) -> None:
+    from paho.mqtt.client import Client
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = Client(CallbackAPIVersion.VERSION2)
+    client.connect(*address)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _consume(kafka: KafkaSettings, names: list[str], until: Any) -> list[Any]:
+    consumer = make_consumer(kafka, None, names)
+    out: list[Any] = []
+    deadline = time.monotonic() + 90
+    try:
+        while not until(out) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=1000).values():
+                out += [decode(r.value) for r in records]
+    finally:
+        consumer.close()
+    return out
+
+
+def test_pushed_json_reaches_kafka_and_bad_payloads_are_dead_lettered(
+    mqtt_address: tuple[str, int],
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    example_config: VigilConfig,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    ensure_topics(kafka_settings, pipeline_topics(kafka_settings, topics))
+    source = MqttSource(
+        name="plant-sensors",
+        topics=[f"vigil-test/{unique}/+/telemetry"],
+        qos=1,
+        mapping=MqttMapping(machine="meta.asset", sensor="point", ts="t", value="v", unit="u", ts_format="epoch_ms"),
+    )
+    validator = Validator(example_config)
+    publisher = KafkaPublisher(
+        kafka_settings, topics, SpoolSettings(path=tmp_path / "spool.sqlite"), PublishSettings(batch_max_ms=50)
+    )
+    publisher.start()
+    collector = MqttCollector(MqttSettings(host=mqtt_address[0], port=mqtt_address[1]), source, publisher, validator)
+
+    def payload(machine: str, i: int, value: Any = None, sensor: str = "bearing_temp") -> bytes:
+        t = int((T0 + timedelta(seconds=i)).timestamp() * 1000)
+        return json.dumps(
+            {
+                "meta": {"asset": machine},
+                "point": sensor,
+                "t": t,
+                "v": float(i % 90) if value is None else value,
+                "u": "degC",
+            }
+        ).encode()
+
+    good = [(f"vigil-test/{unique}/{m}/telemetry", payload(m, i)) for i in range(300) for m in ("PMP-001", "MTR-002")]
+    array = [
+        (
+            f"vigil-test/{unique}/batch/telemetry",
+            json.dumps([json.loads(payload("CMP-001", i, sensor="oil_temp")) for i in range(50)]).encode(),
+        )
+    ]
+    bad = [
+        (f"vigil-test/{unique}/x/telemetry", b"{not json"),
+        (f"vigil-test/{unique}/x/telemetry", b'{"meta": {"asset": "PMP-001"}}'),
+        (f"vigil-test/{unique}/x/telemetry", payload("PMP-001", 9999, value="hot")),
+    ]
+    unknown = [(f"vigil-test/{unique}/x/telemetry", payload("PMP-999", i)) for i in range(5)]
+    flagged = [(f"vigil-test/{unique}/x/telemetry", payload("PMP-003", 1, value=900.0))]
+    with collector:
+        assert collector.wait_subscribed(30)
+        _mqtt_publish(mqtt_address, good + array + bad + unknown + flagged)
+        total = len(good) + len(array) + len(bad) + len(unknown) + len(flagged)
+        deadline = time.monotonic() + 60
+        while collector.counters["received"] < total and time.monotonic() < deadline:
+            time.sleep(0.1)
+    publisher.close()
+
+    assert collector.counters["received"] == total, dict(collector.counters)
+    assert collector.counters["accepted"] == 600 + 50 + 1
+    assert (collector.counters["json"], collector.counters["missing_field"], collector.counters["wrong_type"]) == (
+        1,
+        1,
+        1,
+    )
+    assert validator.counters["unknown_machine"] == 5
+    assert validator.counters["out_of_range"] == 1
+    assert publisher.counters.sent == 651
+
+    messages = _consume(
+        kafka_settings,
+        [topics.readings, topics.dead_letter],
+        lambda out: (
+            sum(len(m.samples) for m in out if isinstance(m, ReadingBatch)) >= 651
+            and sum(isinstance(m, DeadLetter) for m in out) >= 3
+        ),
+    )
+    readings = [r for m in messages if isinstance(m, ReadingBatch) for r in m.readings()]
+    keys = Counter((r.machine_id, r.sensor, r.ts) for r in readings)
+    assert len(readings) == 651
+    assert max(keys.values()) == 1
+    assert {r.machine_id for r in readings} == {"PMP-001", "MTR-002", "CMP-001", "PMP-003"}
+    assert [r.flags for r in readings if r.machine_id == "PMP-003"] == [("out_of_range",)]
+    assert all(r.source == "mqtt:plant-sensors" for r in readings)
+    letters = [m for m in messages if isinstance(m, DeadLetter)]
+    assert sorted(letter.reason for letter in letters) == ["json", "missing_field", "wrong_type"]
+    assert all(letter.source_topic and letter.source_topic.startswith("mqtt:vigil-test/") for letter in letters)
