@@ -379,3 +379,30 @@ def add_metrics_arguments(
         default=env.get("VIGIL_METRICS_HOST", "127.0.0.1"),
         help="address the metrics endpoint binds (0.0.0.0 in containers)",
     )
+
+
+def probe(url: str, timeout_s: float = 3.0) -> bool:
+    """True when ``url`` answers 200 (a container healthcheck: ``python -m vigil.metrics probe URL``)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return int(resp.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vigil.metrics probe URL``: exit 0 when the endpoint is healthy/ready, 1 otherwise."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "probe":
+        sys.stderr.write("usage: python -m vigil.metrics probe http://127.0.0.1:9464/readyz\n")
+        return 2
+    return 0 if probe(args[1]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
