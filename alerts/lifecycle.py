@@ -121,6 +121,8 @@ class Episode:
     last_notified_wall: float | None = None
     reported_p: float | None = None
     """p_failure at the last recorded transition: slow drifts add up to an update too."""
+    seq: int = 0
+    """Transitions recorded so far (the next one gets ``seq + 1``)."""
 
     @property
     def suppressed(self) -> bool:
@@ -415,7 +417,7 @@ class Lifecycle:
                 continue
             if ep.acknowledged_by is not None:
                 continue
-            route = self.router.route(self._alert(ep, ep.state, at))
+            route = self.router.route(self._alert(ep, ep.state, at, record=False))
             if (
                 route is not None
                 and route.escalate_to is not None
@@ -451,7 +453,7 @@ class Lifecycle:
         return None
 
     def current_alert(self, ep: Episode) -> Alert:
-        return self._alert(ep, ep.state, ep.last_ts)
+        return self._alert(ep, ep.state, ep.last_ts, record=False)
 
     # ------------------------------------------------------------------------------------------- persistence
 
@@ -656,8 +658,18 @@ class Lifecycle:
         return [Transition(self._alert(ep, AlertState.RESOLVED, ts, note=note), receivers)]
 
     def _alert(
-        self, ep: Episode, state: AlertState, ts: datetime, *, actor: str = ACTOR, note: str | None = None
+        self,
+        ep: Episode,
+        state: AlertState,
+        ts: datetime,
+        *,
+        actor: str = ACTOR,
+        note: str | None = None,
+        record: bool = True,
     ) -> Alert:
+        """The Alert message for a transition (``record``: a new one, numbered) or for a look at the episode."""
+        if record:
+            ep.seq += 1
         tags = self._machine_tags(ep.machine_id, None, None, None)
         return Alert(
             alert_id=ep.alert_id,
@@ -678,6 +690,7 @@ class Lifecycle:
             actor=actor,
             assignee=ep.assignee,
             note=note,
+            seq=ep.seq,
         )
 
 

@@ -49,9 +49,11 @@ def _quote(value: str) -> str:
 
 
 def open_alerts_query(w: Window) -> str:
+    # The latest transition of each episode is the one with the highest seq (not the latest time: a planner's
+    # acknowledgement is stamped with wall-clock time, a resolve with the prediction's event time).
     return (
-        'SELECT last("status") AS status, last("severity") AS severity, last("summary") AS summary, '
-        f'last("opened_at_ns") AS opened_at_ns FROM "{ALERTS}" WHERE {w.where} GROUP BY "alert_id", "machine", "kind"'
+        'SELECT top("seq", 1) AS seq, "status", "severity", "summary", "opened_at_ns" '
+        f'FROM "{ALERTS}" WHERE {w.where} GROUP BY "alert_id", "machine", "kind"'
     )
 
 
@@ -63,7 +65,7 @@ def open_alerts(sink: InfluxSink, w: Window) -> list[dict[str, Any]]:
 def machine_history(sink: InfluxSink, machine: str, w: Window) -> list[dict[str, Any]]:
     m = _quote(machine)
     alerts = sink.query(
-        f'SELECT "alert_id", "status", "severity", "summary", "actor", "note" FROM "{ALERTS}" '
+        f'SELECT "alert_id", "seq", "status", "severity", "summary", "actor", "note" FROM "{ALERTS}" '
         f'WHERE "machine" = {m} AND {w.where}'
     )
     events = sink.query(
@@ -229,7 +231,19 @@ def _answer(args: argparse.Namespace, config: VigilConfig, sink: InfluxSink, w: 
         return (_table(_with_times(rows, "opened_at_ns"), cols) if rows else "no open alerts"), rows
     if args.question == "machine":
         rows = machine_history(sink, args.machine_id, w)
-        cols = ["time", "_measurement", "status", "event_kind", "severity", "summary", "actor", "note", "failure_mode"]
+        cols = [
+            "time",
+            "_measurement",
+            "alert_id",
+            "seq",
+            "status",
+            "event_kind",
+            "severity",
+            "summary",
+            "actor",
+            "note",
+            "failure_mode",
+        ]
         return (_table(_with_times(rows, "time"), cols) if rows else "nothing recorded"), rows
     if args.question == "failures":
         outcome, rows = failures_report(config, sink, w)

@@ -72,7 +72,9 @@ class ChatSender:
 
     def send(self, notification: Notification) -> None:
         payload = notification.slack() if self.config.flavor == "slack" else notification.teams()
-        _post_json(self.config.url, json.dumps(payload).encode(), {}, self.config.timeout_s)
+        # Slack and Teams ignore the header; a relay in between can use it to drop a redelivery.
+        headers = {"webhook-id": notification.id}
+        _post_json(self.config.url, json.dumps(payload).encode(), headers, self.config.timeout_s)
 
 
 class EmailSender:

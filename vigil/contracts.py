@@ -302,6 +302,9 @@ class Alert(_Message):
     """Who caused the transition (a planner's name for acknowledge/assign, ``vigil`` otherwise)."""
     assignee: str | None = None
     note: str | None = None
+    seq: int = 0
+    """Position of this transition in its episode (1, 2, ...): the order even where ``ts`` mixes event time
+    (predictions) and wall-clock time (a planner's acknowledgement)."""
 
 
 class DriftEvent(_Message):

@@ -303,6 +303,7 @@ class Schema:
             "actor": a.actor,
             "assignee": a.assignee,
             "note": a.note,
+            "seq": a.seq,
         }
         return Point(ALERTS, tags, fields, ts_ns(a.ts))
 

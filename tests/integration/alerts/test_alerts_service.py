@@ -1,0 +1,255 @@
+"""The alerts service end to end with real Kafka, InfluxDB and an HTTP receiver: predictions in; InfluxDB points,
+the alerts topic, signed webhooks and the acknowledge API out; a restart continues the episode."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alerts import ctl
+from alerts.query import Window, failures_report, false_alarms_report, machine_history, open_alerts
+from alerts.service import AlertService
+from vigil.bus import machine_key, make_producer
+from vigil.config import AlertConfig, KafkaSettings, Topics, VigilConfig
+from vigil.contracts import (
+    Alert,
+    AlertState,
+    Contribution,
+    DeadLetter,
+    FeatureVector,
+    MaintenanceEvent,
+    Prediction,
+    encode,
+)
+from vigil.influx import InfluxSink, parse_influxql
+
+pytestmark = pytest.mark.integration
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+"""The documented example secret (docs/alerts.md)."""
+
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+T0 = NOW - timedelta(days=2)
+STEP = timedelta(minutes=10)
+
+
+def build_config(
+    example: VigilConfig, kafka: KafkaSettings, topics: Topics, influx: Any, tmp: Path, url: str
+) -> VigilConfig:
+    alerts = AlertConfig.model_validate(
+        {
+            "open_after": 2,
+            "cooldown_s": 0,
+            "http_port": 0,
+            "outbox_path": str(tmp / "outbox.sqlite3"),
+            "retry_initial_s": 0.2,
+            "receivers": [
+                {"type": "webhook", "name": "planners", "url": f"{url}/planners", "secret": SECRET},
+                {"type": "chat", "name": "boss", "url": f"{url}/boss", "flavor": "teams"},
+            ],
+            "routes": [{"receiver": "planners", "escalate_to": "boss", "escalate_after_s": 1800}],
+        }
+    )
+    return example.model_copy(update={"kafka": kafka, "topics": topics, "influx": influx.settings(), "alerts": alerts})
+
+
+def prediction(i: int, p: float, machine: str = "PMP-001") -> Prediction:
+    return Prediction(
+        machine_id=machine,
+        machine_type="pump",
+        site="north",
+        line="north-1",
+        ts=T0 + i * STEP,
+        model="logistic",
+        p_failure=p,
+        horizon_s=172800.0,
+        contributions=(
+            Contribution(feature="bearing_temp.mean", value=96.5, normal=70.2, normal_std=2.9, contribution=1.7),
+            Contribution(feature="vibration_rms.max", value=6.0, normal=4.1, contribution=0.4),
+        ),
+    )
+
+
+def send(kafka: KafkaSettings, topic: str, messages: list[Any], raw: list[bytes] = ()) -> None:  # type: ignore[assignment]
+    producer = make_producer(kafka)
+    for m in messages:
+        producer.send(topic, key=machine_key(m.machine_id), value=encode(m))
+    for r in raw:
+        producer.send(topic, key=b"PMP-001", value=r)
+    producer.flush(timeout=30)
+    producer.close()
+
+
+def verify_standard_webhook(r: Any) -> None:
+    """Independent of alerts.signing: the receiver side as the documentation describes it."""
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    signed = f"{r.headers['webhook-id']}.{r.headers['webhook-timestamp']}.".encode() + r.body
+    expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert r.headers["webhook-signature"] == expected
+
+
+def alert_states(reader: Any, machine: str = "PMP-001") -> list[str]:
+    return [m.state.value for m in reader.read() if isinstance(m, Alert) and m.machine_id == machine]
+
+
+def test_alerts_service_end_to_end(
+    example_config: VigilConfig,
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    influx: Any,
+    tmp_path: Path,
+    http_receiver: Any,
+    unique: str,
+    wait_for: Any,
+    topic_reader: Any,
+) -> None:
+    clock = [NOW.timestamp()]
+    config = build_config(example_config, kafka_settings, topics, influx, tmp_path, http_receiver.url)
+    service = AlertService(config, group_id=f"alerts-{unique}", clock=lambda: clock[0])
+    service.setup()
+    alerts_topic = topic_reader(topics.alerts)
+    try:
+        fv = FeatureVector(
+            machine_id="PMP-001",
+            machine_type="pump",
+            window_start=T0 - STEP,
+            window_end=T0,
+            features={"bearing_temp.mean": 90.0},
+            count=10,
+        )
+        send(kafka_settings, topics.features, [fv])
+        send(
+            kafka_settings,
+            topics.predictions,
+            [prediction(i, p) for i, p in enumerate([0.2, 0.6, 0.7, 0.9])],
+            raw=[b"{not json"],
+        )
+        wait_for(lambda: alert_states(alerts_topic) == ["open", "updated"], step=service.run_once)
+        wait_for(lambda: len(http_receiver.snapshot()) >= 1, step=service.run_once)
+
+        # The webhook: signed, idempotency id, what/where/how likely/how soon/why/what to check/how to ack.
+        hooks = http_receiver.snapshot()
+        for r in hooks:
+            assert r.path == "/planners"
+            verify_standard_webhook(r)
+        first = hooks[0].json()
+        # One batch, one machine: the open and the severity update are grouped into one notification.
+        assert first["type"] == "vigil.alert.group"
+        assert [a["state"] for a in first["data"]["alerts"]] == ["open", "updated"]
+        text = first["data"]["text"]
+        for needle in (
+            "PMP-001",
+            "site north",
+            "70%",
+            "within 48 h",
+            "bearing_temp.mean = 96.5 (normal 70.2",
+            "Bearing lubrication",
+            "vigil alert ack",
+        ):
+            assert needle in text, needle
+        alert_id = first["data"]["alerts"][0]["alert_id"]
+        assert alert_id == f"PMP-001.failure_risk.{(T0 + 2 * STEP):%Y%m%dT%H%M%SZ}"
+
+        # InfluxDB has the predictions, the features and every transition.
+        def influx_count(q: str) -> int:
+            r = parse_influxql(influx.query(q))
+            return int(r[0]["count"]) if r else 0
+
+        wait_for(lambda: influx_count('SELECT count("status") FROM "alerts"') == 2, step=service.run_once)
+        assert influx_count('SELECT count("p_failure") FROM "predictions"') == 4
+        assert influx_count('SELECT count("count") FROM "features"') == 1
+
+        # The undecodable message went to the dead-letter topic with its reason.
+        dead = topic_reader(topics.dead_letter)
+        wait_for(lambda: any(isinstance(m, DeadLetter) for m in dead.read()))
+        letter = next(m for m in dead.messages if isinstance(m, DeadLetter))
+        assert letter.reason == "json" and base64.b64decode(letter.raw) == b"{not json"
+
+        # Escalation: 30 min of wall-clock without acknowledgement -> the boss's Teams card.
+        clock[0] += 1801
+        wait_for(lambda: "escalated" in alert_states(alerts_topic), step=service.run_once)
+        wait_for(lambda: any(r.path == "/boss" for r in http_receiver.snapshot()), step=service.run_once)
+        card = next(r for r in http_receiver.snapshot() if r.path == "/boss").json()
+        assert card["@type"] == "MessageCard" and "escalated" in card["title"]
+
+        # A planner acknowledges with the CLI (over the HTTP API) while the service loop runs.
+        clock[0] += 60
+        result: dict[str, int] = {}
+        worker = threading.Thread(
+            target=lambda: result.update(
+                rc=ctl.main(["--url", service.ack_url, "ack", alert_id, "--by", "Ann", "--note", "parts ordered"])
+            )
+        )
+        worker.start()
+        wait_for(lambda: not worker.is_alive(), step=lambda: service.run_once(0.2))
+        assert result["rc"] == 0
+        wait_for(lambda: "acknowledged" in alert_states(alerts_topic), step=service.run_once)
+        acked = next(m for m in alerts_topic.messages if isinstance(m, Alert) and m.state == AlertState.ACKNOWLEDGED)
+        assert acked.actor == "Ann" and acked.note == "parts ordered"
+        with urllib.request.urlopen(f"{service.ack_url}/health", timeout=10) as resp:
+            health = json.loads(resp.read())
+        assert health["blocked"] is False and health["outbox"]["dead"] == 0
+
+        open_rows = open_alerts(
+            InfluxSink(influx.settings()), Window(NOW - timedelta(days=30), NOW + timedelta(days=1))
+        )
+        assert [(r["alert_id"], r["status"]) for r in open_rows] == [(alert_id, "acknowledged")]
+    finally:
+        service.close()
+
+    # A restart continues the episode: same id, resolved, nothing resent.
+    delivered_before = http_receiver.ids()
+    again = AlertService(config, group_id=f"alerts-{unique}", clock=lambda: clock[0])
+    again.setup(http=False)
+    try:
+        assert again.lifecycle.get(alert_id) is not None
+        failure = MaintenanceEvent(machine_id="PMP-001", ts=T0 + 36 * STEP, event="failure", failure_mode="bearing")
+        send(kafka_settings, topics.predictions, [prediction(4, 0.95), prediction(5, 0.1)])
+        send(kafka_settings, topics.maintenance, [failure])
+        wait_for(lambda: "resolved" in alert_states(alerts_topic), step=again.run_once)
+        resolved = [m for m in alerts_topic.messages if isinstance(m, Alert) and m.state == AlertState.RESOLVED]
+        assert [m.alert_id for m in resolved] == [alert_id]
+        wait_for(
+            lambda: any(
+                "resolved" in r.json().get("title", r.json().get("data", {}).get("title", ""))
+                for r in http_receiver.snapshot()
+                if r.path == "/planners"
+            ),
+            step=again.run_once,
+        )
+        wait_for(
+            lambda: parse_influxql(influx.query('SELECT count("event_id") FROM "maintenance"')) != [],
+            step=again.run_once,
+        )
+    finally:
+        again.close()
+
+    ids = http_receiver.ids()
+    assert all(n == 1 for n in ids.values()), f"a notification was delivered twice: {ids}"
+    assert set(delivered_before) <= set(ids)
+    everything = topic_reader(topics.alerts)
+    wait_for(lambda: "resolved" in alert_states(everything))
+    assert alert_states(everything) == ["open", "updated", "escalated", "acknowledged", "resolved"]
+
+    # The reliability engineer's questions.
+    sink = InfluxSink(influx.settings())
+    window = Window(NOW - timedelta(days=30), NOW + timedelta(days=1))
+    assert open_alerts(sink, window) == []
+    outcome, rows = failures_report(config, sink, window)
+    assert outcome.failures == 1 and outcome.caught == 1
+    assert rows[0]["verdict"] == "caught" and rows[0]["lead_time_h"] == pytest.approx(340 / 60, abs=0.01)
+    history = machine_history(sink, "PMP-001", window)
+    assert "failure" in [r.get("event_kind") for r in history]
+    assert sorted(r["seq"] for r in history if r.get("status")) == [1, 2, 3, 4, 5]
+    assert {r.get("status") for r in history} >= {"open", "acknowledged", "resolved"}
+    per_type = {r["type"]: r for r in false_alarms_report(config, sink, window)}
+    assert per_type["pump"]["episodes"] == 1 and per_type["pump"]["false_alarms"] == 0
