@@ -121,3 +121,17 @@ def test_consumer_lag_is_end_offset_minus_position(kafka_settings: KafkaSettings
         )
     finally:
         consumer.close()
+
+
+def test_probe_is_a_container_healthcheck(free_port: int) -> None:
+    from vigil.metrics import main, probe
+
+    metrics = ServiceMetrics("alerts", process_metrics=False)
+    with start_http(metrics, free_port) as server:  # type: ignore[union-attr]
+        assert probe(f"{server.url}/healthz") is True
+        assert probe(f"{server.url}/readyz") is False
+        assert main(["probe", f"{server.url}/readyz"]) == 1
+        metrics.set_ready(True)
+        assert main(["probe", f"{server.url}/readyz"]) == 0
+    assert main(["probe", f"{server.url}/readyz"]) == 1  # closed: connection refused
+    assert main(["nonsense"]) == 2

@@ -142,3 +142,17 @@ def test_dashboards_use_provisioned_datasources_and_real_metric_names() -> None:
                 assert target["datasource"]["uid"] in uids, (name, panel["title"])
                 for metric in re.findall(r"\b((?:vigil|process)_[a-z_]+)\b", target.get("expr", "")):
                     assert metric in exposed, (name, panel["title"], metric)
+
+
+def test_ci_workflow_mirrors_ci_run_and_exercises_compose() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    jobs = workflow["jobs"]
+    assert set(jobs) == {"gate", "compose"}
+    gate_steps = jobs["gate"]["steps"]
+    assert any(s.get("run") == "bash .ci/run" for s in gate_steps)
+    python = next(s for s in gate_steps if s.get("uses", "").startswith("actions/setup-python"))
+    assert python["with"]["python-version"] == "3.11"
+    compose_runs = " ".join(s.get("run", "") for s in jobs["compose"]["steps"])
+    for command in ("docker compose config", "docker compose build", "docker compose up", "docker compose down"):
+        assert command in compose_runs, command
+    assert workflow["permissions"] == {"contents": "read"}
