@@ -183,8 +183,8 @@ class Supervisor:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
-def _group_lag(config: VigilConfig, groups: list[str]) -> dict[str, int]:
-    """Messages each consumer group still has to read (end offsets minus committed offsets)."""
+def _group_lag(config: VigilConfig, groups: list[str], prefix: str) -> dict[str, int]:
+    """Messages each consumer group still has to read on this run's topics (end minus committed offsets)."""
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(**config.kafka.client_kwargs(), client_id="vigil-demo-lag")
@@ -192,7 +192,9 @@ def _group_lag(config: VigilConfig, groups: list[str]) -> dict[str, int]:
     try:
         lags: dict[str, int] = {}
         for group in groups:
-            committed = admin.list_consumer_group_offsets(group)
+            committed = {
+                tp: m for tp, m in admin.list_consumer_group_offsets(group).items() if tp.topic.startswith(prefix)
+            }
             if not committed:
                 lags[group] = -1
                 continue
@@ -390,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
                 if now >= next_view:
                     rate = (obs.readings - last_count) / max(1e-6, now - last_t)
                     last_count, last_t = obs.readings, now
-                    lags = _group_lag(config, groups)
+                    lags = _group_lag(config, groups, prefix)
                     next_view = now + 2.0
                     if live is not None:
                         live.update(_render(obs, config, lags, rate, args.days, started))
