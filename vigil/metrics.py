@@ -50,7 +50,9 @@ name                                          type       labels                 
 ``lead_time_median_s``, ``roc_auc``, ...) and segment: ``dimension`` is ``all``, ``machine_type``, ``site``, ``line``
 or ``machine`` and ``segment`` its value, so a segment that is served worse shows up beside the others.
 
-Services that need more create them on ``metrics.registry``. Default ports: 9464 + N per service
+Services that need more create them on ``metrics.registry``. Reading the metrics back (the demo's live view):
+``scrape(url).total("vigil_readings_total")``, ``scrape(url).by("vigil_consumer_lag", "topic")``. Container
+healthchecks: ``python -m vigil.metrics probe http://127.0.0.1:9464/readyz`` (exit 0 when it answers 200). Default ports: 9464 + N per service
 (:data:`DEFAULT_PORTS`); ``--metrics-port 0`` takes a free port (logged), a negative port disables the endpoint.
 """
 
@@ -391,6 +393,44 @@ def probe(url: str, timeout_s: float = 3.0) -> bool:
             return int(resp.status) == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One scrape of a ``/metrics`` endpoint, for terminal views and tests (``scrape(url).total(...)``)."""
+
+    samples: tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]
+
+    def total(self, name: str, **labels: str) -> float:
+        """Sum of the samples named ``name`` whose labels include ``labels`` (0.0 when there are none)."""
+        wanted = set(labels.items())
+        return sum(value for n, lbls, value in self.samples if n == name and wanted <= set(lbls))
+
+    def by(self, name: str, label: str) -> dict[str, float]:
+        """``{label value: summed sample value}``, e.g. ``by("vigil_consumer_lag", "topic")``."""
+        out: dict[str, float] = {}
+        for n, lbls, value in self.samples:
+            key = dict(lbls).get(label)
+            if n == name and key is not None:
+                out[key] = out.get(key, 0.0) + value
+        return out
+
+
+def scrape(url: str, timeout_s: float = 3.0) -> Scrape:
+    """Fetch and parse a Prometheus text exposition (raises ``OSError`` when the endpoint is unreachable)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        text = resp.read().decode()
+    return Scrape(
+        tuple(
+            (sample.name, tuple(sorted(sample.labels.items())), float(sample.value))
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

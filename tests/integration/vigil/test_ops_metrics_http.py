@@ -135,3 +135,20 @@ def test_probe_is_a_container_healthcheck(free_port: int) -> None:
         assert main(["probe", f"{server.url}/readyz"]) == 0
     assert main(["probe", f"{server.url}/readyz"]) == 1  # closed: connection refused
     assert main(["nonsense"]) == 2
+
+
+def test_scrape_helper_sums_samples_for_a_live_view(free_port: int) -> None:
+    from vigil.metrics import scrape
+
+    metrics = ServiceMetrics("features", process_metrics=False)
+    metrics.readings.inc(500)
+    metrics.consumer_lag.labels("g", "vigil.readings", "0").set(3)
+    metrics.consumer_lag.labels("g", "vigil.readings", "1").set(4)
+    metrics.consumer_lag.labels("g", "vigil.maintenance", "0").set(1)
+    with start_http(metrics, free_port) as server:  # type: ignore[union-attr]
+        result = scrape(f"{server.url}/metrics")
+    assert result.total("vigil_readings_total") == 500
+    assert result.total("vigil_consumer_lag") == 8
+    assert result.total("vigil_consumer_lag", topic="vigil.readings") == 7
+    assert result.by("vigil_consumer_lag", "topic") == {"vigil.readings": 7, "vigil.maintenance": 1}
+    assert result.total("vigil_not_there") == 0
