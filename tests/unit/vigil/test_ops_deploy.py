@@ -156,3 +156,14 @@ def test_ci_workflow_mirrors_ci_run_and_exercises_compose() -> None:
     for command in ("docker compose config", "docker compose build", "docker compose up", "docker compose down"):
         assert command in compose_runs, command
     assert workflow["permissions"] == {"contents": "read"}
+
+
+def test_prometheus_scrapes_every_vigil_service_in_compose() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    vigil_services = {n for n, s in compose["services"].items() if s.get("image", "").startswith("${VIGIL_IMAGE")}
+    assert vigil_services == {"simulator", "collector", "features", "models", "alerts"}
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    [job] = [j for j in prometheus["scrape_configs"] if j["job_name"] == "vigil"]
+    [sd] = job["dns_sd_configs"]
+    assert set(sd["names"]) == vigil_services and sd["port"] == 9464
+    assert compose["x-vigil"]["environment"]["VIGIL_METRICS_PORT"] == str(sd["port"])
