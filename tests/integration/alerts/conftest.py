@@ -96,6 +96,20 @@ def http_receiver() -> Iterator[HttpReceiver]:
 
 
 @pytest.fixture
+def make_http_receiver() -> Iterator[Callable[[int], HttpReceiver]]:
+    """Start a receiver later, on a given port (one that was down until then)."""
+    started: list[HttpReceiver] = []
+
+    def make(port: int) -> HttpReceiver:
+        started.append(HttpReceiver(port=port).start())
+        return started[-1]
+
+    yield make
+    for r in started:
+        r.stop()
+
+
+@pytest.fixture
 def wait_for() -> Callable[..., None]:
     return _wait_for
 
