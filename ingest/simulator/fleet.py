@@ -24,7 +24,7 @@ changes the others):
 - **Degradation and failure.** One failure mode at a time develops over its duration D (mode-specific, e.g.
   bearing wear 1-4 days, cooling failure 0.5-1.5 days) with damage ``d = (exp(3.5 x) - 1) / (exp(3.5) - 1)``,
   ``x`` the elapsed share of D. The mode's sensors drift by ``d`` times their effect, which is calibrated from
-  the configured hard limit so that at full load the limit is reached at ``d ~ 0.95``: the trend is visible
+  the configured hard limit so that at full load the limit is reached at ``d ~ 0.88``: the trend is visible
   for hours to days, while ``limits.high`` is typically crossed only in the last ~1-4 h, or not at all at part
   load. At ``d = 1`` the machine fails (:class:`MaintenanceEvent` ``failure`` with ``failure_mode``), stays down
   for 4-16 h, and a ``repair`` event resets its health.
@@ -57,7 +57,7 @@ from vigil.contracts import MaintenanceEvent, MaintenanceKind, Quality, Reading
 
 HOUR = 3600.0
 DAY = 86400.0
-LIMIT_AT_DAMAGE = 0.95
+LIMIT_AT_DAMAGE = 0.88
 """Damage at which a mode's primary sensor reaches its hard limit at full load and nominal ambient."""
 CURVE = 3.5
 """Steepness of the damage curve: larger = flatter for longer, then a steeper end."""
@@ -282,7 +282,7 @@ def damage_at(x: float) -> float:
     """Damage (0..1) after the share ``x`` (0..1) of a failure mode's development time.
 
     >>> round(damage_at(0.5), 3), round(damage_at(0.9), 3), damage_at(1.0)
-    (0.154, 0.689, 1.0)
+    (0.148, 0.695, 1.0)
     """
     x = min(max(x, 0.0), 1.0)
     return (math.exp(CURVE * x) - 1.0) / (math.exp(CURVE) - 1.0)
