@@ -5,9 +5,9 @@ Each aggregation has two equivalent forms:
 * ``initialize() -> state``, ``add(state, ts, value) -> state``, ``result(state, end) -> float | None``: the
   incremental form (Quix Streams' ``initialize / agg / result``), over a tuple of floats that pickles and
   serialises trivially. Useful for a single stream of values and as the executable definition.
-* ``compute(ts, values, end) -> float | None``: the same number from the window's arrays with numpy, which is
-  what the window engine calls when a window closes (one vectorised pass per window instead of a Python call
-  per reading).
+* ``compute(w: WindowArrays) -> float | None``: the same number from the window's arrays with numpy, which is
+  what the window engine calls when a window closes (a few vectorised passes per window, shared between the
+  aggregations through :class:`WindowArrays`, instead of a Python call per reading).
 
 Only usable (good-quality, finite) values reach an aggregation; ``ts`` are event times in epoch seconds, ``end``
 is the window's end. An empty window gives ``None`` (missing), never zero. A new aggregation is one subclass with
@@ -18,7 +18,7 @@ a unique ``name``; it registers itself in :data:`AGGREGATIONS` and the conforman
 >>> state = agg.initialize()
 >>> for t, v in [(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)]:
 ...     state = agg.add(state, t, v)
->>> agg.result(state, end=3.0), agg.compute(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0]), end=3.0)
+>>> agg.result(state, end=3.0), agg.compute(WindowArrays(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0]), end=3.0))
 (2.0, 2.0)
 >>> AGGREGATIONS["mean"].result(AGGREGATIONS["mean"].initialize(), end=0.0) is None
 True
@@ -27,6 +27,7 @@ True
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -44,6 +45,53 @@ AGGREGATIONS: dict[str, Aggregation] = {}
 def _flat(m2: float, mean: float) -> bool:
     # A constant signal: its higher moments are undefined; rounding in the mean must not make them explode.
     return m2 <= 1e-24 * max(1.0, mean * mean)
+
+
+class WindowArrays:
+    """One sensor's usable values in one window, with the intermediate results the aggregations share.
+
+    Computed lazily and once per window: the mean, the centred values and the central moments feed several
+    aggregations, so a window costs a handful of numpy passes, not one set per aggregation.
+    """
+
+    def __init__(self, ts: Array, values: Array, end: float) -> None:
+        self.ts = ts
+        self.values = values
+        self.end = end
+        self.n = len(values)
+
+    @cached_property
+    def mean(self) -> float:
+        return float(self.values.sum()) / self.n
+
+    @cached_property
+    def centered(self) -> Array:
+        return self.values - self.mean
+
+    @cached_property
+    def _c2(self) -> Array:
+        return self.centered * self.centered
+
+    @cached_property
+    def m2(self) -> float:
+        """Population variance."""
+        return float(self._c2.sum()) / self.n
+
+    @cached_property
+    def m3(self) -> float:
+        return float(self._c2 @ self.centered) / self.n
+
+    @cached_property
+    def m4(self) -> float:
+        return float(self._c2 @ self._c2) / self.n
+
+    @cached_property
+    def min(self) -> float:
+        return float(self.values.min())
+
+    @cached_property
+    def max(self) -> float:
+        return float(self.values.max())
 
 
 class Aggregation:
@@ -65,8 +113,8 @@ class Aggregation:
     def result(self, state: State, end: float) -> float | None:
         raise NotImplementedError
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        """The result for a whole window at once; ``ts`` sorted ascending, ``values`` aligned with it."""
+    def compute(self, w: WindowArrays) -> float | None:
+        """The result for a whole window at once (``w.ts`` sorted ascending, ``w.values`` aligned with it)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -85,8 +133,8 @@ class Count(Aggregation):
     def result(self, state: State, end: float) -> float | None:
         return state[0]
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        return float(len(values))
+    def compute(self, w: WindowArrays) -> float | None:
+        return float(w.n)
 
 
 class Mean(Aggregation):
@@ -103,8 +151,8 @@ class Mean(Aggregation):
     def result(self, state: State, end: float) -> float | None:
         return state[1] if state[0] else None
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        return float(values.mean()) if len(values) else None
+    def compute(self, w: WindowArrays) -> float | None:
+        return w.mean if w.n else None
 
 
 class Std(Aggregation):
@@ -126,8 +174,8 @@ class Std(Aggregation):
         n, _, m2 = state
         return math.sqrt(max(m2, 0.0) / n) if n else None
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        return float(values.std()) if len(values) else None
+    def compute(self, w: WindowArrays) -> float | None:
+        return math.sqrt(w.m2) if w.n else None
 
 
 class Min(Aggregation):
@@ -142,8 +190,8 @@ class Min(Aggregation):
     def result(self, state: State, end: float) -> float | None:
         return state[0] if state[0] != math.inf else None
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        return float(values.min()) if len(values) else None
+    def compute(self, w: WindowArrays) -> float | None:
+        return w.min if w.n else None
 
 
 class Max(Aggregation):
@@ -158,8 +206,8 @@ class Max(Aggregation):
     def result(self, state: State, end: float) -> float | None:
         return state[0] if state[0] != -math.inf else None
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        return float(values.max()) if len(values) else None
+    def compute(self, w: WindowArrays) -> float | None:
+        return w.max if w.n else None
 
 
 class Last(Aggregation):
@@ -177,8 +225,8 @@ class Last(Aggregation):
     def result(self, state: State, end: float) -> float | None:
         return state[1] if state[0] != -math.inf else None
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        return float(values[-1]) if len(values) else None
+    def compute(self, w: WindowArrays) -> float | None:
+        return float(w.values[-1]) if w.n else None
 
 
 class Slope(Aggregation):
@@ -205,12 +253,12 @@ class Slope(Aggregation):
             return None
         return c_tv / m2_t if m2_t > 0 else 0.0
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        if not len(values):
+    def compute(self, w: WindowArrays) -> float | None:
+        if not w.n:
             return None
-        tc = ts - ts.mean()
+        tc = w.ts - float(w.ts.sum()) / w.n
         denom = float(tc @ tc)
-        return float(tc @ (values - values.mean())) / denom if denom > 0 else 0.0
+        return float(tc @ w.centered) / denom if denom > 0 else 0.0
 
 
 class Rms(Aggregation):
@@ -225,8 +273,8 @@ class Rms(Aggregation):
     def result(self, state: State, end: float) -> float | None:
         return math.sqrt(state[1] / state[0]) if state[0] else None
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        return math.sqrt(float(values @ values) / len(values)) if len(values) else None
+    def compute(self, w: WindowArrays) -> float | None:
+        return math.sqrt(float(w.values @ w.values) / w.n) if w.n else None
 
 
 class PeakToPeak(Aggregation):
@@ -241,8 +289,8 @@ class PeakToPeak(Aggregation):
     def result(self, state: State, end: float) -> float | None:
         return state[1] - state[0] if state[0] != math.inf else None
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        return float(np.ptp(values)) if len(values) else None
+    def compute(self, w: WindowArrays) -> float | None:
+        return w.max - w.min if w.n else None
 
 
 def _moments_add(state: State, value: float) -> State:
@@ -258,13 +306,6 @@ def _moments_add(state: State, value: float) -> State:
     m3 += term1 * delta_n * (n - 2) - 3 * delta_n * m2
     m2 += term1
     return (n, mean, m2, m3, m4)
-
-
-def _central(values: Array) -> tuple[float, float, float, float]:
-    mean = float(values.mean())
-    d = values - mean
-    d2 = d * d
-    return mean, float(d2.mean()), float((d2 * d).mean()), float((d2 * d2).mean())
 
 
 class Skewness(Aggregation):
@@ -286,11 +327,10 @@ class Skewness(Aggregation):
             return 0.0
         return float((m3 / n) / (m2 / n) ** 1.5)
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        if not len(values):
+    def compute(self, w: WindowArrays) -> float | None:
+        if not w.n:
             return None
-        mean, m2, m3, _ = _central(values)
-        return 0.0 if _flat(m2, mean) else m3 / m2**1.5
+        return 0.0 if _flat(w.m2, w.mean) else w.m3 / w.m2**1.5
 
 
 class Kurtosis(Aggregation):
@@ -312,11 +352,10 @@ class Kurtosis(Aggregation):
             return 0.0
         return float((m4 / n) / (m2 / n) ** 2 - 3.0)
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        if not len(values):
+    def compute(self, w: WindowArrays) -> float | None:
+        if not w.n:
             return None
-        mean, m2, _, m4 = _central(values)
-        return 0.0 if _flat(m2, mean) else m4 / m2**2 - 3.0
+        return 0.0 if _flat(w.m2, w.mean) else w.m4 / w.m2**2 - 3.0
 
 
 class SinceLast(Aggregation):
@@ -333,8 +372,8 @@ class SinceLast(Aggregation):
     def result(self, state: State, end: float) -> float | None:
         return end - state[0] if state[0] != -math.inf else None
 
-    def compute(self, ts: Array, values: Array, end: float) -> float | None:
-        return end - float(ts[-1]) if len(ts) else None
+    def compute(self, w: WindowArrays) -> float | None:
+        return w.end - float(w.ts[-1]) if w.n else None
 
 
 def get(name: str) -> Aggregation:

@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from features.aggregations import AGGREGATIONS, Aggregation
+from features.aggregations import AGGREGATIONS, Aggregation, WindowArrays
 from vigil.config import MachineType, ResolvedMachine, VigilConfig
 from vigil.contracts import FeatureVector, MachineState
 
@@ -113,9 +113,8 @@ class FeatureBuilder:
             total += window.total
             bad += window.bad
             if len(window.values):
-                values: dict[str, float | None] = {
-                    name: agg.compute(window.ts, window.values, end) for name, agg in self.aggregations.items()
-                }
+                arrays = WindowArrays(window.ts, window.values, end)
+                values: dict[str, float | None] = {name: agg.compute(arrays) for name, agg in self.aggregations.items()}
                 latest[sensor] = values
             else:
                 missing.append(sensor)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,7 +38,7 @@ _BATCH_KEYS = frozenset({"v", "kind", "machine_id", "samples", "ingest_ts", "sou
 _SAMPLE_KEYS = frozenset({"sensor", "ts", "value", "unit", "quality", "status_code", "server_ts", "flags"})
 _QUALITIES = frozenset({"good", "uncertain", "bad"})
 _NAN = math.nan
-_isfinite = math.isfinite
+_fromiso = datetime.fromisoformat
 
 
 class _Unsure(Exception):
@@ -45,8 +46,21 @@ class _Unsure(Exception):
 
 
 def _reject_constant(name: str) -> float:
-    # NaN/Infinity are not JSON; the contract refuses them, so the fast path must not accept them either.
+    # NaN/Infinity are not JSON; leave such payloads to the contract's own parser.
     raise _Unsure(name)
+
+
+def _json_loads(payload: bytes) -> Any:
+    return json.loads(payload, parse_constant=_reject_constant)
+
+
+_loads: Callable[[bytes], Any]
+try:  # orjson parses ~1.5x faster where it is installed; the stdlib parser is the fallback.
+    import orjson
+
+    _loads = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = _json_loads
 
 
 @dataclass(frozen=True)
@@ -73,7 +87,7 @@ class ReadingDecoder:
         if payload is None:
             raise ContractError("json", "empty message (tombstone) on a readings topic")
         try:
-            doc = json.loads(payload, parse_constant=_reject_constant)
+            doc = _loads(payload)
             if type(doc) is dict and doc.get("kind") == "reading_batch":
                 return self._fast_batch(doc)
         except (_Unsure, ValueError, TypeError, KeyError, AttributeError, OverflowError):
@@ -116,35 +130,57 @@ class ReadingDecoder:
         raw = doc["samples"]
         if type(raw) is not list or not raw:
             raise _Unsure("samples")
-        accept_uncertain = self.accept_uncertain
         samples: list[tuple[str, float, float]] = []
         append = samples.append
+        idents = self._idents
         for s in raw:
-            if type(s) is not dict or not _SAMPLE_KEYS.issuperset(s):
+            if type(s) is not dict:
                 raise _Unsure("sample")
-            sensor = self._ident(s["sensor"])
-            ts = _ts(s["ts"])
+            if len(s) != 3:
+                append(self._full_sample(s))
+                continue
+            # The common sample: exactly sensor, ts and value (a missing one raises KeyError: the contract decides).
+            sensor = s["sensor"]
+            if sensor not in idents:
+                self._ident(sensor)
+            t = s["ts"]
+            if type(t) is not str or len(t) < 20 or t[10] != "T":
+                raise _Unsure("timestamp")
+            dt = _fromiso(t)
+            if dt.tzinfo is None:
+                raise _Unsure("timestamp")
             value = s["value"]
             vt = type(value)
-            if vt is int:
+            if vt is float:
+                if value - value != 0.0:  # inf or NaN: unusable
+                    value = _NAN
+            elif vt is int:
                 value = float(value)
-            elif vt is not float and value is not None:
+            elif value is None:
+                value = _NAN
+            else:
                 raise _Unsure("value")
-            quality = s.get("quality", "good")
-            if quality not in _QUALITIES:
-                raise _Unsure("quality")
-            if len(s) > 3:
-                self._optional(s)
-            flags = s.get("flags", ())
-            unusable = (
-                value is None
-                or not _isfinite(value)
-                or (quality != "good" and (quality == "bad" or not accept_uncertain))
-            )
-            if not unusable and flags:
-                unusable = not usable(quality, value, flags, accept_uncertain)
-            append((sensor, ts, _NAN if unusable else value))
+            append((sensor, dt.timestamp(), value))
         return Decoded(machine_id, samples, fast=True)
+
+    def _full_sample(self, s: dict[str, Any]) -> tuple[str, float, float]:
+        if not _SAMPLE_KEYS.issuperset(s):
+            raise _Unsure("sample")
+        sensor = self._ident(s["sensor"])
+        ts = _ts(s["ts"])
+        value = s["value"]
+        vt = type(value)
+        if vt is int:
+            value = float(value)
+        elif vt is not float and value is not None:
+            raise _Unsure("value")
+        quality = s.get("quality", "good")
+        if quality not in _QUALITIES:
+            raise _Unsure("quality")
+        self._optional(s)
+        if value is None or not usable(quality, value, s.get("flags", ()), self.accept_uncertain):
+            return sensor, ts, _NAN
+        return sensor, ts, value
 
     @staticmethod
     def _optional(s: dict[str, Any]) -> None:

@@ -184,56 +184,61 @@ class WindowEngine:
     def add_samples(self, machine_id: str, samples: Iterable[tuple[str, float, float]]) -> list[FeatureVector]:
         """The hot path: ``(sensor, event time in epoch seconds, value or NaN when unusable)`` of one machine."""
         out: list[FeatureVector] = []
+        stats = self.stats
         m = self._machine(machine_id)
         if m is None:
             for _ in samples:
-                self.stats.unknown_machines[machine_id] += 1
+                stats.unknown_machines[machine_id] += 1
             return out
         known = self._known_sensors()[machine_id]
+        buffers = m.buffers
+        readings = unusable = 0
+        # One loop, locals only: this runs once per reading.
         for sensor, ts, value in samples:
             if sensor not in known:
-                self.stats.unknown_sensors[f"{machine_id}/{sensor}"] += 1
+                stats.unknown_sensors[f"{machine_id}/{sensor}"] += 1
                 continue
-            self._add(machine_id, m, sensor, ts, value, out)
+            readings += 1
+            if value != value:  # NaN: unusable
+                unusable += 1
+            if (ts < m.watermark or ts < m.closed_upto) and self._late_check(machine_id, m, sensor, ts, value):
+                continue
+            buf = buffers.get(sensor)
+            if buf is None:
+                buf = buffers[sensor] = _Buffer()
+            buf.ts.append(ts)
+            buf.values.append(value)
+            if ts > m.watermark:
+                m.watermark = ts
+            if ts < m.earliest:
+                m.earliest = ts
+                m.next_close = self._window_end(self._first_open(m)) + self._grace
+            if m.watermark >= m.next_close:
+                self._advance(machine_id, m, out)
+        stats.readings += readings
+        stats.unusable += unusable
+        m.last_wall = self._now
         return out
 
     def add_sample(self, machine_id: str, sensor: str, ts: float, value: float) -> list[FeatureVector]:
         return self.add_samples(machine_id, ((sensor, ts, value),))
 
-    def _add(
-        self, machine_id: str, m: _Machine, sensor: str, ts: float, value: float, out: list[FeatureVector]
-    ) -> None:
-        stats = self.stats
-        stats.readings += 1
-        if value != value:  # NaN: unusable
-            stats.unusable += 1
-        m.last_wall = self._now
+    def _late_check(self, machine_id: str, m: _Machine, sensor: str, ts: float, value: float) -> bool:
+        """For a reading behind the watermark or the closed windows: is it late? (records it if so)."""
         if m.watermark != -_INF:
             # Every window the watermark has passed is closed (those with data were closed eagerly), so a
             # window that was empty until now cannot reopen for one straggler.
             passed = math.floor((m.watermark - self._grace - self._size) / self._hop) * self._hop + self._size
             if passed > m.closed_upto:
                 m.closed_upto = passed
-        # Late: every window holding ts is closed (by the watermark or on the wall clock).
-        if math.floor(ts / self._hop) * self._hop + self._size <= m.closed_upto:
-            stats.late += 1
-            if len(self._late) < self.max_late:
-                self._late.append(LateReading(machine_id, sensor, ts, value, m.closed_upto))
-            else:
-                stats.late_unrouted += 1
-            return
-        buf = m.buffers.get(sensor)
-        if buf is None:
-            buf = m.buffers[sensor] = _Buffer()
-        buf.ts.append(ts)
-        buf.values.append(value)
-        if ts > m.watermark:
-            m.watermark = ts
-        if ts < m.earliest:
-            m.earliest = ts
-            m.next_close = self._window_end(self._first_open(m)) + self._grace
-        if m.watermark >= m.next_close:
-            self._advance(machine_id, m, out)
+        if math.floor(ts / self._hop) * self._hop + self._size > m.closed_upto:
+            return False
+        self.stats.late += 1
+        if len(self._late) < self.max_late:
+            self._late.append(LateReading(machine_id, sensor, ts, value, m.closed_upto))
+        else:
+            self.stats.late_unrouted += 1
+        return True
 
     def add_gap(self, gap: Gap) -> None:
         """Mark the windows a :class:`Gap` overlaps (``gap=True``); it adds no readings."""

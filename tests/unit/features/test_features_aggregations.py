@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from features.aggregations import AGGREGATIONS, Aggregation, get
+from features.aggregations import AGGREGATIONS, Aggregation, WindowArrays, get
 from features.exceptions import UnknownAggregationError
 
 END = 1_800_000_120.0
@@ -70,7 +70,7 @@ def test_incremental_vectorised_and_oracle_agree(agg: Aggregation, case: str) ->
     ts, values = CASES[case]
     ts = ts + (END - 120.0)
     expected = REFERENCE[agg.name](pd.Series(ts), pd.Series(values))
-    vectorised = agg.compute(ts, values, END)
+    vectorised = agg.compute(WindowArrays(ts, values, END))
     incremental = _incremental(agg, ts, values)
     assert vectorised == pytest.approx(expected, rel=1e-6, abs=1e-9)
     assert incremental == pytest.approx(expected, rel=1e-6, abs=1e-7)
@@ -81,7 +81,7 @@ def test_empty_window_is_missing_not_zero(agg: Aggregation) -> None:
         assert agg.result(agg.initialize(), END) == 0.0
         return
     assert agg.result(agg.initialize(), END) is None
-    assert agg.compute(np.empty(0), np.empty(0), END) is None
+    assert agg.compute(WindowArrays(np.empty(0), np.empty(0), END)) is None
 
 
 def test_state_is_small_serialisable_and_pickles(agg: Aggregation) -> None:
@@ -102,15 +102,15 @@ def test_state_is_small_serialisable_and_pickles(agg: Aggregation) -> None:
 def test_deterministic_and_does_not_mutate_inputs(agg: Aggregation) -> None:
     ts, values = CASES["random"]
     ts_copy, values_copy = ts.copy(), values.copy()
-    first = (_incremental(agg, ts, values), agg.compute(ts, values, END))
-    second = (_incremental(agg, ts, values), agg.compute(ts, values, END))
+    first = (_incremental(agg, ts, values), agg.compute(WindowArrays(ts, values, END)))
+    second = (_incremental(agg, ts, values), agg.compute(WindowArrays(ts, values, END)))
     assert first == second
     assert np.array_equal(ts, ts_copy) and np.array_equal(values, values_copy)
 
 
 def test_results_are_finite(agg: Aggregation) -> None:
     for ts, values in CASES.values():
-        result = agg.compute(ts, values, END)
+        result = agg.compute(WindowArrays(ts, values, END))
         assert result is not None and math.isfinite(result)
 
 

@@ -1,0 +1,217 @@
+"""Benchmark: the feature worker against a bare kafka-python consumer on the same topic, and window memory.
+
+    python bench/bench_streaming.py            # full run (a few minutes)
+    python bench/bench_streaming.py --smoke    # tiny, seconds
+
+Throughput: one topic partition is filled with readings, then read twice in the same run: by a bare
+``KafkaConsumer`` (poll and count, nothing else) and by one :class:`streaming.service.FeatureService` (decode with
+validation, per-machine windows, features, feature vectors produced, checkpoints and offset commits). Both are
+reported in readings/s with their ratio, for messages carrying batches of readings and for one reading per
+message. Memory: resident set size of a :class:`streaming.windows.WindowEngine` holding one full open window for
+1,000 machines (6 sensors each, ``--rate-hz`` readings per sensor per second, ``--window-s`` long).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import time
+import tomllib
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from streaming.service import FeatureService
+from streaming.windows import WindowEngine
+from vigil.bus import TopicSpec, ensure_topics, make_consumer, make_producer
+from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
+
+SENSORS = ["bearing_temp", "vibration_rms", "motor_current", "pressure", "flow", "speed"]
+T0 = 1_800_000_000.0
+
+
+def plant(machines: int, windows: dict[str, Any], kafka: KafkaSettings, topics: Topics) -> VigilConfig:
+    data = tomllib.loads(EXAMPLE_CONFIG.read_text())
+    data["machines"] = [{"id": f"PMP-{i:05d}", "type": "pump", "line": "north-1"} for i in range(machines)]
+    data["sources"] = {}
+    data["kafka"] = kafka.model_dump()
+    data["topics"] = topics.model_dump()
+    data["windows"] = windows
+    return load_config(data=data, environ={})
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+def messages(machines: int, readings: int, per_message: int) -> list[tuple[bytes, bytes]]:
+    """(key, value): each machine's sensors at 1 Hz, ``per_message`` readings per message (1 = single readings)."""
+    out: list[tuple[bytes, bytes]] = []
+    per_machine = max(1, readings // machines)
+    seconds = max(1, per_machine // len(SENSORS))
+    samples: dict[int, list[dict[str, Any]]] = {m: [] for m in range(machines)}
+    for s in range(seconds):
+        for m in range(machines):
+            for k, sensor in enumerate(SENSORS):
+                value = 50.0 + k + (s % 17) * 0.1 + m * 0.001
+                samples[m].append({"sensor": sensor, "ts": iso(T0 + s + 0.001 * k), "value": value})
+                if len(samples[m]) >= per_message:
+                    out.append(_encode(m, samples[m], per_message))
+                    samples[m] = []
+    return out
+
+
+def _encode(machine: int, samples: list[dict[str, Any]], per_message: int) -> tuple[bytes, bytes]:
+    key = f"PMP-{machine:05d}".encode()
+    if per_message == 1:
+        s = samples[0]
+        doc: dict[str, Any] = {"v": 1, "kind": "reading", "machine_id": key.decode(), **s}
+    else:
+        doc = {"v": 1, "kind": "reading_batch", "machine_id": key.decode(), "samples": samples}
+    return key, json.dumps(doc).encode()
+
+
+def fill(kafka: KafkaSettings, topic: str, data: list[tuple[bytes, bytes]]) -> None:
+    producer = make_producer(kafka, linger_ms=50)
+    for key, value in data:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def bare(kafka: KafkaSettings, topic: str, expected: int) -> float:
+    """Seconds for a bare consumer (same settings as the worker's) to read ``expected`` messages."""
+    consumer = make_consumer(
+        kafka, f"bench-bare-{uuid.uuid4().hex[:8]}", [topic], max_poll_records=2000, max_partition_fetch_bytes=8 << 20
+    )
+    seen, started = 0, None
+    while seen < expected:
+        # The clock starts at the poll that returns the first records (group join and metadata excluded).
+        t = time.perf_counter()
+        records = consumer.poll(timeout_ms=1000)
+        if records and started is None:
+            started = t
+        for msgs in records.values():
+            for msg in msgs:
+                seen += 1
+                _ = msg.value
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close(autocommit=False)
+    return elapsed
+
+
+def worker(config: VigilConfig, expected: int) -> tuple[float, FeatureService]:
+    service = FeatureService(config, worker_id="bench", report_interval_s=1e9)
+    service.setup()
+    started = None
+    last_cp = time.monotonic()
+    while service.stats.messages < expected:
+        t = time.perf_counter()
+        service.step()
+        if service.stats.messages and started is None:
+            started = t
+        if time.monotonic() - last_cp >= config.windows.checkpoint_interval_s:
+            service.checkpoint()
+            last_cp = time.monotonic()
+    service.checkpoint()
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    service.close()
+    return elapsed, service
+
+
+def throughput(kafka: KafkaSettings, machines: int, readings: int, per_message: int) -> dict[str, float]:
+    run = uuid.uuid4().hex[:8]
+    topics = Topics(
+        readings=f"bench-{run}.readings",
+        features=f"bench-{run}.features",
+        dead_letter=f"bench-{run}.dead-letter",
+        changelog_prefix=f"bench-{run}.changelog.",
+    )
+    ensure_topics(kafka, [TopicSpec(topics.readings, 1)])
+    data = messages(machines, readings, per_message)
+    total = sum(len(json.loads(v).get("samples", [1])) for _, v in data) if per_message > 1 else len(data)
+    fill(kafka, topics.readings, data)
+    windows = {"size_s": 60, "grace_s": 5, "idle_timeout_s": 3600, "group_id": f"bench-{run}"}
+    config = plant(machines, windows, kafka, topics)
+    t_bare = bare(kafka, topics.readings, len(data))
+    t_worker, service = worker(config, len(data))
+    return {
+        "messages": len(data),
+        "readings": total,
+        "bare_readings_per_s": total / t_bare,
+        "worker_readings_per_s": total / t_worker,
+        "ratio": t_bare / t_worker,
+        "vectors": service.stats.vectors,
+            }
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def memory(machines: int, window_s: int, rate_hz: float) -> dict[str, float]:
+    kafka = KafkaSettings()
+    config = plant(machines, {"size_s": window_s, "grace_s": 0, "idle_timeout_s": 3600}, kafka, Topics())
+    engine = WindowEngine(config)
+    gc.collect()
+    before = rss_bytes()
+    per_sensor = int(window_s * rate_hz)
+    for m in range(machines):
+        mid = f"PMP-{m:05d}"
+        engine.add_samples(
+            mid, ((sensor, T0 + i / rate_hz, 1.0 + i) for i in range(per_sensor - 1) for sensor in SENSORS)
+        )
+    gc.collect()
+    after = rss_bytes()
+    held = engine.open_readings()
+    return {
+        "machines": machines,
+        "open_readings": held,
+        "rss_mb": (after - before) / 2**20,
+        "rss_mb_per_1000_machines": (after - before) / 2**20 * 1000 / machines,
+        "bytes_per_reading": (after - before) / max(held, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the benchmark runs")
+    parser.add_argument("--bootstrap", default=os.environ.get("VIGIL_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092"))
+    parser.add_argument("--readings", type=int, default=2_000_000, help="readings in the batched run")
+    parser.add_argument("--single-readings", type=int, default=200_000, help="readings in the one-per-message run")
+    parser.add_argument("--batch", type=int, default=120, help="readings per message in the batched run")
+    parser.add_argument("--machines", type=int, default=200)
+    parser.add_argument("--window-s", type=int, default=600, help="memory: window length")
+    parser.add_argument("--rate-hz", type=float, default=1.0, help="memory: readings per sensor per second")
+    args = parser.parse_args()
+    if args.smoke:
+        args.readings, args.single_readings, args.machines, args.window_s = 24_000, 3_000, 20, 60
+    kafka = KafkaSettings(bootstrap_servers=args.bootstrap, client_id="vigil-bench")
+    print(f"vigil streaming benchmark ({'smoke' if args.smoke else 'full'}), Kafka {args.bootstrap}")
+    # Memory first, in a process that has not allocated (and freed) the throughput runs' data yet.
+    m = memory(1000 if not args.smoke else 50, args.window_s, args.rate_hz)
+    for label, readings, per_message in (
+        (f"batches of {args.batch}", args.readings, args.batch),
+        ("one reading per message", args.single_readings, 1),
+    ):
+        r = throughput(kafka, args.machines, readings, per_message)
+        print(
+            f"  {label:<24} {int(r['readings']):>9} readings in {int(r['messages']):>7} messages: "
+            f"bare consumer {r['bare_readings_per_s']:>10,.0f}/s, worker {r['worker_readings_per_s']:>10,.0f}/s, "
+            f"ratio {r['ratio']:.2f}, {int(r['vectors'])} feature vectors"
+        )
+    print(
+        f"  memory: {int(m['machines'])} machines x {len(SENSORS)} sensors x {args.window_s}s at {args.rate_hz:g} Hz "
+        f"= {int(m['open_readings']):,} open readings: {m['rss_mb']:.1f} MB RSS "
+        f"({m['rss_mb_per_1000_machines']:.1f} MB per 1,000 machines, {m['bytes_per_reading']:.1f} B/reading)"
+    )
+
+
+if __name__ == "__main__":
+    main()
