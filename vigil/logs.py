@@ -155,6 +155,15 @@ class TextFormatter(logging.Formatter):
 _HANDLER_NAME = "vigil"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted: test runners and daemonisers swap it, and a
+    handler holding the old object would write into a closed stream."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # Handler.handle holds the handler's lock around emit
+        super().emit(record)
+
+
 def setup_logging(
     level: str | int = "INFO",
     json: bool = False,
@@ -171,7 +180,7 @@ def setup_logging(
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
         old.close()
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     # On the handler, not a logger: logger filters do not see records propagated from child loggers.

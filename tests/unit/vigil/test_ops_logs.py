@@ -129,3 +129,20 @@ def test_cli_global_logging_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_LOG_JSON", "1")
     monkeypatch.setenv("VIGIL_LOG_LEVEL", "ERROR")
     assert _logging_options(["models", "--log-json"]) == (["models", "--log-json"], True, "ERROR")
+
+
+def test_default_handler_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    try:
+        setup_logging("INFO", json=True)
+        first, second = io.StringIO(), io.StringIO()
+        monkeypatch.setattr("sys.stderr", first)
+        logging.getLogger("t").info("one", extra={"machine_id": "CMP-002"})
+        monkeypatch.setattr("sys.stderr", second)  # e.g. a test runner swapped it; the old one may be closed
+        first.close()
+        logging.getLogger("t").info("two")
+    finally:
+        for handler in [h for h in root.handlers if h not in saved]:
+            root.removeHandler(handler)
+    assert json.loads(second.getvalue())["message"] == "two"
