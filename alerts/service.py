@@ -171,6 +171,13 @@ class AlertService:
             self.sink.close()
         self.store.close()
 
+    def committed(self) -> dict[str, int]:
+        """This group's committed offsets per topic (summed over the assigned partitions), as Kafka sees them."""
+        out: dict[str, int] = {}
+        for tp in self._consumer.assignment():
+            out[tp.topic] = out.get(tp.topic, 0) + (self._consumer.committed(tp) or 0)
+        return out
+
     # ------------------------------------------------------------------------------------------- commands
 
     def submit(self, command: Command) -> Future[Any]:
