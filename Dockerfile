@@ -35,9 +35,10 @@ RUN groupadd --system --gid "${VIGIL_UID}" vigil \
  && useradd --system --uid "${VIGIL_UID}" --gid vigil --home-dir /var/lib/vigil --create-home \
       --shell /usr/sbin/nologin vigil
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels vigil
+    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/vigil-*.whl
 COPY --chown=root:root config/plant.example.toml /etc/vigil/plant.toml
-USER vigil:vigil
+# Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd (user `vigil`).
+USER ${VIGIL_UID}:${VIGIL_UID}
 WORKDIR /var/lib/vigil
 # 4840 OPC UA (simulator), 8470 alerts HTTP API, 9464 metrics/health (every service, one per container).
 EXPOSE 4840 8470 9464

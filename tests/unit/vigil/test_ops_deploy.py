@@ -42,7 +42,9 @@ def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
     assert "pip wheel --wheel-dir /wheels" in text and "--no-index --find-links=/wheels" in text
     users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
-    assert users and users[-1].split(":")[0] == "vigil"
+    uid = re.search(r"^ARG VIGIL_UID=(\d+)$", text, re.MULTILINE)
+    assert users and users[-1] == "${VIGIL_UID}:${VIGIL_UID}" and uid and int(uid[1]) >= 1000
+    assert 'useradd --system --uid "${VIGIL_UID}"' in text
     assert 'ENTRYPOINT ["vigil"]' in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".vigil", "tests", ".env"} <= set(ignored)
