@@ -44,12 +44,15 @@ class Outbox:
         retry_initial_s: float = 5.0,
         retry_max_s: float = 300.0,
         clock: Callable[[], float] = time.time,
+        observe: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``observe(receiver, outcome)`` is told every attempt's outcome (``delivered``, ``retry``, ``dead``)."""
         self.store = store
         self.senders = senders
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.clock = clock
+        self.observe = observe or (lambda receiver, outcome: None)
         self.stats = OutboxStats()
         self._backoff: dict[str, _Backoff] = {}
         self._thread: threading.Thread | None = None
@@ -77,6 +80,7 @@ class Outbox:
                 sender.send(entry.notification)
             except DeliveryError as exc:
                 self.stats.failures += 1
+                self.observe(sender.name, "dead" if exc.permanent else "retry")
                 if exc.permanent:
                     self.stats.dead += 1
                     log.error("receiver %s refused %s for good: %s", sender.name, entry.notification.id, exc)
@@ -94,6 +98,7 @@ class Outbox:
                 )
                 return delivered
             self.store.mark_delivered(entry.seq, self.clock())
+            self.observe(sender.name, "delivered")
             backoff.delay = 0.0
             delivered += 1
             self.stats.delivered += 1

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from queue import Empty, Queue
 from typing import Any
 
@@ -56,6 +57,7 @@ from vigil.contracts import (
 )
 from vigil.exceptions import ConfigError, ContractError, VigilError
 from vigil.influx import InfluxSink, Schema, dead_letter_rejected
+from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +97,14 @@ class AlertService:
         group_id: str = "vigil-alerts",
         senders: dict[str, Sender] | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.config = config
         self.group_id = group_id
         self.clock = clock
         self.senders = senders
         self.stats = ServiceStats()
+        self.metrics = metrics or ServiceMetrics(SERVICE, process_metrics=False)
         plant = PlantInfo.from_config(config)
         self.lifecycle = Lifecycle(config.alerts, plant)
         self.schema = Schema(dict(plant.machines))
@@ -140,12 +144,15 @@ class AlertService:
             self.senders if self.senders is not None else build_senders(c.alerts),
             retry_initial_s=c.alerts.retry_initial_s,
             retry_max_s=c.alerts.retry_max_s,
+            observe=lambda receiver, outcome: self.metrics.notifications.labels(receiver, outcome).inc(),
         )
         self.outbox.start()
         if http:
             from alerts.http import start_api
 
             self.http = start_api(self, c.alerts.http_host, c.alerts.http_port)
+        self.metrics.alerts_open.set(len(self.lifecycle.open_episodes()))
+        self.metrics.set_ready(True)
 
     @property
     def ack_url(self) -> str:
@@ -207,6 +214,7 @@ class AlertService:
             self.run_once(1.0)
 
     def run_once(self, timeout_s: float = 1.0) -> None:
+        self.metrics.heartbeat()
         now = self.clock()
         self._run_commands(now)
         if self.blocked:
@@ -217,10 +225,12 @@ class AlertService:
         else:
             records = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
             for tp, batch in records.items():
+                self.metrics.messages_in.labels(tp.topic).inc(len(batch))
                 for record in batch:
                     self._handle(record, now)
                     self._pending.offsets[tp] = record.offset + 1
             self._add(self.lifecycle.tick(now))
+            self.metrics.update_lag(self._consumer)
             due = self.sink is not None and (self.sink.due() or len(self.sink) >= self.config.influx.batch_size)
             if self._pending.empty() and not due:
                 return
@@ -248,6 +258,7 @@ class AlertService:
 
     def _dead_letter(self, record: Any, reason: str, error: str) -> None:
         self.stats.dead_letters += 1
+        self.metrics.dead_letters.labels(reason).inc()
         letter = dead_letter(
             service=SERVICE,
             reason=reason,
@@ -270,6 +281,11 @@ class AlertService:
             self._pending.alerts.append(t.alert)
         self._pending.transitions += transitions
         self.stats.transitions += len(transitions)
+        events = {"open": "opened", "escalated": "escalated", "resolved": "resolved"}
+        for t in transitions:
+            event = events.get(t.alert.state.value)
+            if event:
+                self.metrics.alerts.labels(event).inc()
 
     def _notifications(self) -> list[Notification]:
         groups: dict[tuple[str, str], list[Alert]] = {}
@@ -288,6 +304,7 @@ class AlertService:
         """Acknowledged writes in order; any failure leaves the batch pending and pauses consumption."""
         p = self._pending
         assert self.sink is not None
+        started = time.monotonic()
         try:
             self.sink.flush()
             futures = [
@@ -313,6 +330,13 @@ class AlertService:
             return
         for future, result in p.futures:
             future.set_result(result)
+        self.metrics.processing.labels("commit").observe(time.monotonic() - started)
+        self.metrics.messages_out.labels(self.config.topics.alerts).inc(len(p.alerts))
+        self.metrics.alerts_open.set(len(self.lifecycle.open_episodes()))
+        wall = datetime.fromtimestamp(self.clock(), UTC)
+        for a in p.alerts:
+            if a.state.value == "open":
+                self.metrics.observe_source_latency("alert", a.ts, wall)
         self._pending = _Pending()
         self.stats.commits += 1
         if self.blocked:
@@ -325,6 +349,7 @@ class AlertService:
             self.outbox.wake()
 
     def _block(self, exc: BaseException) -> None:
+        self.metrics.errors.labels("commit_held").inc()
         if not self.blocked:
             self.blocked = True
             self._blocked_at = self.clock()
@@ -340,13 +365,16 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="vigil alerts", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--config", help="plant configuration (default: $VIGIL_CONFIG, then the example plant)")
     parser.add_argument("--group", default="vigil-alerts", help="Kafka consumer group")
+    add_metrics_arguments(parser, SERVICE)
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201
         return 2
-    service = AlertService(config, group_id=args.group)
+    metrics = ServiceMetrics(SERVICE, liveness_timeout_s=120.0)
+    server = start_http(metrics, args.metrics_port, args.metrics_host)
+    service = AlertService(config, group_id=args.group, metrics=metrics)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -359,4 +387,6 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         service.close()
+        if server is not None:
+            server.close()
     return 0
