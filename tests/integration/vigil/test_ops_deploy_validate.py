@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -92,6 +93,23 @@ def test_dockerfile_passes_hadolint() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, "--no-cache", str(path)]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_ci_workflow_and_compose_file_match_their_published_schemas(tmp_path: Path) -> None:
+    # check-jsonschema bundles the GitHub workflow and Compose Specification schemas (offline).
+    workflow = ROOT / ".github" / "workflows" / "ci.yml"
+    for schema, path in (("vendor.github-workflows", workflow), ("vendor.compose-spec", ROOT / "docker-compose.yml")):
+        result = _check_jsonschema(schema, path)
+        assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "ci.yml"
+    broken.write_text(workflow.read_text().replace("runs-on:", "run-on:", 1))
+    result = _check_jsonschema("vendor.github-workflows", broken)
+    assert result.returncode != 0 and "run-on" in result.stdout
 
 
 def _manifests() -> list[tuple[str, dict[str, Any]]]:
