@@ -36,6 +36,7 @@ from vigil.exceptions import ContractError
 _IDENT = re.compile(r"^[A-Za-z0-9_.:\-/]+$")
 _BATCH_KEYS = frozenset({"v", "kind", "machine_id", "samples", "ingest_ts", "source"})
 _SAMPLE_KEYS = frozenset({"sensor", "ts", "value", "unit", "quality", "status_code", "server_ts", "flags"})
+_READING_KEYS = _SAMPLE_KEYS | {"v", "kind", "machine_id", "ingest_ts", "source"}
 _QUALITIES = frozenset({"good", "uncertain", "bad"})
 _NAN = math.nan
 _fromiso = datetime.fromisoformat
@@ -88,8 +89,12 @@ class ReadingDecoder:
             raise ContractError("json", "empty message (tombstone) on a readings topic")
         try:
             doc = _loads(payload)
-            if type(doc) is dict and doc.get("kind") == "reading_batch":
-                return self._fast_batch(doc)
+            if type(doc) is dict:
+                kind = doc.get("kind")
+                if kind == "reading_batch":
+                    return self._fast_batch(doc)
+                if kind == "reading":
+                    return self._fast_reading(doc)
         except (_Unsure, ValueError, TypeError, KeyError, AttributeError, OverflowError):
             pass
         return self._full(payload)
@@ -121,12 +126,7 @@ class ReadingDecoder:
     def _fast_batch(self, doc: dict[str, Any]) -> Decoded:
         if doc.get("v") != 1 or not _BATCH_KEYS.issuperset(doc):
             raise _Unsure("batch")
-        machine_id = self._ident(doc["machine_id"])
-        if "ingest_ts" in doc:
-            _ts(doc["ingest_ts"])
-        source = doc.get("source")
-        if source is not None and type(source) is not str:
-            raise _Unsure("source")
+        machine_id = self._envelope(doc)
         raw = doc["samples"]
         if type(raw) is not list or not raw:
             raise _Unsure("samples")
@@ -162,6 +162,22 @@ class ReadingDecoder:
                 raise _Unsure("value")
             append((sensor, dt.timestamp(), value))
         return Decoded(machine_id, samples, fast=True)
+
+    def _fast_reading(self, doc: dict[str, Any]) -> Decoded:
+        if doc.get("v") != 1 or not _READING_KEYS.issuperset(doc):
+            raise _Unsure("reading")
+        machine_id = self._envelope(doc)
+        sample = {k: v for k, v in doc.items() if k in _SAMPLE_KEYS}
+        return Decoded(machine_id, [self._full_sample(sample)], fast=True)
+
+    def _envelope(self, doc: dict[str, Any]) -> str:
+        machine_id = self._ident(doc["machine_id"])
+        if "ingest_ts" in doc:
+            _ts(doc["ingest_ts"])
+        source = doc.get("source")
+        if source is not None and type(source) is not str:
+            raise _Unsure("source")
+        return machine_id
 
     def _full_sample(self, s: dict[str, Any]) -> tuple[str, float, float]:
         if not _SAMPLE_KEYS.issuperset(s):

@@ -452,3 +452,39 @@ def test_state_checkpointed_but_offsets_not_committed_skips_the_redelivered_reco
     got = unique_by_window(features.vectors())
     assert sorted(got) == sorted(expected)
     assert len(features.records) == len(expected)  # nothing emitted twice
+
+
+def test_pattern_subscription_unknown_machines_counted_and_features_in_influxdb(
+    kafka_settings: KafkaSettings, topics: Topics, group: str, unique: str, influx: Any
+) -> None:
+    extra = f"t-{unique}.readings-line2"
+    ensure_topics(kafka_settings, [TopicSpec(topics.readings, 2), TopicSpec(extra, 2)])
+    patterned = topics.model_copy(update={"readings_pattern": rf"t-{unique}\.readings.*"})
+    config = make_config(kafka_settings, patterned, group)
+    config = config.model_copy(
+        update={
+            "influx": influx.settings(),
+            "windows": config.windows.model_copy(update={"write_influx": True}),
+        }
+    )
+    pump = batches(oracle.stream(2, {"PMP-001": ["flow", "speed"]}, seconds=200, late=0.0, duplicates=0.0))
+    motor = batches(oracle.stream(3, {"MTR-001": ["speed"]}, seconds=200, late=0.0, duplicates=0.0))
+    stranger = [_batch("XYZ-999", [oracle.stream(4, {"XYZ-999": ["flow"]}, seconds=10)[0]])]
+    produce(kafka_settings, topics.readings, pump + stranger)
+    produce(kafka_settings, extra, motor)
+    expected = {**expected_vectors(config, pump), **expected_vectors(config, motor)}
+    service = FeatureService(config)
+    collector = Collector(kafka_settings, topics.features)
+    stop, thread = run_in_thread(service)
+    try:
+        wait_for(lambda: len(collector.records) >= len(expected), 90, "vectors from both topics")
+    finally:
+        stop.set()
+        thread.join(60)
+        service.close()
+        collector.close()
+    assert sorted(unique_by_window(collector.vectors())) == sorted(expected)
+    assert service.engine.stats.unknown_machines == {"XYZ-999": 1}
+    rows = influx.query('SELECT "flow.mean", "count" FROM "features" WHERE "machine" = \'PMP-001\'')
+    series = rows["results"][0]["series"][0]
+    assert len(series["values"]) == sum(1 for m, _ in expected if m == "PMP-001")

@@ -57,8 +57,12 @@ def test_other_timezones_and_single_readings_and_gaps() -> None:
         + b'","value":1}]}'
     )
     assert decoder.decode(payload).samples == [("a", T.timestamp(), 1.0)]
-    single = decoder.decode(encode(Reading(machine_id="M-1", sensor="a", ts=T, value=2.0)))
-    assert single.samples == [("a", T.timestamp(), 2.0)] and not single.fast
+    reading = Reading(machine_id="M-1", sensor="a", ts=T, value=2.0, source="x", flags=("deadband",))
+    single = decoder.decode(encode(reading))
+    assert single.samples == [("a", T.timestamp(), 2.0)] and single.fast
+    assert decoder._full(encode(reading)).samples == single.samples
+    bad = decoder.decode(encode(reading.model_copy(update={"quality": Quality.BAD})))
+    assert math.isnan(bad.samples[0][2])
     gap = Gap(machine_id="M-1", start=T, end=T + timedelta(seconds=5), reason="lost")
     decoded = decoder.decode(encode(gap))
     assert decoded.gap == gap and decoded.samples == []
@@ -101,6 +105,15 @@ def test_other_timezones_and_single_readings_and_gaps() -> None:
             None,
         ),
         (b"{", "json"),
+        (
+            b'{"v":1,"kind":"reading","machine_id":"M-1","sensor":"a","ts":"2026-11-26T12:00:00+01:00","value":"x"}',
+            "schema",
+        ),
+        (b'{"v":1,"kind":"reading","machine_id":"M-1","sensor":"a","ts":"2026-11-26T12:00:00Z"}', "schema"),
+        (
+            b'{"v":1,"kind":"reading","machine_id":"M-1","sensor":"a","ts":"2026-11-26T12:00:00Z","value":1,"x":1}',
+            "schema",
+        ),
         (None, "json"),
     ],
 )
@@ -120,3 +133,15 @@ def test_other_kinds_do_not_belong_on_a_readings_topic() -> None:
     fv = FeatureVector(machine_id="M-1", machine_type="pump", window_start=T, window_end=T, features={})
     with pytest.raises(ContractError, match="does not belong"):
         ReadingDecoder().decode(encode(fv))
+
+
+def test_stdlib_json_fallback_gives_the_same_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streaming.decoding as decoding
+
+    payload = encode(BATCHES[1])
+    expected = ReadingDecoder().decode(payload)
+    monkeypatch.setattr(decoding, "_loads", decoding._json_loads)
+    again = ReadingDecoder().decode(payload)
+    assert again.fast and _same(again.samples, expected.samples)
+    nan = b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z","value":NaN}]}'
+    assert math.isnan(ReadingDecoder().decode(nan).samples[0][2])
