@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from vigil.logs import setup_logging
+from vigil.logs import secrets_from_environ, setup_logging
 
 # subcommand -> (module, help). Each module exposes ``main(argv: list[str]) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,7 +49,8 @@ def _logging_options(args: list[str]) -> tuple[list[str], bool, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args, as_json, level = _logging_options(sys.argv[1:] if argv is None else argv)
-    setup_logging(level if level.upper() in logging.getLevelNamesMapping() else "INFO", json=as_json)
+    level = level if level.upper() in logging.getLevelNamesMapping() else "INFO"
+    setup_logging(level, json=as_json, secrets=secrets_from_environ(os.environ))
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0

@@ -211,6 +211,17 @@ def _secret_values(obj: Any, seen: set[int] | None = None) -> list[str]:
     return []
 
 
+def secrets_from_environ(environ: Mapping[str, str]) -> list[str]:
+    """Values of ``VIGIL_...`` variables whose name says they are secret (``VIGIL_INFLUX__TOKEN``, ``..._PASSWORD``).
+
+    For entry points: containers get their credentials this way, so the CLI registers them before anything logs.
+
+    >>> secrets_from_environ({"VIGIL_INFLUX__TOKEN": "t0ken-value", "VIGIL_INFLUX__URL": "http://db", "HOME": "/root"})
+    ['t0ken-value']
+    """
+    return [v for k, v in environ.items() if k.startswith("VIGIL_") and _SENSITIVE_KEY.search(k) and v]
+
+
 def protect_secrets(*objects: Any) -> int:
     """Register every ``SecretStr`` value found in ``objects`` (e.g. the loaded configuration) for redaction.
 

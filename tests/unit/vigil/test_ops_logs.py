@@ -146,3 +146,25 @@ def test_default_handler_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch) -> 
         for handler in [h for h in root.handlers if h not in saved]:
             root.removeHandler(handler)
     assert json.loads(second.getvalue())["message"] == "two"
+
+
+def test_cli_registers_secrets_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vigil.cli import main
+
+    monkeypatch.setenv("VIGIL_INFLUX__TOKEN", "env-token-0123456789")
+    monkeypatch.setenv("VIGIL_KAFKA__SASL_PASSWORD", "env-sasl-pass")
+    monkeypatch.delenv("VIGIL_LOG_JSON", raising=False)
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    try:
+        assert main(["--log-json", "--help"]) == 0
+        logging.getLogger("kafka.conn").warning("auth failed with env-sasl-pass for token env-token-0123456789")
+    finally:
+        for handler in [h for h in root.handlers if h not in saved]:
+            root.removeHandler(handler)
+    err = capsys.readouterr().err
+    record = json.loads(err.strip().splitlines()[-1])
+    assert record["message"] == f"auth failed with {REDACTED} for token {REDACTED}"
+    assert "env-sasl-pass" not in err and "env-token" not in err
