@@ -23,7 +23,9 @@ spool and is replayed first by the next run.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -35,7 +37,7 @@ from ingest.spool import Spool
 from vigil.bus import machine_key, make_producer
 from vigil.config.connections import KafkaSettings, Topics
 from vigil.config.ingest import PublishSettings, SpoolSettings
-from vigil.contracts import DeadLetter, Gap, MaintenanceEvent, Reading, ReadingBatch, Sample, encode, utcnow
+from vigil.contracts import DeadLetter, Gap, MaintenanceEvent, Reading, encode, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,9 @@ class KafkaPublisher:
         self._buffers: dict[str, list[Reading]] = {}
         self._first_added: dict[str, float] = {}
         self._buf_lock = threading.Lock()
+        # Taken (while still holding the buffer lock) by whoever takes a batch, until it is routed: batches of one
+        # machine reach the producer/spool in the order they were taken, whichever thread emits them.
+        self._emit_lock = threading.Lock()
         # Held while routing a message (producer or spool) and when switching modes, never by Kafka callbacks.
         self._route_lock = threading.RLock()
         self._count_lock = threading.Lock()
@@ -185,34 +190,41 @@ class KafkaPublisher:
 
     # ------------------------------------------------------------------ adding
     def add(self, reading: Reading) -> None:
-        """Buffer one reading; its machine's batch is sent when full or old enough."""
-        self._require_started()
-        full: list[Reading] | None = None
+        """Buffer one reading; its machine's batch is sent when full, or by the background thread when old.
+
+        The hot path of every collector, so it does the least it can: one lock, one append, one length check.
+        """
+        if not self._started:
+            raise PublishError("publisher not started (call start() first)")
         machine = reading.machine_id
-        now = time.monotonic()
         with self._buf_lock:
             self.counters.added += 1
             buf = self._buffers.get(machine)
             if buf is None:
                 buf = self._buffers[machine] = []
-                self._first_added[machine] = now
+                self._first_added[machine] = time.monotonic()
             buf.append(reading)
-            if (
-                len(buf) >= self.publish.batch_max_samples
-                or (now - self._first_added[machine]) * 1000 >= self.publish.batch_max_ms
-            ):
-                full = self._take(machine)
-        if full:
+            if len(buf) < self.publish.batch_max_samples:
+                return
+            full = self._take(machine)
+            self._emit_lock.acquire()
+        try:
             self._emit(machine, full)
+        finally:
+            self._emit_lock.release()
 
     def add_gap(self, gap: Gap) -> None:
         """A gap marker on the readings topic, after the machine's buffered readings (so it stays in order)."""
         self._require_started()
         with self._buf_lock:
             pending = self._take(gap.machine_id)
-        if pending:
-            self._emit(gap.machine_id, pending)
-        self._route(self.topics.readings, machine_key(gap.machine_id), encode(gap), 0)
+            self._emit_lock.acquire()
+        try:
+            if pending:
+                self._emit(gap.machine_id, pending)
+            self._route(self.topics.readings, machine_key(gap.machine_id), encode(gap), 0)
+        finally:
+            self._emit_lock.release()
 
     def add_event(self, event: MaintenanceEvent) -> None:
         """A maintenance record (failure, repair) to the maintenance topic."""
@@ -238,30 +250,17 @@ class KafkaPublisher:
                 if older_than_ms is None or (now - first) * 1000 >= older_than_ms
             ]
             batches = [(m, self._take(m)) for m in ready]
-        for machine, readings in batches:
-            if readings:
-                self._emit(machine, readings)
+            self._emit_lock.acquire()
+        try:
+            for machine, readings in batches:
+                if readings:
+                    self._emit(machine, readings)
+        finally:
+            self._emit_lock.release()
 
     def _emit(self, machine: str, readings: list[Reading]) -> None:
-        # The readings were validated when they were built; constructing without re-validation is what makes
-        # 100k readings/s possible in one process.
-        samples = [
-            Sample.model_construct(
-                sensor=r.sensor,
-                ts=r.ts,
-                value=r.value,
-                unit=r.unit,
-                quality=r.quality,
-                status_code=r.status_code,
-                server_ts=r.server_ts,
-                flags=r.flags,
-            )
-            for r in readings
-        ]
-        batch = ReadingBatch.model_construct(
-            machine_id=machine, samples=samples, ingest_ts=utcnow(), source=self.source or readings[0].source
-        )
-        self._route(self.topics.readings, machine_key(machine), encode(batch), len(readings))
+        value = encode_batch(machine, readings, self.source or readings[0].source)
+        self._route(self.topics.readings, machine_key(machine), value, len(readings))
 
     # ------------------------------------------------------------------ delivery
     def _route(self, topic: str, key: bytes | None, value: bytes, readings: int) -> None:
@@ -313,6 +312,7 @@ class KafkaPublisher:
 
     # ------------------------------------------------------------------ background: time-based flush and drain
     def _background(self) -> None:
+        # Partial batches are sent from here (add() only checks sizes), so a batch waits at most ~1.5x batch_max_ms.
         interval = max(self.publish.batch_max_ms / 2000, 0.01)
         last_probe = 0.0
         while not self._stop.is_set():
@@ -399,6 +399,47 @@ class KafkaPublisher:
     def _require_started(self) -> None:
         if not self._started:
             raise PublishError("publisher not started (call start() first)")
+
+
+_SAMPLE_HEADS: dict[tuple[str, str | None, str, int, tuple[str, ...]], str] = {}
+
+
+def encode_batch(machine_id: str, readings: list[Reading], source: str | None = None) -> bytes:
+    """The JSON of a :class:`ReadingBatch` of these readings, exactly as :func:`vigil.contracts.decode` reads it.
+
+    Written by hand because it is the hot path: building ``Sample`` models and serialising them through pydantic
+    costs ~15 us per reading, this ~1.5 us. The parts that repeat (sensor, unit, quality, status code, flags)
+    are encoded once per combination and cached; a round-trip test against the pydantic contract guards it.
+    Readings were validated when built, so timestamps are aware (UTC) and identifiers need no escaping, but
+    free text (unit, flags, source) goes through ``json.dumps``. A non-finite value becomes ``null``.
+
+    >>> from datetime import datetime, timezone
+    >>> from vigil.contracts import ReadingBatch, decode
+    >>> r = Reading(machine_id="PMP-001", sensor="flow", ts=datetime(2026, 1, 1, tzinfo=timezone.utc), value=2.5)
+    >>> batch = decode(encode_batch("PMP-001", [r]))
+    >>> isinstance(batch, ReadingBatch), list(batch.readings())[0].value
+    (True, 2.5)
+    """
+    heads = _SAMPLE_HEADS
+    parts = []
+    for r in readings:
+        key = (r.sensor, r.unit, r.quality, r.status_code, r.flags)
+        head = heads.get(key)
+        if head is None:
+            if len(heads) > 100_000:  # bounded: a source inventing units must not grow memory forever
+                heads.clear()
+            head = heads[key] = (
+                f'{{"sensor":{json.dumps(r.sensor)},"unit":{json.dumps(r.unit)},"quality":"{r.quality.value}",'
+                f'"status_code":{int(r.status_code)},"flags":{json.dumps(list(r.flags))},"ts":"'
+            )
+        value = r.value
+        text = "null" if value is None or not math.isfinite(value) else repr(float(value))
+        server = "null" if r.server_ts is None else f'"{r.server_ts.isoformat()}"'
+        parts.append(f'{head}{r.ts.isoformat()}","value":{text},"server_ts":{server}}}')
+    return (
+        f'{{"v":1,"kind":"reading_batch","machine_id":{json.dumps(machine_id)},'
+        f'"ingest_ts":"{utcnow().isoformat()}","source":{json.dumps(source)},"samples":[{",".join(parts)}]}}'
+    ).encode()
 
 
 def _close_producer(producer: Any, timeout_s: float) -> None:

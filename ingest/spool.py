@@ -149,15 +149,18 @@ class Spool:
                         self._count_drop("spool_full_drop_newest", 1, readings)
                         return False, readings
                     dropped = self._drop_oldest(db, self._bytes + size - self.settings.max_bytes)
-                db.execute(
-                    "INSERT INTO spool (seq, topic, key, value, readings, size) VALUES (?, ?, ?, ?, ?, ?)",
+                # The same message (same sequence) can only be stored once, however often its failure is reported.
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO spool (seq, topic, key, value, readings, size) VALUES (?, ?, ?, ?, ?, ?)",
                     (seq, topic, key, value, readings, size),
-                )
+                ).rowcount
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise SpoolError(f"cannot write spool {self.settings.path}: {exc}") from exc
+            if not inserted:
+                return False, dropped
             self._bytes += size
             self._messages += 1
             self._readings += readings

@@ -28,7 +28,7 @@ class PublishSettings(Section):
 
     batch_max_samples: int = Field(default=500, ge=1, le=100_000)
     batch_max_ms: float = Field(default=200.0, ge=0, le=60_000)
-    """A machine's partial batch is sent at the latest this long after its first reading was added."""
+    """A machine's partial batch is sent about this long (at most ~1.5x) after its first reading was added."""
     delivery_timeout_s: float = Field(default=30.0, gt=1, le=3600)
     """A send Kafka has not acknowledged within this time fails and its readings are spooled."""
     connect_timeout_s: float = Field(default=5.0, gt=0, le=300)

@@ -93,3 +93,10 @@ def test_an_unusable_path_is_a_spool_error(tmp_path: Path) -> None:
     spool = Spool(SpoolSettings(path=tmp_path / "file" / "s.sqlite"))
     with pytest.raises(SpoolError, match="cannot open spool"):
         spool.open()
+
+
+def test_the_same_sequence_is_stored_once(tmp_path: Path) -> None:
+    spool = _spool(tmp_path)
+    assert spool.append(7, "t", None, b"x", readings=3) == (True, 0)
+    assert spool.append(7, "t", None, b"x", readings=3) == (False, 0)
+    assert (spool.messages, spool.readings) == (1, 3)

@@ -1,0 +1,171 @@
+"""How many readings per second one collector process publishes to the real Kafka, and where the time goes.
+
+Run by hand against the broker ``vigil services up`` started (never in the test suite)::
+
+    python bench/bench_ingest.py                 # 400k readings, 12 machines x 6 sensors
+    python bench/bench_ingest.py --smoke         # tiny, to check it runs
+    python bench/bench_ingest.py --compression none --readings 1000000 --profile
+
+Stages, each timed alone on the same readings (per-reading microseconds and the rate they would allow):
+
+* ``build``: constructing validated :class:`Reading` objects (what a collector does per value it receives);
+* ``validate``: :meth:`Validator.check` (ranges, quality, unknown machines);
+* ``encode``: batching into per-machine :class:`ReadingBatch` JSON (:func:`encode_batch`);
+* ``publish``: :meth:`KafkaPublisher.add` of pre-built readings until every one is acknowledged by Kafka
+  (batching + encoding + producer + compression + network; the number the goal is about);
+* ``collector``: build + validate + publish, the whole path of one collector process.
+
+``--profile`` adds a cProfile of the publish stage grouped into encoding / publisher / producer (kafka-python,
+caller thread only; compression and the network run on the producer's I/O thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gzip
+import pstats
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ingest.publisher import KafkaPublisher, encode_batch
+from ingest.validation import Validator
+from vigil.bus import TopicSpec, ensure_topics
+from vigil.config import KafkaSettings, PublishSettings, SpoolSettings, Topics, VigilConfig, load_config
+from vigil.contracts import Reading
+
+
+def make_raw(config: VigilConfig, n: int) -> list[tuple[str, str, datetime, float, str]]:
+    """``n`` plausible values: every sensor of every machine, 10 ms apart, mid-range."""
+    points = [
+        (m.id, name, spec.unit, (spec.range.min + spec.range.max) / 2)
+        for m in config.machines_by_id.values()
+        for name, spec in m.sensors.items()
+    ]
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    out = []
+    for i in range(n):
+        machine, sensor, unit, mid = points[i % len(points)]
+        out.append((machine, sensor, t0 + timedelta(milliseconds=10 * (i // len(points))), mid + (i % 7) * 0.01, unit))
+    return out
+
+
+def build(raw: list[tuple[str, str, datetime, float, str]]) -> list[Reading]:
+    return [Reading(machine_id=m, sensor=s, ts=t, value=v, unit=u, source="bench") for m, s, t, v, u in raw]
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def publish(readings: list[Reading], kafka: KafkaSettings, topics: Topics, spool: Path, batch: int) -> KafkaPublisher:
+    publisher = KafkaPublisher(
+        kafka, topics, SpoolSettings(path=spool), PublishSettings(batch_max_samples=batch), source="bench"
+    )
+    publisher.start()
+    for r in readings:
+        publisher.add(r)
+    publisher.close(timeout_s=300)
+    return publisher
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readings", type=int, default=400_000)
+    parser.add_argument("--batch", type=int, default=500, help="batch_max_samples")
+    parser.add_argument("--compression", default=None, help="gzip | zstd | none (default: the configuration's)")
+    parser.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: the configuration's)")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="5,000 readings: checks that the bench runs")
+    args = parser.parse_args(argv)
+    n = 5_000 if args.smoke else args.readings
+
+    config = load_config()
+    kafka = config.kafka
+    updates: dict[str, Any] = {"client_id": "vigil-bench"}
+    if args.bootstrap:
+        updates["bootstrap_servers"] = args.bootstrap
+    if args.compression:
+        updates["compression"] = args.compression
+    kafka = kafka.model_copy(update=updates)
+    run = uuid.uuid4().hex[:8]
+    topics = Topics(readings=f"bench-{run}.readings", dead_letter=f"bench-{run}.dead-letter")
+    ensure_topics(kafka, [TopicSpec(topics.readings, kafka.partitions)])
+    tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
+
+    raw = make_raw(config, n)
+    rows: list[tuple[str, float, float]] = []
+
+    t, readings = timed(lambda: build(raw))
+    rows.append(("build (Reading validation)", t, n))
+    validator = Validator(config)
+    t, _ = timed(lambda: [validator.check(r) for r in readings])
+    rows.append(("validate (Validator.check)", t, n))
+    by_machine: dict[str, list[Reading]] = {}
+    for r in readings:
+        by_machine.setdefault(r.machine_id, []).append(r)
+    chunks = [(m, rs[i : i + args.batch]) for m, rs in by_machine.items() for i in range(0, len(rs), args.batch)]
+    t, encoded = timed(lambda: [encode_batch(m, c, "bench") for m, c in chunks])
+    rows.append(("encode (ReadingBatch JSON)", t, n))
+
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    t_pub, publisher = timed(lambda: publish(readings, kafka, topics, tmp / "spool-1.sqlite", args.batch))
+    if profiler:
+        profiler.disable()
+    rows.append(("publish (add -> acked by Kafka)", t_pub, n))
+    c = publisher.counters
+    if c.sent != n:
+        print(f"ERROR: sent {c.sent} of {n} (spooled {c.spooled}, dropped {c.dropped})", file=sys.stderr)
+        return 1
+
+    def collector() -> KafkaPublisher:
+        built = build(raw)
+        checked = [x for x in (validator.check(r) for r in built) if x is not None]
+        return publish(checked, kafka, topics, tmp / "spool-2.sqlite", args.batch)
+
+    t_all, _ = timed(collector)
+    rows.append(("collector (build+validate+publish)", t_all, n))
+
+    sizes = [len(e) for e in encoded]
+    sample = encoded[len(encoded) // 2]
+    print(f"readings: {n:,}  machines: {len(by_machine)}  batch: {args.batch}  compression: {kafka.compression}")
+    print(f"{'stage':<38}{'seconds':>9}{'us/reading':>12}{'readings/s':>14}")
+    for name, seconds, count in rows:
+        print(f"{name:<38}{seconds:>9.2f}{seconds / count * 1e6:>12.2f}{count / seconds:>14,.0f}")
+    print(
+        f"messages: {c.messages_sent:,}  readings/message: {n / c.messages_sent:.0f}  "
+        f"message size: {sum(sizes) / len(sizes) / 1024:.1f} KiB JSON, "
+        f"{len(sample) / args.batch:.0f} B/reading, gzip {len(gzip.compress(sample)) / args.batch:.1f} B/reading"
+    )
+    if profiler:
+        stats = pstats.Stats(profiler)
+        groups = {"encoding": 0.0, "publisher": 0.0, "producer (kafka-python)": 0.0, "other": 0.0}
+        for (file, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+            if "kafka/" in file:
+                groups["producer (kafka-python)"] += tottime
+            elif file.endswith("publisher.py"):
+                groups["publisher"] += tottime
+            elif "json" in file or "pydantic" in file or "contracts" in file:
+                groups["encoding"] += tottime
+            else:
+                groups["other"] += tottime
+        total = sum(groups.values())
+        print("profile of the publish stage (caller thread, self time):")
+        for name, seconds in groups.items():
+            print(f"  {name:<26}{seconds:>7.2f}s {seconds / total:>6.1%}")
+        stats.sort_stats("tottime").print_stats(12)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
