@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import yaml
 
 from vigil.config import load_config
@@ -142,6 +143,8 @@ def test_dashboards_use_provisioned_datasources_and_real_metric_names() -> None:
         for panel in board["panels"]:
             for target in panel["targets"]:
                 assert target["datasource"]["uid"] in uids, (name, panel["title"])
+                if "expr" in target:
+                    promql_parser.parse(target["expr"])  # raises ValueError naming the syntax error
                 for metric in re.findall(r"\b((?:vigil|process)_[a-z_]+)\b", target.get("expr", "")):
                     assert metric in exposed, (name, panel["title"], metric)
 
