@@ -25,6 +25,7 @@ gives one worker a machine's partitions on every topic.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -62,6 +63,8 @@ from vigil.exceptions import ConfigError, ContractError
 log = logging.getLogger(__name__)
 
 SERVICE = "features"
+MAX_STATE_BYTES = 16 * 1024 * 1024
+"""Largest compressed checkpoint of one machine (its open windows' readings); the changelog is created for it."""
 _CHECKPOINT_VERSION = 1
 
 
@@ -145,8 +148,11 @@ class FeatureService:
         specs = [TopicSpec(topics.features, kafka.partitions), TopicSpec(topics.dead_letter, kafka.partitions)]
         if topics.readings_pattern is None:
             specs += [TopicSpec(t, kafka.partitions) for t in topics.reading_topics()]
-        ensure_topics(kafka, [*specs, self.changelog])
-        self._producer = make_producer(kafka, client_id=f"{kafka.client_id}-{SERVICE}")
+        ensure_topics(kafka, specs)
+        self._ensure_changelog()
+        self._producer = make_producer(
+            kafka, client_id=f"{kafka.client_id}-{SERVICE}", max_request_size=MAX_STATE_BYTES + 64 * 1024
+        )
         self._consumer = make_consumer(
             kafka,
             self.config.windows.group_id,
@@ -174,6 +180,29 @@ class FeatureService:
             topics.readings_pattern or ", ".join(topics.reading_topics()),
             self.config.windows.model_dump(include={"kind", "size_s", "hop_s", "grace_s", "idle_timeout_s"}),
         )
+
+    def _ensure_changelog(self) -> None:
+        """The compacted changelog, allowing records as large as one machine's open windows can get."""
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
+        kafka = self.config.kafka
+        admin = KafkaAdminClient(**kafka.client_kwargs(), client_id=f"{kafka.client_id}-admin")
+        try:
+            if self.changelog.name in set(admin.list_topics()):
+                return
+            configs = {
+                "cleanup.policy": "compact",
+                "min.compaction.lag.ms": "0",
+                "segment.ms": "600000",
+                "max.message.bytes": str(MAX_STATE_BYTES + 64 * 1024),
+            }
+            topic = NewTopic(self.changelog.name, 1, kafka.replication_factor, topic_configs=configs)
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([topic], timeout_ms=30_000, wait_for_metadata=True)
+        finally:
+            admin.close()
 
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set; checkpoint on the interval and once more at the end."""

@@ -488,3 +488,30 @@ def test_pattern_subscription_unknown_machines_counted_and_features_in_influxdb(
     rows = influx.query('SELECT "flow.mean", "count" FROM "features" WHERE "machine" = \'PMP-001\'')
     series = rows["results"][0]["series"][0]
     assert len(series["values"]) == sum(1 for m, _ in expected if m == "PMP-001")
+
+
+def test_a_machine_state_larger_than_a_default_kafka_record_checkpoints_and_restores(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    import random
+
+    config = make_config(kafka_settings, created, group)
+    config = config.model_copy(update={"windows": config.windows.model_copy(update={"size_s": 3600.0})})
+    service = FeatureService(config)
+    service.setup()
+    try:
+        rng = random.Random(1)
+        sensors = list(config.machines_by_id["PMP-001"].sensors)
+        samples = [(sensors[i % 6], oracle.T0 + i * 0.02, rng.random()) for i in range(120_000)]
+        service.engine.add_samples("PMP-001", samples)
+        service._machine_offsets["PMP-001"] = {f"{created.readings}:0": 42}
+        service._dirty.add("PMP-001")
+        service._write_state()  # > 1 MB compressed: the default record limit would refuse it
+        record = service.read_changelog()["PMP-001"]
+        assert record["offsets"] == {f"{created.readings}:0": 42}
+        restored = WindowEngine(config)
+        restored.load_machine_state("PMP-001", record["machine"])
+        assert restored.open_readings() == 120_000
+        assert restored.flush() == service.engine.flush()
+    finally:
+        service.close()
