@@ -49,6 +49,10 @@ _KEY_VALUE = re.compile(
 )
 
 
+# Cheap pre-check: the rewrites below only run on text that mentions one of these.
+_HINT = re.compile(r"://|authorization|pass|secret|token|api[_-]?key", re.IGNORECASE)
+
+
 class RedactionFilter(logging.Filter):
     """Scrubs secrets from a record's message, arguments, extras and traceback (install it on handlers).
 
@@ -60,16 +64,21 @@ class RedactionFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._secrets: set[str] = set()
+        self._ordered: list[str] = []
         self.add_secrets(secrets)
 
     def add_secrets(self, values: Iterable[str]) -> None:
         # Very short values would turn ordinary words into "[REDACTED]" without protecting anything real.
         self._secrets.update(v for v in values if isinstance(v, str) and len(v) >= 4)
+        # Longest first, so a secret that contains another is replaced whole.
+        self._ordered = sorted(self._secrets, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        for secret in self._ordered:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        if not _HINT.search(text):  # the common case: nothing that looks like a credential, skip the rewrites
+            return text
         text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
         text = _AUTH_HEADER.sub(lambda m: f"{m['key']}{REDACTED}", text)
         return _KEY_VALUE.sub(lambda m: f"{m['key']}{REDACTED}", text)
