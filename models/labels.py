@@ -38,6 +38,8 @@ class Pending:
     score: float
     """What the live model said (probability or normalised anomaly score), for prequential evaluation."""
     weight: float
+    anomaly: float = 0.0
+    """The raw anomaly score, so the threshold can learn from windows known to be healthy."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -50,6 +52,7 @@ class Resolved:
     positive: bool
     lead_s: float | None
     """For positives: how long before the failure the vector was."""
+    anomaly: float = 0.0
 
 
 class PendingLabels:
@@ -74,13 +77,15 @@ class PendingLabels:
         digest = hashlib.blake2b(f"{machine_id}|{ts.isoformat()}".encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") / 2**64 < self.sample_rate
 
-    def add(self, machine_id: str, ts: datetime, x: dict[str, float], score: float) -> list[Resolved]:
+    def add(
+        self, machine_id: str, ts: datetime, x: dict[str, float], score: float, anomaly: float = 0.0
+    ) -> list[Resolved]:
         """Queue one vector; returns what resolved because of it (a known later failure, the per-machine cap)."""
         horizon = timedelta(seconds=self.horizon_s)
         # The failure may have been read before this vector (two topics, two lags): label it right away.
         for tf in self._failures.get(machine_id, ()):
             if tf - horizon <= ts <= tf:
-                return [Resolved(machine_id, ts, x, score, 1.0, True, (tf - ts).total_seconds())]
+                return [Resolved(machine_id, ts, x, score, 1.0, True, (tf - ts).total_seconds(), anomaly)]
         weight = 1.0
         if score < self.keep_above:
             if not self._keep(machine_id, ts):
@@ -88,12 +93,12 @@ class PendingLabels:
                 return []
             weight = 1.0 / self.sample_rate
         queue = self._pending.setdefault(machine_id, deque())
-        queue.append(Pending(ts, x, score, weight))
+        queue.append(Pending(ts, x, score, weight, anomaly))
         out: list[Resolved] = []
         while len(queue) > self.max_per_machine:
             self.dropped_by_cap += 1
             old = queue.popleft()
-            out.append(Resolved(machine_id, old.ts, old.x, old.score, old.weight, False, None))
+            out.append(Resolved(machine_id, old.ts, old.x, old.score, old.weight, False, None, old.anomaly))
         return out
 
     def advance(self, machine_id: str, now: datetime) -> list[Resolved]:
@@ -105,7 +110,7 @@ class PendingLabels:
         cutoff = now - timedelta(seconds=self.horizon_s)
         while queue and queue[0].ts < cutoff:
             p = queue.popleft()
-            out.append(Resolved(machine_id, p.ts, p.x, p.score, p.weight, False, None))
+            out.append(Resolved(machine_id, p.ts, p.x, p.score, p.weight, False, None, p.anomaly))
         return out
 
     def failure(self, machine_id: str, ts: datetime) -> list[Resolved]:
@@ -120,7 +125,8 @@ class PendingLabels:
         while queue:
             p = queue.popleft()
             if p.ts <= ts:
-                out.append(Resolved(machine_id, p.ts, p.x, p.score, p.weight, True, (ts - p.ts).total_seconds()))
+                lead = (ts - p.ts).total_seconds()
+                out.append(Resolved(machine_id, p.ts, p.x, p.score, p.weight, True, lead, p.anomaly))
             else:
                 keep.append(p)
         if queue is not None:

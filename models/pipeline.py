@@ -25,7 +25,7 @@ from models.base import AnomalyDetector
 from models.drift import ManagedClassifier
 from models.labels import PendingLabels, Resolved
 from models.metrics import SegmentAudit
-from models.normal import Normal
+from models.operating import OperatingNormal, regressors
 from models.rules import HardLimits
 from models.sensors import SensorHealth
 from vigil.config import MachineType, ModelConfig, ResolvedMachine
@@ -41,9 +41,11 @@ from vigil.contracts import (
 
 log = logging.getLogger(__name__)
 
-_HEALTHY_SHARE = 0.75
-"""A window updates the machine's reference of normal only if its anomaly score is below this share of the
-threshold: the reference follows slow, harmless change without swallowing a degradation."""
+TREND = ":trend"
+_SLOW = 0.05
+"""Weight of the newest window in the slow average of log-deviations (about 20 windows)."""
+_KEEP_RISK = 0.35
+"""A window with at least this risk is always kept for its delayed label (likely a future positive)."""
 
 
 @dataclass
@@ -52,9 +54,15 @@ class MachineMemory:
     machine_type: str
     site: str | None
     line: str | None
-    normal: Normal
+    normal: OperatingNormal
     health: SensorHealth
     smooth: dict[str, float] = field(default_factory=dict)
+    slow: dict[str, float] = field(default_factory=dict)
+    margin: dict[str, float] = field(default_factory=dict)
+    """Smoothed share of the way from normal to each hard limit."""
+    """A slower average of the log-deviations: the fast minus the slow one is the trend."""
+    load: float | None = None
+    """The previous window's load (for the thermal lag regressor)."""
     running_since: datetime | None = None
     windows: int = 0
     feature_drift: dict[str, Any] = field(default_factory=dict)
@@ -65,7 +73,7 @@ class TypeMemory:
     classifier: ManagedClassifier
     detector: AnomalyDetector
     threshold: AdaptiveThreshold
-    normal: Normal
+    normal: OperatingNormal
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ class FleetModel:
         self.machines = dict(machines or {})
         self.machine_types = dict(machine_types or {})
         self.pending = PendingLabels(
-            config.horizon_s, config.negative_sample_rate, config.max_pending_per_machine, keep_above=_HEALTHY_SHARE / 2
+            config.horizon_s, config.negative_sample_rate, config.max_pending_per_machine, keep_above=_KEEP_RISK
         )
         self.audit = SegmentAudit(config.threshold, config.horizon_s, config.min_lead_s)
         self._machines: dict[str, MachineMemory] = {}
@@ -117,7 +125,7 @@ class FleetModel:
                 classifier=ManagedClassifier(cfg.classifier, cfg.drift_detector, cfg.retrain_min_labels, cfg.seed),
                 detector=make_detector(cfg.anomaly_detector, cfg.seed),
                 threshold=AdaptiveThreshold(cfg.anomaly_quantile, floor),
-                normal=Normal(cfg.cold_start_windows),
+                normal=OperatingNormal(cfg.cold_start_windows, cfg.normal_forget),
             )
         return memory
 
@@ -129,7 +137,7 @@ class FleetModel:
                 fv.machine_type,
                 fv.site,
                 fv.line,
-                Normal(self.config.cold_start_windows),
+                OperatingNormal(self.config.cold_start_windows, self.config.normal_forget),
                 SensorHealth(),
             )
         return memory
@@ -147,16 +155,52 @@ class FleetModel:
             rules = self._rules[machine_id] = HardLimits(sensors)
         return rules
 
+    _HEALTH_AGGS = ("mean", "std", "max")
+
     def select(self, features: Mapping[str, float | None]) -> dict[str, float]:
-        """The model inputs of a vector: the configured aggregations of every sensor, plus derived features."""
-        aggs = self.config.aggregations
+        """What the reference of normal learns: the configured aggregations of every sensor, derived features,
+        and the mean, std and max the sensor-health checks need."""
+        aggs = set(self.config.aggregations).union(self._HEALTH_AGGS)
         out: dict[str, float] = {}
         for key, value in features.items():
             if value is None or not math.isfinite(value):
                 continue
-            sensor, _, agg = key.partition(".")
-            if not agg or agg in aggs or (agg == "value" and "." not in sensor):
+            _, _, agg = key.partition(".")
+            if not agg or agg in aggs:
                 out[key] = float(value)
+        return out
+
+    def inputs(self, z: Mapping[str, float]) -> dict[str, float]:
+        """The model inputs among the standardised features: configured aggregations and derived features."""
+        aggs = self.config.aggregations
+        return {k: v for k, v in z.items() if "." not in k or k.partition(".")[2] in aggs}
+
+    def load(self, machine_type: str, features: Mapping[str, float | None]) -> float | None:
+        """The operating point: the running sensor's window mean relative to its range."""
+        spec = self.machine_types.get(machine_type)
+        if spec is None or spec.running_sensor is None:
+            return None
+        value = features.get(f"{spec.running_sensor}.mean")
+        top = spec.sensors[spec.running_sensor].range.max
+        if value is None or not math.isfinite(value) or top <= 0:
+            return None
+        return value / top
+
+    def orient(self, machine_type: str, z: Mapping[str, float]) -> dict[str, float]:
+        """Deviations that matter for failure: for a sensor with only a high limit, a level (mean, max) below
+        normal is not a symptom (a machine cooling down is not failing), and likewise for a low limit."""
+        spec = self.machine_types.get(machine_type)
+        if spec is None:
+            return dict(z)
+        out: dict[str, float] = {}
+        for key, value in z.items():
+            sensor, _, agg = key.partition(".")
+            limits = spec.sensors[sensor].limits if sensor in spec.sensors and agg in ("mean", "max") else None
+            if limits is not None and limits.high is not None and limits.low is None:
+                value = max(value, 0.0)
+            elif limits is not None and limits.low is not None and limits.high is None:
+                value = min(value, 0.0)
+            out[key] = value
         return out
 
     # ------------------------------------------------------------------ the verbs
@@ -182,6 +226,8 @@ class FleetModel:
         if fv.state == MachineState.OFF:
             machine.running_since = None
             machine.smooth.clear()
+            machine.slow.clear()
+            machine.margin.clear()
             return ModelOutput(
                 Prediction(**common, decision=Decision.OFF, decided_by="none", reasons=("machine off",)), drift
             )
@@ -198,7 +244,15 @@ class FleetModel:
             machine.running_since = fv.window_start
         warmup = (ts - machine.running_since).total_seconds() < cfg.warmup_s
         x = self.select(fv.features)
-        for sensor, fault, detail in machine.health.update(x, fv.missing, machine.normal):
+        load = self.load(fv.machine_type, fv.features)
+        hour = ts.hour + ts.minute / 60.0
+        r = regressors(load, machine.load, hour)
+        machine.load = load
+        cold_start = not machine.normal.ready
+        reference = kind.normal if cold_start else machine.normal
+        z_all = reference.z(x, r)
+        usual_std = {k: reference.mean(k) for k in x if k.endswith(".std")}
+        for sensor, fault, detail in machine.health.update(x, z_all, fv.missing, usual_std):
             drift.append(
                 DriftEvent(
                     ts=ts,
@@ -210,20 +264,23 @@ class FleetModel:
                     detail=f"{fault}: {detail}",
                 )
             )
-        x_ok = {k: v for k, v in x.items() if sensor_of(k) not in machine.health.faulty}
-        cold_start = not machine.normal.ready
-        reference = kind.normal if cold_start else machine.normal
-        z = reference.z(x_ok)
+        faulty = machine.health.faulty
+        x_ok = {k: v for k, v in x.items() if sensor_of(k) not in faulty}
+        z = self.inputs({k: v for k, v in z_all.items() if sensor_of(k) not in faulty})
         alpha = cfg.smoothing
         for key, value in z.items():
             previous = machine.smooth.get(key)
             machine.smooth[key] = value if previous is None else alpha * value + (1 - alpha) * previous
         smooth = {k: machine.smooth[k] for k in z}
-        score = kind.detector.score_one(smooth)
+        oriented = self.orient(fv.machine_type, smooth)
+        score = kind.detector.score_one(oriented)
         threshold = kind.threshold.value
         has_reference = reference.ready
         anomalous = has_reference and not warmup and score >= threshold
-        p = kind.classifier.predict_proba_one(smooth)
+        margin, margin_key = self._margin(fv, machine, x_ok, reference, r)
+        worn = has_reference and not warmup and margin >= cfg.margin_alert
+        features = self._classifier_inputs(machine, oriented)
+        p = kind.classifier.predict_proba_one(features)
         outside = sorted((k for k, v in smooth.items() if abs(v) > cfg.out_of_range_z), key=lambda k: -abs(smooth[k]))
         trained = kind.classifier.n_positive >= cfg.min_positive_labels
         confident = abs(p - 0.5) >= cfg.min_confidence
@@ -252,6 +309,12 @@ class FleetModel:
         elif model_alert:
             decision, decided_by = Decision.ALERT, "model"
             reasons.append(f"P(failure within {cfg.horizon_s / 3600:g} h) = {p:.2f} >= {cfg.threshold:g}")
+        elif worn:
+            decision, decided_by = Decision.ALERT, "anomaly"
+            reasons.append(
+                f"degradation: {margin_key} is {margin:.0%} of the way from its normal to its hard limit "
+                f"(alerts at {cfg.margin_alert:.0%})"
+            )
         elif anomalous:
             decision, decided_by = Decision.ALERT, "anomaly"
             reasons.append(f"anomaly score {score:.2f} >= threshold {threshold:.2f}")
@@ -261,8 +324,12 @@ class FleetModel:
             decision, decided_by = Decision.OK, "anomaly"
         else:
             decision, decided_by = Decision.OK, "rule"
-        explained = kind.classifier.explain_one(smooth) if decided_by == "model" else kind.detector.explain_one(smooth)
-        contributions = self._contributions(explained, x, reference)
+        explained = (
+            self._per_feature(kind.classifier.explain_one(features))
+            if decided_by == "model"
+            else kind.detector.explain_one(oriented)
+        )
+        contributions = self._contributions(explained, x, reference, r)
         prediction = Prediction(
             **common,
             p_failure=p if trained else None,
@@ -280,7 +347,9 @@ class FleetModel:
         risk = 1.0 if violations else max(p if classifier_decides else 0.0, min(1.0, relative / 2))
         usable = not fv.gap and fv.bad_quality_share <= cfg.max_bad_quality_share and not warmup
         if usable:
-            drift += self._train(fv, machine, kind, x_ok, smooth, relative, risk, has_reference, violations)
+            drift += self._train(
+                fv, machine, kind, x_ok, r, smooth, features, score, relative, risk, has_reference, violations
+            )
         self.audit.prediction(prediction)
         return ModelOutput(prediction, drift)
 
@@ -297,6 +366,8 @@ class FleetModel:
             log.debug("repair of %s: %d pending vectors dropped", event.machine_id, dropped)
         if machine is not None and event.event in ("failure", "repair"):
             machine.smooth.clear()
+            machine.slow.clear()
+            machine.margin.clear()
             machine.health.reset()
             machine.running_since = None
         return drift
@@ -308,21 +379,24 @@ class FleetModel:
         machine: MachineMemory,
         kind: TypeMemory,
         x: dict[str, float],
+        r: Any,
         smooth: dict[str, float],
+        features: dict[str, float],
+        score: float,
         relative: float,
         risk: float,
         has_reference: bool,
         violations: tuple[str, ...],
     ) -> list[DriftEvent]:
-        healthy = not violations and (not machine.normal.ready or relative < _HEALTHY_SHARE)
+        healthy = not violations and (not machine.normal.ready or score < self.config.healthy_z)
         if healthy:
-            machine.normal.update(x)
-            kind.normal.update(x)
+            machine.normal.update(x, r)
+            kind.normal.update(x, r)
         machine.windows += 1
         if has_reference:
-            kind.threshold.update(kind.detector.score_one(smooth))
-            kind.detector.learn_one(smooth)
-        drift = self._learn(self.pending.add(fv.machine_id, fv.window_end, smooth, risk))
+            kind.detector.learn_one(self.orient(fv.machine_type, smooth))
+        anomaly = score if has_reference else math.nan
+        drift = self._learn(self.pending.add(fv.machine_id, fv.window_end, features, risk, anomaly))
         drift += self._feature_drift(fv, machine, smooth)
         return drift
 
@@ -335,6 +409,10 @@ class FleetModel:
             kind = self._type(machine.machine_type)
             weight = r.weight * (self.config.positive_weight if r.positive else 1.0)
             kind.classifier.learn_one(r.x, r.positive, weight)
+            if not r.positive and math.isfinite(r.anomaly):
+                # The threshold learns only from windows known to be healthy (no failure followed within the
+                # horizon), so a fleet that is wearing out does not raise its own alarm bar.
+                kind.threshold.update(r.anomaly)
             self.audit.label(machine.machine_type, machine.site, machine.line, r.score, r.positive)
             for event, detail, value in kind.classifier.drain():
                 drift.append(
@@ -380,20 +458,73 @@ class FleetModel:
                 )
         return out
 
+    def _margin(
+        self, fv: FeatureVector, machine: MachineMemory, x: dict[str, float], reference: OperatingNormal, r: Any
+    ) -> tuple[float, str | None]:
+        """How far each limited sensor has moved from its normal (at this operating point) towards its hard
+        limit, as a share of the margin; the largest, smoothed. Deviations are measured in what matters to the
+        machine (the margin to the limit), not in noise, so a noisy sensor does not alert early and a quiet one
+        does not alert on its noise."""
+        worst, worst_key = 0.0, None
+        alpha = self.config.smoothing
+        for key, low, high in self.rules(fv.machine_id, fv.machine_type).limits():
+            value = x.get(key)
+            expected = reference.expected(key, r)
+            if value is None or not math.isfinite(expected):
+                continue
+            share = 0.0
+            if high is not None and high > expected:
+                share = max(share, (value - expected) / (high - expected))
+            if low is not None and low < expected:
+                share = max(share, (expected - value) / (expected - low))
+            previous = machine.margin.get(key)
+            share = share if previous is None else alpha * share + (1 - alpha) * previous
+            machine.margin[key] = share
+            if share > worst:
+                worst, worst_key = share, key
+        return worst, worst_key
+
+    @staticmethod
+    def _classifier_inputs(machine: MachineMemory, oriented: dict[str, float]) -> dict[str, float]:
+        """Log-compressed deviations and their trend: how far from normal, and how fast it is moving away.
+
+        Wear grows faster as it advances, so level and trend together say how close a failure is, which is
+        what the classifier has to learn; the log keeps a 100-sigma deviation from dominating the weights.
+        """
+        out: dict[str, float] = {}
+        for key, value in oriented.items():
+            level = math.copysign(math.log1p(abs(value)), value)
+            slow = machine.slow.get(key)
+            slow = level if slow is None else slow + _SLOW * (level - slow)
+            machine.slow[key] = slow
+            out[key] = level
+            out[f"{key}{TREND}"] = level - slow
+        return out
+
+    @staticmethod
+    def _per_feature(explained: dict[str, float]) -> dict[str, float]:
+        """Level and trend shares of one feature, added up (a planner asks about bearing_temp, not its trend)."""
+        out: dict[str, float] = {}
+        for key, share in explained.items():
+            base = key.removesuffix(TREND)
+            out[base] = out.get(base, 0.0) + share
+        return out
+
     # ------------------------------------------------------------------ explanations
     def _contributions(
-        self, explained: dict[str, float], x: dict[str, float], reference: Normal
+        self, explained: dict[str, float], x: dict[str, float], reference: OperatingNormal, r: Any
     ) -> tuple[Contribution, ...]:
         top = sorted(explained.items(), key=lambda kv: -abs(kv[1]))[: self.config.top_contributions]
         out = []
         for key, share in top:
-            mean, std = reference.mean(key), reference.std(key)
+            # Normal is what this machine shows at this load and time of day, not its all-time average.
+            expected, scale = reference.expected(key, r), reference.scale(key)
             out.append(
                 Contribution(
                     feature=key,
                     value=x.get(key),
-                    normal=mean if math.isfinite(mean) else None,
-                    normal_std=std if math.isfinite(std) else None,
+                    normal=expected if math.isfinite(expected) else None,
+                    normal_std=scale if math.isfinite(scale) else None,
                     contribution=share,
                 )
             )

@@ -28,6 +28,10 @@ class HardLimits:
             if spec.limits.low is not None or spec.limits.high is not None
         ]
 
+    def limits(self) -> list[tuple[str, float | None, float | None]]:
+        """``(feature, low, high)`` for every limited sensor."""
+        return list(self._limits)
+
     def violations(self, features: Mapping[str, float | None]) -> tuple[str, ...]:
         out: list[str] = []
         for key, low, high in self._limits:

@@ -2,24 +2,22 @@
 
 Faulty sensors' features are left out of scoring and training while the fault lasts, and the change is reported
 once (a :class:`~vigil.contracts.DriftEvent` with ``event="sensor_fault"``), so a broken thermocouple does not
-page a planner about a failing bearing.
+page a planner about a failing bearing. Checks use the per-machine standardised residuals (``z``, deviation from
+normal at the current operating point), so a load step that moves every sensor at once is not a sensor's step.
 
->>> from models.normal import Normal
->>> normal = Normal(ref_windows=3)
->>> for v in (60.0, 61.0, 59.0):
-...     normal.update({"t.mean": v, "t.std": 0.5})
 >>> health = SensorHealth(stuck_windows=2)
->>> health.update({"t.mean": 60.0, "t.std": 0.0}, (), normal), health.update({"t.mean": 60.0, "t.std": 0.0}, (), normal)
-([], [('t', 'stuck', 't.std is 0 for 2 windows')])
+>>> normal_std = {"t.std": 0.5}
+>>> health.update({"t.mean": 60.0, "t.std": 0.0}, {}, (), normal_std)
+[]
+>>> health.update({"t.mean": 60.0, "t.std": 0.0}, {}, (), normal_std)
+[('t', 'stuck', 't.std is 0 for 2 windows')]
 >>> health.faulty
 {'t': 'stuck'}
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from models.normal import Normal
+from collections.abc import Iterable, Mapping
 
 
 class SensorHealth:
@@ -35,67 +33,83 @@ class SensorHealth:
         self.faulty: dict[str, str] = {}
         self._stuck: dict[str, int] = {}
         self._missing: dict[str, int] = {}
-        self._last_mean: dict[str, float] = {}
-        self._step_ref: dict[str, float] = {}
+        self._last_z: dict[str, float] = {}
+        self._step_from: dict[str, float] = {}
 
     def reset(self) -> None:
         self.faulty.clear()
         self._stuck.clear()
         self._missing.clear()
-        self._last_mean.clear()
-        self._step_ref.clear()
+        self._last_z.clear()
+        self._step_from.clear()
 
-    def update(self, x: dict[str, float], missing: Iterable[str], normal: Normal) -> list[tuple[str, str, str]]:
-        """Check one running window; returns the faults that started with it as ``(sensor, kind, detail)``."""
+    def update(
+        self,
+        x: Mapping[str, float],
+        z: Mapping[str, float],
+        missing: Iterable[str],
+        normal_std: Mapping[str, float],
+    ) -> list[tuple[str, str, str]]:
+        """Check one running window; returns the faults that started with it as ``(sensor, kind, detail)``.
+
+        ``x`` are the raw features, ``z`` their residual z-scores (empty while no reference exists), ``missing``
+        the sensors without a good reading, ``normal_std`` the usual ``<sensor>.std`` of this machine.
+        """
         sensors = {k.split(".", 1)[0] for k in x if "." in k}
-        missing = set(missing)
+        gone = set(missing)
         found: dict[str, tuple[str, str]] = {}
-        for sensor in sorted(missing):
+        for sensor in sorted(gone):
             self._missing[sensor] = self._missing.get(sensor, 0) + 1
             if self._missing[sensor] >= self.dropout_windows and sensors:
                 found[sensor] = ("dropout", f"no good reading for {self._missing[sensor]} window(s)")
-        for sensor in sensors - missing:
+        for sensor in sensors - gone:
             self._missing.pop(sensor, None)
+        jumps = {s: z[f"{s}.mean"] - self._last_z[s] for s in sensors if f"{s}.mean" in z and s in self._last_z}
         for sensor in sorted(sensors):
-            fault = self._check(sensor, x, normal)
+            fault = self._stuck_check(sensor, x, normal_std) or self._step_check(sensor, z, jumps)
+            fault = fault or self._spike_check(sensor, z)
             if fault is not None:
                 found[sensor] = fault
-            mean = x.get(f"{sensor}.mean")
-            if mean is not None:
-                self._last_mean[sensor] = mean
+        for sensor in sensors:
+            if f"{sensor}.mean" in z:
+                self._last_z[sensor] = z[f"{sensor}.mean"]
         new = [(s, kind, detail) for s, (kind, detail) in sorted(found.items()) if self.faulty.get(s) != kind]
         self.faulty = {s: kind for s, (kind, _) in found.items()}
         return new
 
-    def _check(self, sensor: str, x: dict[str, float], normal: Normal) -> tuple[str, str] | None:
+    def _stuck_check(
+        self, sensor: str, x: Mapping[str, float], normal_std: Mapping[str, float]
+    ) -> tuple[str, str] | None:
         std = x.get(f"{sensor}.std")
-        normal_std = normal.mean(f"{sensor}.std")
-        if std is not None and std <= 1e-12 and normal.ready and normal_std > 1e-9:
+        usual = normal_std.get(f"{sensor}.std", 0.0)
+        if std is not None and std <= 1e-12 and usual > 1e-9:
             self._stuck[sensor] = self._stuck.get(sensor, 0) + 1
             if self._stuck[sensor] >= self.stuck_windows:
                 return ("stuck", f"{sensor}.std is 0 for {self._stuck[sensor]} windows")
         else:
             self._stuck.pop(sensor, None)
-        if not normal.ready:
+        return None
+
+    def _step_check(self, sensor: str, z: Mapping[str, float], jumps: Mapping[str, float]) -> tuple[str, str] | None:
+        now = z.get(f"{sensor}.mean")
+        if now is None:
             return None
-        mean = x.get(f"{sensor}.mean")
-        scale = normal.scale(f"{sensor}.mean")
-        if mean is not None and scale == scale:
-            ref = self._step_ref.get(sensor)
-            last = self._last_mean.get(sensor)
-            if ref is not None:
-                # A step lasts until the sensor is back near the level it jumped from.
-                if abs(mean - ref) > self.step_z * scale / 2:
-                    return ("step", f"{sensor}.mean stays {mean - ref:+.4g} off its level before the jump")
-                del self._step_ref[sensor]
-            elif last is not None and abs(mean - last) > self.step_z * scale:
-                self._step_ref[sensor] = last
-                return ("step", f"{sensor}.mean jumped {mean - last:+.4g} in one window")
-        peak = x.get(f"{sensor}.max")
-        peak_scale = normal.scale(f"{sensor}.max")
-        if peak is not None and mean is not None and peak_scale == peak_scale and scale == scale:
-            peak_z = (peak - normal.mean(f"{sensor}.max")) / peak_scale
-            mean_z = (mean - normal.mean(f"{sensor}.mean")) / scale
-            if peak_z > self.spike_z and abs(mean_z) < self.spike_z / 3:
-                return ("spike", f"{sensor}.max {peak:.4g} is {peak_z:.0f} sd above normal while the mean is not")
+        start = self._step_from.get(sensor)
+        if start is not None:
+            # A step lasts until the sensor is back near the level it jumped from.
+            if abs(now - start) > self.step_z / 2:
+                return ("step", f"{sensor}.mean stays {now - start:+.1f} sd off its level before the jump")
+            del self._step_from[sensor]
+            return None
+        jump = jumps.get(sensor)
+        others = [abs(v) for s, v in jumps.items() if s != sensor]
+        if jump is not None and abs(jump) > self.step_z and all(o < self.step_z / 3 for o in others):
+            self._step_from[sensor] = self._last_z[sensor]
+            return ("step", f"{sensor}.mean jumped {jump:+.1f} sd in one window, alone")
+        return None
+
+    def _spike_check(self, sensor: str, z: Mapping[str, float]) -> tuple[str, str] | None:
+        peak, mean = z.get(f"{sensor}.max"), z.get(f"{sensor}.mean")
+        if peak is not None and mean is not None and peak > self.spike_z and abs(mean) < self.spike_z / 3:
+            return ("spike", f"{sensor}.max is {peak:.0f} sd above normal while its mean is not")
         return None

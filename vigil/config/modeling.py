@@ -18,7 +18,7 @@ class ModelConfig(Section):
     """P(failure within horizon) at or above which a prediction alerts."""
     classifier: Literal["logistic", "arf"] = "logistic"
     anomaly_quantile: float = Field(default=0.995, gt=0.5, lt=1)
-    warmup_s: float = Field(default=600.0, ge=0)
+    warmup_s: float = Field(default=5400.0, ge=0)
     """After a machine starts, this long is warm-up: no anomaly alerts."""
     cold_start_windows: int = Field(default=50, ge=0)
     """Windows a machine needs of its own before its per-machine normalisation is trusted."""
@@ -33,6 +33,12 @@ class ModelConfig(Section):
     """Window aggregations of every sensor the models use (derived cross-sensor features are always used)."""
     deviation_z: float = Field(default=4.0, gt=0)
     """Floor of the anomaly threshold: smoothed deviation (in the machine's own standard deviations)."""
+    normal_forget: float = Field(default=0.002, gt=0, lt=1)
+    """After its first ``cold_start_windows``, a machine's reference of normal forgets this share per healthy window."""
+    margin_alert: float = Field(default=0.25, gt=0, le=1)
+    """Degradation alert: a limited sensor has moved this share of the way from its normal to its hard limit."""
+    healthy_z: float = Field(default=2.0, gt=0)
+    """A window whose anomaly score is below this (in standard deviations) updates the reference of normal."""
     smoothing: float = Field(default=0.3, gt=0, le=1)
     """Weight of the newest window in the smoothed per-machine deviation (EWMA); lower = steadier."""
     min_positive_labels: int = Field(default=20, ge=1)
