@@ -63,6 +63,8 @@ def test_compose_services_and_healthchecks() -> None:
             assert cond["condition"] == "service_healthy", (name, dep)
             assert "healthcheck" in services[dep], dep
     assert services["collector"]["depends_on"].keys() == {"kafka", "simulator"}
+    assert services["simulator"]["depends_on"].keys() == {"kafka"}
+    assert services["simulator"]["command"][services["simulator"]["command"].index("--host") + 1] == "0.0.0.0"
     assert services["alerts"]["depends_on"].keys() == {"kafka", "influxdb"}
 
 
