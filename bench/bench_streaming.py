@@ -144,7 +144,7 @@ def throughput(kafka: KafkaSettings, machines: int, readings: int, per_message: 
         "worker_readings_per_s": total / t_worker,
         "ratio": t_bare / t_worker,
         "vectors": service.stats.vectors,
-            }
+    }
 
 
 def rss_bytes() -> int:

@@ -232,7 +232,11 @@ class FeatureService:
             assigned, self._pending_assignment = self._pending_assignment, None
             self.restore(assigned)
         handled = 0
+        owned = self._consumer.assignment() if records else set()
         for tp, messages in records.items():
+            if tp not in owned:
+                # Fetched before a rebalance took the partition away: its new owner reads these records.
+                continue
             tpk = _tpk(tp)
             for msg in messages:
                 self._handle(tp, tpk, msg)
