@@ -417,7 +417,8 @@ class FeatureService:
         for tp in revoked:
             self._positions.pop(tp, None)
             self._committed.pop(tp, None)
-        log.info("partitions %s %s", sorted(gone), "lost" if lost else "revoked")
+        if gone:
+            log.info("partitions %s %s", sorted(gone), "lost" if lost else "revoked")
 
     def on_assigned(self, assigned: set[Any]) -> None:
         # Restoring reads a topic; that must not run on the consumer's I/O thread, so step() does it before it
@@ -527,6 +528,7 @@ def main(argv: list[str]) -> int:
     """``vigil features [--config FILE]``: run one feature worker until SIGINT/SIGTERM."""
     import sys
 
+    from vigil.influx import InfluxError
     from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 
     parser = argparse.ArgumentParser(
@@ -555,8 +557,8 @@ def main(argv: list[str]) -> int:
     try:
         service.setup()
         service.run(stop)
-    except DeliveryError:
-        log.exception("Kafka did not acknowledge; stopping without committing (a restart replays)")
+    except (DeliveryError, InfluxError):
+        log.exception("a write was not acknowledged; stopping without committing (a restart replays)")
         return 1
     finally:
         try:
