@@ -173,3 +173,20 @@ def test_prometheus_scrapes_every_vigil_service_in_compose() -> None:
     [sd] = job["dns_sd_configs"]
     assert set(sd["names"]) == vigil_services and sd["port"] == 9464
     assert compose["x-vigil"]["environment"]["VIGIL_METRICS_PORT"] == str(sd["port"])
+
+
+def test_grafana_provisioning_is_wired_into_compose() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    grafana = compose["services"]["grafana"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in grafana["volumes"] if m.startswith("./")}
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/vigil.yaml").read_text())
+    [files] = provider["providers"]
+    assert mounts[files["options"]["path"]] == "./deploy/grafana/dashboards"
+    assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    home = Path(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert (DASHBOARDS / home.name).exists() and str(home.parent) == files["options"]["path"]
+    datasources = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/vigil.yaml").read_text())
+    referenced = {v.strip("${}") for d in datasources["datasources"] for v in re.findall(r"\$\{\w+\}", json.dumps(d))}
+    assert referenced <= set(grafana["environment"]), referenced - set(grafana["environment"])
+    hosts = {d["url"].split("//")[1].split(":")[0] for d in datasources["datasources"]}
+    assert hosts <= set(compose["services"])
