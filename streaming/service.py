@@ -514,8 +514,13 @@ class FeatureService:
                 _top(e.unknown_sensors),
             )
         if self.metrics is not None:
-            for reason, counter in (("unknown_machine", e.unknown_machines), ("unknown_sensor", e.unknown_sensors)):
-                total = sum(counter.values())
+            totals = {
+                "unknown_machine": sum(e.unknown_machines.values()),
+                "unknown_sensor": sum(e.unknown_sensors.values()),
+                "duplicate": e.duplicates,
+                "late_unrouted": e.late_unrouted,
+            }
+            for reason, total in totals.items():
                 self.metrics.dropped.labels(reason).inc(total - self._dropped_reported.get(reason, 0))
                 self._dropped_reported[reason] = total
 

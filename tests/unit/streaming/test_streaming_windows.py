@@ -207,3 +207,30 @@ def test_feature_vector_pickles_and_window_bounds() -> None:
     assert v.closed_by == "shutdown"
     assert (v.window_start.timestamp() - T0, v.window_end.timestamp() - T0) == (60.0, 120.0)
     assert pickle.loads(pickle.dumps(v)) == v
+
+
+def test_hopping_windows_match_a_direct_pandas_computation() -> None:
+    import numpy as np
+    import pandas as pd
+
+    cfg = config(kind="hopping", size_s=60, hop_s=15, grace_s=30)
+    readings = oracle.stream(13, {"PMP-001": ["flow", "speed"]}, seconds=400, disorder=5.0, late=0.0, duplicates=0.1)
+    engine = WindowEngine(cfg)
+    vectors = [v for r in readings for v in engine.add(r)] + engine.flush()
+    assert engine.stats.late == 0
+    rows = [(r.sensor, r.ts.timestamp(), r.value if r.quality == Quality.GOOD else np.nan) for r in readings]
+    df = pd.DataFrame(rows, columns=["sensor", "ts", "value"]).drop_duplicates(["sensor", "ts"], keep="first")
+    starts = [v.window_start.timestamp() for v in vectors]
+    assert starts == sorted(starts) and len(set(np.diff(starts))) == 1  # every 15 s, none missing
+    for v in vectors:
+        start = v.window_start.timestamp()
+        inside = df[(df["ts"] >= start) & (df["ts"] < start + 60)]
+        assert v.count == len(inside)
+        for sensor in ("flow", "speed"):
+            good = inside[inside["sensor"] == sensor].dropna()
+            if len(good):
+                assert v.features[f"{sensor}.mean"] == pytest.approx(good["value"].mean())
+                assert v.features[f"{sensor}.std"] == pytest.approx(good["value"].std(ddof=0), abs=1e-9)
+                assert v.features[f"{sensor}.last"] == good.sort_values("ts")["value"].iloc[-1]
+            else:
+                assert v.features[f"{sensor}.mean"] is None
