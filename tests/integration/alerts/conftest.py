@@ -127,12 +127,17 @@ def topic_reader(kafka_settings: KafkaSettings) -> Iterator[Callable[[str], Topi
         r.close()
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 90.0, step: Callable[[], None] | None = None) -> None:
+def _wait_for(
+    condition: Callable[[], bool],
+    timeout: float = 90.0,
+    step: Callable[[], None] | None = None,
+    describe: Callable[[], object] | None = None,
+) -> None:
     """Poll until the condition holds, driving ``step`` (e.g. a service's run_once) in between."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+            raise AssertionError(f"condition not reached in time: {describe() if describe else ''}")
         if step is not None:
             step()
         else:

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import threading
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,13 +63,13 @@ def build_config(
     return example.model_copy(update={"kafka": kafka, "topics": topics, "influx": influx.settings(), "alerts": alerts})
 
 
-def prediction(i: int, p: float, machine: str = "PMP-001") -> Prediction:
+def prediction(i: int, p: float, machine: str = "PMP-001", base: datetime = T0) -> Prediction:
     return Prediction(
         machine_id=machine,
         machine_type="pump",
         site="north",
         line="north-1",
-        ts=T0 + i * STEP,
+        ts=base + i * STEP,
         model="logistic",
         p_failure=p,
         horizon_s=172800.0,
@@ -253,3 +254,128 @@ def test_alerts_service_end_to_end(
     assert {r.get("status") for r in history} >= {"open", "acknowledged", "resolved"}
     per_type = {r["type"]: r for r in false_alarms_report(config, sink, window)}
     assert per_type["pump"]["episodes"] == 1 and per_type["pump"]["false_alarms"] == 0
+
+
+def api(service: AlertService, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """Call the HTTP API from a thread while this thread drives the service loop (which answers it)."""
+    out: dict[str, Any] = {}
+
+    def call() -> None:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"{service.ack_url}{path}", data=data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                out["status"], out["body"] = resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            out["status"], out["body"] = exc.code, json.loads(exc.read())
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    while worker.is_alive():
+        service.run_once(0.1)
+    return out["status"], out["body"]
+
+
+def test_alerts_silence_inhibit_assign_over_http(
+    example_config: VigilConfig,
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    influx: Any,
+    tmp_path: Path,
+    http_receiver: Any,
+    unique: str,
+    wait_for: Any,
+    topic_reader: Any,
+) -> None:
+    config = build_config(example_config, kafka_settings, topics, influx, tmp_path, http_receiver.url)
+    service = AlertService(config, group_id=f"alerts-{unique}")
+    service.setup()
+    alerts_topic = topic_reader(topics.alerts)
+    try:
+        # Planned maintenance on PMP-002 for the next hour (silences expire on wall-clock time; they match
+        # alerts by the event time of what triggers them).
+        tb = NOW - 3 * STEP
+        status, answer = api(
+            service,
+            "POST",
+            "/silences",
+            {
+                "machines": ["PMP-002"],
+                "starts_at": tb.isoformat(),
+                "ends_at": (NOW + 6 * STEP).isoformat(),
+                "comment": "seal change",
+            },
+        )
+        assert status == 200
+        silence_id = answer["silence"]
+        assert silence_id in api(service, "GET", "/silences")[1]
+        # Line north-2 is down (an operator says so).
+        assert api(service, "POST", "/lines/north-2/down")[0] == 200
+        send(
+            kafka_settings,
+            topics.predictions,
+            [prediction(i, 0.7, "PMP-002", tb) for i in range(2)]
+            + [prediction(i, 0.7, "PMP-001", tb) for i in range(2)]
+            + [
+                prediction(i, 0.7, "MTR-002", tb).model_copy(update={"machine_type": "motor", "line": "north-2"})
+                for i in range(2)
+            ],
+        )
+        # PMP-001 then stops (a feature window says it is off): its open episode is inhibited.
+        off = FeatureVector(
+            machine_id="PMP-001",
+            machine_type="pump",
+            window_start=tb + STEP,
+            window_end=tb + 2 * STEP,
+            features={},
+            state="off",
+        )
+        send(kafka_settings, topics.features, [off])
+
+        def notified() -> set[str]:
+            return {a["machine_id"] for r in http_receiver.snapshot() for a in r.json()["data"]["alerts"]}
+
+        wait_for(
+            lambda: (
+                alert_states(alerts_topic, "PMP-002") == ["silenced"]
+                and alert_states(alerts_topic, "PMP-001") == ["open", "inhibited"]
+                and alert_states(alerts_topic, "MTR-002") == ["inhibited"]
+                and notified() == {"PMP-001"}
+            ),
+            step=service.run_once,
+            describe=lambda: ([(m.machine_id, m.state.value, m.note) for m in alerts_topic.messages], notified()),
+        )
+        notes = {m.machine_id: m.note for m in alerts_topic.messages if isinstance(m, Alert)}
+        assert (
+            "seal change" in (notes["PMP-002"] or "")
+            and notes["PMP-001"] == "machine off"
+            and notes["MTR-002"] == "line north-2 down"
+        )
+        for _ in range(10):
+            service.run_once(0.1)
+        assert notified() == {"PMP-001"}, "silenced and inhibited episodes notify nobody"
+
+        # After the silence the still-risky pump is announced; the line comes back up and its motor is announced.
+        send(kafka_settings, topics.predictions, [prediction(10, 0.75, "PMP-002", tb)])
+        wait_for(lambda: alert_states(alerts_topic, "PMP-002") == ["silenced", "open"], step=service.run_once)
+        assert api(service, "POST", "/lines/north-2/up")[0] == 200
+        wait_for(lambda: alert_states(alerts_topic, "MTR-002") == ["inhibited", "open"], step=service.run_once)
+        wait_for(lambda: notified() == {"PMP-001", "PMP-002", "MTR-002"}, step=service.run_once)
+
+        listed = api(service, "GET", "/alerts")[1]
+        assert {a["machine_id"] for a in listed} == {"PMP-001", "PMP-002", "MTR-002"}
+        pump = next(a for a in listed if a["machine_id"] == "PMP-002")
+        status, _ = api(service, "POST", f"/alerts/{pump['alert_id']}/assign", {"to": "Fitter Fred", "by": "Ann"})
+        assert status == 200
+        wait_for(
+            lambda: any(isinstance(m, Alert) and m.assignee == "Fitter Fred" for m in alerts_topic.read()),
+            step=service.run_once,
+        )
+        assert api(service, "GET", f"/alerts/{pump['alert_id']}")[1]["assignee"] == "Fitter Fred"
+
+        assert api(service, "POST", "/alerts/nope/ack", {"by": "Ann"})[0] == 404
+        assert api(service, "POST", f"/alerts/{pump['alert_id']}/ack", {})[0] == 400
+        assert api(service, "DELETE", f"/silences/{silence_id}")[1] == {"removed": True}
+        assert api(service, "GET", "/nowhere")[0] == 404
+    finally:
+        service.close()
