@@ -1,0 +1,99 @@
+"""Checkpoints: a round trip predicts exactly like the original; a bad checkpoint is refused with the reason."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from models.checkpoint import dumps, feature_schema, loads
+from models.exceptions import CheckpointError, IncompatibleCheckpoint
+from models.pipeline import FleetModel
+from models.synthetic import WINDOW_S, pump_vector
+from vigil.config import VigilConfig, load_config
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def feed(model: FleetModel, start: int, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for k in range(start, start + count):
+        wear = max(0.0, (k - 150) * 0.01)
+        fv = pump_vector("PMP-001", T0 + timedelta(seconds=WINDOW_S * k), load=0.8, wear=wear, rng=rng)
+        prediction = model.process(fv).prediction
+        assert prediction is not None
+        out.append(prediction.model_dump_json())
+    return out
+
+
+@pytest.fixture
+def model(example_config: VigilConfig) -> FleetModel:
+    m = FleetModel(example_config.models, example_config.machines_by_id, example_config.machine_types)
+    feed(m, 0, 120, seed=1)
+    return m
+
+
+def test_round_trip_predicts_exactly_like_the_original(model: FleetModel, example_config: VigilConfig) -> None:
+    schema = feature_schema(example_config)
+    header, chunks = dumps(model, {"features:0": 120}, schema)
+    restored, offsets = loads(header, chunks, schema)
+    assert offsets == {"features:0": 120}
+    assert restored.pending.count() == model.pending.count()
+    assert feed(restored, 120, 60, seed=2) == feed(model, 120, 60, seed=2)
+
+
+def test_header_records_river_version_schema_and_offsets(model: FleetModel) -> None:
+    header, chunks = dumps(model, {"t:0": 5}, "s1")
+    meta = json.loads(header)
+    assert meta["river"].startswith("0.26") and meta["schema"] == "s1" and meta["offsets"] == {"t:0": 5}
+    assert meta["chunks"] == len(chunks) and meta["pending_labels"] == model.pending.count()
+
+
+def test_large_state_is_split_into_chunks(model: FleetModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("models.checkpoint.CHUNK_BYTES", 1000)
+    header, chunks = dumps(model, {}, "s")
+    assert len(chunks) > 3 and all(len(c) <= 1000 for c in chunks)
+    restored, _ = loads(header, chunks, "s")
+    assert restored.machine_ids() == model.machine_ids()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": 99}, "checkpoint format 99"),
+        ({"river": "0.19.0"}, "River 0.19.0"),
+        ({"schema": "other"}, "feature schema other"),
+    ],
+)
+def test_incompatible_checkpoints_are_refused(model: FleetModel, change: dict[str, object], message: str) -> None:
+    header, chunks = dumps(model, {}, "s")
+    meta = {**json.loads(header), **change}
+    with pytest.raises(IncompatibleCheckpoint, match=message):
+        loads(json.dumps(meta).encode(), chunks, "s")
+
+
+def test_unreadable_checkpoints_are_refused(model: FleetModel) -> None:
+    header, chunks = dumps(model, {}, "s")
+    with pytest.raises(CheckpointError, match="checksum"):
+        loads(header, [chunks[0][:-10] + b"x" * 10, *chunks[1:]], "s")
+    with pytest.raises(CheckpointError, match="readable chunk"):
+        loads(header, [None] * len(chunks), "s")
+    with pytest.raises(CheckpointError, match="not JSON"):
+        loads(b"\x00garbage", chunks, "s")
+
+
+def test_feature_schema_changes_with_the_sensors(example_config: VigilConfig) -> None:
+    import tomllib
+
+    from vigil.config import EXAMPLE_CONFIG
+
+    data = tomllib.loads(EXAMPLE_CONFIG.read_text())
+    data["machine_types"]["pump"]["sensors"]["seal_temp"] = {"unit": "degC", "range": {"min": 0, "max": 150}}
+    other = load_config(environ={}, data=data)
+    assert feature_schema(other) != feature_schema(example_config)
+    assert feature_schema(load_config(environ={}, data=tomllib.loads(EXAMPLE_CONFIG.read_text()))) == feature_schema(
+        example_config
+    )

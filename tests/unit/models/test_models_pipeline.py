@@ -1,0 +1,157 @@
+"""The pure models core: fail-safes, cold start, explanations, what never trains, sensor faults."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from models.pipeline import FleetModel
+from models.synthetic import WINDOW_S, pump_vector
+from vigil.config import VigilConfig
+from vigil.contracts import Decision, MachineState, MaintenanceEvent
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def window(k: int) -> datetime:
+    return T0 + timedelta(seconds=WINDOW_S * k)
+
+
+def make(config: VigilConfig, **models: Any) -> FleetModel:
+    return FleetModel(config.models.model_copy(update=models), config.machines_by_id, config.machine_types)
+
+
+def healthy(model: FleetModel, machine: str, windows: int, start: int = 0, seed: int = 1) -> int:
+    rng = random.Random(seed)
+    for k in range(start, start + windows):
+        model.process(pump_vector(machine, window(k), load=0.6 + 0.4 * ((k // 7) % 5) / 4, rng=rng))
+    return start + windows
+
+
+@pytest.fixture
+def trained(example_config: VigilConfig) -> FleetModel:
+    model = make(example_config)
+    healthy(model, "PMP-001", 150)
+    return model
+
+
+def test_machine_off_is_a_decision_not_a_prediction(example_config: VigilConfig) -> None:
+    model = make(example_config)
+    p = model.process(pump_vector("PMP-001", window(1), rng=None, state=MachineState.OFF)).prediction
+    assert p is not None
+    assert p.decision == Decision.OFF and p.decided_by == "none" and "machine off" in p.reasons
+
+
+def test_hard_limits_always_decide_even_in_cold_start_and_warm_up(example_config: VigilConfig) -> None:
+    model = make(example_config)
+    p = model.process(pump_vector("PMP-001", window(1), rng=None, overrides={"bearing_temp.mean": 97.0})).prediction
+    assert p is not None and p.cold_start
+    assert p.decision == Decision.ALERT and p.decided_by == "rule"
+    assert p.rule_violations == ("bearing_temp.mean 97 > high limit 95",)
+    assert any("hard limit" in r for r in p.reasons)
+
+
+def test_per_machine_limit_overrides_apply(example_config: VigilConfig) -> None:
+    model = make(example_config)
+    p = model.process(pump_vector("PMP-004", window(1), rng=None, overrides={"bearing_temp.mean": 97.0})).prediction
+    assert p is not None and p.rule_violations == ()  # PMP-004's limit is 105
+
+
+def test_cold_start_uses_the_type_normal_and_says_so(trained: FleetModel) -> None:
+    first = trained.process(pump_vector("PMP-002", window(200), rng=random.Random(5))).prediction
+    assert first is not None and first.cold_start
+    assert any(r.startswith("cold start: using the pump type's normal") for r in first.reasons)
+    k = healthy(trained, "PMP-002", 80, start=201)
+    later = trained.process(pump_vector("PMP-002", window(k), rng=random.Random(6))).prediction
+    assert later is not None and not later.cold_start and later.decision == Decision.OK
+    assert later.anomaly_score is not None and later.decided_by == "anomaly"
+
+
+def test_degradation_alerts_with_contributions_next_to_normal(trained: FleetModel) -> None:
+    rng = random.Random(3)
+    outputs = [
+        trained.process(pump_vector("PMP-001", window(150 + i), load=0.8, wear=0.5, rng=rng)).prediction
+        for i in range(6)
+    ]
+    p = outputs[-1]
+    assert p is not None and p.decision == Decision.ALERT and p.decided_by == "anomaly"
+    assert any("of the way from its normal to its hard limit" in r for r in p.reasons)
+    top = p.contributions[0]
+    assert top.feature in ("bearing_temp.mean", "vibration_rms.mean")
+    assert top.value is not None and top.normal is not None and top.normal_std is not None
+    assert top.value > top.normal + 5 * top.normal_std
+    if top.feature == "bearing_temp.mean":
+        assert top.normal == pytest.approx(33 + 27 * 0.8, abs=1.5)
+
+
+def test_every_running_prediction_carries_contributions(trained: FleetModel) -> None:
+    p = trained.process(pump_vector("PMP-001", window(151), rng=random.Random(9))).prediction
+    assert p is not None and p.decision == Decision.OK and len(p.contributions) == 5
+
+
+def test_gap_bad_quality_and_warm_up_windows_never_train(trained: FleetModel) -> None:
+    machine = trained.machine_memory("PMP-001")
+    assert machine is not None
+    before = (machine.normal.n, machine.windows, trained.pending.count("PMP-001"))
+    rng = random.Random(4)
+    trained.process(pump_vector("PMP-001", window(151), rng=rng, gap=True))
+    trained.process(pump_vector("PMP-001", window(152), rng=rng, bad_quality_share=0.5))
+    assert (machine.normal.n, machine.windows, trained.pending.count("PMP-001")) == before
+    trained.process(pump_vector("PMP-001", window(153), rng=rng, state=MachineState.OFF))
+    p = trained.process(pump_vector("PMP-001", window(154), rng=rng)).prediction
+    assert p is not None and any(r.startswith("warm-up after start") for r in p.reasons)
+    assert machine.windows == before[1]
+
+
+def test_a_stuck_sensor_is_a_sensor_fault_not_degradation(trained: FleetModel) -> None:
+    rng = random.Random(8)
+    events = []
+    for i in range(3):
+        out = trained.process(
+            pump_vector("PMP-001", window(151 + i), load=0.8, rng=rng, overrides={"bearing_temp.std": 0.0})
+        )
+        events += out.drift
+    faults = [e for e in events if e.event == "sensor_fault"]
+    assert len(faults) == 1 and faults[0].target == "bearing_temp" and faults[0].detail.startswith("stuck")
+    assert out.prediction is not None and out.prediction.decision == Decision.OK
+    assert any("sensor fault, left out: bearing_temp (stuck)" in r for r in out.prediction.reasons)
+    assert all(not c.feature.startswith("bearing_temp") for c in out.prediction.contributions)
+
+
+def test_a_dropout_is_reported_once(trained: FleetModel) -> None:
+    rng = random.Random(2)
+    events = []
+    for i in range(3):
+        fv = pump_vector("PMP-001", window(151 + i), rng=rng, overrides={"flow.mean": None, "flow.std": None})
+        events += trained.process(fv.model_copy(update={"missing": ("flow",)})).drift
+    assert [(e.target, e.event) for e in events if e.event == "sensor_fault"] == [("flow", "sensor_fault")]
+
+
+def test_out_of_range_inputs_take_the_decision_away_from_the_classifier(example_config: VigilConfig) -> None:
+    model = make(example_config, min_positive_labels=1, horizon_s=6 * 3600.0)
+    k = healthy(model, "PMP-001", 150)
+    rng = random.Random(1)
+    for i in range(30):
+        model.process(pump_vector("PMP-001", window(k + i), load=0.8, wear=0.01 * i, rng=rng))
+    model.maintenance(MaintenanceEvent(machine_id="PMP-001", ts=window(k + 30), event="failure"))
+    assert model.type_memory("pump").classifier.n_positive >= 1
+    model.maintenance(MaintenanceEvent(machine_id="PMP-001", ts=window(k + 40), event="repair"))
+    healthy(model, "PMP-001", 20, start=k + 41)
+    p = model.process(pump_vector("PMP-001", window(k + 61), load=0.8, wear=0.9, rng=rng)).prediction
+    assert p is not None and p.p_failure is not None
+    assert any(r.startswith("input outside the range the model has seen") for r in p.reasons)
+    assert p.decided_by in ("rule", "anomaly")
+    assert p.decision == Decision.ALERT
+
+
+def test_delayed_labels_reach_the_type_classifier(example_config: VigilConfig) -> None:
+    model = make(example_config, horizon_s=3 * 3600.0, negative_sample_rate=1.0)
+    k = healthy(model, "PMP-001", 100)
+    classifier = model.type_memory("pump").classifier
+    negatives_before = classifier.n_negative
+    assert negatives_before > 0  # windows older than the horizon resolved as negatives
+    model.maintenance(MaintenanceEvent(machine_id="PMP-001", ts=window(k), event="failure"))
+    assert classifier.n_positive == 3 * 3600 / WINDOW_S  # the last 3 h of windows
