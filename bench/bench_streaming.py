@@ -17,6 +17,7 @@ import argparse
 import gc
 import json
 import os
+import statistics
 import time
 import tomllib
 import uuid
@@ -121,7 +122,7 @@ def worker(config: VigilConfig, expected: int) -> tuple[float, FeatureService]:
     return elapsed, service
 
 
-def throughput(kafka: KafkaSettings, machines: int, readings: int, per_message: int) -> dict[str, float]:
+def throughput(kafka: KafkaSettings, machines: int, readings: int, per_message: int, repeat: int) -> dict[str, float]:
     run = uuid.uuid4().hex[:8]
     topics = Topics(
         readings=f"bench-{run}.readings",
@@ -133,17 +134,24 @@ def throughput(kafka: KafkaSettings, machines: int, readings: int, per_message: 
     data = messages(machines, readings, per_message)
     total = sum(len(json.loads(v).get("samples", [1])) for _, v in data) if per_message > 1 else len(data)
     fill(kafka, topics.readings, data)
-    windows = {"size_s": 60, "grace_s": 5, "idle_timeout_s": 3600, "group_id": f"bench-{run}"}
-    config = plant(machines, windows, kafka, topics)
-    t_bare = bare(kafka, topics.readings, len(data))
-    t_worker, service = worker(config, len(data))
+    bare_rates, worker_rates, ratios, vectors = [], [], [], 0
+    # Alternating runs on the same data, medians reported: the machine's load drifts between runs.
+    for i in range(repeat):
+        windows = {"size_s": 60, "grace_s": 5, "idle_timeout_s": 3600, "group_id": f"bench-{run}-{i}"}
+        config = plant(machines, windows, kafka, topics)
+        t_bare = bare(kafka, topics.readings, len(data))
+        t_worker, service = worker(config, len(data))
+        bare_rates.append(total / t_bare)
+        worker_rates.append(total / t_worker)
+        ratios.append(t_bare / t_worker)
+        vectors = service.stats.vectors
     return {
         "messages": len(data),
         "readings": total,
-        "bare_readings_per_s": total / t_bare,
-        "worker_readings_per_s": total / t_worker,
-        "ratio": t_bare / t_worker,
-        "vectors": service.stats.vectors,
+        "bare_readings_per_s": statistics.median(bare_rates),
+        "worker_readings_per_s": statistics.median(worker_rates),
+        "ratio": statistics.median(ratios),
+        "vectors": vectors,
     }
 
 
@@ -187,11 +195,12 @@ def main() -> None:
     parser.add_argument("--single-readings", type=int, default=200_000, help="readings in the one-per-message run")
     parser.add_argument("--batch", type=int, default=120, help="readings per message in the batched run")
     parser.add_argument("--machines", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3, help="alternating bare/worker runs; medians are reported")
     parser.add_argument("--window-s", type=int, default=600, help="memory: window length")
     parser.add_argument("--rate-hz", type=float, default=1.0, help="memory: readings per sensor per second")
     args = parser.parse_args()
     if args.smoke:
-        args.readings, args.single_readings, args.machines, args.window_s = 24_000, 3_000, 20, 60
+        args.readings, args.single_readings, args.machines, args.window_s, args.repeat = 24_000, 3_000, 20, 60, 1
     kafka = KafkaSettings(bootstrap_servers=args.bootstrap, client_id="vigil-bench")
     print(f"vigil streaming benchmark ({'smoke' if args.smoke else 'full'}), Kafka {args.bootstrap}")
     # Memory first, in a process that has not allocated (and freed) the throughput runs' data yet.
@@ -200,11 +209,11 @@ def main() -> None:
         (f"batches of {args.batch}", args.readings, args.batch),
         ("one reading per message", args.single_readings, 1),
     ):
-        r = throughput(kafka, args.machines, readings, per_message)
+        r = throughput(kafka, args.machines, readings, per_message, args.repeat)
         print(
             f"  {label:<24} {int(r['readings']):>9} readings in {int(r['messages']):>7} messages: "
             f"bare consumer {r['bare_readings_per_s']:>10,.0f}/s, worker {r['worker_readings_per_s']:>10,.0f}/s, "
-            f"ratio {r['ratio']:.2f}, {int(r['vectors'])} feature vectors"
+            f"ratio {r['ratio']:.2f} (medians of {args.repeat}), {int(r['vectors'])} feature vectors per run"
         )
     print(
         f"  memory: {int(m['machines'])} machines x {len(SENSORS)} sensors x {args.window_s}s at {args.rate_hz:g} Hz "
