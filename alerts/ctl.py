@@ -24,11 +24,14 @@ from vigil.config import load_config
 from vigil.exceptions import ConfigError
 
 
-def _call(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def _call(
+    url: str, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        f"{url.rstrip('/')}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{url.rstrip('/')}{path}", data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -39,7 +42,8 @@ def _call(url: str, method: str, path: str, body: dict[str, Any] | None = None) 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vigil alert", description="acknowledge, assign and silence alerts")
     parser.add_argument("--url", help="alerts service API (default from the configuration)")
-    parser.add_argument("--config", help="plant configuration (for the API address)")
+    parser.add_argument("--config", help="plant configuration (for the API address and alerts.api_token)")
+    parser.add_argument("--token", help="API token (default: alerts.api_token, e.g. from VIGIL_ALERTS__API_TOKEN)")
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("list", help="open alert episodes")
     ack = sub.add_parser("ack", help="acknowledge an alert (stops escalation and reminders)")
@@ -89,17 +93,19 @@ def _request(args: argparse.Namespace, now: datetime) -> tuple[str, str, dict[st
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    url = args.url
-    if url is None:
+    url, token = args.url, args.token
+    if url is None or token is None:
         try:
             alerts = load_config(args.config).alerts
         except ConfigError as exc:
             print(exc, file=sys.stderr)  # noqa: T201
             return 2
-        url = alerts.public_url or f"http://{alerts.http_host}:{alerts.http_port}"
+        url = url or alerts.public_url or f"http://{alerts.http_host}:{alerts.http_port}"
+        if token is None and alerts.api_token is not None:
+            token = alerts.api_token.get_secret_value()
     method, path, body = _request(args, datetime.now(UTC))
     try:
-        status, answer = _call(url, method, path, body)
+        status, answer = _call(url, method, path, body, token)
     except (urllib.error.URLError, OSError) as exc:
         print(  # noqa: T201
             f"vigil alert: the alerts service does not answer at {url} ({exc}); is `vigil alerts` running?",

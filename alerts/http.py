@@ -12,6 +12,8 @@ POST     ``/lines/{id}/down`` / ``/up``     line-down inhibition on/off
 GET      ``/health``                        outbox and service counters
 =======  =================================  ==============================================================
 
+With ``alerts.api_token`` set, every POST/DELETE needs ``Authorization: Bearer <token>`` (401 otherwise).
+
 Each request becomes a command run on the service loop's thread; the answer comes after the resulting
 transitions are stored (InfluxDB, alerts topic, sqlite). If that takes longer than 15 s (InfluxDB down), the
 answer is ``202 Accepted``: the command is applied and will be stored when the write succeeds.
@@ -19,6 +21,7 @@ answer is ``202 Accepted``: the command is applied and will be stored when the w
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -129,6 +132,11 @@ def start_api(service: AlertService, host: str, port: int) -> ThreadingHTTPServe
                     stats = service.store.stats()
                     self._reply(200, {"blocked": service.blocked, "outbox": stats, **vars(service.stats)})
                     return
+                token = service.config.alerts.api_token
+                if method != "GET" and token is not None:
+                    given = self.headers.get("Authorization", "")
+                    if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
+                        raise _ClientError(401, "this change needs Authorization: Bearer <alerts.api_token>")
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else {}

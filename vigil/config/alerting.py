@@ -138,6 +138,8 @@ class AlertConfig(Section):
     outbox_path: str = ".vigil/outbox.sqlite3"
     """The durable outbox and the alert lifecycle state (one sqlite file: a restart continues episodes)."""
     http_host: str = "127.0.0.1"
+    api_token: SecretStr | None = None
+    """When set, changes through the HTTP API (ack, assign, silence, line down) need ``Authorization: Bearer``."""
     public_url: str | None = Field(default=None, pattern=r"^https?://")
     """Base URL planners use to acknowledge (shown in notifications); default ``http://<http_host>:<http_port>``."""
     update_min_delta: float = Field(default=0.1, gt=0, le=1)

@@ -44,7 +44,13 @@ STEP = timedelta(minutes=10)
 
 
 def build_config(
-    example: VigilConfig, kafka: KafkaSettings, topics: Topics, influx: Any, tmp: Path, url: str
+    example: VigilConfig,
+    kafka: KafkaSettings,
+    topics: Topics,
+    influx: Any,
+    tmp: Path,
+    url: str,
+    token: str | None = None,
 ) -> VigilConfig:
     alerts = AlertConfig.model_validate(
         {
@@ -53,6 +59,7 @@ def build_config(
             "http_port": 0,
             "outbox_path": str(tmp / "outbox.sqlite3"),
             "retry_initial_s": 0.2,
+            "api_token": token,
             "receivers": [
                 {"type": "webhook", "name": "planners", "url": f"{url}/planners", "secret": SECRET},
                 {"type": "chat", "name": "boss", "url": f"{url}/boss", "flavor": "teams"},
@@ -256,13 +263,16 @@ def test_alerts_service_end_to_end(
     assert per_type["pump"]["episodes"] == 1 and per_type["pump"]["false_alarms"] == 0
 
 
-def api(service: AlertService, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def api(
+    service: AlertService, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = "t0ken"
+) -> tuple[int, Any]:
     """Call the HTTP API from a thread while this thread drives the service loop (which answers it)."""
     out: dict[str, Any] = {}
 
     def call() -> None:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{service.ack_url}{path}", data=data, method=method)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        req = urllib.request.Request(f"{service.ack_url}{path}", data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 out["status"], out["body"] = resp.status, json.loads(resp.read())
@@ -287,7 +297,7 @@ def test_alerts_silence_inhibit_assign_over_http(
     wait_for: Any,
     topic_reader: Any,
 ) -> None:
-    config = build_config(example_config, kafka_settings, topics, influx, tmp_path, http_receiver.url)
+    config = build_config(example_config, kafka_settings, topics, influx, tmp_path, http_receiver.url, token="t0ken")
     service = AlertService(config, group_id=f"alerts-{unique}")
     service.setup()
     alerts_topic = topic_reader(topics.alerts)
@@ -377,5 +387,8 @@ def test_alerts_silence_inhibit_assign_over_http(
         assert api(service, "POST", f"/alerts/{pump['alert_id']}/ack", {})[0] == 400
         assert api(service, "DELETE", f"/silences/{silence_id}")[1] == {"removed": True}
         assert api(service, "GET", "/nowhere")[0] == 404
+        assert api(service, "POST", "/lines/north-1/down", token=None)[0] == 401, "changes need the API token"
+        assert api(service, "POST", "/lines/north-1/down", token="wrong")[0] == 401
+        assert api(service, "GET", "/alerts", token=None)[0] == 200, "reading does not"
     finally:
         service.close()

@@ -85,3 +85,28 @@ def test_influx_documented_open_alerts_answer(populated: Any) -> None:
     (open_query,) = [s for s in statements() if 'top("seq", 1)' in s]
     rows = parse_influxql(populated.query(open_query))
     assert [(r["alert_id"], r["status"]) for r in rows] == [("MTR-001.failure_risk.b", "acknowledged")]
+
+
+@pytest.mark.parametrize(
+    ("question", "expect"),
+    [
+        (["open-alerts"], "MTR-001.failure_risk.b"),
+        (["machine", "PMP-001"], "failure"),
+        (["failures"], "failures 1: caught 1, missed 0"),
+        (["false-alarms"], "false_alarms_per_machine_week"),
+    ],
+)
+def test_influx_vigil_query_command(
+    populated: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    question: list[str],
+    expect: str,
+) -> None:
+    from alerts import query
+
+    monkeypatch.setenv("VIGIL_INFLUX__URL", populated.url)
+    monkeypatch.setenv("VIGIL_INFLUX__DATABASE", populated.database)
+    assert query.main(["--days", "30", *question]) == 0
+    out = capsys.readouterr().out
+    assert expect in out, out
