@@ -116,6 +116,7 @@ class ModelService:
         self._consumer: Any = None
         self._last_checkpoint = time.monotonic()
         self._pending_sends: list[Any] = []
+        self._revoked = False
 
     # ------------------------------------------------------------------ life cycle
     def setup(self) -> None:
@@ -127,7 +128,7 @@ class ModelService:
         self._producer = make_producer(self.config.kafka, max_request_size=8 * 1024 * 1024)
         self.restore()
         self._consumer = make_consumer(self.config.kafka, self.group_id)
-        self._consumer.subscribe(topics=[topics.features, topics.maintenance], listener=_Rebalance(self))
+        self._consumer.subscribe(topics=[topics.features, topics.maintenance], listener=_rebalance_listener(self))
         if self.metrics is not None:
             self.metrics.set_ready(True)
 
@@ -144,6 +145,7 @@ class ModelService:
                 self.metrics.errors.labels("checkpoint").inc()
             self.model = FleetModel(self.config.models, self.config.machines_by_id, self.config.machine_types)
             self.restored = "rebuilt"
+            self._replay_until = self._committed_offsets()
             return
         # The configuration is the live one, not the pickled one (plant edits take effect on restart).
         self.model.machines = dict(self.config.machines_by_id)
@@ -159,19 +161,33 @@ class ModelService:
         )
 
     def on_assigned(self, partitions: list[Any]) -> None:
+        """Runs on the client's IO thread: only non-blocking calls (seeks) here."""
         for tp in partitions:
             name = f"{tp.topic}:{tp.partition}"
             if self.restored == "rebuilt":
-                committed = self._consumer.committed(tp)
-                if committed:
-                    self._replay_until[name] = committed
                 self._consumer.seek_to_beginning(tp)
             elif name in self._checkpoint_offsets:
                 self._consumer.seek(tp, self._checkpoint_offsets[name])
 
     def on_revoked(self, _partitions: list[Any]) -> None:
-        if self._offsets:
-            self.checkpoint()
+        """Runs on the client's IO thread: blocking work (the checkpoint) is left to the loop."""
+        self._revoked = True
+
+    def _committed_offsets(self) -> dict[str, int]:
+        """The group's committed offsets (what was already published), read before a replay."""
+        from kafka import TopicPartition
+
+        consumer = make_consumer(self.config.kafka, self.group_id)
+        out: dict[str, int] = {}
+        try:
+            for topic in (self.config.topics.features, self.config.topics.maintenance):
+                for partition in sorted(consumer.partitions_for_topic(topic) or ()):
+                    committed = consumer.committed(TopicPartition(topic, partition))
+                    if committed:
+                        out[f"{topic}:{partition}"] = int(committed)
+        finally:
+            consumer.close()
+        return out
 
     def close(self) -> None:
         try:
@@ -206,7 +222,9 @@ class ModelService:
                 last_data = now
             elif idle_exit_s is not None and now - last_data >= idle_exit_s:
                 break
-            if now - self._last_checkpoint >= self.config.models.checkpoint_interval_s and self._offsets:
+            due = now - self._last_checkpoint >= self.config.models.checkpoint_interval_s
+            if (due or self._revoked) and self._offsets:
+                self._revoked = False
                 self.checkpoint()
         self.checkpoint()
 
@@ -307,7 +325,10 @@ class ModelService:
             for name, offset in offsets.items():
                 topic, _, partition = name.rpartition(":")
                 commit[TopicPartition(topic, int(partition))] = OffsetAndMetadata(offset, "", -1)
-            self._consumer.commit(commit)
+            try:
+                self._consumer.commit(commit)
+            except Exception as exc:  # a rebalance in between: the checkpoint holds the offsets anyway
+                log.warning("models: offset commit failed after checkpoint (%s); state is safe in the changelog", exc)
         self._publish_audit()
 
     def _publish_audit(self) -> None:
@@ -323,17 +344,18 @@ class ModelService:
             log.warning("segment audit: served worse than the fleet: %s", finding)
 
 
-class _Rebalance:
+def _rebalance_listener(service: ModelService) -> Any:
     """kafka-python rebalance listener: restore positions on assignment, checkpoint on revocation."""
+    from kafka import ConsumerRebalanceListener
 
-    def __init__(self, service: ModelService) -> None:
-        self.service = service
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        def on_partitions_revoked(self, revoked: list[Any]) -> None:
+            service.on_revoked(revoked)
 
-    def on_partitions_revoked(self, revoked: list[Any]) -> None:
-        self.service.on_revoked(revoked)
+        def on_partitions_assigned(self, assigned: list[Any]) -> None:
+            service.on_assigned(assigned)
 
-    def on_partitions_assigned(self, assigned: list[Any]) -> None:
-        self.service.on_assigned(assigned)
+    return Listener()
 
 
 def _install_signals(stop: threading.Event) -> Callable[[], None]:
