@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
+from pydantic import AwareDatetime, Discriminator, Field, SecretStr, Tag, field_validator, model_validator
 
 from vigil.config._base import Section
 
@@ -73,7 +73,26 @@ class EmailReceiver(Section):
         return self
 
 
-Receiver = WebhookReceiver | ChatReceiver | EmailReceiver
+_RECEIVER_TAGS = {"webhook": "WebhookReceiver", "chat": "ChatReceiver", "email": "EmailReceiver"}
+
+
+def _receiver_kind(value: Any) -> str | None:
+    kind = value.get("type", "webhook") if isinstance(value, dict) else getattr(value, "type", None)
+    return _RECEIVER_TAGS.get(str(kind))
+
+
+# Dispatch on ``type`` (default webhook) so a mistake is reported for the one receiver kind meant, not for all
+# three; the tags are the class names, which format_loc leaves out of key paths.
+Receiver = Annotated[
+    Annotated[WebhookReceiver, Tag("WebhookReceiver")]
+    | Annotated[ChatReceiver, Tag("ChatReceiver")]
+    | Annotated[EmailReceiver, Tag("EmailReceiver")],
+    Discriminator(
+        _receiver_kind,
+        custom_error_type="receiver_type",
+        custom_error_message="type must be 'webhook', 'chat' or 'email'",
+    ),
+]
 
 
 class Route(Section):
@@ -131,7 +150,7 @@ class AlertConfig(Section):
     cooldown_s: float = Field(default=3600.0, ge=0)
     critical_threshold: float = Field(default=0.8, gt=0, le=1)
     group_by: Literal["machine", "line", "site"] = "machine"
-    receivers: list[WebhookReceiver | ChatReceiver | EmailReceiver] = []
+    receivers: list[Receiver] = []
     routes: list[Route] = []
     http_port: int = Field(default=8470, ge=0, le=65535)
     """Acknowledge/assign API; 0 picks a free port."""

@@ -83,6 +83,11 @@ def test_a_valid_alert_configuration_loads(example_config: VigilConfig) -> None:
             "at least one",
         ),
         ({"open_threshold": 0.4, "close_threshold": 0.6}, "alerts", "close_threshold"),
+        (
+            {"receivers": [{"type": "smtp", "name": "m"}]},
+            "alerts.receivers[0]",
+            "type must be 'webhook', 'chat' or 'email'",
+        ),
     ],
 )
 def test_bad_alert_configuration_names_the_key(
