@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gzip
+import os
 import pstats
 import sys
 import tempfile
@@ -60,10 +61,11 @@ def build(raw: list[tuple[str, str, datetime, float, str]]) -> list[Reading]:
     return [Reading(machine_id=m, sensor=s, ts=t, value=v, unit=u, source="bench") for m, s, t, v, u in raw]
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
+def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall seconds, CPU seconds of this process (every thread, so the producer's I/O thread too), result."""
+    start, cpu = time.perf_counter(), time.process_time()
     result = fn()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, time.process_time() - cpu, result
 
 
 def publish(readings: list[Reading], kafka: KafkaSettings, topics: Topics, spool: Path, batch: int) -> KafkaPublisher:
@@ -104,25 +106,25 @@ def main(argv: list[str] | None = None) -> int:
     raw = make_raw(config, n)
     rows: list[tuple[str, float, float]] = []
 
-    t, readings = timed(lambda: build(raw))
-    rows.append(("build (Reading validation)", t, n))
+    t, cpu, readings = timed(lambda: build(raw))
+    rows.append(("build (Reading validation)", t, cpu))
     validator = Validator(config)
-    t, _ = timed(lambda: [validator.check(r) for r in readings])
-    rows.append(("validate (Validator.check)", t, n))
+    t, cpu, _ = timed(lambda: [validator.check(r) for r in readings])
+    rows.append(("validate (Validator.check)", t, cpu))
     by_machine: dict[str, list[Reading]] = {}
     for r in readings:
         by_machine.setdefault(r.machine_id, []).append(r)
     chunks = [(m, rs[i : i + args.batch]) for m, rs in by_machine.items() for i in range(0, len(rs), args.batch)]
-    t, encoded = timed(lambda: [encode_batch(m, c, "bench") for m, c in chunks])
-    rows.append(("encode (ReadingBatch JSON)", t, n))
+    t, cpu, encoded = timed(lambda: [encode_batch(m, c, "bench") for m, c in chunks])
+    rows.append(("encode (ReadingBatch JSON)", t, cpu))
 
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
-    t_pub, publisher = timed(lambda: publish(readings, kafka, topics, tmp / "spool-1.sqlite", args.batch))
+    t, cpu, publisher = timed(lambda: publish(readings, kafka, topics, tmp / "spool-1.sqlite", args.batch))
     if profiler:
         profiler.disable()
-    rows.append(("publish (add -> acked by Kafka)", t_pub, n))
+    rows.append(("publish (add -> acked by Kafka)", t, cpu))
     c = publisher.counters
     if c.sent != n:
         print(f"ERROR: sent {c.sent} of {n} (spooled {c.spooled}, dropped {c.dropped})", file=sys.stderr)
@@ -133,30 +135,35 @@ def main(argv: list[str] | None = None) -> int:
         checked = [x for x in (validator.check(r) for r in built) if x is not None]
         return publish(checked, kafka, topics, tmp / "spool-2.sqlite", args.batch)
 
-    t_all, _ = timed(collector)
-    rows.append(("collector (build+validate+publish)", t_all, n))
+    t, cpu, _ = timed(collector)
+    rows.append(("collector (build+validate+publish)", t, cpu))
 
     sizes = [len(e) for e in encoded]
     sample = encoded[len(encoded) // 2]
     print(f"readings: {n:,}  machines: {len(by_machine)}  batch: {args.batch}  compression: {kafka.compression}")
-    print(f"{'stage':<38}{'seconds':>9}{'us/reading':>12}{'readings/s':>14}")
-    for name, seconds, count in rows:
-        print(f"{name:<38}{seconds:>9.2f}{seconds / count * 1e6:>12.2f}{count / seconds:>14,.0f}")
+    print(f"{'stage':<38}{'wall s':>8}{'readings/s':>12}{'cpu s':>8}{'cpu us/rd':>10}{'readings/cpu-s':>16}")
+    for name, seconds, cpu in rows:
+        print(
+            f"{name:<38}{seconds:>8.2f}{n / seconds:>12,.0f}{cpu:>8.2f}{cpu / n * 1e6:>10.2f}{n / max(cpu, 1e-9):>16,.0f}"
+        )
+    print(f"load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)")
     print(
         f"messages: {c.messages_sent:,}  readings/message: {n / c.messages_sent:.0f}  "
         f"message size: {sum(sizes) / len(sizes) / 1024:.1f} KiB JSON, "
-        f"{len(sample) / args.batch:.0f} B/reading, gzip {len(gzip.compress(sample)) / args.batch:.1f} B/reading"
+        f"{len(sample) / args.batch:.0f} B/reading, gzip level {config.publish.gzip_level} "
+        f"{len(gzip.compress(sample, config.publish.gzip_level)) / args.batch:.1f} B/reading"
     )
     if profiler:
         stats = pstats.Stats(profiler)
-        groups = {"encoding": 0.0, "publisher": 0.0, "producer (kafka-python)": 0.0, "other": 0.0}
-        for (file, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
-            if "kafka/" in file:
+        groups = {"encoding": 0.0, "publisher (buffering)": 0.0, "producer (kafka-python)": 0.0, "other": 0.0}
+        encoding_names = ("encode_batch", "isoformat", "repr", "dumps", "encode", "join", "isfinite")
+        for (file, _, func), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+            if "kafka/" in file or "socket" in func:
                 groups["producer (kafka-python)"] += tottime
-            elif file.endswith("publisher.py"):
-                groups["publisher"] += tottime
-            elif "json" in file or "pydantic" in file or "contracts" in file:
+            elif any(name in func for name in encoding_names) or "json" in file:
                 groups["encoding"] += tottime
+            elif file.endswith("publisher.py") or "lock" in func or "append" in func or "get' of 'dict" in func:
+                groups["publisher (buffering)"] += tottime
             else:
                 groups["other"] += tottime
         total = sum(groups.values())

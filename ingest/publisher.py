@@ -384,6 +384,8 @@ class KafkaPublisher:
         from kafka.errors import KafkaError
 
         timeout_ms = int(self.publish.delivery_timeout_s * 1000)
+        if self.kafka.compression == "gzip":
+            set_gzip_level(self.publish.gzip_level)
         try:
             return make_producer(
                 self.kafka,
@@ -440,6 +442,29 @@ def encode_batch(machine_id: str, readings: list[Reading], source: str | None = 
         f'{{"v":1,"kind":"reading_batch","machine_id":{json.dumps(machine_id)},'
         f'"ingest_ts":"{utcnow().isoformat()}","source":{json.dumps(source)},"samples":[{",".join(parts)}]}}'
     ).encode()
+
+
+def set_gzip_level(level: int) -> None:
+    """Make kafka-python's record batches use this gzip level (it hard-codes 9, with no setting).
+
+    Process-wide, by replacing the encoder its record builder looks up at call time; idempotent. kafka-python is
+    pinned below 4 in pyproject, and a build whose module layout differs is left alone (level 9, just slower).
+    """
+    try:
+        from kafka.record import default_records
+    except ImportError:  # pragma: no cover - a different kafka-python layout
+        return
+    current = getattr(default_records, "gzip_encode", None)
+    if current is None or getattr(current, "vigil_level", None) == level:
+        return
+    original = getattr(current, "vigil_original", current)
+
+    def gzip_encode(payload: bytes, compresslevel: int | None = None) -> bytes:
+        return bytes(original(payload, compresslevel or level))
+
+    gzip_encode.vigil_level = level  # type: ignore[attr-defined]
+    gzip_encode.vigil_original = original  # type: ignore[attr-defined]
+    default_records.gzip_encode = gzip_encode
 
 
 def _close_producer(producer: Any, timeout_s: float) -> None:

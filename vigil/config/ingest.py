@@ -31,5 +31,8 @@ class PublishSettings(Section):
     """A machine's partial batch is sent about this long (at most ~1.5x) after its first reading was added."""
     delivery_timeout_s: float = Field(default=30.0, gt=1, le=3600)
     """A send Kafka has not acknowledged within this time fails and its readings are spooled."""
+    gzip_level: int = Field(default=6, ge=1, le=9)
+    """With ``kafka.compression = "gzip"``: kafka-python always uses level 9, which costs a collector ~3.4 us per
+    reading; 6 costs ~0.5 us for ~30% larger messages (still ~5 bytes per reading), 1 ~0.2 us."""
     connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
     """How long one attempt to reach Kafka (at start and each probe while spooling) may take."""
