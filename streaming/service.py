@@ -232,6 +232,7 @@ class FeatureService:
             assigned, self._pending_assignment = self._pending_assignment, None
             self.restore(assigned)
         handled = 0
+        readings_before = self.engine.stats.readings
         owned = self._consumer.assignment() if records else set()
         for tp, messages in records.items():
             if tp not in owned:
@@ -245,6 +246,8 @@ class FeatureService:
             if self.metrics is not None:
                 self.metrics.messages_in.labels(tp.topic).inc(len(messages))
         self.stats.messages += handled
+        if self.metrics is not None:
+            self.metrics.readings.inc(self.engine.stats.readings - readings_before)
         for vector in self.engine.tick(time.time()):
             self._dirty.add(vector.machine_id)
             self._emit(vector)
@@ -265,25 +268,27 @@ class FeatureService:
         if skip is not None and msg.offset < skip.get(tpk, 0):
             self.stats.replay_skipped += 1
             return
-        readings_before = self.engine.stats.readings
         if decoded.gap is not None:
             self.engine.add_gap(decoded.gap)
             vectors: list[FeatureVector] = []
         else:
             vectors = self.engine.add_samples(machine, decoded.samples)
-        if self.metrics is not None:
-            self.metrics.readings.inc(self.engine.stats.readings - readings_before)
-        if machine in self.config.machines_by_id:
-            self._machine_offsets.setdefault(machine, {})[tpk] = msg.offset + 1
+        offsets = self._machine_offsets.get(machine)
+        if offsets is not None:
+            offsets[tpk] = msg.offset + 1
+            self._dirty.add(machine)
+        elif machine in self.config.machines_by_id:
+            self._machine_offsets[machine] = {tpk: msg.offset + 1}
             self._dirty.add(machine)
         else:
             self._warn_unknown(machine)
         for vector in vectors:
             self._emit(vector)
-        late = self.engine.drain_late()
-        if late and self.config.windows.late_to_dead_letter:
-            for reading in late:
-                self._dead_late(reading, tp, msg.offset, msg.key)
+        if self.engine.late_pending:
+            late = self.engine.drain_late()
+            if self.config.windows.late_to_dead_letter:
+                for reading in late:
+                    self._dead_late(reading, tp, msg.offset, msg.key)
 
     def _emit(self, vector: FeatureVector) -> None:
         topic = self.config.topics.features

@@ -272,6 +272,11 @@ class WindowEngine:
             self._close_all(machine_id, m, "shutdown", out)
         return out
 
+    @property
+    def late_pending(self) -> bool:
+        """Whether :meth:`drain_late` has something (cheap; the worker asks after every record)."""
+        return bool(self._late)
+
     def drain_late(self) -> list[LateReading]:
         """The late readings since the last call (for routing), oldest first."""
         late, self._late = self._late, []
