@@ -6,8 +6,10 @@
     vigil query false-alarms                false alarms per machine type, per machine-week
 
 Each runs the InfluxQL shown in ``docs/influx-schema.md`` over the v1 API (or the v1-compat API of 2.x/3.x),
-over ``--days`` (default 90) back from ``--end`` (default now). Scoring uses :mod:`vigil.outcomes`, the same
-code as the demo's summary, with ``models.horizon_s`` and ``models.min_lead_s`` from the configuration.
+over ``--days`` back from ``--end``. By default the window is the span of the recorded predictions (at most 90
+days), ending now or at the latest prediction when the data runs ahead of the clock (a simulated plant does).
+Scoring uses :mod:`vigil.outcomes`, the same code as the demo's summary, with ``models.horizon_s`` and
+``models.min_lead_s`` from the configuration. Options go before or after the question.
 """
 
 from __future__ import annotations
@@ -193,29 +195,71 @@ def _with_times(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
     return out
 
 
+def _options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    # The same options before or after the question (``vigil query failures --database demo``); after it they
+    # only override what was given.
+    def d(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--config", default=d(None), help="plant configuration (default: $VIGIL_CONFIG, example)")
+    parser.add_argument("--database", default=d(None), help="InfluxDB database (default: influx.database)")
+    parser.add_argument(
+        "--days", type=float, default=d(None), help="window length (default: the data's span, at most 90 days)"
+    )
+    parser.add_argument("--end", default=d(None), help="window end, ISO 8601 (default: now or the latest data)")
+    parser.add_argument("--json", action="store_true", default=d(False), help="machine-readable output")
+
+
+def data_span(sink: InfluxSink) -> tuple[datetime, datetime] | None:
+    """First and last prediction time in the database (the period the plant was watched)."""
+    first = sink.query('SELECT first("p_failure") FROM "predictions"')
+    last = sink.query('SELECT last("p_failure") FROM "predictions"')
+    if not first or not last:
+        return None
+    return from_ns(int(first[0]["time"])), from_ns(int(last[0]["time"]))
+
+
+def window(sink: InfluxSink, days: float | None, end: datetime | None, now: datetime) -> Window:
+    """The question's time window: explicit, or the span of the predictions (simulated plants run ahead of now)."""
+    span = data_span(sink) if days is None or end is None else None
+    if end is None:
+        end = max(now, span[1] + timedelta(microseconds=1)) if span else now
+    if days is not None:
+        return Window(end - timedelta(days=days), end)
+    start = end - timedelta(days=90)
+    if span is not None and span[0] > start:
+        start = span[0]
+    return Window(start, end)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="vigil query", description="questions reliability engineers ask")
-    parser.add_argument("--config")
-    parser.add_argument("--days", type=float, default=90.0, help="look back this many days (default 90)")
-    parser.add_argument("--end", help="end of the window (ISO 8601, default now)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    _options(parser, defaults=True)
     sub = parser.add_subparsers(dest="question", required=True)
-    sub.add_parser("open-alerts")
-    sub.add_parser("machine").add_argument("machine_id")
-    sub.add_parser("failures")
-    sub.add_parser("false-alarms")
+    for name, help_ in (
+        ("open-alerts", "alert episodes whose latest transition is not resolved"),
+        ("machine", "one machine's alert transitions and maintenance events"),
+        ("failures", "failures caught (with lead time) and missed"),
+        ("false-alarms", "false alarms per machine type and machine-week"),
+    ):
+        question = sub.add_parser(name, help=help_)
+        _options(question, defaults=False)
+        if name == "machine":
+            question.add_argument("machine_id")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201
         return 2
-    end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC)
-    if end.tzinfo is None:
+    if args.database:
+        config = config.model_copy(update={"influx": config.influx.model_copy(update={"database": args.database})})
+    end = datetime.fromisoformat(args.end) if args.end else None
+    if end is not None and end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
-    w = Window(end - timedelta(days=args.days), end)
     sink = InfluxSink(config.influx)
     try:
+        w = window(sink, args.days, end, datetime.now(UTC))
         text, data = _answer(args, config, sink, w)
     except VigilError as exc:
         print(f"vigil query: {exc}", file=sys.stderr)  # noqa: T201

@@ -3,6 +3,7 @@ and the open-alerts query gives the documented answer."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,7 +107,9 @@ def test_influx_vigil_query_command(
     from alerts import query
 
     monkeypatch.setenv("VIGIL_INFLUX__URL", populated.url)
-    monkeypatch.setenv("VIGIL_INFLUX__DATABASE", populated.database)
-    assert query.main(["--days", "30", *question]) == 0
+    # Options before or after the question, as `vigil demo` prints them.
+    assert query.main(["--days", "30", *question, "--database", populated.database]) == 0
     out = capsys.readouterr().out
     assert expect in out, out
+    assert query.main([*question, "--database", populated.database, "--json"]) == 0, "default window: the data's span"
+    json.loads(capsys.readouterr().out)
