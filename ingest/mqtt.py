@@ -274,8 +274,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # Kafka may be down: the publisher spools until it is back.
         log.warning("could not ensure topics (%s); continuing", exc)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     validator = Validator(config)
     publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source="mqtt")
     publisher.start()
@@ -299,6 +298,8 @@ def main(argv: list[str]) -> int:
         for c in collectors:
             c.stop()
         publisher.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(  # noqa: T201
         json.dumps(
             {

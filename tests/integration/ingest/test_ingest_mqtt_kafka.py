@@ -147,3 +147,74 @@ def test_pushed_json_reaches_kafka_and_bad_payloads_are_dead_lettered(
     letters = [m for m in messages if isinstance(m, DeadLetter)]
     assert sorted(letter.reason for letter in letters) == ["json", "missing_field", "wrong_type"]
     assert all(letter.source_topic and letter.source_topic.startswith("mqtt:vigil-test/") for letter in letters)
+
+
+def test_main_runs_the_configured_sources_and_prints_its_counters(
+    mqtt_address: tuple[str, int],
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    unique: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ingest.mqtt import main
+    from vigil.config import EXAMPLE_CONFIG
+
+    ensure_topics(kafka_settings, pipeline_topics(kafka_settings, topics))
+    # Retained messages on distinct topics: the broker hands them over on subscription, whenever that happens.
+    prefix = f"vigil-test/{unique}/main"
+    t = int(T0.timestamp())
+    retained = [
+        (f"{prefix}/{i}", json.dumps({"machine": "MTR-003", "sensor": "speed", "ts": t + i, "value": 1480.0}).encode())
+        for i in range(20)
+    ]
+    _mqtt_publish_retained(mqtt_address, retained)
+    config = tmp_path / "plant.toml"
+    config.write_text(
+        EXAMPLE_CONFIG.read_text()
+        + f'\n[[sources.mqtt]]\nname = "retained"\ntopics = ["{prefix}/#"]\n'
+        + '[sources.mqtt.mapping]\nts_format = "epoch_s"\nunit = "unit"\n'
+    )
+    for key, value in {
+        "VIGIL_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "VIGIL_TOPICS__READINGS": topics.readings,
+        "VIGIL_TOPICS__DEAD_LETTER": topics.dead_letter,
+        "VIGIL_SPOOL__PATH": str(tmp_path / "spool.sqlite"),
+        "VIGIL_MQTT__HOST": mqtt_address[0],
+        "VIGIL_MQTT__PORT": str(mqtt_address[1]),
+    }.items():
+        monkeypatch.setenv(key, value)
+    try:
+        assert main(["--config", str(config), "--duration", "6"]) == 0
+    finally:
+        _mqtt_publish_retained(mqtt_address, [(topic, b"") for topic, _ in retained])  # clear them
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sources"]["retained"]["accepted"] == 20
+    assert summary["publisher"]["sent"] == 20
+    readings = [
+        r
+        for m in _consume(
+            kafka_settings,
+            [topics.readings],
+            lambda out: sum(len(m.samples) for m in out if isinstance(m, ReadingBatch)) >= 20,
+        )
+        if isinstance(m, ReadingBatch)
+        for r in m.readings()
+    ]
+    assert sorted(r.ts for r in readings) == [T0 + timedelta(seconds=i) for i in range(20)]
+
+
+def _mqtt_publish_retained(address: tuple[str, int], messages: list[tuple[str, bytes]]) -> None:
+    from paho.mqtt.client import Client
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = Client(CallbackAPIVersion.VERSION2)
+    client.connect(*address)
+    client.loop_start()
+    try:
+        for info in [client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages]:
+            info.wait_for_publish(timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
