@@ -248,14 +248,17 @@ class MqttCollector:
 
 def main(argv: list[str]) -> int:
     """``vigil collect mqtt``: run the configured MQTT sources until interrupted (or ``--duration``)."""
+    from ingest.publisher import IngestMetrics
     from vigil.bus import TopicSpec, ensure_topics
     from vigil.config import load_config
     from vigil.exceptions import VigilError
+    from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 
     parser = argparse.ArgumentParser(prog="vigil collect mqtt", description=main.__doc__)
     parser.add_argument("--config", help="plant configuration (default: $VIGIL_CONFIG, then the example)")
     parser.add_argument("--source", action="append", help="only this [[sources.mqtt]] name (repeatable)")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    add_metrics_arguments(parser, "collect")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -277,20 +280,34 @@ def main(argv: list[str]) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     validator = Validator(config)
     publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source="mqtt")
+    metrics = ServiceMetrics("collect-mqtt")
+    exporter = IngestMetrics(metrics)
+    try:
+        server = start_http(metrics, args.metrics_port, args.metrics_host)
+    except OSError as exc:  # a metrics port in use must not stop data collection
+        log.warning("metrics endpoint not started (%s)", exc)
+        server = None
     publisher.start()
     collectors = [MqttCollector(config.mqtt, s, publisher, validator) for s in sources]
     try:
         for c in collectors:
             c.start()
+        metrics.set_ready(True)
         deadline = None if args.duration is None else time.monotonic() + args.duration
+        last_log = time.monotonic()
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            stop.wait(30.0 if deadline is None else min(30.0, max(deadline - time.monotonic(), 0.01)))
-            log.info(
-                "mqtt: %s; validation %s; publisher %s",
-                {c.source.name: dict(c.counters) for c in collectors},
-                dict(validator.counters),
-                publisher.counters.as_dict(),
-            )
+            stop.wait(5.0 if deadline is None else min(5.0, max(deadline - time.monotonic(), 0.01)))
+            payload_counters: Counter[str] = sum((c.counters for c in collectors), Counter())
+            exporter.update(publisher, validator.counters, payload_counters)
+            metrics.heartbeat()
+            if time.monotonic() - last_log >= 30:
+                last_log = time.monotonic()
+                log.info(
+                    "mqtt: %s; validation %s; publisher %s",
+                    {c.source.name: dict(c.counters) for c in collectors},
+                    dict(validator.counters),
+                    publisher.counters.as_dict(),
+                )
     except SourceError as exc:
         print(exc, file=sys.stderr)  # noqa: T201
         return 1
@@ -300,6 +317,8 @@ def main(argv: list[str]) -> int:
         publisher.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if server is not None:
+            server.close()
     print(  # noqa: T201
         json.dumps(
             {

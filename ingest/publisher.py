@@ -29,8 +29,9 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.exceptions import PublishError
 from ingest.spool import Spool
@@ -38,6 +39,9 @@ from vigil.bus import machine_key, make_producer
 from vigil.config.connections import KafkaSettings, Topics
 from vigil.config.ingest import PublishSettings, SpoolSettings
 from vigil.contracts import DeadLetter, Gap, MaintenanceEvent, Reading, encode, utcnow
+
+if TYPE_CHECKING:
+    from vigil.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ class PublisherCounters:
     dropped: int = 0
     """Readings dropped at the spool bound."""
     messages_sent: int = 0
+    messages_by_topic: Counter[str] = field(default_factory=Counter)
+    """Kafka messages acknowledged, per topic."""
     bytes_sent: int = 0
     """Encoded value bytes Kafka acknowledged (before compression)."""
     by_reason: Counter[str] = field(default_factory=Counter)
@@ -72,6 +78,7 @@ class PublisherCounters:
             "replayed": self.replayed,
             "dropped": self.dropped,
             "messages_sent": self.messages_sent,
+            "messages_by_topic": dict(self.messages_by_topic),
             "bytes_sent": self.bytes_sent,
             "by_reason": dict(self.by_reason),
         }
@@ -280,13 +287,14 @@ class KafkaPublisher:
                 self._enter_spooling(exc)
                 self._to_spool(seq, topic, key, value, readings, type(exc).__name__)
                 return
-        future.add_callback(self._on_sent, readings, len(value))
+        future.add_callback(self._on_sent, topic, readings, len(value))
         future.add_errback(self._on_failed, seq, topic, key, value, readings)
 
-    def _on_sent(self, readings: int, size: int, _metadata: object) -> None:
+    def _on_sent(self, topic: str, readings: int, size: int, _metadata: object) -> None:
         with self._count_lock:
             self.counters.sent += readings
             self.counters.messages_sent += 1
+            self.counters.messages_by_topic[topic] += 1
             self.counters.bytes_sent += size
 
     def _on_failed(self, seq: int, topic: str, key: bytes | None, value: bytes, readings: int, exc: Exception) -> None:
@@ -371,6 +379,7 @@ class KafkaPublisher:
                 self.counters.sent += n
                 self.counters.replayed += n
                 self.counters.messages_sent += len(done)
+                self.counters.messages_by_topic.update(m.topic for m in done)
                 self.counters.bytes_sent += sum(len(m.value) for m in done)
             if len(done) < len(chunk):
                 failed = next(f for m, f in futures if not f.succeeded())
@@ -401,6 +410,66 @@ class KafkaPublisher:
     def _require_started(self) -> None:
         if not self._started:
             raise PublishError("publisher not started (call start() first)")
+
+
+class IngestMetrics:
+    """Mirrors a collector's counters into the standard Prometheus families of :mod:`vigil.metrics`.
+
+    The ingest counters stay plain integers on the hot path; ``update()`` (called every few seconds by a
+    collector's ``main``) adds what changed since the last call. Families: ``vigil_readings_total`` (readings
+    acknowledged by Kafka), ``vigil_messages_out_total{topic}``, ``vigil_dropped_total{reason}``,
+    ``vigil_dead_letters_total{reason}`` (bad payloads/rows), plus ``vigil_ingest_input_total{reason}``
+    (validation: flags and rejections), ``vigil_ingest_spooled_readings_total{reason}``,
+    ``vigil_ingest_spool_backlog_readings`` and ``vigil_ingest_spooling`` (1 while Kafka is away).
+    """
+
+    _NOT_REASONS = frozenset({"received", "accepted", "rows", "rejected"})
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        from prometheus_client import Counter as PromCounter
+        from prometheus_client import Gauge
+
+        self.metrics = metrics
+        r = metrics.registry
+        self.input = PromCounter(
+            "vigil_ingest_input", "Readings flagged or rejected by validation", ["reason"], registry=r
+        )
+        self.spooled = PromCounter(
+            "vigil_ingest_spooled_readings", "Readings written to the spool", ["reason"], registry=r
+        )
+        self.backlog = Gauge("vigil_ingest_spool_backlog_readings", "Readings waiting in the spool", registry=r)
+        self.spooling = Gauge("vigil_ingest_spooling", "1 while Kafka is unavailable and readings spool", registry=r)
+        self._seen: dict[tuple[str, str], int] = {}
+
+    def update(
+        self,
+        publisher: KafkaPublisher,
+        validator_counters: Mapping[str, int] | None = None,
+        collector_counters: Mapping[str, int] | None = None,
+    ) -> None:
+        c = publisher.counters
+        self._inc(("sent", ""), c.sent, self.metrics.readings.inc)
+        for topic, n in list(c.messages_by_topic.items()):
+            self._inc(("topic", topic), n, self.metrics.messages_out.labels(topic).inc)
+        for reason, n in list(c.by_reason.items()):
+            kind, _, detail = reason.partition(":")
+            family = self.metrics.dropped if kind == "drop" else self.spooled
+            self._inc(("reason", reason), n, family.labels(detail).inc)
+        for reason, n in list((validator_counters or {}).items()):
+            self._inc(("input", reason), n, self.input.labels(reason).inc)
+        for reason, n in list((collector_counters or {}).items()):
+            if reason == "internal_error":
+                self._inc(("error", reason), n, self.metrics.errors.labels(reason).inc)
+            elif reason not in self._NOT_REASONS:
+                self._inc(("dead", reason), n, self.metrics.dead_letters.labels(reason).inc)
+        self.backlog.set(publisher.backlog)
+        self.spooling.set(1 if publisher.spooling else 0)
+
+    def _inc(self, key: tuple[str, str], total: int, inc: Callable[[float], None]) -> None:
+        delta = total - self._seen.get(key, 0)
+        if delta > 0:
+            inc(delta)
+            self._seen[key] = total
 
 
 _SAMPLE_HEADS: dict[tuple[str, str | None, str, int, tuple[str, ...]], str] = {}

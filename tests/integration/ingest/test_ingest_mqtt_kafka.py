@@ -186,7 +186,7 @@ def test_main_runs_the_configured_sources_and_prints_its_counters(
     }.items():
         monkeypatch.setenv(key, value)
     try:
-        assert main(["--config", str(config), "--duration", "6"]) == 0
+        assert main(["--config", str(config), "--duration", "6", "--metrics-port", "0"]) == 0
     finally:
         _mqtt_publish_retained(mqtt_address, [(topic, b"") for topic, _ in retained])  # clear them
     summary = json.loads(capsys.readouterr().out)

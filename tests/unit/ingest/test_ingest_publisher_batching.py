@@ -148,3 +148,27 @@ def test_the_spool_bound_drops_by_policy_and_counts(tmp_path: Path, closed_port:
 def test_using_a_publisher_before_start_is_an_error(tmp_path: Path, closed_port: int) -> None:
     with pytest.raises(PublishError, match="not started"):
         _publisher(tmp_path, closed_port).add(_reading("PMP-001", 0))
+
+
+def test_metrics_mirror_the_counters_while_spooling(tmp_path: Path, closed_port: int) -> None:
+    from ingest.publisher import IngestMetrics
+    from vigil.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics("test-ingest", process_metrics=False)
+    exporter = IngestMetrics(metrics)
+    pub = _publisher(tmp_path, closed_port, batch_max_samples=10)
+    pub.start()
+    try:
+        for i in range(25):
+            pub.add(_reading("PMP-001", i))
+        exporter.update(pub, {"out_of_range": 2, "unknown_machine": 1}, {"received": 9, "json": 3})
+        exporter.update(pub, {"out_of_range": 2, "unknown_machine": 1}, {"received": 9, "json": 3})  # no double count
+    finally:
+        pub.close(timeout_s=5)
+    value = metrics.registry.get_sample_value
+    assert value("vigil_ingest_spooling") == 1
+    assert value("vigil_ingest_spool_backlog_readings") == 20
+    assert value("vigil_ingest_spooled_readings_total", {"reason": "kafka_unavailable"}) == 20
+    assert value("vigil_ingest_input_total", {"reason": "out_of_range"}) == 2
+    assert value("vigil_dead_letters_total", {"reason": "json"}) == 3
+    assert value("vigil_readings_total") == 0
