@@ -2,7 +2,8 @@
 with a lifecycle planners can act on (open, update, acknowledge, escalate, resolve, silence, inhibit), and
 notifications delivered exactly once through a durable outbox (webhook, e-mail, Slack/Teams).
 
-Reading order: :mod:`alerts.lifecycle` (the state machine), :mod:`alerts.render` (what a planner reads),
+Reading order: :mod:`alerts.episodes` and :mod:`alerts.lifecycle` (the state machine), :mod:`alerts.routing`,
+:mod:`alerts.render` (what a planner reads),
 :mod:`alerts.receivers` and :mod:`alerts.signing` (how it is delivered), :mod:`alerts.store` and
 :mod:`alerts.outbox` (durability), :mod:`alerts.service` (the Kafka consumer tying it together),
 :mod:`alerts.http` and :mod:`alerts.ctl` (acknowledge, assign, silence), :mod:`alerts.query` (questions asked of

@@ -33,14 +33,16 @@ on wall-clock time (``now``), because they are about people not having reacted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alerts.episodes import Episode, PlantInfo, Silence, Track, Transition
 from alerts.exceptions import UnknownAlertError
 from alerts.render import SEVERITY_RANK, checks_for, summarize
-from vigil.config import AlertConfig, Route, VigilConfig
+from alerts.routing import Router
+from vigil.config import AlertConfig
 from vigil.config.alerting import SilenceSpec
 from vigil.contracts import (
     Alert,
@@ -57,124 +59,11 @@ from vigil.contracts import (
 )
 from vigil.influx import MachineTags
 
+__all__ = ["Episode", "Lifecycle", "PlantInfo", "Router", "Silence", "Track", "Transition", "alert_id_for"]
+
 log = logging.getLogger(__name__)
 
 ACTOR = "vigil"
-_SUPPRESSED = (AlertState.SILENCED, AlertState.INHIBITED)
-
-
-@dataclass(frozen=True)
-class PlantInfo:
-    """What the lifecycle needs to know about the plant: where machines are, what to check per type."""
-
-    machines: Mapping[str, MachineTags] = field(default_factory=dict)
-    what_to_check: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
-
-    @classmethod
-    def from_config(cls, config: VigilConfig) -> PlantInfo:
-        return cls(
-            machines={m.id: MachineTags(m.type, m.site, m.line) for m in config.machines_by_id.values()},
-            what_to_check={name: t.what_to_check for name, t in config.machine_types.items()},
-        )
-
-
-@dataclass(frozen=True)
-class Silence:
-    id: str
-    spec: SilenceSpec
-
-    def matches(self, machine_id: str, tags: MachineTags, at: datetime) -> bool:
-        s = self.spec
-        hit = machine_id in s.machines or (tags.line in s.lines) or (tags.site in s.sites)
-        return hit and s.active(at)
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One lifecycle change: the audit record and the receivers to tell (empty: record only)."""
-
-    alert: Alert
-    receivers: tuple[str, ...] = ()
-
-
-@dataclass
-class Episode:
-    alert_id: str
-    machine_id: str
-    kind: str
-    opened_at: datetime
-    opened_wall: float
-    last_ts: datetime
-    severity: Severity
-    state: AlertState
-    summary: str
-    p_failure: float | None = None
-    horizon_s: float | None = None
-    contributions: tuple[Contribution, ...] = ()
-    what_to_check: tuple[str, ...] = ()
-    acknowledged_by: str | None = None
-    assignee: str | None = None
-    escalated: bool = False
-    notified: tuple[str, ...] = ()
-    """Receivers told about this episode (they also get its resolve)."""
-    notified_severity: Severity | None = None
-    last_notified_wall: float | None = None
-    reported_p: float | None = None
-    """p_failure at the last recorded transition: slow drifts add up to an update too."""
-    seq: int = 0
-    """Transitions recorded so far (the next one gets ``seq + 1``)."""
-
-    @property
-    def suppressed(self) -> bool:
-        return self.state in _SUPPRESSED
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["contributions"] = [c.model_dump(mode="json") for c in self.contributions]
-        for key in ("opened_at", "last_ts"):
-            data[key] = data[key].isoformat()
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Episode:
-        d = dict(data)
-        d["contributions"] = tuple(Contribution.model_validate(c) for c in d["contributions"])
-        d["what_to_check"] = tuple(d["what_to_check"])
-        d["notified"] = tuple(d["notified"])
-        d["opened_at"] = datetime.fromisoformat(d["opened_at"])
-        d["last_ts"] = datetime.fromisoformat(d["last_ts"])
-        d["severity"] = Severity(d["severity"])
-        d["state"] = AlertState(d["state"])
-        d["notified_severity"] = Severity(d["notified_severity"]) if d["notified_severity"] else None
-        return cls(**d)
-
-
-@dataclass
-class Track:
-    """Per (machine, kind): the hysteresis counter, the last event time seen, the open episode, the cooldown."""
-
-    above: int = 0
-    last_ts: datetime | None = None
-    episode: Episode | None = None
-    resolved: Episode | None = None
-    """The last resolved episode (reopened when the condition returns within the cooldown)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "above": self.above,
-            "last_ts": self.last_ts.isoformat() if self.last_ts else None,
-            "episode": self.episode.to_json() if self.episode else None,
-            "resolved": self.resolved.to_json() if self.resolved else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Track:
-        return cls(
-            above=int(data["above"]),
-            last_ts=datetime.fromisoformat(data["last_ts"]) if data["last_ts"] else None,
-            episode=Episode.from_json(data["episode"]) if data["episode"] else None,
-            resolved=Episode.from_json(data["resolved"]) if data["resolved"] else None,
-        )
 
 
 @dataclass(frozen=True)
@@ -194,32 +83,6 @@ class _Signal:
     rule_violations: tuple[str, ...] = ()
     open_after: int = 1
     tags: MachineTags = field(default_factory=MachineTags)
-
-
-class Router:
-    """First matching route wins (sites, lines, machine types, minimum severity); no routes: every receiver."""
-
-    def __init__(self, config: AlertConfig) -> None:
-        self.config = config
-
-    def route(self, alert: Alert) -> Route | None:
-        for r in self.config.routes:
-            if r.sites and alert.site not in r.sites:
-                continue
-            if r.lines and alert.line not in r.lines:
-                continue
-            if r.machine_types and alert.machine_type not in r.machine_types:
-                continue
-            if SEVERITY_RANK[alert.severity] < SEVERITY_RANK[Severity(r.min_severity)]:
-                continue
-            return r
-        return None
-
-    def receivers(self, alert: Alert) -> tuple[str, ...]:
-        if not self.config.routes:
-            return tuple(r.name for r in self.config.receivers)
-        route = self.route(alert)
-        return (route.receiver,) if route else ()
 
 
 def alert_id_for(machine_id: str, kind: str, opened_at: datetime) -> str:
