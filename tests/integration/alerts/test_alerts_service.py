@@ -392,3 +392,48 @@ def test_alerts_silence_inhibit_assign_over_http(
         assert api(service, "GET", "/alerts", token=None)[0] == 200, "reading does not"
     finally:
         service.close()
+
+
+def test_alerts_crash_before_the_state_commit_loses_and_doubles_no_notification(
+    example_config: VigilConfig,
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    influx: Any,
+    tmp_path: Path,
+    http_receiver: Any,
+    unique: str,
+    wait_for: Any,
+    topic_reader: Any,
+) -> None:
+    """The process dies after InfluxDB and the alerts topic acknowledged, before sqlite and the offsets: the
+    restarted service redoes the batch; the notification goes out once, the topic may repeat (alert_id, seq)."""
+    config = build_config(example_config, kafka_settings, topics, influx, tmp_path, http_receiver.url)
+    crashing = AlertService(config, group_id=f"alerts-{unique}")
+    crashing.setup(http=False)
+    alerts_topic = topic_reader(topics.alerts)
+
+    def die(*args: Any, **kwargs: Any) -> int:
+        raise KeyboardInterrupt("simulated crash")
+
+    crashing.store.commit = die  # type: ignore[method-assign]
+    send(kafka_settings, topics.predictions, [prediction(i, 0.7) for i in range(2)])
+    with pytest.raises(KeyboardInterrupt):
+        while True:
+            crashing.run_once(0.2)
+    wait_for(lambda: alert_states(alerts_topic) == ["open"])
+    crashing.close()  # the consumer leaves without committing; nothing reached sqlite or the outbox
+    assert http_receiver.snapshot() == []
+
+    again = AlertService(config, group_id=f"alerts-{unique}")
+    again.setup(http=False)
+    try:
+        wait_for(lambda: len(http_receiver.snapshot()) == 1, step=again.run_once)
+        for _ in range(10):
+            again.run_once(0.1)
+    finally:
+        again.close()
+    assert len(http_receiver.snapshot()) == 1 and set(http_receiver.ids().values()) == {1}
+    opened = [m for m in alerts_topic.read() if isinstance(m, Alert)]
+    assert {(m.alert_id, m.seq) for m in opened} == {(opened[0].alert_id, 1)}, "a repeat is the same transition"
+    rows = parse_influxql(influx.query('SELECT count("status") FROM "alerts"'))
+    assert int(rows[0]["count"]) == 1, "InfluxDB overwrote the repeated point"
