@@ -17,9 +17,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "config": ("vigil.config", "validate a plant configuration file and print a summary"),
     "smoke": ("vigil.smoke", "send one message of every contract through Kafka and a point through InfluxDB"),
+    "models": ("models.service", "online failure prediction, anomaly and drift detection from features and labels"),
+    "evaluate": ("models.evaluate", "score the models on the simulated fleet: recall, lead time, false alarms"),
     "alerts": ("alerts.service", "run the alerts stage: InfluxDB writer, alert lifecycle, notifications, ack API"),
     "alert": ("alerts.ctl", "acknowledge, assign, list and silence alerts (talks to the alerts service)"),
     "query": ("alerts.query", "open-alerts | machine ID | failures | false-alarms, answered from InfluxDB"),
+    "simulate": ("ingest.simulator.cli", "serve the degrading fleet simulator over OPC UA (failures to Kafka)"),
+    "collect": ("ingest.cli", "run a collector: opcua | mqtt | replay, publishing readings to Kafka"),
     "demo": ("vigil.demo", "run the whole pipeline on the simulated fleet with a live view and a summary"),
     "features": ("streaming.service", "feature worker: event-time windows per machine -> feature vectors"),
 }

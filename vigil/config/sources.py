@@ -29,6 +29,8 @@ class OpcUaSecurity(Section):
             raise ValueError(f"policy {self.policy!r} and mode {self.mode!r} must both be None or both be set")
         if self.policy != "None" and (self.certificate is None or self.private_key is None):
             raise ValueError("a security policy needs certificate and private_key")
+        if self.policy != "None" and self.server_certificate is None:
+            raise ValueError("a security policy needs server_certificate (the trusted, pinned server certificate)")
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
         return self
@@ -87,6 +89,10 @@ class OpcUaSource(Section):
     reconnect_initial_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
+    queue_maxsize: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Bound of the collector's output queue (readings and gaps waiting for the publisher)."""
+    overflow: Literal["block", "drop_oldest"] = "block"
+    """Full output queue: ``block`` (back-pressure) or ``drop_oldest`` (counted as ``dropped_overflow``)."""
 
 
 class MqttMapping(Section):

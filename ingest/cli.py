@@ -1,0 +1,22 @@
+"""``vigil collect <opcua|mqtt|replay> ...``: one entry point for every collector."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COLLECTORS = {
+    "opcua": ("ingest.opcua.runner", "subscribe to or poll OPC UA servers ([[sources.opcua]])"),
+    "mqtt": ("ingest.mqtt", "receive pushed JSON over MQTT ([[sources.mqtt]])"),
+    "replay": ("ingest.replay", "replay a CSV or Parquet history into Kafka"),
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COLLECTORS:
+        rows = "\n".join(f"  {name:<7} {help_}" for name, (_, help_) in COLLECTORS.items())
+        out = sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr
+        print(f"usage: vigil collect <collector> [options]\n\ncollectors:\n{rows}", file=out)
+        return 0 if out is sys.stdout else 2
+    module = importlib.import_module(COLLECTORS[argv[0]][0])
+    return int(module.main(argv[1:]))

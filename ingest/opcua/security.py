@@ -1,0 +1,121 @@
+"""Secure connections: policy and mode as configured or refused, a pinned server certificate, validity dates.
+
+When a policy other than None is configured the client never falls back to None: it looks the server's
+endpoints up over an unsecured *discovery* request (allowed by OPC UA, no session, no data), refuses the server
+when it offers no endpoint with that policy and mode, when its certificate differs from the pinned
+``server_certificate`` (untrusted), or when a certificate (the server's or our own) is expired or not yet valid.
+Each refusal is an :class:`~ingest.exceptions.OpcUaSecurityError` that says which and why; it is not retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.crypto import security_policies
+from asyncua.ua.uaerrors import UaError
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ingest.exceptions import OpcUaError, OpcUaSecurityError
+from vigil.config import OpcUaSecurity
+
+POLICY_CLASSES: dict[str, type[security_policies.SecurityPolicy]] = {
+    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
+    "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
+    "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
+}
+MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    """A certificate from a PEM or DER file."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise OpcUaSecurityError(f"cannot read certificate {path}: {exc}") from exc
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise OpcUaSecurityError(f"{path} is not a PEM or DER certificate: {exc}") from exc
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()[:16]
+
+
+def check_validity(cert: x509.Certificate, what: str, now: datetime | None = None) -> None:
+    """Refuse an expired or not-yet-valid certificate, naming it and its dates."""
+    now = now or datetime.now(UTC)
+    if now > cert.not_valid_after_utc:
+        raise OpcUaSecurityError(
+            f"{what} certificate {cert.subject.rfc4514_string()} (sha256 {fingerprint(cert)}) expired on "
+            f"{cert.not_valid_after_utc.isoformat()}; refusing to connect"
+        )
+    if now < cert.not_valid_before_utc:
+        raise OpcUaSecurityError(
+            f"{what} certificate {cert.subject.rfc4514_string()} is not valid before "
+            f"{cert.not_valid_before_utc.isoformat()}; refusing to connect"
+        )
+
+
+def _first_cert(der: bytes) -> bytes:
+    # A server may send its certificate followed by its chain; the first DER SEQUENCE is its own.
+    length = int.from_bytes(der[2:4], "big") + 4
+    return der[:length]
+
+
+async def verify_server(endpoint: str, security: OpcUaSecurity, timeout_s: float) -> None:
+    """Check what the server offers against the configuration before any secure session is attempted."""
+    if security.server_certificate is None:
+        raise OpcUaSecurityError("a security policy needs server_certificate (the pinned server certificate)")
+    pinned = load_certificate(security.server_certificate)
+    discovery = Client(endpoint, timeout=timeout_s)
+    try:
+        endpoints = await discovery.connect_and_get_server_endpoints()
+    except (OSError, TimeoutError, UaError) as exc:
+        raise OpcUaError(f"cannot list the endpoints of {endpoint}: {exc!r}") from exc
+    uri = POLICY_CLASSES[security.policy].URI
+    mode = MODES[security.mode]
+    matching = [e for e in endpoints if e.SecurityPolicyUri == uri and e.SecurityMode == mode]
+    if not matching:
+        offered = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name}" for e in endpoints})
+        raise OpcUaSecurityError(
+            f"{endpoint} offers no endpoint with policy {security.policy} and mode {security.mode} "
+            f"(offered: {', '.join(offered)}); not falling back to a weaker one"
+        )
+    presented_der = matching[0].ServerCertificate
+    if not presented_der:
+        raise OpcUaSecurityError(f"{endpoint} presents no certificate for {security.policy}/{security.mode}")
+    presented = x509.load_der_x509_certificate(_first_cert(presented_der))
+    if presented.public_bytes(Encoding.DER) != pinned.public_bytes(Encoding.DER):
+        raise OpcUaSecurityError(
+            f"untrusted server certificate: {endpoint} presents {presented.subject.rfc4514_string()} "
+            f"(sha256 {fingerprint(presented)}), the pinned one is {security.server_certificate} "
+            f"(sha256 {fingerprint(pinned)}); refusing to connect"
+        )
+    check_validity(presented, "server")
+
+
+async def apply_security(client: Any, endpoint: str, security: OpcUaSecurity, timeout_s: float) -> None:
+    """Configure a fresh client with the configured policy, certificates and user; refuse what is unsafe."""
+    if security.policy != "None":
+        assert security.certificate is not None and security.private_key is not None  # the config validated it
+        check_validity(load_certificate(security.certificate), "client")
+        await verify_server(endpoint, security, timeout_s)
+        await client.set_security(
+            POLICY_CLASSES[security.policy],
+            certificate=str(security.certificate),
+            private_key=str(security.private_key),
+            server_certificate=str(security.server_certificate),
+            mode=MODES[security.mode],
+        )
+    if security.username is not None and security.password is not None:
+        client.set_user(security.username)
+        client.set_password(security.password.get_secret_value())
