@@ -52,6 +52,9 @@ class Evaluation:
     drift: Counter[str] = field(default_factory=Counter)
     pending_max: int = 0
     segments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    episodes: list[Episode] = field(default_factory=list)
+    """The model's alert episodes (scored period)."""
+    failures: list[Failure] = field(default_factory=list)
     model_state: FleetModel | None = None
     """The fleet model after the run (for inspection)."""
 
@@ -171,6 +174,9 @@ def score_stream(
             span_s=span_s,
         )
         setattr(result, name, outcome)
+        if name == "model":
+            result.episodes = episodes
+    result.failures = scored
     result.segments = model.audit.report()
     result.seconds = time.monotonic() - started
     result.model_state = model

@@ -61,6 +61,15 @@ class OperatingNormal:
         self._mean = np.zeros(0)
         self._lo = np.zeros(0)
         self._hi = np.zeros(0)
+        self.load_range: tuple[float, float] | None = None
+
+    def covers(self, r: NDArray[np.float64], slack: float = 0.03) -> bool:
+        """Whether this reference has seen the operating point ``r`` (its load, within ``slack``): a fit
+        extrapolated to a load it never saw is a guess, not a normal."""
+        if self.load_range is None:
+            return False
+        lo, hi = self.load_range
+        return lo - slack <= float(r[1]) <= hi + slack
 
     @property
     def ready(self) -> bool:
@@ -87,6 +96,9 @@ class OperatingNormal:
         if not x:
             return
         self.n += 1
+        load = float(r[1])
+        lo, hi = self.load_range if self.load_range is not None else (load, load)
+        self.load_range = (min(lo, load), max(hi, load))
         self._grow(list(x))
         idx = np.fromiter((self._index[k] for k in x), dtype=np.intp, count=len(x))
         y = np.fromiter(x.values(), dtype=np.float64, count=len(x))

@@ -249,7 +249,8 @@ class FleetModel:
         r = regressors(load, machine.load, hour)
         machine.load = load
         cold_start = not machine.normal.ready
-        reference = kind.normal if cold_start else machine.normal
+        unseen_load = not cold_start and not machine.normal.covers(r)
+        reference = kind.normal if cold_start or unseen_load else machine.normal
         z_all = reference.z(x, r)
         usual_std = {k: reference.mean(k) for k in x if k.endswith(".std")}
         for sensor, fault, detail in machine.health.update(x, z_all, fv.missing, usual_std):
@@ -275,7 +276,7 @@ class FleetModel:
         oriented = self.orient(fv.machine_type, smooth)
         score = kind.detector.score_one(oriented)
         threshold = kind.threshold.value
-        has_reference = reference.ready
+        has_reference = reference.ready and reference.covers(r)
         anomalous = has_reference and not warmup and score >= threshold
         margin, margin_key = self._margin(fv, machine, x_ok, reference, r)
         worn = has_reference and not warmup and margin >= cfg.margin_alert
@@ -291,6 +292,11 @@ class FleetModel:
             reasons.append(f"cold start: using the {fv.machine_type} type's normal ({machine.normal.n} own windows)")
         if warmup:
             reasons.append("warm-up after start: anomalies are not alerted")
+        if unseen_load:
+            reasons.append(
+                f"operating point (load {float(r[1]):.2f}) not seen by this machine's normal yet: "
+                f"using the {fv.machine_type} type's normal"
+            )
         if machine.health.faulty:
             faults = ", ".join(f"{s} ({k})" for s, k in sorted(machine.health.faulty.items()))
             reasons.append(f"sensor fault, left out: {faults}")
@@ -302,7 +308,10 @@ class FleetModel:
             reasons.append(f"input outside the range the model has seen: {', '.join(outside[:3])}")
         elif not confident:
             reasons.append(f"low confidence (p={p:.2f})")
-        model_alert = classifier_decides and p >= cfg.threshold
+        # The classifier alerts only with physical evidence beside it: labels say "a failure followed within the
+        # horizon", which includes windows where nothing was visible yet, so p alone over-alerts.
+        evidence = margin >= cfg.classifier_min_margin * cfg.margin_alert
+        model_alert = classifier_decides and p >= cfg.threshold and evidence
         if violations:
             decision, decided_by = Decision.ALERT, "rule"
             reasons.extend(f"hard limit: {v}" for v in violations)
@@ -388,6 +397,8 @@ class FleetModel:
         has_reference: bool,
         violations: tuple[str, ...],
     ) -> list[DriftEvent]:
+        # At a load the machine's normal has not seen, health is judged against the type's normal (the score
+        # above already is), so the machine learns its new operating points instead of refusing them forever.
         healthy = not violations and (not machine.normal.ready or score < self.config.healthy_z)
         if healthy:
             machine.normal.update(x, r)

@@ -29,21 +29,23 @@ class ModelConfig(Section):
     """Below this distance of p from 0.5 the model is unsure and the rules decide."""
     drift_detector: Literal["adwin", "page_hinkley", "kswin"] = "adwin"
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
-    aggregations: list[str] = ["mean", "std", "max", "slope"]
+    aggregations: list[str] = ["mean"]
     """Window aggregations of every sensor the models use (derived cross-sensor features are always used)."""
-    deviation_z: float = Field(default=4.0, gt=0)
+    deviation_z: float = Field(default=20.0, gt=0)
     """Floor of the anomaly threshold: smoothed deviation (in the machine's own standard deviations)."""
     normal_forget: float = Field(default=0.002, gt=0, lt=1)
     """After its first ``cold_start_windows``, a machine's reference of normal forgets this share per healthy window."""
     margin_alert: float = Field(default=0.25, gt=0, le=1)
     """Degradation alert: a limited sensor has moved this share of the way from its normal to its hard limit."""
+    classifier_min_margin: float = Field(default=0.8, ge=0, le=1)
+    """The classifier alerts only when a limited sensor is at least this share of ``margin_alert`` on its way."""
     healthy_z: float = Field(default=2.0, gt=0)
     """A window whose anomaly score is below this (in standard deviations) updates the reference of normal."""
     smoothing: float = Field(default=0.3, gt=0, le=1)
     """Weight of the newest window in the smoothed per-machine deviation (EWMA); lower = steadier."""
     min_positive_labels: int = Field(default=20, ge=1)
     """Positive labels a type's classifier needs before its probability decides."""
-    positive_weight: float = Field(default=5.0, gt=0)
+    positive_weight: float = Field(default=1.0, gt=0)
     """Sample weight of a positive label (failures are rare)."""
     max_bad_quality_share: float = Field(default=0.2, ge=0, le=1)
     """Windows with more bad-quality readings than this never train a model."""

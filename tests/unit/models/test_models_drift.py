@@ -1,0 +1,45 @@
+"""Error drift -> background model -> promote-if-better, and roll back when the promoted model does worse."""
+
+from __future__ import annotations
+
+import random
+
+from models.drift import ManagedClassifier
+
+
+def feed(model: ManagedClassifier, rng: random.Random, n: int, sign: int, until: str | None = None) -> list[str]:
+    events: list[str] = []
+    for _ in range(n):
+        a = rng.gauss(0.0, 1.0)
+        model.learn_one({"a": a}, (a > 0) == (sign > 0))
+        events += [e for e, _, _ in model.drain()]
+        if until is not None and until in events:
+            break
+    return events
+
+
+def test_concept_change_is_detected_and_a_better_background_model_is_promoted() -> None:
+    model = ManagedClassifier(min_labels=100)
+    rng = random.Random(0)
+    feed(model, rng, 1000, +1)
+    assert model.predict_proba_one({"a": 2.0}) > 0.8
+    events = feed(model, rng, 600, -1, until="promoted")
+    assert events[:2] == ["drift", "retrain_started"] and events[-1] == "promoted"
+    assert model.version == 1
+    feed(model, rng, 300, -1)
+    assert model.predict_proba_one({"a": 2.0}) < 0.2
+
+
+def test_a_background_model_that_is_not_better_is_not_promoted() -> None:
+    model = ManagedClassifier(min_labels=100)
+    events = feed(model, random.Random(0), 1000, +1)
+    assert "promoted" not in events and model.version == 0
+
+
+def test_promoted_model_doing_worse_than_the_previous_one_is_rolled_back() -> None:
+    model = ManagedClassifier(min_labels=100)
+    rng = random.Random(0)
+    feed(model, rng, 1000, +1)
+    feed(model, rng, 600, -1, until="promoted")
+    events = feed(model, rng, 100, +1)
+    assert "rolled_back" in events and model.version == 2
