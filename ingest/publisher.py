@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _DRAIN_CHUNK = 256
+MAX_MESSAGE_BYTES = 900_000
+"""Largest message the publisher sends: below Kafka's default ``message.max.bytes`` (1 MiB); larger batches split."""
 
 
 @dataclass
@@ -267,6 +269,12 @@ class KafkaPublisher:
 
     def _emit(self, machine: str, readings: list[Reading]) -> None:
         value = encode_batch(machine, readings, self.source or readings[0].source)
+        if len(value) > MAX_MESSAGE_BYTES and len(readings) > 1:
+            # Kafka would refuse it for good (message.max.bytes); two halves, in order, instead.
+            half = len(readings) // 2
+            self._emit(machine, readings[:half])
+            self._emit(machine, readings[half:])
+            return
         self._route(self.topics.readings, machine_key(machine), value, len(readings))
 
     # ------------------------------------------------------------------ delivery
@@ -284,6 +292,9 @@ class KafkaPublisher:
             try:
                 future = producer.send(topic, key=key, value=value)
             except KafkaError as exc:
+                if _permanent(exc):  # raised by send() itself: about this message only
+                    self._reject(topic, readings, exc)
+                    return
                 self._enter_spooling(exc)
                 self._to_spool(seq, topic, key, value, readings, type(exc).__name__)
                 return
@@ -299,8 +310,23 @@ class KafkaPublisher:
 
     def _on_failed(self, seq: int, topic: str, key: bytes | None, value: bytes, readings: int, exc: Exception) -> None:
         # Runs on the producer's I/O thread; it must not take the route lock (a caller blocked in send() holds it).
+        # Even a message Kafka refuses for good is spooled here: kafka-python then fails every pending message
+        # with that error, and only the drain can tell the culprit from the others.
         self._enter_spooling(exc)
         self._to_spool(seq, topic, key, value, readings, type(exc).__name__)
+
+    def _reject(self, topic: str, readings: int, exc: BaseException) -> None:
+        """Kafka refuses this message for good (too large, invalid topic): retrying would block the spool forever."""
+        log.error(
+            "Kafka rejected a message to %s for good (%s: %s); %d reading(s) dropped",
+            topic,
+            type(exc).__name__,
+            exc,
+            readings,
+        )
+        with self._count_lock:
+            self.counters.dropped += readings
+            self.counters.by_reason[f"drop:rejected_{type(exc).__name__}"] += readings
 
     def _enter_spooling(self, exc: BaseException) -> None:
         if not self._spooling:
@@ -381,10 +407,21 @@ class KafkaPublisher:
                 self.counters.messages_sent += len(done)
                 self.counters.messages_by_topic.update(m.topic for m in done)
                 self.counters.bytes_sent += sum(len(m.value) for m in done)
-            if len(done) < len(chunk):
-                failed = next(f for m, f in futures if not f.succeeded())
+            if len(done) == len(chunk):
+                continue
+            _close_producer(producer, 0)
+            too_large = [(m, f.exception) for m, f in futures if f.failed() and _permanent(f.exception)]
+            if not too_large:
+                failed = next(f for _, f in futures if not f.succeeded())
                 log.warning("replaying the spool failed (%s); retrying later", failed.exception)
-                _close_producer(producer, 0)
+                return
+            # kafka-python treats a too-large message as fatal and fails every pending message with the same
+            # error, so only the largest one is the culprit; drop it and retry the rest with a new producer.
+            culprit, error = max(too_large, key=lambda item: len(item[0].value))
+            self._reject(culprit.topic, culprit.readings, error)
+            self._spool.remove([culprit.seq])
+            producer = self._connect()
+            if producer is None:
                 return
         _close_producer(producer, 0)
 
@@ -511,6 +548,14 @@ def encode_batch(machine_id: str, readings: list[Reading], source: str | None = 
         f'{{"v":1,"kind":"reading_batch","machine_id":{json.dumps(machine_id)},'
         f'"ingest_ts":"{utcnow().isoformat()}","source":{json.dumps(source)},"samples":[{",".join(parts)}]}}'
     ).encode()
+
+
+def _permanent(exc: BaseException | None) -> bool:
+    """A message too large for Kafka: no retry fixes it. Everything else (timeouts, connections, authorisation, a
+    closed producer) is spooled and retried."""
+    from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
+
+    return isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError)
 
 
 def set_gzip_level(level: int) -> None:

@@ -83,3 +83,30 @@ def test_every_reading_arrives_once_batched_and_keyed_by_machine(
     assert (kinds["Gap"], kinds["MaintenanceEvent"], kinds["DeadLetter"]) == (1, 1, 1)
     [letter] = [m for _, _, m in messages if isinstance(m, DeadLetter)]
     assert letter.reason == "json"
+
+
+def test_a_message_kafka_refuses_for_good_is_counted_dropped_and_does_not_block_the_rest(
+    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    import base64
+    import os
+
+    ensure_topics(kafka_settings, pipeline_topics(kafka_settings, topics))
+    publisher = KafkaPublisher(
+        kafka_settings, topics, SpoolSettings(path=tmp_path / "spool.sqlite"), PublishSettings(batch_max_samples=1)
+    )
+    # One reading whose (incompressible) unit makes a 2 MB message: over the broker's 1 MiB message.max.bytes.
+    huge = base64.b64encode(os.urandom(1_500_000)).decode()
+    with publisher:
+        publisher.add(Reading(machine_id="PMP-001", sensor="flow", ts=T0, value=1.0))
+        publisher.add(Reading(machine_id="PMP-001", sensor="flow", ts=T0 + timedelta(seconds=1), value=2.0, unit=huge))
+        publisher.flush(60)
+        for i in range(2, 12):
+            publisher.add(Reading(machine_id="PMP-001", sensor="flow", ts=T0 + timedelta(seconds=i), value=float(i)))
+    c = publisher.counters
+    assert (c.sent, c.dropped) == (11, 1)
+    assert c.by_reason["drop:rejected_MessageSizeTooLargeError"] == 1
+    assert publisher.backlog == 0
+    messages = _consume(kafka_settings, [topics.readings], 11)
+    values = [s.value for _, _, m in messages for s in m.samples]
+    assert values == [1.0, *(float(i) for i in range(2, 12))]

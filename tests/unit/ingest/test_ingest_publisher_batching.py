@@ -172,3 +172,22 @@ def test_metrics_mirror_the_counters_while_spooling(tmp_path: Path, closed_port:
     assert value("vigil_ingest_input_total", {"reason": "out_of_range"}) == 2
     assert value("vigil_dead_letters_total", {"reason": "json"}) == 3
     assert value("vigil_readings_total") == 0
+
+
+def test_a_batch_too_large_for_kafka_is_split_in_order(tmp_path: Path, closed_port: int) -> None:
+    from ingest.publisher import MAX_MESSAGE_BYTES
+
+    pub = _publisher(tmp_path, closed_port)
+    pub.start()
+    unit = "u" * 4000  # ~4 kB per reading: a 500-reading batch would be ~2 MB
+    for i in range(500):
+        pub.add(Reading(machine_id="PMP-001", sensor="flow", ts=T + timedelta(seconds=i), value=float(i), unit=unit))
+    pub.close(timeout_s=5)
+    spool = Spool(SpoolSettings(path=tmp_path / "spool.sqlite"))
+    spool.open()
+    sizes = [len(m.value) for m in spool.peek(100)]
+    spool.close()
+    assert len(sizes) > 1
+    assert max(sizes) <= MAX_MESSAGE_BYTES
+    values = [s.value for _, _, msg in _spooled(tmp_path) if isinstance(msg, ReadingBatch) for s in msg.samples]
+    assert values == [float(i) for i in range(500)]
