@@ -515,3 +515,25 @@ def test_a_machine_state_larger_than_a_default_kafka_record_checkpoints_and_rest
         assert restored.flush() == service.engine.flush()
     finally:
         service.close()
+
+
+def test_idle_machine_windows_close_on_the_wall_clock_as_stale(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    config = make_config(kafka_settings, created, group)
+    config = config.model_copy(update={"windows": config.windows.model_copy(update={"idle_timeout_s": 2.0})})
+    readings = oracle.stream(6, {"PMP-001": ["flow", "speed"]}, seconds=30, late=0.0, duplicates=0.0, bad=0.0)
+    produce(kafka_settings, created.readings, batches(readings))
+    service = FeatureService(config)
+    collector = Collector(kafka_settings, created.features)
+    stop, thread = run_in_thread(service)
+    try:
+        wait_for(lambda: len(collector.records) >= 1, 60, "the stale window")
+    finally:
+        stop.set()
+        thread.join(60)
+        service.close()
+        collector.close()
+    ((vector, _),) = collector.vectors()
+    assert vector.closed_by == "wall_clock" and vector.state.value == "stale"
+    assert vector.count == len(readings)
