@@ -234,3 +234,18 @@ def test_hopping_windows_match_a_direct_pandas_computation() -> None:
                 assert v.features[f"{sensor}.last"] == good.sort_values("ts")["value"].iloc[-1]
             else:
                 assert v.features[f"{sensor}.mean"] is None
+
+
+@pytest.mark.parametrize(
+    ("seed", "size", "grace", "disorder"),
+    [(1, 30.0, 0.0, 3.0), (2, 30.0, 5.0, 20.0), (3, 120.0, 30.0, 10.0), (4, 15.0, 2.0, 1.0), (5, 60.0, 60.0, 40.0)],
+)
+def test_reference_holds_across_window_sizes_grace_and_disorder(
+    seed: int, size: float, grace: float, disorder: float
+) -> None:
+    cfg = config(size_s=size, grace_s=grace)
+    machines = {"PMP-002": ["flow", "speed"], "CMP-003": ["speed", "oil_temp", "discharge_temp"]}
+    readings = oracle.stream(seed, machines, seconds=500, disorder=disorder, late=0.03, duplicates=0.08)
+    engine = WindowEngine(cfg)
+    vectors = [v for r in readings for v in engine.add(r)] + engine.flush()
+    oracle.assert_matches(vectors, oracle.reference(readings, sensors_of(cfg), size, grace))
