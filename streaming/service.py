@@ -538,6 +538,8 @@ def main(argv: list[str]) -> int:
     """``vigil features [--config FILE]``: run one feature worker until SIGINT/SIGTERM."""
     import sys
 
+    from kafka.errors import KafkaError
+
     from vigil.influx import InfluxError
     from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 
@@ -569,6 +571,9 @@ def main(argv: list[str]) -> int:
         service.run(stop)
     except (DeliveryError, InfluxError):
         log.exception("a write was not acknowledged; stopping without committing (a restart replays)")
+        return 1
+    except KafkaError as exc:
+        log.error("Kafka at %s: %s; stopping without committing", config.kafka.bootstrap_servers, exc)
         return 1
     finally:
         try:
