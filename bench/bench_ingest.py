@@ -13,7 +13,8 @@ Stages, each timed alone on the same readings (per-reading microseconds and the 
 * ``encode``: batching into per-machine :class:`ReadingBatch` JSON (:func:`encode_batch`);
 * ``publish``: :meth:`KafkaPublisher.add` of pre-built readings until every one is acknowledged by Kafka
   (batching + encoding + producer + compression + network; the number the goal is about);
-* ``collector``: build + validate + publish, the whole path of one collector process.
+* ``collector``: build + validate + publish, the whole path of one collector process;
+* ``spool``: ``add()`` with Kafka unreachable, until every batch is committed to the on-disk spool.
 
 ``--profile`` adds a cProfile of the publish stage grouped into encoding / publisher / producer (kafka-python,
 caller thread only; compression and the network run on the producer's I/O thread).
@@ -26,6 +27,7 @@ import cProfile
 import gzip
 import os
 import pstats
+import socket
 import sys
 import tempfile
 import time
@@ -138,6 +140,32 @@ def main(argv: list[str] | None = None) -> int:
     t, cpu, _ = timed(collector)
     rows.append(("collector (build+validate+publish)", t, cpu))
 
+    # Spooling: Kafka unreachable (a closed port), every batch goes to the on-disk spool.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{sock.getsockname()[1]}"
+    down = kafka.model_copy(update={"bootstrap_servers": closed})
+    spooler = KafkaPublisher(
+        down,
+        topics,
+        SpoolSettings(path=tmp / "spool-3.sqlite", retry_interval_s=600),
+        PublishSettings(batch_max_samples=args.batch, connect_timeout_s=0.5),
+    )
+    spooler.start()
+
+    def spool_all() -> None:
+        for r in readings:
+            spooler.add(r)
+        spooler.flush(0.1)
+
+    t, cpu, _ = timed(spool_all)
+    rows.append(("spool (Kafka down, add -> on disk)", t, cpu))
+    spooled, backlog, spool_bytes = spooler.counters.spooled, spooler.backlog, spooler.backlog_bytes
+    spooler.close(timeout_s=1)
+    if spooled != n or backlog != n:
+        print(f"ERROR: spooled {spooled}, backlog {backlog} of {n}", file=sys.stderr)
+        return 1
+
     sizes = [len(e) for e in encoded]
     sample = encoded[len(encoded) // 2]
     print(f"readings: {n:,}  machines: {len(by_machine)}  batch: {args.batch}  compression: {kafka.compression}")
@@ -151,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         f"messages: {c.messages_sent:,}  readings/message: {n / c.messages_sent:.0f}  "
         f"message size: {sum(sizes) / len(sizes) / 1024:.1f} KiB JSON, "
         f"{len(sample) / args.batch:.0f} B/reading, gzip level {config.publish.gzip_level} "
-        f"{len(gzip.compress(sample, config.publish.gzip_level)) / args.batch:.1f} B/reading"
+        f"{len(gzip.compress(sample, config.publish.gzip_level)) / args.batch:.1f} B/reading; "
+        f"spool {spool_bytes / n:.1f} B/reading on disk"
     )
     if profiler:
         stats = pstats.Stats(profiler)

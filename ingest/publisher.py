@@ -197,6 +197,11 @@ class KafkaPublisher:
         """Readings waiting in the spool."""
         return self._spool.readings
 
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes the spool holds (compressed), the quantity ``spool.max_bytes`` bounds."""
+        return self._spool.size_bytes
+
     # ------------------------------------------------------------------ adding
     def add(self, reading: Reading) -> None:
         """Buffer one reading; its machine's batch is sent when full, or by the background thread when old.

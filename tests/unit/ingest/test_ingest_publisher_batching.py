@@ -130,7 +130,7 @@ def test_the_spool_bound_drops_by_policy_and_counts(tmp_path: Path, closed_port:
     pub = KafkaPublisher(
         KafkaSettings(bootstrap_servers=f"127.0.0.1:{closed_port}"),
         Topics(readings="r"),
-        SpoolSettings(path=tmp_path / "spool.sqlite", max_bytes=4096, policy="drop_newest", retry_interval_s=600),
+        SpoolSettings(path=tmp_path / "spool.sqlite", max_bytes=1024, policy="drop_newest", retry_interval_s=600),
         PublishSettings(batch_max_samples=10, connect_timeout_s=0.5),
     )
     pub.start()
