@@ -18,6 +18,8 @@ Semantics:
   passes its end plus ``grace_s``. Per machine rather than per partition because machines sharing a partition
   have unrelated clocks and collector delays: a lagging site must not turn another machine's readings late,
   and the state moves with the machine's key anyway.
+* **One message, one moment**: the samples of a message (a :class:`ReadingBatch`) arrive together; they are
+  judged against the watermark before the message, and the watermark advances after it.
 * **Late readings** (every window they belong to is already closed) are counted in :attr:`stats` and kept for
   the caller in :meth:`drain_late` (the worker routes them to the dead-letter topic); never silently dropped.
 * **Duplicates** (same machine, sensor and event time) count once: the first to arrive wins.
@@ -193,6 +195,11 @@ class WindowEngine:
         known = self._known_sensors()[machine_id]
         buffers = m.buffers
         readings = unusable = 0
+        # The samples of one message arrive together: each is judged late against the watermark as it was
+        # before the message, and the watermark moves once, after it. A collector's batch may list its
+        # sensors one after the other, each spanning minutes; sample order inside it must not make data late.
+        watermark = m.watermark
+        newest = watermark
         # One loop, locals only: this runs once per reading.
         for sensor, ts, value in samples:
             if sensor not in known:
@@ -201,20 +208,21 @@ class WindowEngine:
             readings += 1
             if value != value:  # NaN: unusable
                 unusable += 1
-            if (ts < m.watermark or ts < m.closed_upto) and self._late_check(machine_id, m, sensor, ts, value):
+            if (ts < watermark or ts < m.closed_upto) and self._late_check(machine_id, m, sensor, ts, value):
                 continue
             buf = buffers.get(sensor)
             if buf is None:
                 buf = buffers[sensor] = _Buffer()
             buf.ts.append(ts)
             buf.values.append(value)
-            if ts > m.watermark:
-                m.watermark = ts
+            if ts > newest:
+                newest = ts
             if ts < m.earliest:
                 m.earliest = ts
                 m.next_close = self._window_end(self._first_open(m)) + self._grace
-            if m.watermark >= m.next_close:
-                self._advance(machine_id, m, out)
+        m.watermark = newest
+        if newest >= m.next_close:
+            self._advance(machine_id, m, out)
         stats.readings += readings
         stats.unusable += unusable
         m.last_wall = self._now

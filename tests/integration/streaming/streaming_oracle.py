@@ -61,19 +61,27 @@ def stream(
     return [r for _, r in events]
 
 
-def reference(readings: list[Reading], sensors_of: dict[str, list[str]], size: float, grace: float) -> dict[Any, Any]:
-    """(machine, window start) -> {"count", "bad_share", "missing", "features"} for every window with readings."""
+def reference(
+    readings: list[Reading] | list[list[Reading]], sensors_of: dict[str, list[str]], size: float, grace: float
+) -> dict[Any, Any]:
+    """(machine, window start) -> {"count", "bad_share", "missing", "features"} for every window with readings.
+
+    ``readings`` in arrival order, or a list of messages (lists of one machine's readings) that arrive together:
+    a message's readings are judged late against the watermark before the message.
+    """
+    messages: list[list[Reading]] = [r if isinstance(r, list) else [r] for r in readings]
     rows = []
     watermark: dict[str, float] = {}
-    for r in readings:
-        ts = r.ts.timestamp()
-        wm = watermark.get(r.machine_id, -math.inf)
-        end = math.floor(ts / size) * size + size
-        if end + grace <= wm:
-            continue  # late
-        watermark[r.machine_id] = max(wm, ts)
-        good = r.value is not None and math.isfinite(r.value) and r.quality == Quality.GOOD
-        rows.append((r.machine_id, r.sensor, ts, r.value if good else np.nan))
+    for message in messages:
+        before = dict(watermark)
+        for r in message:
+            ts = r.ts.timestamp()
+            end = math.floor(ts / size) * size + size
+            if end + grace <= before.get(r.machine_id, -math.inf):
+                continue  # late
+            watermark[r.machine_id] = max(watermark.get(r.machine_id, -math.inf), ts)
+            good = r.value is not None and math.isfinite(r.value) and r.quality == Quality.GOOD
+            rows.append((r.machine_id, r.sensor, ts, r.value if good else np.nan))
     df = pd.DataFrame(rows, columns=["machine", "sensor", "ts", "value"])
     df = df.drop_duplicates(subset=["machine", "sensor", "ts"], keep="first")
     df["start"] = np.floor(df["ts"] / size) * size

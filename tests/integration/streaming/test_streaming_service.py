@@ -234,7 +234,8 @@ def test_worker_features_equal_pandas_reference_with_late_out_of_order_duplicate
     messages = batches(readings)
     produce(kafka_settings, created.readings, messages)
     expected = expected_vectors(config, messages)
-    reference = oracle.reference(readings, {m: list(config.machines_by_id[m].sensors) for m in MACHINES}, SIZE, GRACE)
+    sensors = {m: list(config.machines_by_id[m].sensors) for m in MACHINES}
+    reference = oracle.reference([list(m.readings()) for m in messages], sensors, SIZE, GRACE)
     service = FeatureService(config)
     collector = Collector(kafka_settings, created.features)
     stop, thread = run_in_thread(service)

@@ -66,19 +66,26 @@ def test_matches_pandas_reference_with_late_out_of_order_and_duplicates() -> Non
         assert starts == sorted(starts)
 
 
-def test_batches_give_the_same_vectors_as_single_readings() -> None:
+def test_a_batch_arrives_at_once_and_matches_the_reference() -> None:
     cfg = config()
     readings = oracle.stream(3, {"PMP-001": ["flow", "speed"]}, seconds=400)
-    single = WindowEngine(cfg)
-    a = [v for r in readings for v in single.add(r)] + single.flush()
     batched = WindowEngine(cfg)
-    b: list[FeatureVector] = []
-    for i in range(0, len(readings), 7):
-        chunk = readings[i : i + 7]
+    vectors: list[FeatureVector] = []
+    chunks = [readings[i : i + 7] for i in range(0, len(readings), 7)]
+    for chunk in chunks:
         samples = [Sample(sensor=r.sensor, ts=r.ts, value=r.value, quality=r.quality) for r in chunk]
-        b += batched.add_batch(ReadingBatch(machine_id="PMP-001", samples=samples))
-    b += batched.flush()
-    assert a == b
+        vectors += batched.add_batch(ReadingBatch(machine_id="PMP-001", samples=samples))
+    vectors += batched.flush()
+    oracle.assert_matches(vectors, oracle.reference(chunks, sensors_of(cfg), 60.0, 10.0))
+
+
+def test_sample_order_inside_a_batch_does_not_make_readings_late() -> None:
+    # A collector batch listing one sensor's three minutes, then the next sensor's same three minutes.
+    engine = WindowEngine(config())
+    samples = [(sensor, T0 + t, float(t)) for sensor in ("flow", "speed") for t in range(0, 180, 10)]
+    out = engine.add_samples("PMP-001", samples)
+    assert engine.stats.late == 0
+    assert [v.features["speed.count"] for v in out] == [6.0, 6.0]  # windows 0-60 and 60-120 closed, complete
 
 
 def test_snapshot_restore_continues_open_windows_exactly() -> None:
