@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -132,6 +133,8 @@ def _services(args: argparse.Namespace, config_path: str) -> list[Service]:
                 str(args.opcua_port),
                 "--start",
                 SIM_START.isoformat(),
+                "--interval",
+                str(args.interval),
             ],
         ),
     ]
@@ -183,29 +186,40 @@ class Supervisor:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
-def _group_lag(config: VigilConfig, groups: list[str], prefix: str) -> dict[str, int]:
+class LagProbe:
     """Messages each consumer group still has to read on this run's topics (end minus committed offsets)."""
-    from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(**config.kafka.client_kwargs(), client_id="vigil-demo-lag")
-    consumer = make_consumer(config.kafka, None)
-    try:
-        lags: dict[str, int] = {}
-        for group in groups:
-            committed = {
-                tp: m for tp, m in admin.list_consumer_group_offsets(group).items() if tp.topic.startswith(prefix)
-            }
-            if not committed:
-                lags[group] = -1
-                continue
-            ends = consumer.end_offsets(list(committed))
-            lags[group] = sum(
-                max(0, ends[tp] - (meta.offset if meta.offset >= 0 else 0)) for tp, meta in committed.items()
-            )
-        return lags
-    finally:
-        consumer.close()
-        admin.close()
+    def __init__(self, config: VigilConfig, groups: list[str], prefix: str) -> None:
+        self.config = config
+        self.groups = groups
+        self.prefix = prefix
+        self._admin: Any = None
+
+    def __call__(self) -> dict[str, int]:
+        from kafka import KafkaAdminClient
+        from kafka.admin import OffsetSpec
+        from kafka.errors import KafkaError
+
+        if self._admin is None:
+            self._admin = KafkaAdminClient(**self.config.kafka.client_kwargs(), client_id="vigil-demo-lag")
+        try:
+            offsets = self._admin.list_group_offsets(self.groups)
+            lags: dict[str, int] = {}
+            for group in self.groups:
+                committed = {tp: m for tp, m in offsets.get(group, {}).items() if tp.topic.startswith(self.prefix)}
+                if not committed:
+                    lags[group] = -1  # nothing committed yet: unknown, not zero
+                    continue
+                ends = self._admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in committed})
+                lags[group] = sum(max(0, ends[tp].offset - max(0, m.offset)) for tp, m in committed.items())
+            return lags
+        except KafkaError as exc:
+            log.debug("lag probe failed: %s", exc)
+            return {g: -1 for g in self.groups}
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
 
 
 def _render(obs: Observed, config: VigilConfig, lags: dict[str, int], rate: float, days: float, started: float) -> Any:
@@ -334,12 +348,19 @@ def run(args: argparse.Namespace) -> int:
     env.update(
         {
             "VIGIL_INFLUX__DATABASE": database,
-            "VIGIL_SOURCES__OPCUA__0__ENDPOINT": f"opc.tcp://127.0.0.1:{args.opcua_port}/vigil/",
             "VIGIL_ALERTS__OUTBOX_PATH": str(state_dir / "outbox.sqlite3"),
-            "VIGIL_STATE_DIR_RUN": str(state_dir),
+            # Simulated time runs `speed` times faster than the network's jitter: a second of delivery delay is
+            # `speed` simulated seconds, so the grace period scales with it (otherwise readings arrive "late").
+            "VIGIL_WINDOWS__GRACE_S": str(max(config.windows.grace_s, 2.0 * args.speed)),
+            "VIGIL_SPOOL__PATH": str(state_dir / "spool" / "ingest.sqlite"),
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if not config.sources.opcua:
+        print("the demo needs an OPC UA source for the simulator in the configuration", file=sys.stderr)
+        return 1
+    # The simulator serves where the configuration's first OPC UA source expects it.
+    args.opcua_port = urllib.parse.urlsplit(config.sources.opcua[0].endpoint).port or 4840
     ensure_topics(config.kafka, pipeline_topics(config.kafka, topics))
     _create_database(config, database)
 
@@ -360,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
     )
     obs = Observed()
     started = time.monotonic()
-    groups = [f"vigil-{name}" for name in ("features", "models", "alerts")]
+    lag_probe = LagProbe(config, [f"vigil-{name}" for name in ("features", "models", "alerts")], prefix)
     rate = 0.0
     last_count, last_t = 0, time.monotonic()
     drained_since: float | None = None
@@ -392,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
                 if now >= next_view:
                     rate = (obs.readings - last_count) / max(1e-6, now - last_t)
                     last_count, last_t = obs.readings, now
-                    lags = _group_lag(config, groups, prefix)
+                    lags = lag_probe()
                     next_view = now + 2.0
                     if live is not None:
                         live.update(_render(obs, config, lags, rate, args.days, started))
@@ -429,6 +450,7 @@ def run(args: argparse.Namespace) -> int:
                 for r in records:
                     obs.see(tp.topic, topics, r.value)
         observer.close()
+        lag_probe.close()
     span_s = args.days * 86400.0
     if obs.last_reading_ts is not None:
         span_s = min(span_s, max(3600.0, (obs.last_reading_ts - SIM_START).total_seconds()))
@@ -442,7 +464,6 @@ def run(args: argparse.Namespace) -> int:
 def _create_database(config: VigilConfig, database: str) -> None:
     if config.influx.api != "v1":
         return  # a v2 bucket is provisioned by the deployment
-    import urllib.parse
     import urllib.request
 
     body = urllib.parse.urlencode({"q": f'CREATE DATABASE "{database}"'}).encode()
@@ -457,7 +478,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--speed", type=float, default=3000.0, help="simulated seconds per real second (default 3000)")
     parser.add_argument("--fast", action="store_true", help="a simulated week in a few minutes (speed 3000)")
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--opcua-port", type=int, default=4841)
+    parser.add_argument(
+        "--interval", type=float, default=None, help="simulated seconds between samples (default 10; --fast: 60)"
+    )
     parser.add_argument("--run-id", default=None, help="names this run's topics and database (default: a timestamp)")
     parser.add_argument("--database", default=None, help="InfluxDB database (default: vigil_demo_<run id>)")
     parser.add_argument("--state-dir", default=None)
@@ -471,4 +494,6 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.fast:
         args.speed = max(args.speed, 3000.0)
+    if args.interval is None:
+        args.interval = 60.0 if args.fast else 10.0
     return run(args)
