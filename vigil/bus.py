@@ -141,15 +141,26 @@ def dead_letter(
     )
 
 
+_dead_letter_counts: dict[tuple[str, str], int] = {}
+
+
 def send_dead_letter(producer: Any, topics: Topics, letter: DeadLetter) -> Any:
-    """Send a dead letter keyed by its original key; returns the send future (callers check it)."""
-    log.warning(
-        "dead letter from %s: %s (%s) topic=%s partition=%s offset=%s",
-        letter.service,
-        letter.reason,
-        letter.error[:200],
-        letter.source_topic,
-        letter.partition,
-        letter.offset,
-    )
+    """Send a dead letter keyed by its original key; returns the send future (callers check it).
+
+    The first dead letter of each (service, reason) is logged in full, then one line every 1,000, so a burst of
+    bad input shows up in the log without flooding it (the dead-letter topic and the metrics have them all).
+    """
+    seen = _dead_letter_counts.get((letter.service, letter.reason), 0) + 1
+    _dead_letter_counts[(letter.service, letter.reason)] = seen
+    if seen == 1 or seen % 1000 == 0:
+        log.warning(
+            "dead letter #%d from %s: %s (%s) topic=%s partition=%s offset=%s",
+            seen,
+            letter.service,
+            letter.reason,
+            letter.error[:200],
+            letter.source_topic,
+            letter.partition,
+            letter.offset,
+        )
     return producer.send(topics.dead_letter, key=(letter.key or "").encode() or None, value=encode(letter))
