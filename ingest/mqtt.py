@@ -176,7 +176,13 @@ class MqttCollector:
         client.loop_start()
 
     def wait_subscribed(self, timeout_s: float) -> bool:
+        """Wait until the broker acknowledged the subscriptions (after a reconnect too)."""
         return self._subscribed.wait(timeout_s)
+
+    @property
+    def subscribed(self) -> bool:
+        """False from a lost connection until the broker acknowledged the new subscriptions."""
+        return self._subscribed.is_set()
 
     def stop(self) -> None:
         if self._client is not None:

@@ -218,3 +218,73 @@ def _mqtt_publish_retained(address: tuple[str, int], messages: list[tuple[str, b
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def test_the_collector_resubscribes_after_the_broker_restarts(
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    example_config: VigilConfig,
+    unique: str,
+    free_port: int,
+    tmp_path: Path,
+) -> None:
+    from vigil.services import Mosquitto, ServicesConfig
+
+    broker = Mosquitto(ServicesConfig(state_dir=tmp_path / "mqtt-state", mqtt_port=free_port))
+    broker.up()
+    try:
+        ensure_topics(kafka_settings, pipeline_topics(kafka_settings, topics))
+        source = MqttSource(name="restart", topics=[f"restart/{unique}/#"], mapping=MqttMapping(ts_format="epoch_s"))
+        publisher = KafkaPublisher(
+            kafka_settings, topics, SpoolSettings(path=tmp_path / "spool.sqlite"), PublishSettings(batch_max_ms=50)
+        )
+        publisher.start()
+        address = ("127.0.0.1", free_port)
+        collector = MqttCollector(
+            MqttSettings(host=address[0], port=free_port), source, publisher, Validator(example_config)
+        )
+
+        def send(first: int, count: int) -> None:
+            t = int(T0.timestamp())
+            _mqtt_publish(
+                address,
+                [
+                    (
+                        f"restart/{unique}/x",
+                        json.dumps({"machine": "PMP-004", "sensor": "pressure", "ts": t + i, "value": 4.2}).encode(),
+                    )
+                    for i in range(first, first + count)
+                ],
+            )
+
+        def wait_for(condition: Any, what: str, timeout_s: float = 60) -> None:
+            deadline = time.monotonic() + timeout_s
+            while not condition():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                time.sleep(0.1)
+
+        with collector:
+            assert collector.wait_subscribed(30)
+            send(0, 10)
+            wait_for(lambda: collector.counters["accepted"] == 10, "the first messages")
+            broker.down()
+            wait_for(lambda: not collector.subscribed, "the collector to notice the broker is gone")
+            broker.up()
+            assert collector.wait_subscribed(60)
+            send(10, 10)
+            wait_for(lambda: collector.counters["accepted"] == 20, "messages after the restart")
+        publisher.close()
+        assert publisher.counters.sent == 20
+    finally:
+        broker.down()
+    readings = [
+        r
+        for m in _consume(
+            kafka_settings,
+            [topics.readings],
+            lambda out: sum(len(m.samples) for m in out if isinstance(m, ReadingBatch)) >= 20,
+        )
+        if isinstance(m, ReadingBatch)
+        for r in m.readings()
+    ]
+    assert sorted(r.ts for r in readings) == [T0 + timedelta(seconds=i) for i in range(20)]
