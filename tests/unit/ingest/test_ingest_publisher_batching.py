@@ -191,3 +191,45 @@ def test_a_batch_too_large_for_kafka_is_split_in_order(tmp_path: Path, closed_po
     assert max(sizes) <= MAX_MESSAGE_BYTES
     values = [s.value for _, _, msg in _spooled(tmp_path) if isinstance(msg, ReadingBatch) for s in msg.samples]
     assert values == [float(i) for i in range(500)]
+
+
+_KILLED_CHILD = """
+import os, signal, sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from ingest.publisher import KafkaPublisher
+from vigil.config import KafkaSettings, PublishSettings, SpoolSettings, Topics
+from vigil.contracts import Reading
+
+port, spool = sys.argv[1], Path(sys.argv[2])
+pub = KafkaPublisher(
+    KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}"),
+    Topics(readings="r"),
+    SpoolSettings(path=spool, retry_interval_s=600),
+    PublishSettings(batch_max_samples=100, connect_timeout_s=0.5),
+)
+pub.start()
+t0 = datetime(2026, 1, 1, tzinfo=UTC)
+for i in range(1000):
+    pub.add(Reading(machine_id="PMP-001", sensor="flow", ts=t0 + timedelta(seconds=i), value=float(i)))
+print(pub.backlog, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no close(), no atexit: a crash
+"""
+
+
+def test_spooled_readings_survive_the_process_being_killed(tmp_path: Path, closed_port: int) -> None:
+    import subprocess
+    import sys
+
+    spool_path = tmp_path / "spool.sqlite"
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_CHILD, str(closed_port), str(spool_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == -9, child.stderr[-2000:]
+    assert child.stdout.strip() == "1000"  # full batches were spooled before the kill
+    values = [s.value for _, _, msg in _spooled(tmp_path) if isinstance(msg, ReadingBatch) for s in msg.samples]
+    assert values == [float(i) for i in range(1000)]
