@@ -119,6 +119,8 @@ class KafkaPublisher:
         self._route_lock = threading.RLock()
         self._count_lock = threading.Lock()
         self._drain_lock = threading.Lock()
+        self._last_failed_connect = float("-inf")
+        self._connect_failures = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -152,7 +154,9 @@ class KafkaPublisher:
                 producer.flush(timeout=timeout_s)
             except KafkaTimeoutError:
                 log.warning("flush: Kafka did not answer within %ss; unacknowledged sends continue", timeout_s)
-        if self._spooling:
+        # While spooling, try Kafka again unless an attempt just failed: a caller flushing often (or from an
+        # event loop) must not wait a connect timeout each time; the spool holds the data meanwhile.
+        if self._spooling and time.monotonic() - self._last_failed_connect >= self.spool_settings.retry_interval_s:
             self._drain(deadline)
 
     def close(self, timeout_s: float | None = 30.0) -> None:
@@ -392,6 +396,7 @@ class KafkaPublisher:
                     if self._spool.messages == 0 and not self._closed:
                         self._producer = producer
                         self._spooling = False
+                        self._connect_failures = 0
                         log.info("Kafka is back; spool drained, publishing directly")
                         return
                 continue
@@ -446,7 +451,18 @@ class KafkaPublisher:
                 bootstrap_timeout_ms=int(self.publish.connect_timeout_s * 1000),
             )
         except KafkaError as exc:
-            log.warning("Kafka at %s unavailable (%s); spooling", self.kafka.bootstrap_servers, exc)
+            self._last_failed_connect = time.monotonic()
+            self._connect_failures += 1
+            # Once, then about every minute of a long outage (the probe runs every retry_interval_s).
+            level = logging.WARNING if self._connect_failures % 30 == 1 else logging.DEBUG
+            log.log(
+                level,
+                "Kafka at %s unavailable (%s); spooling (%d reading(s) in the spool, attempt %d)",
+                self.kafka.bootstrap_servers,
+                exc,
+                self._spool.readings,
+                self._connect_failures,
+            )
             return None
 
     def _require_started(self) -> None:
