@@ -318,7 +318,13 @@ class FeatureService:
             offset=offset,
             key=key,
         )
-        send_dead_letter(self._producer, self.config.topics, letter).add_errback(self._send_errors.append)
+        if reason == "late":
+            # Late readings can come by the thousand after an outage: counted and reported periodically,
+            # not one warning each.
+            future = self._producer.send(self.config.topics.dead_letter, key=key, value=encode(letter))
+        else:
+            future = send_dead_letter(self._producer, self.config.topics, letter)
+        future.add_errback(self._send_errors.append)
         self.stats.dead_letters += 1
         if self.metrics is not None:
             self.metrics.dead_letters.labels(reason).inc()
