@@ -160,11 +160,24 @@ def score_stream(
                 model_log.reset(item.machine_id, item.ts)
                 rules_log.reset(item.machine_id, item.ts)
     duration_s = weeks * 7 * 86400.0
+    horizon = timedelta(seconds=config.models.horizon_s)
     scored_from = START + timedelta(days=burn_in_days)
-    span_s = max(duration_s - burn_in_days * 86400.0, 1.0)
+    # Right-censoring: whether an episode opened in the run's last horizon is false cannot be known (its failure
+    # may come after the end), so such episodes count only when a failure confirms them, and that time is left
+    # out of the machine-time the false-alarm rate is divided by (which makes the rate, if anything, higher).
+    confirmable_until = START + timedelta(seconds=duration_s) - horizon
+    span_s = max(duration_s - burn_in_days * 86400.0 - config.models.horizon_s, 1.0)
     scored = [f for f in failures if f.ts >= scored_from]
     for name, log_ in (("model", model_log), ("rules", rules_log)):
-        episodes = [e for e in log_.opened if e.opened_at >= scored_from]
+        episodes = [
+            e
+            for e in log_.opened
+            if e.opened_at >= scored_from
+            and (
+                e.opened_at < confirmable_until
+                or any(f.machine_id == e.machine_id and e.opened_at <= f.ts <= e.opened_at + horizon for f in scored)
+            )
+        ]
         outcome = score(
             scored,
             episodes,
@@ -191,7 +204,7 @@ def render(result: Evaluation) -> str:
     lines = [
         f"seed {result.seed}: {result.weeks:g} week(s) of {result.machines} simulated machines "
         f"({result.vectors} feature vectors, {result.seconds:.0f} s); first {result.burn_in_days:g} day(s) "
-        "learnt but not scored",
+        "learnt but not scored; episodes in the last horizon count only when a failure confirms them",
         f"{'':<8}{'failures':>9}{'caught':>8}{'recall':>8}{'lead med h':>11}{'lead p10 h':>11}"
         f"{'episodes':>9}{'false':>7}{'FA/machine-month':>18}",
     ]

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 TREND = ":trend"
 _SLOW = 0.05
 """Weight of the newest window in the slow average of log-deviations (about 20 windows)."""
+_RATE_SMOOTHING = 0.1
+"""Weight of the newest window in the smoothed rate at which a sensor approaches its limit."""
 _KEEP_RISK = 0.35
 """A window with at least this risk is always kept for its delayed label (likely a future positive)."""
 
@@ -58,9 +60,12 @@ class MachineMemory:
     health: SensorHealth
     smooth: dict[str, float] = field(default_factory=dict)
     slow: dict[str, float] = field(default_factory=dict)
+    """A slower average of the log-deviations: the fast minus the slow one is the trend."""
     margin: dict[str, float] = field(default_factory=dict)
     """Smoothed share of the way from normal to each hard limit."""
-    """A slower average of the log-deviations: the fast minus the slow one is the trend."""
+    margin_rate: dict[str, float] = field(default_factory=dict)
+    """Smoothed change of that share per hour."""
+    margin_ts: datetime | None = None
     load: float | None = None
     """The previous window's load (for the thermal lag regressor)."""
     running_since: datetime | None = None
@@ -228,6 +233,8 @@ class FleetModel:
             machine.smooth.clear()
             machine.slow.clear()
             machine.margin.clear()
+            machine.margin_rate.clear()
+            machine.margin_ts = None
             return ModelOutput(
                 Prediction(**common, decision=Decision.OFF, decided_by="none", reasons=("machine off",)), drift
             )
@@ -278,8 +285,16 @@ class FleetModel:
         threshold = kind.threshold.value
         has_reference = reference.ready and reference.covers(r)
         anomalous = has_reference and not warmup and score >= threshold
-        margin, margin_key = self._margin(fv, machine, x_ok, reference, r)
+        margin, margin_key, eta_h, eta_key = self._margin(fv, machine, x_ok, reference, r)
         worn = has_reference and not warmup and margin >= cfg.margin_alert
+        # Fast wear alerts earlier: a limit that the current trend reaches soon, from a visible start.
+        rising = (
+            has_reference
+            and not warmup
+            and eta_key is not None
+            and eta_h <= cfg.trend_alert_h
+            and machine.margin.get(eta_key, 0.0) >= cfg.trend_min_margin
+        )
         features = self._classifier_inputs(machine, oriented)
         p = kind.classifier.predict_proba_one(features)
         outside = sorted((k for k, v in smooth.items() if abs(v) > cfg.out_of_range_z), key=lambda k: -abs(smooth[k]))
@@ -323,6 +338,13 @@ class FleetModel:
             reasons.append(
                 f"degradation: {margin_key} is {margin:.0%} of the way from its normal to its hard limit "
                 f"(alerts at {cfg.margin_alert:.0%})"
+            )
+        elif rising:
+            decision, decided_by = Decision.ALERT, "anomaly"
+            share = machine.margin.get(eta_key or "", 0.0)
+            reasons.append(
+                f"degradation trend: {eta_key} is {share:.0%} of the way to its hard limit and rising "
+                f"{machine.margin_rate.get(eta_key or '', 0.0):.1%}/h: the limit in about {eta_h:.0f} h"
             )
         elif anomalous:
             decision, decided_by = Decision.ALERT, "anomaly"
@@ -377,6 +399,8 @@ class FleetModel:
             machine.smooth.clear()
             machine.slow.clear()
             machine.margin.clear()
+            machine.margin_rate.clear()
+            machine.margin_ts = None
             machine.health.reset()
             machine.running_since = None
         return drift
@@ -471,13 +495,18 @@ class FleetModel:
 
     def _margin(
         self, fv: FeatureVector, machine: MachineMemory, x: dict[str, float], reference: OperatingNormal, r: Any
-    ) -> tuple[float, str | None]:
+    ) -> tuple[float, str | None, float, str | None]:
         """How far each limited sensor has moved from its normal (at this operating point) towards its hard
-        limit, as a share of the margin; the largest, smoothed. Deviations are measured in what matters to the
-        machine (the margin to the limit), not in noise, so a noisy sensor does not alert early and a quiet one
-        does not alert on its noise."""
+        limit, as a share of the margin, and how fast. Deviations are measured in what matters to the machine
+        (the margin to the limit), not in noise, so a noisy sensor does not alert early and a quiet one does not
+        alert on its noise. Returns the largest share and its feature, and the shortest projected time (hours)
+        to the limit at the current rate and its feature."""
         worst, worst_key = 0.0, None
+        soonest, soonest_key = math.inf, None
         alpha = self.config.smoothing
+        last = machine.margin_ts
+        hours = (fv.window_end - last).total_seconds() / 3600 if last is not None else 0.0
+        machine.margin_ts = fv.window_end
         for key, low, high in self.rules(fv.machine_id, fv.machine_type).limits():
             value = x.get(key)
             expected = reference.expected(key, r)
@@ -491,9 +520,19 @@ class FleetModel:
             previous = machine.margin.get(key)
             share = share if previous is None else alpha * share + (1 - alpha) * previous
             machine.margin[key] = share
+            if previous is not None and 0 < hours <= 1.0:
+                rate = machine.margin_rate.get(key, 0.0)
+                rate += _RATE_SMOOTHING * ((share - previous) / hours - rate)
+                machine.margin_rate[key] = rate
+                if rate > 0 and share > 0:
+                    eta = (1.0 - share) / rate
+                    if eta < soonest:
+                        soonest, soonest_key = eta, key
+            else:
+                machine.margin_rate.pop(key, None)
             if share > worst:
                 worst, worst_key = share, key
-        return worst, worst_key
+        return worst, worst_key, soonest, soonest_key
 
     @staticmethod
     def _classifier_inputs(machine: MachineMemory, oriented: dict[str, float]) -> dict[str, float]:

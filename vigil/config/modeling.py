@@ -37,6 +37,10 @@ class ModelConfig(Section):
     """After its first ``cold_start_windows``, a machine's reference of normal forgets this share per healthy window."""
     margin_alert: float = Field(default=0.25, gt=0, le=1)
     """Degradation alert: a limited sensor has moved this share of the way from its normal to its hard limit."""
+    trend_alert_h: float = Field(default=24.0, ge=0)
+    """Trend alert: the current rate reaches a hard limit within this many hours (0 = off)."""
+    trend_min_margin: float = Field(default=0.12, ge=0, le=1)
+    """A trend alerts only once the sensor is this share of the way to its limit (noise stays quiet)."""
     classifier_min_margin: float = Field(default=0.8, ge=0, le=1)
     """The classifier alerts only when a limited sensor is at least this share of ``margin_alert`` on its way."""
     healthy_z: float = Field(default=2.0, gt=0)
