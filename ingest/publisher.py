@@ -107,6 +107,8 @@ class KafkaPublisher:
         self._producer: Any = None
         self._spooling = False
         self._started = False
+        # add() takes readings from start() until close() begins (checked under the buffer lock).
+        self._accepting = False
         self._closed = False
         self._seq: itertools.count[int] = itertools.count(1)
         self._buffers: dict[str, list[Reading]] = {}
@@ -138,6 +140,7 @@ class KafkaPublisher:
             self._producer = self._connect()
             self._spooling = self._producer is None
         self._started = True
+        self._accepting = True
         self._thread = threading.Thread(target=self._background, name="vigil-publisher", daemon=True)
         self._thread.start()
 
@@ -163,6 +166,8 @@ class KafkaPublisher:
         """Flush, stop the background thread and close; whatever Kafka did not take stays in the spool."""
         if not self._started or self._closed:
             return
+        with self._buf_lock:
+            self._accepting = False  # from here add() refuses, so nothing is left behind in a buffer
         self.flush(timeout_s)
         self._stop.set()
         self._wake.set()
@@ -212,10 +217,10 @@ class KafkaPublisher:
 
         The hot path of every collector, so it does the least it can: one lock, one append, one length check.
         """
-        if not self._started:
-            raise PublishError("publisher not started (call start() first)")
         machine = reading.machine_id
         with self._buf_lock:
+            if not self._accepting:
+                raise PublishError("publisher not started (call start() first) or already closed")
             self.counters.added += 1
             buf = self._buffers.get(machine)
             if buf is None:

@@ -233,3 +233,14 @@ def test_spooled_readings_survive_the_process_being_killed(tmp_path: Path, close
     assert child.stdout.strip() == "1000"  # full batches were spooled before the kill
     values = [s.value for _, _, msg in _spooled(tmp_path) if isinstance(msg, ReadingBatch) for s in msg.samples]
     assert values == [float(i) for i in range(1000)]
+
+
+def test_adding_after_close_is_refused_not_silently_buffered(tmp_path: Path, closed_port: int) -> None:
+    pub = _publisher(tmp_path, closed_port)
+    pub.start()
+    pub.add(_reading("PMP-001", 0))
+    pub.close(timeout_s=2)
+    with pytest.raises(PublishError, match="closed"):
+        pub.add(_reading("PMP-001", 1))
+    assert pub.counters.added == 1
+    assert pub.backlog == 1
