@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 
@@ -59,6 +59,9 @@ from vigil.bus import (
 from vigil.config import VigilConfig, load_config
 from vigil.contracts import FeatureVector, encode
 from vigil.exceptions import ConfigError, ContractError
+
+if TYPE_CHECKING:
+    from vigil.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ class FeatureService:
         config: VigilConfig,
         *,
         worker_id: str | None = None,
-        metrics: Any | None = None,
+        metrics: ServiceMetrics | None = None,
         poll_timeout_ms: int = 500,
         max_poll_records: int = 2000,
         report_interval_s: float = 30.0,
@@ -136,6 +139,7 @@ class FeatureService:
         self._last_report = time.monotonic()
         self._reported_unknown: set[str] = set()
         self._dropped_reported: dict[str, int] = {}
+        self._open_gauge: Any = None
         self._broken = False
         """Kafka refused a record: nothing may be checkpointed or committed any more (a restart replays)."""
 
@@ -232,6 +236,7 @@ class FeatureService:
             assigned, self._pending_assignment = self._pending_assignment, None
             self.restore(assigned)
         handled = 0
+        started = time.perf_counter()
         readings_before = self.engine.stats.readings
         owned = self._consumer.assignment() if records else set()
         for tp, messages in records.items():
@@ -252,6 +257,8 @@ class FeatureService:
             self._dirty.add(vector.machine_id)
             self._emit(vector)
         if self.metrics is not None:
+            if handled:
+                self.metrics.processing.labels("features_batch").observe(time.perf_counter() - started)
             self.metrics.heartbeat()
             self.metrics.update_lag(self._consumer)
         self._report()
@@ -498,6 +505,18 @@ class FeatureService:
         return out
 
     # ------------------------------------------------------------------ reporting
+    def _open_readings_gauge(self) -> Any:
+        assert self.metrics is not None
+        if self._open_gauge is None:
+            from prometheus_client import Gauge
+
+            self._open_gauge = Gauge(
+                "vigil_window_open_readings",
+                "Readings held for open windows (memory is ~19 bytes each)",
+                registry=self.metrics.registry,
+            )
+        return self._open_gauge
+
     def _report(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_report < self.report_interval_s:
@@ -525,6 +544,7 @@ class FeatureService:
                 _top(e.unknown_sensors),
             )
         if self.metrics is not None:
+            self._open_readings_gauge().set(self.engine.open_readings())
             totals = {
                 "unknown_machine": sum(e.unknown_machines.values()),
                 "unknown_sensor": sum(e.unknown_sensors.values()),
