@@ -52,6 +52,7 @@ class Evaluation:
     drift: Counter[str] = field(default_factory=Counter)
     pending_max: int = 0
     segments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    worse_segments: list[str] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
     """The model's alert episodes (scored period)."""
     failures: list[Failure] = field(default_factory=list)
@@ -72,6 +73,7 @@ class Evaluation:
             "drift_events": dict(self.drift),
             "pending_labels_max": self.pending_max,
             "segments": self.segments,
+            "worse_segments": self.worse_segments,
         }
 
 
@@ -191,9 +193,14 @@ def score_stream(
             result.episodes = episodes
     result.failures = scored
     result.segments = model.audit.report()
+    result.worse_segments = model.audit.worse_segments()
     result.seconds = time.monotonic() - started
     result.model_state = model
     return result
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else float("nan")
 
 
 def _fmt(value: float) -> str:
@@ -216,6 +223,14 @@ def render(result: Evaluation) -> str:
         )
     missed = ", ".join(f"{f.machine_id} {f.ts:%m-%d %H:%M} ({f.failure_mode})" for f in result.model.missed_failures)
     lines.append(f"missed by the model: {missed or 'none'}")
+    lines.append("segment audit (prequential, whole run): segment  recall  FA/machine-week  ROC AUC")
+    for segment, summary in result.segments.items():
+        lines.append(
+            f"  {segment:<18}{_fmt(_num(summary.get('recall'))):>8}"
+            f"{_fmt(_num(summary.get('false_alarms_per_machine_week'))):>17}{_fmt(_num(summary.get('roc_auc'))):>9}"
+        )
+    if result.worse_segments:
+        lines.append(f"served worse than the fleet: {'; '.join(result.worse_segments)}")
     lines.append(f"decisions: {dict(sorted(result.decided_by.items()))}")
     lines.append(f"drift events: {dict(sorted(result.drift.items()))}; pending labels max {result.pending_max}")
     return "\n".join(lines)
