@@ -146,11 +146,16 @@ class OpcUaCollector:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # Python 3.11's wait_for (used inside asyncua) can swallow a cancellation that races with a result,
+        # so cancel until the supervisor has really stopped.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     def __aiter__(self) -> OpcUaCollector:
         return self
