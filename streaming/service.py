@@ -25,7 +25,6 @@ gives one worker a machine's partitions on every topic.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -33,7 +32,6 @@ import signal
 import socket
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,10 +39,11 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata
 
+from streaming.changelog import MAX_STATE_BYTES, Changelog, encode_checkpoint
 from streaming.decoding import ReadingDecoder
-from streaming.exceptions import DeliveryError, StateError
+from streaming.exceptions import DeliveryError
 from streaming.windows import LateReading, WindowEngine
 from vigil.bus import (
     TopicSpec,
@@ -66,9 +65,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVICE = "features"
-MAX_STATE_BYTES = 16 * 1024 * 1024
-"""Largest compressed checkpoint of one machine (its open windows' readings); the changelog is created for it."""
-_CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -124,8 +120,7 @@ class FeatureService:
         self.engine = WindowEngine(config)
         self.decoder = ReadingDecoder(accept_uncertain=config.windows.accept_uncertain)
         self.stats = ServiceStats()
-        self.changelog = changelog_topic(config.topics, SERVICE)
-        self._prefix = f"{config.windows.group_id}/"
+        self.changelog = Changelog(config.kafka, changelog_topic(config.topics, SERVICE), config.windows.group_id)
         self._producer: Any = None
         self._consumer: Any = None
         self._influx: Any = None
@@ -153,7 +148,7 @@ class FeatureService:
         if topics.readings_pattern is None:
             specs += [TopicSpec(t, kafka.partitions) for t in topics.reading_topics()]
         ensure_topics(kafka, specs)
-        self._ensure_changelog()
+        self.changelog.ensure()
         self._producer = make_producer(
             kafka, client_id=f"{kafka.client_id}-{SERVICE}", max_request_size=MAX_STATE_BYTES + 64 * 1024
         )
@@ -184,29 +179,6 @@ class FeatureService:
             topics.readings_pattern or ", ".join(topics.reading_topics()),
             self.config.windows.model_dump(include={"kind", "size_s", "hop_s", "grace_s", "idle_timeout_s"}),
         )
-
-    def _ensure_changelog(self) -> None:
-        """The compacted changelog, allowing records as large as one machine's open windows can get."""
-        from kafka import KafkaAdminClient
-        from kafka.admin import NewTopic
-        from kafka.errors import TopicAlreadyExistsError
-
-        kafka = self.config.kafka
-        admin = KafkaAdminClient(**kafka.client_kwargs(), client_id=f"{kafka.client_id}-admin")
-        try:
-            if self.changelog.name in set(admin.list_topics()):
-                return
-            configs = {
-                "cleanup.policy": "compact",
-                "min.compaction.lag.ms": "0",
-                "segment.ms": "600000",
-                "max.message.bytes": str(MAX_STATE_BYTES + 64 * 1024),
-            }
-            topic = NewTopic(self.changelog.name, 1, kafka.replication_factor, topic_configs=configs)
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([topic], timeout_ms=30_000, wait_for_metadata=True)
-        finally:
-            admin.close()
 
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set; checkpoint on the interval and once more at the end."""
@@ -378,10 +350,9 @@ class FeatureService:
             state = self.engine.machine_state(machine)
             if state is None:
                 continue
-            record = {"v": _CHECKPOINT_VERSION, "offsets": self._machine_offsets.get(machine, {}), "machine": state}
-            value = zlib.compress(json.dumps(record).encode(), 1)
-            key = f"{self._prefix}{machine}".encode()
-            self._producer.send(self.changelog.name, key=key, value=value).add_errback(self._send_errors.append)
+            value = encode_checkpoint(self._machine_offsets.get(machine, {}), state)
+            future = self._producer.send(self.changelog.topic.name, key=self.changelog.key(machine), value=value)
+            future.add_errback(self._send_errors.append)
         self._producer.flush(timeout=120)
         self._raise_send_errors()
         self._dirty.clear()
@@ -448,15 +419,15 @@ class FeatureService:
         owned = {_tpk(tp) for tp in assigned}
         started = time.monotonic()
         restored = 0
-        for machine, record in self.read_changelog().items():
-            if not set(record["offsets"]) & owned:
+        for machine, checkpoint in self.changelog.read().items():
+            if not set(checkpoint.offsets) & owned:
                 continue
             if machine in self._machine_offsets:
                 self._skip[machine] = dict(self._machine_offsets[machine])
                 continue
-            self.engine.load_machine_state(machine, record["machine"])
-            self._machine_offsets[machine] = dict(record["offsets"])
-            self._skip[machine] = dict(record["offsets"])
+            self.engine.load_machine_state(machine, checkpoint.machine)
+            self._machine_offsets[machine] = dict(checkpoint.offsets)
+            self._skip[machine] = dict(checkpoint.offsets)
             restored += 1
         self.stats.restored_machines += restored
         log.info(
@@ -467,42 +438,6 @@ class FeatureService:
         )
         if self.metrics is not None:
             self.metrics.set_ready(True)
-
-    def read_changelog(self, timeout_s: float = 120.0) -> dict[str, dict[str, Any]]:
-        """The latest checkpoint of every machine of this group, read from the compacted changelog."""
-        consumer = make_consumer(self.config.kafka, None, client_id=f"{self.config.kafka.client_id}-restore")
-        latest: dict[str, bytes] = {}
-        try:
-            tp = TopicPartition(self.changelog.name, 0)
-            consumer.assign([tp])
-            consumer.seek_to_beginning(tp)
-            end = consumer.end_offsets([tp])[tp]
-            deadline = time.monotonic() + timeout_s
-            while consumer.position(tp) < end:
-                if time.monotonic() > deadline:
-                    raise StateError(f"changelog {self.changelog.name} not read to its end within {timeout_s:g}s")
-                for messages in consumer.poll(timeout_ms=1000).values():
-                    for msg in messages:
-                        key = msg.key.decode() if msg.key else ""
-                        if not key.startswith(self._prefix):
-                            continue
-                        machine = key[len(self._prefix) :]
-                        if msg.value is None:
-                            latest.pop(machine, None)
-                        else:
-                            latest[machine] = msg.value
-        finally:
-            consumer.close(autocommit=False)
-        out: dict[str, dict[str, Any]] = {}
-        for machine, value in latest.items():
-            try:
-                record = json.loads(zlib.decompress(value))
-            except (zlib.error, ValueError) as exc:
-                raise StateError(f"checkpoint of machine {machine!r} is unreadable: {exc}") from exc
-            if record.get("v") != _CHECKPOINT_VERSION:
-                raise StateError(f"checkpoint of machine {machine!r} has version {record.get('v')!r}")
-            out[machine] = record
-        return out
 
     # ------------------------------------------------------------------ reporting
     def _open_readings_gauge(self) -> Any:

@@ -508,10 +508,10 @@ def test_a_machine_state_larger_than_a_default_kafka_record_checkpoints_and_rest
         service._machine_offsets["PMP-001"] = {f"{created.readings}:0": 42}
         service._dirty.add("PMP-001")
         service._write_state()  # > 1 MB compressed: the default record limit would refuse it
-        record = service.read_changelog()["PMP-001"]
-        assert record["offsets"] == {f"{created.readings}:0": 42}
+        checkpoint = service.changelog.read()["PMP-001"]
+        assert checkpoint.offsets == {f"{created.readings}:0": 42}
         restored = WindowEngine(config)
-        restored.load_machine_state("PMP-001", record["machine"])
+        restored.load_machine_state("PMP-001", checkpoint.machine)
         assert restored.open_readings() == 120_000
         assert restored.flush() == service.engine.flush()
     finally:
