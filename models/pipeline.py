@@ -395,6 +395,10 @@ class FleetModel:
         elif event.event == "repair":
             dropped = self.pending.repair(event.machine_id)
             log.debug("repair of %s: %d pending vectors dropped", event.machine_id, dropped)
+        if machine is not None and event.event == "repair" and self.config.rereference_on_repair:
+            # A repaired machine is a known-healthy machine: learn its normal afresh (the type's normal covers the
+            # meantime), instead of keeping one that may have been learnt while it was already wearing.
+            machine.normal = OperatingNormal(self.config.cold_start_windows, self.config.normal_forget)
         if machine is not None and event.event in ("failure", "repair"):
             machine.smooth.clear()
             machine.slow.clear()

@@ -98,13 +98,17 @@ class ChangelogStore:
 class ModelService:
     """One worker of the models stage."""
 
-    def __init__(self, config: VigilConfig, group_id: str = "vigil-models", metrics: Any = None) -> None:
+    def __init__(
+        self, config: VigilConfig, group_id: str = "vigil-models", metrics: Any = None, worker: str = "0"
+    ) -> None:
         self.config = config
         self.group_id = group_id
         self.metrics = metrics
+        self.worker = worker
         self.model = FleetModel(config.models, config.machines_by_id, config.machine_types)
         self.schema = feature_schema(config)
-        self.store = ChangelogStore(config, group_id)
+        # One checkpoint per worker of the group: workers never overwrite each other's state.
+        self.store = ChangelogStore(config, group_id if worker == "0" else f"{group_id}.{worker}")
         self.restored = "fresh"
         """``restored`` (from a checkpoint), ``rebuilt`` (checkpoint refused: replay) or ``fresh`` (none)."""
         self.predictions = 0
@@ -378,12 +382,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="vigil models", description="online failure prediction and drift")
     parser.add_argument("--config", default=None, help="plant configuration (default: $VIGIL_CONFIG, the example)")
     parser.add_argument("--group", default="vigil-models", help="Kafka consumer group (and checkpoint key)")
+    parser.add_argument("--worker", default="0", help="stable worker name within the group (its checkpoint key)")
     add_metrics_arguments(parser, SERVICE)
     args = parser.parse_args(argv)
     config = load_config(args.config)
     metrics = ServiceMetrics(SERVICE)
     server = start_http(metrics, args.metrics_port, args.metrics_host)
-    service = ModelService(config, args.group, metrics)
+    service = ModelService(config, args.group, metrics, args.worker)
     stop = threading.Event()
     restore_signals = _install_signals(stop)
     try:

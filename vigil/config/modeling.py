@@ -43,6 +43,9 @@ class ModelConfig(Section):
     """A trend alerts only once the sensor is this share of the way to its limit (noise stays quiet)."""
     classifier_min_margin: float = Field(default=0.8, ge=0, le=1)
     """The classifier alerts only when a limited sensor is at least this share of ``margin_alert`` on its way."""
+    rereference_on_repair: bool = False
+    """After a repair a machine learns its normal afresh (its type's normal meanwhile). Measured worse on the
+    simulated fleet (the type normal is coarser than a slightly stale own normal), so off by default."""
     healthy_z: float = Field(default=2.0, gt=0)
     """A window whose anomaly score is below this (in standard deviations) updates the reference of normal."""
     smoothing: float = Field(default=0.3, gt=0, le=1)
