@@ -116,7 +116,11 @@ def main(argv: list[str]) -> int:
             ensure_topics(config.kafka, [TopicSpec(config.topics.maintenance, config.kafka.partitions)])
         except Exception as exc:  # the publisher spools until Kafka is back
             log.warning("could not ensure the maintenance topic (%s); continuing", exc)
-        publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source="simulator")
+        # Its own spool file: a spool belongs to one process, and a collector may run next to the simulator.
+        spool = config.spool.model_copy(
+            update={"path": config.spool.path.with_name(f"{config.spool.path.stem}-simulator.sqlite")}
+        )
+        publisher = KafkaPublisher(config.kafka, config.topics, spool, config.publish, source="simulator")
         publisher.start()
     digest = _Digest()
 
