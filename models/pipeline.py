@@ -511,6 +511,9 @@ class FleetModel:
         last = machine.margin_ts
         hours = (fv.window_end - last).total_seconds() / 3600 if last is not None else 0.0
         machine.margin_ts = fv.window_end
+        spec = self.machine_types.get(fv.machine_type)
+        # Trends only of the key sensors (``key = true``): load-following ones (currents) swing too much.
+        key_sensors = {name for name, sensor in spec.sensors.items() if sensor.key} if spec else set()
         for key, low, high in self.rules(fv.machine_id, fv.machine_type).limits():
             value = x.get(key)
             expected = reference.expected(key, r)
@@ -524,7 +527,7 @@ class FleetModel:
             previous = machine.margin.get(key)
             share = share if previous is None else alpha * share + (1 - alpha) * previous
             machine.margin[key] = share
-            if previous is not None and 0 < hours <= 1.0:
+            if previous is not None and 0 < hours <= 1.0 and sensor_of(key) in key_sensors:
                 rate = machine.margin_rate.get(key, 0.0)
                 rate += _RATE_SMOOTHING * ((share - previous) / hours - rate)
                 machine.margin_rate[key] = rate

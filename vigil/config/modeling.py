@@ -31,7 +31,7 @@ class ModelConfig(Section):
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
     aggregations: list[str] = ["mean"]
     """Window aggregations of every sensor the models use (derived cross-sensor features are always used)."""
-    deviation_z: float = Field(default=20.0, gt=0)
+    deviation_z: float = Field(default=50.0, gt=0)
     """Floor of the anomaly threshold: smoothed deviation (in the machine's own standard deviations)."""
     normal_forget: float = Field(default=0.002, gt=0, lt=1)
     """After its first ``cold_start_windows``, a machine's reference of normal forgets this share per healthy window."""
