@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -146,8 +146,10 @@ class SimulatorServer:
                     _node_id(f"{machine_id}.{sensor}.EngineeringUnits", idx), "EngineeringUnits", units
                 )
                 self._nodes[(machine_id, sensor)] = nodeid
-        await server.start()
         self._server = server
+        # The first sample is written before anyone can connect: no client ever sees an uninitialised variable.
+        await self.step()
+        await server.start()
         log.info("simulator serving %d machines at %s", len(self.fleet.machine_ids), self.endpoint)
 
     async def stop(self) -> None:
@@ -185,13 +187,27 @@ class SimulatorServer:
             await self._server.write_attribute_value(self._nodes[(r.machine_id, r.sensor)], value)
         self.written += len(readings)
 
+    async def inject(self, machine_id: str, sensor: str, value: Any, status_code: int, ts: datetime) -> None:
+        """Write one raw value of any type to a sensor (fault injection for tests and demos: NaN, strings, ...)."""
+        if self._server is None:
+            raise SimulatorError("the server is not started")
+        variant = value if isinstance(value, ua.Variant) else ua.Variant(value)
+        dv = ua.DataValue(
+            Value=variant,
+            StatusCode=ua.StatusCode(ua.UInt32(status_code)),
+            SourceTimestamp=cast(ua.DateTime, ts),
+            ServerTimestamp=cast(ua.DateTime, ts + SERVER_LATENCY),
+        )
+        await self._server.write_attribute_value(self._nodes[(machine_id, sensor)], dv)
+
     async def run(self, duration_s: float | None = None) -> None:
-        """Step until ``duration_s`` of simulated time has passed (forever when ``None``), paced by ``speed``."""
-        steps = None if duration_s is None else math.ceil(duration_s / self.fleet.sample_interval_s)
+        """Step until ``duration_s`` of simulated time since the fleet's start is sampled (forever when ``None``),
+        paced by ``speed``; the sample :meth:`start` wrote counts."""
+        end = None if duration_s is None else self.fleet.start + timedelta(seconds=duration_s)
         real_step = self.fleet.sample_interval_s / self.speed
         t0 = time.monotonic()
         done = 0
-        while steps is None or done < steps:
+        while end is None or self.fleet.now < end:
             await self.step()
             done += 1
             # Pace against the start, not the previous step, so a slow step does not slow the whole run.
