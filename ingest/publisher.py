@@ -26,11 +26,13 @@ import itertools
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest.exceptions import PublishError
@@ -103,7 +105,7 @@ class KafkaPublisher:
         self.publish = publish or PublishSettings()
         self.source = source
         self.counters = PublisherCounters()
-        self._spool = Spool(self.spool_settings)
+        self._spool = Spool(self.spool_settings.model_copy(update={"path": spool_path(self.spool_settings, source)}))
         self._producer: Any = None
         self._spooling = False
         self._started = False
@@ -200,6 +202,11 @@ class KafkaPublisher:
     def spooling(self) -> bool:
         """True while messages go to the spool instead of Kafka."""
         return self._spooling
+
+    @property
+    def spool_path(self) -> Path:
+        """This publisher's spool file: ``spool.path`` with the source name added (see :func:`spool_path`)."""
+        return self._spool.settings.path
 
     @property
     def backlog(self) -> int:
@@ -574,6 +581,22 @@ def encode_batch(machine_id: str, readings: list[Reading], source: str | None = 
         f'{{"v":1,"kind":"reading_batch","machine_id":{json.dumps(machine_id)},'
         f'"ingest_ts":"{utcnow().isoformat()}","source":{json.dumps(source)},"samples":[{",".join(parts)}]}}'
     ).encode()
+
+
+def spool_path(settings: SpoolSettings, source: str | None) -> Path:
+    """The spool file of one publisher: the source name goes into ``spool.path``'s file name.
+
+    The OPC UA collector, the MQTT collector and the simulator of one host share a configuration, and two
+    processes must never share a spool (each would replay, and delete, the other's messages).
+
+    >>> spool_path(SpoolSettings(path=Path("/var/lib/vigil/ingest.sqlite")), "replay:history 2026.csv")
+    PosixPath('/var/lib/vigil/ingest.replay_history_2026.csv.sqlite')
+    """
+    path = settings.path
+    if not source:
+        return path
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", source).strip("._") or "source"
+    return path.with_name(f"{path.stem}.{safe}{path.suffix}")
 
 
 def _permanent(exc: BaseException | None) -> bool:

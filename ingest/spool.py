@@ -36,6 +36,8 @@ import threading
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 from ingest.exceptions import SpoolError
 from vigil.config.ingest import SpoolSettings
@@ -83,6 +85,7 @@ class Spool:
         self.settings = settings
         self.counters = SpoolCounters()
         self._db: sqlite3.Connection | None = None
+        self._lock_file: IO[str] | None = None
         self._lock = threading.Lock()
         self._bytes = 0
         self._messages = 0
@@ -90,9 +93,11 @@ class Spool:
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
+        """Open (creating it) and lock the spool: one process per spool file, or two would replay each other's."""
         path = self.settings.path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = _exclusive_lock(path.with_name(path.name + ".lock"))
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -101,6 +106,7 @@ class Spool:
                 "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(readings), 0) FROM spool"
             ).fetchone()
         except (sqlite3.Error, OSError) as exc:
+            self._unlock()
             raise SpoolError(f"cannot open spool {path}: {exc}") from exc
         self._db = db
         self._messages, self._bytes, self._readings = int(count), int(size), int(readings)
@@ -112,6 +118,12 @@ class Spool:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the descriptor releases the flock
+            self._lock_file = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -243,3 +255,25 @@ class Spool:
         if self._db is None:
             raise SpoolError("spool is not open (call open() first)")
         return self._db
+
+
+def _exclusive_lock(path: Path) -> IO[str]:
+    """An advisory lock held for the spool's lifetime (released by the kernel if the process dies)."""
+    import fcntl
+    import os
+
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise SpoolError(
+            f"spool {path.with_suffix('')} is in use by {owner}; give each collector process its own spool.path"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle

@@ -42,8 +42,13 @@ def _publisher(tmp_path: Path, port: int, **publish: object) -> KafkaPublisher:
     )
 
 
+def _spool_file(tmp_path: Path) -> Path:
+    [path] = tmp_path.glob("*.sqlite")  # the publisher puts its source name into the file name
+    return path
+
+
 def _spooled(tmp_path: Path) -> Iterator[tuple[str, bytes | None, object]]:
-    spool = Spool(SpoolSettings(path=tmp_path / "spool.sqlite"))
+    spool = Spool(SpoolSettings(path=_spool_file(tmp_path)))
     spool.open()
     try:
         for m in spool.peek(10_000):
@@ -183,7 +188,7 @@ def test_a_batch_too_large_for_kafka_is_split_in_order(tmp_path: Path, closed_po
     for i in range(500):
         pub.add(Reading(machine_id="PMP-001", sensor="flow", ts=T + timedelta(seconds=i), value=float(i), unit=unit))
     pub.close(timeout_s=5)
-    spool = Spool(SpoolSettings(path=tmp_path / "spool.sqlite"))
+    spool = Spool(SpoolSettings(path=_spool_file(tmp_path)))
     spool.open()
     sizes = [len(m.value) for m in spool.peek(100)]
     spool.close()
@@ -244,3 +249,23 @@ def test_adding_after_close_is_refused_not_silently_buffered(tmp_path: Path, clo
         pub.add(_reading("PMP-001", 1))
     assert pub.counters.added == 1
     assert pub.backlog == 1
+
+
+def test_each_source_gets_its_own_spool_file_and_a_spool_is_locked_to_one_process(
+    tmp_path: Path, closed_port: int
+) -> None:
+    from ingest.exceptions import SpoolError
+
+    settings = SpoolSettings(path=tmp_path / "ingest.sqlite", retry_interval_s=600)
+    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{closed_port}")
+    publish = PublishSettings(connect_timeout_s=0.5)
+    opcua = KafkaPublisher(kafka, Topics(), settings, publish, source="opcua")
+    mqtt = KafkaPublisher(kafka, Topics(), settings, publish, source="mqtt")
+    assert (opcua.spool_path.name, mqtt.spool_path.name) == ("ingest.opcua.sqlite", "ingest.mqtt.sqlite")
+    opcua.start()
+    try:
+        twin = KafkaPublisher(kafka, Topics(), settings, publish, source="opcua")
+        with pytest.raises(SpoolError, match=r"in use by pid \d+"):
+            twin.start()
+    finally:
+        opcua.close(timeout_s=1)

@@ -109,3 +109,11 @@ def test_values_are_stored_compressed_and_read_back_intact(tmp_path: Path) -> No
     spool.append(1, "t", b"k", value, readings=1000)
     assert spool.size_bytes < len(value) / 10
     assert spool.peek(1)[0].value == value
+
+
+def test_a_spool_file_is_used_by_one_spool_at_a_time(tmp_path: Path) -> None:
+    first = _spool(tmp_path)
+    with pytest.raises(SpoolError, match="in use"):
+        _spool(tmp_path)
+    first.close()
+    _spool(tmp_path).close()  # released on close (and by the kernel when a process dies)
