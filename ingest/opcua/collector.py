@@ -204,6 +204,9 @@ class OpcUaCollector:
             lost.set()
 
         client.connection_lost_callback = on_lost
+        # asyncua's own stale-subscription watchdog re-creates a silent subscription in place, dropping what
+        # arrives meanwhile without a trace; ours reconnects with a fresh client and marks the gap instead.
+        client._stale_check_margin = math.inf
         try:
             try:
                 await apply_security(client, self.source.endpoint, self.source.security, self.source.timeout_s)
@@ -262,6 +265,7 @@ class OpcUaCollector:
             params, handler=None, queue_maxsize=max(self.queue_maxsize, 1000), overflow=OverflowPolicy.DROP_OLDEST
         )
         handles: dict[int, Binding] = {}
+        by_node = {b.nodeid: b for b in self.bindings}
         requests = []
         for i, binding in enumerate(self.bindings):
             handles[1000 + i] = binding
@@ -285,7 +289,7 @@ class OpcUaCollector:
                     raise _Lost("subscription_silent")
                 continue
             if isinstance(event, DataChangeEvent):
-                bound = handles.get(event.data.monitored_item.ClientHandle)
+                bound = handles.get(event.data.monitored_item.ClientHandle) or by_node.get(event.node.nodeid)
                 if bound is not None:
                     await self._emit(to_reading(bound, event.data.monitored_item.Value, source.name, source.event_time))
             elif isinstance(event, StatusChangeEvent) and not event.notification.Status.is_good():

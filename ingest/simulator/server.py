@@ -200,6 +200,15 @@ class SimulatorServer:
         )
         await self._server.write_attribute_value(self._nodes[(machine_id, sensor)], dv)
 
+    async def drop_subscriptions(self) -> int:
+        """Forget every client subscription, keeping the sessions (fault injection: a subscription goes silent)."""
+        if self._server is None:
+            raise SimulatorError("the server is not started")
+        service = self._server.iserver.subscription_service
+        ids = list(service.subscriptions)
+        await service.delete_subscriptions(ids)
+        return len(ids)
+
     async def run(self, duration_s: float | None = None) -> None:
         """Step until ``duration_s`` of simulated time since the fleet's start is sampled (forever when ``None``),
         paced by ``speed``; the sample :meth:`start` wrote counts."""
