@@ -10,12 +10,17 @@ import logging
 import signal
 import sys
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from ingest.opcua.collector import OpcUaCollector
 from ingest.publisher import KafkaPublisher
 from ingest.validation import Validator
 from vigil.config import OpcUaSource, VigilConfig
 from vigil.contracts import Gap
+
+if TYPE_CHECKING:
+    from ingest.publisher import IngestMetrics
+    from vigil.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +31,16 @@ async def run_source(
     publisher: KafkaPublisher,
     validator: Validator,
     stop: asyncio.Event,
+    live: dict[str, Counter[str]] | None = None,
 ) -> Counter[str]:
     """Collect one source until ``stop`` is set; readings are validated, gaps pass through. Returns its counters.
 
+    ``live`` receives the collector's counters object (updated in place) for metrics while it runs.
     An :class:`~ingest.exceptions.OpcUaSecurityError` (or any collector failure) propagates.
     """
     async with OpcUaCollector(source, config) as collector:
+        if live is not None:
+            live[source.name] = collector.counters
 
         async def pump() -> None:
             async for event in collector:
@@ -64,11 +73,12 @@ async def run_sources(
     validator: Validator,
     stop: asyncio.Event,
     duration_s: float | None = None,
+    live: dict[str, Counter[str]] | None = None,
 ) -> dict[str, Counter[str]]:
     """Run every source concurrently until ``stop`` (or ``duration_s``); the first failure stops all."""
     if duration_s is not None:
         asyncio.get_running_loop().call_later(duration_s, stop.set)
-    tasks = [asyncio.create_task(run_source(s, config, publisher, validator, stop)) for s in sources]
+    tasks = [asyncio.create_task(run_source(s, config, publisher, validator, stop, live)) for s in sources]
     try:
         results = await asyncio.gather(*tasks)
     finally:
@@ -78,16 +88,50 @@ async def run_sources(
     return {s.name: counters for s, counters in zip(sources, results, strict=True)}
 
 
+class OpcUaMetrics:
+    """The standard ingest metrics plus ``vigil_ingest_opcua_total{source, counter}`` (the collector's counters:
+    readings, gaps, connects, lost:<reason>, unknown_machine, ...), mirrored by deltas."""
+
+    def __init__(self, metrics: ServiceMetrics, ingest: IngestMetrics) -> None:
+        from prometheus_client import Counter as PromCounter
+
+        self.metrics = metrics
+        self.ingest = ingest
+        self.opcua = PromCounter(
+            "vigil_ingest_opcua",
+            "OPC UA collector events by source and counter",
+            ["source", "counter"],
+            registry=metrics.registry,
+        )
+        self._seen: dict[tuple[str, str], int] = {}
+
+    def update(self, publisher: KafkaPublisher, validation: Counter[str], live: dict[str, Counter[str]]) -> None:
+        self.ingest.update(publisher, validation, None)
+        for source, counters in list(live.items()):
+            for name, total in list(counters.items()):
+                delta = total - self._seen.get((source, name), 0)
+                if delta > 0:
+                    self.opcua.labels(source, name).inc(delta)
+                    self._seen[(source, name)] = total
+                    if name == "connect_failed":
+                        self.metrics.errors.labels("opcua_connect_failed").inc(delta)
+                    elif name == "dropped_overflow":
+                        self.metrics.dropped.labels("opcua_queue_overflow").inc(delta)
+
+
 def main(argv: list[str]) -> int:
     """``vigil collect opcua``: run the configured OPC UA sources until interrupted (or ``--duration``)."""
+    from ingest.publisher import IngestMetrics
     from vigil.bus import TopicSpec, ensure_topics
     from vigil.config import load_config
     from vigil.exceptions import VigilError
+    from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 
     parser = argparse.ArgumentParser(prog="vigil collect opcua", description=main.__doc__)
     parser.add_argument("--config", help="plant configuration (default: $VIGIL_CONFIG, then the example)")
     parser.add_argument("--source", action="append", help="only this [[sources.opcua]] name (repeatable)")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    add_metrics_arguments(parser, "collect")
     args = parser.parse_args(argv)
     # asyncua narrates every request and publish at INFO; keep its warnings and errors only.
     logging.getLogger("asyncua").setLevel(logging.WARNING)
@@ -106,14 +150,35 @@ def main(argv: list[str]) -> int:
         log.warning("could not ensure topics (%s); continuing", exc)
     validator = Validator(config)
     publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source="opcua")
+    metrics = ServiceMetrics("collect-opcua")
+    exporter = OpcUaMetrics(metrics, IngestMetrics(metrics))
+    try:
+        server = start_http(metrics, args.metrics_port, args.metrics_host)
+    except OSError as exc:  # a metrics port in use must not stop data collection
+        log.warning("metrics endpoint not started (%s)", exc)
+        server = None
     publisher.start()
+    live: dict[str, Counter[str]] = {}
+
+    async def report(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 5.0)
+            exporter.update(publisher, validator.counters, live)
+            metrics.heartbeat()
 
     async def run() -> dict[str, Counter[str]]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_sources(sources, config, publisher, validator, stop, args.duration)
+        reporter = asyncio.create_task(report(stop))
+        metrics.set_ready(True)
+        try:
+            return await run_sources(sources, config, publisher, validator, stop, args.duration, live)
+        finally:
+            stop.set()
+            await reporter
 
     try:
         counters = asyncio.run(run())
@@ -122,6 +187,9 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         publisher.close()
+        exporter.update(publisher, validator.counters, live)
+        if server is not None:
+            server.close()
     summary = {
         "sources": {name: dict(c) for name, c in counters.items()},
         "validation": dict(validator.counters),

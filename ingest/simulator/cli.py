@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge
+
 from ingest.simulator.fleet import Fleet
 from ingest.simulator.server import ServerSecurity, SimulatorServer
 from vigil.contracts import MaintenanceEvent, Reading
@@ -93,8 +96,11 @@ def main(argv: list[str]) -> int:
     from vigil.bus import TopicSpec, ensure_topics
     from vigil.config import load_config
     from vigil.exceptions import VigilError
+    from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    add_metrics_arguments(parser, "simulate")
+    args = parser.parse_args(argv)
     # asyncua narrates every request and publish at INFO; keep its warnings and errors only.
     logging.getLogger("asyncua").setLevel(logging.WARNING)
     try:
@@ -123,12 +129,26 @@ def main(argv: list[str]) -> int:
         publisher = KafkaPublisher(config.kafka, config.topics, spool, config.publish, source="simulator")
         publisher.start()
     digest = _Digest()
+    metrics = ServiceMetrics("simulate")
+    sim_events = PromCounter(
+        "vigil_simulator_events", "Simulated maintenance events", ["event", "failure_mode"], registry=metrics.registry
+    )
+    sim_time = Gauge("vigil_simulator_time_seconds", "Simulated time (Unix seconds)", registry=metrics.registry)
+    try:
+        http = start_http(metrics, args.metrics_port, args.metrics_host)
+    except OSError as exc:  # a metrics port in use must not stop the simulation
+        log.warning("metrics endpoint not started (%s)", exc)
+        http = None
 
     def on_step(readings: list[Reading], events: list[MaintenanceEvent]) -> None:
         digest.readings_seen(readings)
         digest.events_seen(events)
+        metrics.readings.inc(len(readings))
+        sim_time.set(fleet.now.timestamp())
+        metrics.heartbeat()
         for e in events:
             log.info("%s %s at %s (%s)", e.machine_id, e.event.value, e.ts.isoformat(), e.failure_mode)
+            sim_events.labels(e.event.value, e.failure_mode or "").inc()
             if publisher is not None:
                 publisher.add_event(e)
 
@@ -140,6 +160,7 @@ def main(argv: list[str]) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with server:
+            metrics.set_ready(True)
             print(f"serving {len(fleet.machine_ids)} machines at {server.endpoint}", flush=True)  # noqa: T201
             runner = asyncio.create_task(server.run(args.duration))
             stopper = asyncio.create_task(stop.wait())
@@ -157,6 +178,8 @@ def main(argv: list[str]) -> int:
     finally:
         if publisher is not None:
             publisher.close()
+        if http is not None:
+            http.close()
     summary = {
         "seed": args.seed,
         "start": start.isoformat(),

@@ -166,6 +166,8 @@ def _simulate(port: int, start: datetime, log: Path) -> subprocess.Popen[bytes]:
         "-m",
         "vigil.cli",
         "simulate",
+        "--metrics-port",
+        "-1",
         "--no-kafka",
         "--port",
         str(port),

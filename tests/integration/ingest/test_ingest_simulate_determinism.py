@@ -35,6 +35,8 @@ def _simulate(seed: int, port: int, topic: str, kafka: KafkaSettings, tmp_path: 
         "-m",
         "vigil.cli",
         "simulate",
+        "--metrics-port",
+        "-1",
         "--seed",
         str(seed),
         "--port",
