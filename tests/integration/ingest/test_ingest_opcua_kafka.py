@@ -249,3 +249,48 @@ def test_server_killed_and_restarted_resumes_and_marks_the_gap(
             for r in m.readings()
         ]
         assert after and min(r.ts for r in after) >= gap.end
+
+
+def _wait_for_port(port: int, timeout_s: float) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on {port} after {timeout_s} s")
+
+
+def test_vigil_collect_opcua_command(
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    free_port: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from ingest.cli import main
+
+    plant = (ROOT / "config" / "plant.example.toml").read_text()
+    config_path = tmp_path / "plant.toml"
+    config_path.write_text(plant.replace("127.0.0.1:4840/vigil/", f"127.0.0.1:{free_port}/vigil/"))
+    monkeypatch.setenv("VIGIL_KAFKA__BOOTSTRAP_SERVERS", kafka_settings.bootstrap_servers)
+    monkeypatch.setenv("VIGIL_TOPICS__READINGS", topics.readings)
+    monkeypatch.setenv("VIGIL_SPOOL__PATH", str(tmp_path / "spool.sqlite"))
+    simulator = _simulate(free_port, START, tmp_path / "simulate.log")
+    try:
+        _wait_for_port(free_port, 60)
+        code = main(["opcua", "--config", str(config_path), "--duration", "8", "--metrics-port", "-1"])
+    finally:
+        simulator.kill()
+        simulator.wait()
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    collected = summary["sources"]["simulator"]
+    assert collected["readings"] > 0 and summary["publisher"]["sent"] == summary["publisher"]["added"] > 0
+    readings = _readings(_consume(kafka_settings, topics.readings, lambda out: len(_readings(out)) >= 10))
+    assert {r.machine_id for r in readings} <= {"PMP-001", "MTR-002"}  # the machines the simulator serves
