@@ -24,6 +24,7 @@ holds at most ``max_per_machine`` (the oldest resolve early as negatives when th
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,10 +32,14 @@ from datetime import datetime, timedelta
 
 @dataclass(slots=True)
 class Pending:
-    """One vector waiting for its label: the model inputs used at prediction time and what was predicted."""
+    """One vector waiting for its label: the model inputs used at prediction time and what was predicted.
+
+    The inputs are stored compactly (a shared key tuple and an array of doubles): this is most of the stage's
+    memory, one per kept window per machine for a whole horizon."""
 
     ts: datetime
-    x: dict[str, float]
+    keys: tuple[str, ...]
+    values: array[float]
     score: float
     """What the live model said (probability or normalised anomaly score), for prequential evaluation."""
     weight: float
@@ -68,6 +73,7 @@ class PendingLabels:
         self._pending: dict[str, deque[Pending]] = {}
         self._failures: dict[str, list[datetime]] = {}
         self.dropped_by_cap = 0
+        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.skipped_by_sampling = 0
 
     def _keep(self, machine_id: str, ts: datetime) -> bool:
@@ -93,12 +99,14 @@ class PendingLabels:
                 return []
             weight = 1.0 / self.sample_rate
         queue = self._pending.setdefault(machine_id, deque())
-        queue.append(Pending(ts, x, score, weight, anomaly))
+        keys = tuple(x)
+        keys = self._keys.setdefault(keys, keys)  # one tuple per distinct feature set, shared
+        queue.append(Pending(ts, keys, array("d", x.values()), score, weight, anomaly))
         out: list[Resolved] = []
         while len(queue) > self.max_per_machine:
             self.dropped_by_cap += 1
             old = queue.popleft()
-            out.append(Resolved(machine_id, old.ts, old.x, old.score, old.weight, False, None, old.anomaly))
+            out.append(Resolved(machine_id, old.ts, _x(old), old.score, old.weight, False, None, old.anomaly))
         return out
 
     def advance(self, machine_id: str, now: datetime) -> list[Resolved]:
@@ -110,7 +118,7 @@ class PendingLabels:
         cutoff = now - timedelta(seconds=self.horizon_s)
         while queue and queue[0].ts < cutoff:
             p = queue.popleft()
-            out.append(Resolved(machine_id, p.ts, p.x, p.score, p.weight, False, None, p.anomaly))
+            out.append(Resolved(machine_id, p.ts, _x(p), p.score, p.weight, False, None, p.anomaly))
         return out
 
     def failure(self, machine_id: str, ts: datetime) -> list[Resolved]:
@@ -126,7 +134,7 @@ class PendingLabels:
             p = queue.popleft()
             if p.ts <= ts:
                 lead = (ts - p.ts).total_seconds()
-                out.append(Resolved(machine_id, p.ts, p.x, p.score, p.weight, True, lead, p.anomaly))
+                out.append(Resolved(machine_id, p.ts, _x(p), p.score, p.weight, True, lead, p.anomaly))
             else:
                 keep.append(p)
         if queue is not None:
@@ -145,3 +153,7 @@ class PendingLabels:
 
     def machines(self) -> list[str]:
         return list(self._pending)
+
+
+def _x(pending: Pending) -> dict[str, float]:
+    return dict(zip(pending.keys, pending.values, strict=True))
