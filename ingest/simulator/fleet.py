@@ -22,7 +22,7 @@ changes the others):
 - **Operating regimes.** Load steps every ~3 h; machine-off periods of 1-6 h (speed 0, no flow/current,
   temperatures cooling towards ambient).
 - **Degradation and failure.** One failure mode at a time develops over its duration D (mode-specific, e.g.
-  bearing wear 1-4 days, cooling failure 0.5-1.5 days) with damage ``d = (exp(3.5 x) - 1) / (exp(3.5) - 1)``,
+  bearing wear 1-4 days, cooling failure 0.75-1.5 days) with damage ``d = (exp(3.5 x) - 1) / (exp(3.5) - 1)``,
   ``x`` the elapsed share of D. The mode's sensors drift by ``d`` times their effect, which is calibrated from
   the configured hard limit so that at full load the limit is reached at ``d ~ 0.88``: the trend is visible
   for hours to days, while ``limits.high`` is typically crossed only in the last ~1-4 h, or not at all at part
@@ -220,7 +220,7 @@ TEMPLATES: dict[str, Physics] = {
             ),
             FailureMode(
                 "cooling_failure",
-                0.5,
+                0.75,
                 1.5,
                 0.35,
                 (
