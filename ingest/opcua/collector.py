@@ -170,6 +170,15 @@ class OpcUaCollector:
             raise item
         return item
 
+    def drain(self) -> list[Event]:
+        """Take every event still queued, without waiting (after the collector stopped, so none is lost)."""
+        out: list[Event] = []
+        while self._queue is not None and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, Reading | Gap):
+                out.append(item)
+        return out
+
     async def wait_connected(self, timeout_s: float) -> None:
         """Wait until the first subscription or poll is running (tests, start-up checks)."""
         await asyncio.wait_for(self._connected.wait(), timeout_s)

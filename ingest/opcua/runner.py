@@ -16,7 +16,7 @@ from ingest.opcua.collector import OpcUaCollector
 from ingest.publisher import KafkaPublisher
 from ingest.validation import Validator
 from vigil.config import OpcUaSource, VigilConfig
-from vigil.contracts import Gap
+from vigil.contracts import Gap, Reading
 
 if TYPE_CHECKING:
     from ingest.publisher import IngestMetrics
@@ -38,19 +38,23 @@ async def run_source(
     ``live`` receives the collector's counters object (updated in place) for metrics while it runs.
     An :class:`~ingest.exceptions.OpcUaSecurityError` (or any collector failure) propagates.
     """
-    async with OpcUaCollector(source, config) as collector:
-        if live is not None:
-            live[source.name] = collector.counters
+    collector = OpcUaCollector(source, config)
+    if live is not None:
+        live[source.name] = collector.counters
 
-        async def pump() -> None:
-            async for event in collector:
-                if isinstance(event, Gap):
-                    publisher.add_gap(event)
-                    continue
-                checked = validator.check(event)
-                if checked is not None:
-                    publisher.add(checked)
+    def handle(event: Reading | Gap) -> None:
+        if isinstance(event, Gap):
+            publisher.add_gap(event)
+            return
+        checked = validator.check(event)
+        if checked is not None:
+            publisher.add(checked)
 
+    async def pump() -> None:
+        async for event in collector:
+            handle(event)
+
+    async with collector:
         task = asyncio.create_task(pump())
         stopper = asyncio.create_task(stop.wait())
         try:
@@ -61,9 +65,12 @@ async def run_source(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
-        return collector.counters
+    # The collector has stopped; what it had already accepted still goes to the publisher (which flushes).
+    for event in collector.drain():
+        handle(event)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+    return collector.counters
 
 
 async def run_sources(
