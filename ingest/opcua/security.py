@@ -10,6 +10,7 @@ Each refusal is an :class:`~ingest.exceptions.OpcUaSecurityError` that says whic
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ingest.exceptions import OpcUaError, OpcUaSecurityError
 from vigil.config import OpcUaSecurity
+
+log = logging.getLogger(__name__)
 
 POLICY_CLASSES: dict[str, type[security_policies.SecurityPolicy]] = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
@@ -117,5 +120,11 @@ async def apply_security(client: Any, endpoint: str, security: OpcUaSecurity, ti
             mode=MODES[security.mode],
         )
     if security.username is not None and security.password is not None:
+        if security.policy == "None":
+            log.warning(
+                "opcua %s: username login over security mode None; the password is protected only if the server's "
+                "user token policy encrypts it (configure a security policy)",
+                endpoint,
+            )
         client.set_user(security.username)
         client.set_password(security.password.get_secret_value())
