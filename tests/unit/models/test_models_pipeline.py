@@ -155,3 +155,24 @@ def test_delayed_labels_reach_the_type_classifier(example_config: VigilConfig) -
     assert negatives_before > 0  # windows older than the horizon resolved as negatives
     model.maintenance(MaintenanceEvent(machine_id="PMP-001", ts=window(k), event="failure"))
     assert classifier.n_positive == 3 * 3600 / WINDOW_S  # the last 3 h of windows
+
+
+def test_unknown_machine_types_and_odd_features_never_crash(example_config: VigilConfig) -> None:
+    from vigil.contracts import FeatureVector
+
+    model = make(example_config)
+    rng = random.Random(0)
+    for k in range(80):
+        features: dict[str, float | None] = {"temp.mean": 50 + rng.gauss(0, 1), "temp.std": 1.0, "odd": None}
+        if k % 7 == 0:
+            features["new_sensor.mean"] = float("nan")
+        fv = FeatureVector(
+            machine_id="TRB-001",
+            machine_type="turbine",
+            window_start=window(k),
+            window_end=window(k + 1),
+            features=features,
+        )
+        p = model.process(fv).prediction
+        assert p is not None and p.decision in (Decision.OK, Decision.ALERT)
+    assert p.rule_violations == () and not p.cold_start
