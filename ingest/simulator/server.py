@@ -217,8 +217,11 @@ class SimulatorServer:
         t0 = time.monotonic()
         done = 0
         while end is None or self.fleet.now < end:
+            step_started = time.monotonic()
             await self.step()
             done += 1
-            # Pace against the start, not the previous step, so a slow step does not slow the whole run.
+            # Pace against the start, not the previous step, so a slow step does not slow the whole run; but
+            # when behind, still leave the event loop a third of the time, or the server's own publishing to
+            # its clients starves and they receive almost nothing.
             delay = t0 + done * real_step - time.monotonic()
-            await asyncio.sleep(max(delay, 0.0))
+            await asyncio.sleep(max(delay, (time.monotonic() - step_started) * 0.5))
