@@ -20,7 +20,7 @@ from vigil.config.connections import InfluxSettings
 from vigil.contracts import Prediction
 from vigil.influx import InfluxSink, Point, Schema, V2Transport, ts_ns
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 TOKEN = "vigil-test-token-0123456789"
 T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
