@@ -218,8 +218,13 @@ class AlertService:
         now = self.clock()
         self._run_commands(now)
         if self.blocked:
-            # Keep the group membership alive while paused; no records are returned.
-            self._consumer.poll(timeout_ms=int(min(timeout_s, 0.5) * 1000))
+            # Keep the group membership alive while paused. Partitions assigned by a rebalance during the outage
+            # are not paused, so a poll can return records: rewind to them and pause, never drop them.
+            returned = self._consumer.poll(timeout_ms=int(min(timeout_s, 0.5) * 1000))
+            for tp, batch in returned.items():
+                if batch:
+                    self._consumer.seek(tp, batch[0].offset)
+                    self._consumer.pause(tp)
             if self.clock() < self._retry_at:
                 return
         else:

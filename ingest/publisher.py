@@ -411,6 +411,11 @@ class KafkaPublisher:
                         self._connect_failures = 0
                         log.info("Kafka is back; spool drained, publishing directly")
                         return
+                if self._closed:
+                    # Closing while draining an empty spool: nothing left to replay and nowhere to hand the
+                    # producer to; without this the background thread would spin here holding the drain lock.
+                    _close_producer(producer, 5.0)
+                    return
                 continue
             futures = [(m, producer.send(m.topic, key=m.key, value=m.value)) for m in chunk]
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)

@@ -198,9 +198,9 @@ class SegmentAudit:
         self.episodes.reset(machine_id, ts)
         for stats in self._each(machine_type, site, line):
             stats.failures += 1
+            # Lead times are those of caught failures only, as in vigil.outcomes (evaluate, demo, vigil query).
             if lead is not None and lead >= self.min_lead_s:
                 stats.caught += 1
-            if lead is not None:
                 stats.leads.append(lead)
 
     def report(self) -> dict[str, dict[str, float | int | None]]:

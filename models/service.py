@@ -173,8 +173,16 @@ class ModelService:
             elif name in self._checkpoint_offsets:
                 self._consumer.seek(tp, self._checkpoint_offsets[name])
 
-    def on_revoked(self, _partitions: list[Any]) -> None:
-        """Runs on the client's IO thread: blocking work (the checkpoint) is left to the loop."""
+    def on_revoked(self, partitions: list[Any]) -> None:
+        """Runs on the client's IO thread: blocking work (the checkpoint) is left to the loop.
+
+        Revoked partitions leave this worker's offsets: the new owner starts from the group's committed offsets,
+        and this worker must never commit (or later seek to) its stale positions for them.
+        """
+        for tp in partitions:
+            name = f"{tp.topic}:{tp.partition}"
+            self._offsets.pop(name, None)
+            self._checkpoint_offsets.pop(name, None)
         self._revoked = True
 
     def _committed_offsets(self) -> dict[str, int]:

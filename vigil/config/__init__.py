@@ -287,6 +287,10 @@ def load_config(
     problems = config.reference_problems()
     if problems:
         raise ConfigError(problems, source)
+    # Every secret of the configuration is masked in logs from now on, even when a library quotes it.
+    from vigil.logs import protect_secrets
+
+    protect_secrets(config)
     return config
 
 
