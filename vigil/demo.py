@@ -132,7 +132,9 @@ def _services(args: argparse.Namespace, config_path: str) -> list[Service]:
                 "--port",
                 str(args.opcua_port),
                 "--start",
-                SIM_START.isoformat(),
+                args.start.isoformat(),
+                "--failure-rate",
+                str(args.failure_rate),
                 "--interval",
                 str(args.interval),
             ],
@@ -222,17 +224,19 @@ class LagProbe:
             self._admin.close()
 
 
-def _render(obs: Observed, config: VigilConfig, lags: dict[str, int], rate: float, days: float, started: float) -> Any:
+def _render(
+    obs: Observed, config: VigilConfig, lags: dict[str, int], rate: float, args: argparse.Namespace, started: float
+) -> Any:
     from rich.console import Group
     from rich.table import Table
 
     head = Table.grid(padding=(0, 2))
     progress = 0.0
     if obs.last_reading_ts is not None:
-        progress = min(1.0, (obs.last_reading_ts - SIM_START).total_seconds() / (days * 86400))
+        progress = min(1.0, (obs.last_reading_ts - args.start).total_seconds() / (args.days * 86400))
     sim_now = obs.last_reading_ts.strftime("%a %d %b %H:%M") if obs.last_reading_ts else "starting"
     head.add_row(
-        f"[b]simulated[/b] {sim_now}  {progress:6.1%} of {days:g} days",
+        f"[b]simulated[/b] {sim_now}  {progress:6.1%} of {args.days:g} days",
         f"[b]readings[/b] {obs.readings:,} ({rate:,.0f}/s)",
         f"[b]predictions[/b] {obs.predictions:,}",
         "[b]lag[/b] " + " ".join(f"{g.rsplit('-', 1)[-1]}={v}" for g, v in lags.items()),
@@ -351,11 +355,15 @@ def run(args: argparse.Namespace) -> int:
             "VIGIL_ALERTS__OUTBOX_PATH": str(state_dir / "outbox.sqlite3"),
             # Simulated time runs `speed` times faster than the network's jitter: a second of delivery delay is
             # `speed` simulated seconds, so the grace period scales with it (otherwise readings arrive "late").
-            "VIGIL_WINDOWS__GRACE_S": str(max(config.windows.grace_s, 2.0 * args.speed)),
+            "VIGIL_WINDOWS__GRACE_S": str(
+                args.grace_s if args.grace_s is not None else max(config.windows.grace_s, 2.0 * args.speed)
+            ),
             "VIGIL_SPOOL__PATH": str(state_dir / "spool" / "ingest.sqlite"),
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if args.window_s is not None:
+        env["VIGIL_WINDOWS__SIZE_S"] = str(args.window_s)
     if not config.sources.opcua:
         print("the demo needs an OPC UA source for the simulator in the configuration", file=sys.stderr)
         return 1
@@ -416,11 +424,11 @@ def run(args: argparse.Namespace) -> int:
                     lags = lag_probe()
                     next_view = now + 2.0
                     if live is not None:
-                        live.update(_render(obs, config, lags, rate, args.days, started))
+                        live.update(_render(obs, config, lags, rate, args, started))
                     elif not args.quiet:
                         progress = 0.0
                         if obs.last_reading_ts is not None:
-                            progress = (obs.last_reading_ts - SIM_START).total_seconds() / (args.days * 86400)
+                            progress = (obs.last_reading_ts - args.start).total_seconds() / (args.days * 86400)
                         print(
                             f"[{now - started:6.0f}s] simulated {progress:6.1%}  readings {obs.readings:,} "
                             f"({rate:,.0f}/s)  predictions {obs.predictions:,}  failures {len(obs.failures)}  "
@@ -453,7 +461,7 @@ def run(args: argparse.Namespace) -> int:
         lag_probe.close()
     span_s = args.days * 86400.0
     if obs.last_reading_ts is not None:
-        span_s = min(span_s, max(3600.0, (obs.last_reading_ts - SIM_START).total_seconds()))
+        span_s = min(span_s, max(3600.0, (obs.last_reading_ts - args.start).total_seconds()))
     summary = _summary(obs, config, topics, database, span_s, time.monotonic() - started)
     _print_summary(summary)
     if args.summary_json:
@@ -479,6 +487,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fast", action="store_true", help="a simulated week in a few minutes (speed 3000)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
+        "--start",
+        default=SIM_START.isoformat(),
+        help="simulated start, ISO 8601 or 'now' (default: a fixed Monday, so a rerun overwrites its points)",
+    )
+    parser.add_argument("--failure-rate", type=float, default=1.0, help="scale how often failures start")
+    parser.add_argument("--window-s", type=float, default=None, help="window size (default: the configuration's)")
+    parser.add_argument("--grace-s", type=float, default=None, help="grace period (default: scaled with --speed)")
+    parser.add_argument(
         "--interval", type=float, default=None, help="simulated seconds between samples (default 10; --fast: 60)"
     )
     parser.add_argument("--run-id", default=None, help="names this run's topics and database (default: a timestamp)")
@@ -494,6 +510,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.fast:
         args.speed = max(args.speed, 3000.0)
+    args.start = datetime.now(UTC).replace(microsecond=0) if args.start == "now" else datetime.fromisoformat(args.start)
+    if args.start.tzinfo is None:
+        parser.error("--start needs a time zone (e.g. 2026-01-05T00:00:00+00:00) or 'now'")
     if args.interval is None:
         args.interval = 60.0 if args.fast else 10.0
     return run(args)
