@@ -4,7 +4,7 @@
     python bench/bench_streaming.py --smoke    # tiny, seconds
 
 Throughput: one topic partition is filled with readings, then read twice in the same run: by a bare
-``KafkaConsumer`` (poll and count, nothing else) and by one :class:`streaming.service.FeatureService` (decode with
+``KafkaConsumer`` (poll and count, nothing else) and by one :class:`features.service.FeatureService` (decode with
 validation, per-machine windows, features, feature vectors produced, checkpoints and offset commits). Both are
 reported in readings/s with their ratio, for messages carrying batches of readings and for one reading per
 message. Memory: resident set size of a :class:`streaming.windows.WindowEngine` holding one full open window for
@@ -24,8 +24,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from streaming.service import FeatureService
-from streaming.windows import WindowEngine
+from features.service import FeatureService
+from features.vector import window_engine
 from vigil.bus import TopicSpec, ensure_topics, make_consumer, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
 
@@ -166,7 +166,7 @@ def rss_bytes() -> int:
 def memory(machines: int, window_s: int, rate_hz: float) -> dict[str, float]:
     kafka = KafkaSettings()
     config = plant(machines, {"size_s": window_s, "grace_s": 0, "idle_timeout_s": 3600}, kafka, Topics())
-    engine = WindowEngine(config)
+    engine = window_engine(config)
     gc.collect()
     before = rss_bytes()
     per_sensor = int(window_s * rate_hz)

@@ -25,44 +25,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from features.aggregations import AGGREGATIONS, Aggregation, WindowArrays
+
+# Re-exported: the window data types are defined upstream in streaming (imports flow streaming -> features).
+from streaming.window_types import BuildResult as BuildResult
+from streaming.window_types import ClosedBy
+from streaming.window_types import SensorFeatures as SensorFeatures
+from streaming.window_types import SensorWindow as SensorWindow
+from streaming.windows import WindowEngine
 from vigil.config import MachineType, ResolvedMachine, VigilConfig
 from vigil.contracts import FeatureVector, MachineState
 
-Array = npt.NDArray[np.float64]
-SensorFeatures = dict[str, float | None]
-"""One sensor's value features (aggregation name -> value), kept per machine for ``impute = "last"``."""
-
-
-@dataclass(frozen=True)
-class SensorWindow:
-    """One sensor's readings in one window, de-duplicated: usable values sorted by event time, plus counts."""
-
-    ts: Array
-    values: Array
-    total: int
-    """Readings in the window, usable or not (the denominator of ``bad_share``)."""
-
-    @property
-    def bad(self) -> int:
-        return self.total - len(self.values)
-
-
 EMPTY = SensorWindow(ts=np.empty(0), values=np.empty(0), total=0)
-
-
-@dataclass
-class BuildResult:
-    vector: FeatureVector
-    latest: dict[str, SensorFeatures] = field(default_factory=dict)
-    """Per sensor with data, its value features: what ``impute = "last"`` uses for the next window."""
 
 
 class FeatureBuilder:
@@ -80,7 +58,7 @@ class FeatureBuilder:
         sensors: Mapping[str, SensorWindow],
         *,
         gap: bool = False,
-        closed_by: Literal["watermark", "wall_clock", "shutdown"] = "watermark",
+        closed_by: ClosedBy = "watermark",
         previous: Mapping[str, SensorFeatures] | None = None,
     ) -> FeatureVector:
         """The feature vector of one window (see :meth:`build_with_latest` for imputation state)."""
@@ -96,7 +74,7 @@ class FeatureBuilder:
         sensors: Mapping[str, SensorWindow],
         *,
         gap: bool = False,
-        closed_by: Literal["watermark", "wall_clock", "shutdown"] = "watermark",
+        closed_by: ClosedBy = "watermark",
         previous: Mapping[str, SensorFeatures] | None = None,
     ) -> BuildResult:
         machine: ResolvedMachine = self.config.machines_by_id[machine_id]
@@ -166,3 +144,25 @@ class FeatureBuilder:
 
 def _dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
+
+
+def window_engine(config: VigilConfig, max_late: int = 10_000) -> WindowEngine:
+    """A :class:`~streaming.windows.WindowEngine` wired with this package's :class:`FeatureBuilder`.
+
+    >>> import tomllib
+    >>> from datetime import datetime, timedelta, timezone
+    >>> from vigil.config import EXAMPLE_CONFIG, load_config
+    >>> from vigil.contracts import Reading
+    >>> plant = tomllib.loads(EXAMPLE_CONFIG.read_text())
+    >>> config = load_config(environ={}, data={**plant, "windows": {"size_s": 60, "grace_s": 5}})
+    >>> engine = window_engine(config)
+    >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> out = []
+    >>> for i in range(0, 80, 10):
+    ...     out += engine.add(Reading(machine_id="PMP-001", sensor="flow", ts=t0 + timedelta(seconds=i), value=i))
+    >>> [(v.window_start.second, v.count, v.features["flow.mean"]) for v in out]
+    [(0, 6, 25.0)]
+    >>> engine.add(Reading(machine_id="PMP-001", sensor="flow", ts=t0, value=1.0)), engine.stats.late
+    ([], 1)
+    """
+    return WindowEngine(config, FeatureBuilder(config), max_late=max_late)

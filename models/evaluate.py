@@ -102,12 +102,12 @@ def simulate(
 ) -> Iterator[Item]:
     """The simulated fleet through the window engine: feature vectors and maintenance events, in order."""
     try:
+        from features.vector import window_engine
         from ingest.simulator.fleet import Fleet
-        from streaming.windows import WindowEngine
     except ImportError as exc:  # pragma: no cover - the stages ship together
         raise EvaluationError(f"the simulator or the window engine is not installed: {exc}") from exc
     fleet = Fleet(config, seed=seed, start=START, sample_interval_s=sample_interval_s, failure_rate=failure_rate)
-    engine = WindowEngine(config)
+    engine = window_engine(config)
     for readings, events in fleet.run(weeks * 7 * 86400.0):
         for reading in readings:
             for fv in engine.add(reading):

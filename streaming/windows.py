@@ -2,13 +2,13 @@
 
 Offline use (a replay, a notebook, the models engineer's training set)::
 
-    engine = WindowEngine(config)
+    engine = window_engine(config)          # features.vector: WindowEngine(config, FeatureBuilder(config))
     vectors = []
     for reading in readings:                 # Reading, ReadingBatch or Gap, in arrival order
         vectors += engine.add_message(reading)
     vectors += engine.flush()                # close what is still open (closed_by="shutdown")
 
-The Kafka worker (:mod:`streaming.service`) wraps exactly this object.
+The Kafka worker (:mod:`features.service`) wraps exactly this object.
 
 Semantics:
 
@@ -31,21 +31,7 @@ Semantics:
 * **State** is per machine: :meth:`snapshot_machine` / :meth:`restore_machine` (and the whole engine with
   :meth:`snapshot` / :meth:`restore`); a restored engine continues open windows exactly.
 
->>> import tomllib
->>> from datetime import datetime, timedelta, timezone
->>> from vigil.config import EXAMPLE_CONFIG, load_config
->>> from vigil.contracts import Reading
->>> plant = tomllib.loads(EXAMPLE_CONFIG.read_text())
->>> config = load_config(environ={}, data={**plant, "windows": {"size_s": 60, "grace_s": 5}})
->>> engine = WindowEngine(config)
->>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
->>> out = []
->>> for i in range(0, 80, 10):
-...     out += engine.add(Reading(machine_id="PMP-001", sensor="flow", ts=t0 + timedelta(seconds=i), value=i))
->>> [(v.window_start.second, v.count, v.features["flow.mean"]) for v in out]
-[(0, 6, 25.0)]
->>> engine.add(Reading(machine_id="PMP-001", sensor="flow", ts=t0, value=1.0)), engine.stats.late
-([], 1)
+A runnable example is in the docstring of :func:`features.vector.window_engine`, which wires the builder.
 """
 
 from __future__ import annotations
@@ -58,16 +44,15 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from features.vector import FeatureBuilder, SensorFeatures, SensorWindow
 from streaming.exceptions import StateError
+from streaming.window_types import ClosedBy, SensorFeatures, SensorWindow, VectorBuilder
 from vigil.config import VigilConfig
 from vigil.contracts import FeatureVector, Gap, Quality, Reading, ReadingBatch, Sample
 
-ClosedBy = Literal["watermark", "wall_clock", "shutdown"]
 UNUSABLE_FLAGS = frozenset({"out_of_range", "not_finite", "bad_quality"})
 _STATE_VERSION = 1
 _INF = math.inf
@@ -143,9 +128,10 @@ def usable(quality: str, value: float | None, flags: Iterable[str], accept_uncer
 class WindowEngine:
     """Event-time windows for every machine of a configuration. See the module docstring."""
 
-    def __init__(self, config: VigilConfig, builder: FeatureBuilder | None = None, max_late: int = 10_000) -> None:
+    def __init__(self, config: VigilConfig, builder: VectorBuilder, max_late: int = 10_000) -> None:
         self.config = config
-        self.builder = builder if builder is not None else FeatureBuilder(config)
+        # Injected rather than constructed here: the builder lives downstream in ``features``.
+        self.builder = builder
         self.max_late = max_late
         self.stats = EngineStats()
         w = config.windows
@@ -443,7 +429,7 @@ class WindowEngine:
         return zlib.compress(json.dumps({"v": _STATE_VERSION, "machines": machines}).encode(), 1)
 
     @classmethod
-    def restore(cls, config: VigilConfig, data: bytes, builder: FeatureBuilder | None = None) -> WindowEngine:
+    def restore(cls, config: VigilConfig, data: bytes, builder: VectorBuilder) -> WindowEngine:
         engine = cls(config, builder)
         for machine_id, state in _load(data)["machines"].items():
             engine.load_machine_state(machine_id, state)

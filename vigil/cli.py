@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("ingest.simulator.cli", "serve the degrading fleet simulator over OPC UA (failures to Kafka)"),
     "collect": ("ingest.cli", "run a collector: opcua | mqtt | replay, publishing readings to Kafka"),
     "demo": ("vigil.demo", "run the whole pipeline on the simulated fleet with a live view and a summary"),
-    "features": ("streaming.service", "feature worker: event-time windows per machine -> feature vectors"),
+    "features": ("features.service", "feature worker: event-time windows per machine -> feature vectors"),
 }
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from streaming.service import FeatureService
-from streaming.windows import WindowEngine
+from features.service import FeatureService
+from features.vector import window_engine
 from vigil.bus import TopicSpec, ensure_topics, machine_key, make_consumer, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
 from vigil.contracts import DeadLetter, FeatureVector, Reading, ReadingBatch, Sample, decode, encode
@@ -184,7 +184,7 @@ class Collector:
 
 
 def expected_vectors(config: VigilConfig, messages: list[ReadingBatch]) -> dict[tuple[str, float], FeatureVector]:
-    engine = WindowEngine(config)
+    engine = window_engine(config)
     out = [v for m in messages for v in engine.add_batch(m)]
     return {(v.machine_id, v.window_start.timestamp()): v for v in out}
 
@@ -510,7 +510,7 @@ def test_a_machine_state_larger_than_a_default_kafka_record_checkpoints_and_rest
         service._write_state()  # > 1 MB compressed: the default record limit would refuse it
         checkpoint = service.changelog.read()["PMP-001"]
         assert checkpoint.offsets == {f"{created.readings}:0": 42}
-        restored = WindowEngine(config)
+        restored = window_engine(config)
         restored.load_machine_state("PMP-001", checkpoint.machine)
         assert restored.open_readings() == 120_000
         assert restored.flush() == service.engine.flush()

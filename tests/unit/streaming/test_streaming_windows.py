@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from features.vector import FeatureBuilder, window_engine
 from streaming.exceptions import StateError
 from streaming.windows import WindowEngine
 from vigil.config import EXAMPLE_CONFIG, VigilConfig, load_config
@@ -52,7 +53,7 @@ def test_matches_pandas_reference_with_late_out_of_order_and_duplicates() -> Non
     cfg = config()
     machines = {"PMP-001": ["flow", "pressure", "speed", "bearing_temp"], "MTR-001": ["speed", "current"]}
     readings = oracle.stream(7, machines, seconds=900)
-    engine = WindowEngine(cfg)
+    engine = window_engine(cfg)
     vectors: list[FeatureVector] = []
     for r in readings:
         vectors += engine.add(r)
@@ -69,7 +70,7 @@ def test_matches_pandas_reference_with_late_out_of_order_and_duplicates() -> Non
 def test_a_batch_arrives_at_once_and_matches_the_reference() -> None:
     cfg = config()
     readings = oracle.stream(3, {"PMP-001": ["flow", "speed"]}, seconds=400)
-    batched = WindowEngine(cfg)
+    batched = window_engine(cfg)
     vectors: list[FeatureVector] = []
     chunks = [readings[i : i + 7] for i in range(0, len(readings), 7)]
     for chunk in chunks:
@@ -81,7 +82,7 @@ def test_a_batch_arrives_at_once_and_matches_the_reference() -> None:
 
 def test_sample_order_inside_a_batch_does_not_make_readings_late() -> None:
     # A collector batch listing one sensor's three minutes, then the next sensor's same three minutes.
-    engine = WindowEngine(config())
+    engine = window_engine(config())
     samples = [(sensor, T0 + t, float(t)) for sensor in ("flow", "speed") for t in range(0, 180, 10)]
     out = engine.add_samples("PMP-001", samples)
     assert engine.stats.late == 0
@@ -91,15 +92,15 @@ def test_sample_order_inside_a_batch_does_not_make_readings_late() -> None:
 def test_snapshot_restore_continues_open_windows_exactly() -> None:
     cfg = config()
     readings = oracle.stream(11, {"PMP-001": ["flow", "speed"], "CMP-001": ["speed"]}, seconds=500)
-    whole = WindowEngine(cfg)
+    whole = window_engine(cfg)
     expected = [v for r in readings for v in whole.add(r)] + whole.flush()
-    first = WindowEngine(cfg)
+    first = window_engine(cfg)
     got = [v for r in readings[: len(readings) // 2] for v in first.add(r)]
-    second = WindowEngine.restore(cfg, first.snapshot())
+    second = WindowEngine.restore(cfg, first.snapshot(), FeatureBuilder(cfg))
     got += [v for r in readings[len(readings) // 2 :] for v in second.add(r)] + second.flush()
     assert got == expected
     # Per machine, as the service checkpoints it.
-    per = WindowEngine(cfg)
+    per = window_engine(cfg)
     data = first.snapshot_machine("PMP-001")
     assert data is not None
     per.restore_machine("PMP-001", data)
@@ -108,11 +109,11 @@ def test_snapshot_restore_continues_open_windows_exactly() -> None:
 
 def test_corrupt_state_is_a_typed_error() -> None:
     with pytest.raises(StateError):
-        WindowEngine.restore(config(), b"not state")
+        WindowEngine.restore(config(), b"not state", FeatureBuilder(config()))
 
 
 def test_hopping_windows_hold_each_reading_in_size_over_hop_windows() -> None:
-    engine = WindowEngine(config(kind="hopping", hop_s=20))
+    engine = window_engine(config(kind="hopping", hop_s=20))
     out: list[FeatureVector] = []
     for t in range(0, 200, 5):
         out += engine.add(reading("flow", t, float(t)))
@@ -126,7 +127,7 @@ def test_hopping_windows_hold_each_reading_in_size_over_hop_windows() -> None:
 
 
 def test_missing_sensor_is_explicit_and_bad_quality_only_counts_in_bad_share() -> None:
-    engine = WindowEngine(config())
+    engine = window_engine(config())
     engine.add(reading("flow", 1, 10.0))
     engine.add(reading("flow", 2, 999.0, quality=Quality.BAD))
     engine.add(reading("flow", 3, 30.0, flags=("out_of_range",)))
@@ -145,7 +146,7 @@ def test_missing_sensor_is_explicit_and_bad_quality_only_counts_in_bad_share() -
 
 
 def test_impute_last_fills_from_the_previous_window_and_flags_it() -> None:
-    engine = WindowEngine(config(impute="last"))
+    engine = window_engine(config(impute="last"))
     engine.add(reading("pressure", 1, 3.0))
     engine.add(reading("flow", 2, 12.0))
     (first,) = engine.add(reading("flow", 71, 10.0))
@@ -158,7 +159,7 @@ def test_impute_last_fills_from_the_previous_window_and_flags_it() -> None:
 
 
 def test_machine_off_when_running_sensor_below_threshold_and_gap_flag() -> None:
-    engine = WindowEngine(config())
+    engine = window_engine(config())
     engine.add_gap(
         Gap(
             machine_id="PMP-001",
@@ -176,7 +177,7 @@ def test_machine_off_when_running_sensor_below_threshold_and_gap_flag() -> None:
 
 
 def test_idle_machine_closed_by_wall_clock_as_stale_and_later_data_is_late() -> None:
-    engine = WindowEngine(config(idle_timeout_s=30))
+    engine = window_engine(config(idle_timeout_s=30))
     assert engine.tick(1000.0) == []
     engine.add(reading("flow", 1, 1.0))
     engine.add(reading("flow", 2, 2.0))
@@ -190,7 +191,7 @@ def test_idle_machine_closed_by_wall_clock_as_stale_and_later_data_is_late() -> 
 
 
 def test_unknown_machines_and_sensors_are_counted_not_raised() -> None:
-    engine = WindowEngine(config())
+    engine = window_engine(config())
     engine.add(reading("flow", 1, 1.0, machine="NOPE-1"))
     engine.add(reading("nonsense", 1, 1.0))
     assert engine.stats.unknown_machines == {"NOPE-1": 1}
@@ -199,7 +200,7 @@ def test_unknown_machines_and_sensors_are_counted_not_raised() -> None:
 
 
 def test_duplicate_counts_once_and_first_arrival_wins() -> None:
-    engine = WindowEngine(config())
+    engine = window_engine(config())
     engine.add(reading("flow", 1, 1.0))
     engine.add(reading("flow", 1, 100.0))
     (v,) = engine.add(reading("flow", 90, 1.0))
@@ -208,7 +209,7 @@ def test_duplicate_counts_once_and_first_arrival_wins() -> None:
 
 
 def test_feature_vector_pickles_and_window_bounds() -> None:
-    engine = WindowEngine(config())
+    engine = window_engine(config())
     engine.add(reading("flow", 61, 1.0))
     (v,) = engine.flush()
     assert v.closed_by == "shutdown"
@@ -222,7 +223,7 @@ def test_hopping_windows_match_a_direct_pandas_computation() -> None:
 
     cfg = config(kind="hopping", size_s=60, hop_s=15, grace_s=30)
     readings = oracle.stream(13, {"PMP-001": ["flow", "speed"]}, seconds=400, disorder=5.0, late=0.0, duplicates=0.1)
-    engine = WindowEngine(cfg)
+    engine = window_engine(cfg)
     vectors = [v for r in readings for v in engine.add(r)] + engine.flush()
     assert engine.stats.late == 0
     rows = [(r.sensor, r.ts.timestamp(), r.value if r.quality == Quality.GOOD else np.nan) for r in readings]
@@ -253,6 +254,6 @@ def test_reference_holds_across_window_sizes_grace_and_disorder(
     cfg = config(size_s=size, grace_s=grace)
     machines = {"PMP-002": ["flow", "speed"], "CMP-003": ["speed", "oil_temp", "discharge_temp"]}
     readings = oracle.stream(seed, machines, seconds=500, disorder=disorder, late=0.03, duplicates=0.08)
-    engine = WindowEngine(cfg)
+    engine = window_engine(cfg)
     vectors = [v for r in readings for v in engine.add(r)] + engine.flush()
     oracle.assert_matches(vectors, oracle.reference(readings, sensors_of(cfg), size, grace))

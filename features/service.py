@@ -41,10 +41,11 @@ from typing import TYPE_CHECKING, Any
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata
 
+from features.vector import window_engine
 from streaming.changelog import MAX_STATE_BYTES, Changelog, encode_checkpoint
 from streaming.decoding import ReadingDecoder
 from streaming.exceptions import DeliveryError
-from streaming.windows import LateReading, WindowEngine
+from streaming.windows import LateReading
 from vigil.bus import (
     TopicSpec,
     changelog_topic,
@@ -117,7 +118,7 @@ class FeatureService:
         self.poll_timeout_ms = poll_timeout_ms
         self.max_poll_records = max_poll_records
         self.report_interval_s = report_interval_s
-        self.engine = WindowEngine(config)
+        self.engine = window_engine(config)
         self.decoder = ReadingDecoder(accept_uncertain=config.windows.accept_uncertain)
         self.stats = ServiceStats()
         self.changelog = Changelog(config.kafka, changelog_topic(config.topics, SERVICE), config.windows.group_id)
