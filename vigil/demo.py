@@ -382,10 +382,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
 
-    observer = make_consumer(
-        config.kafka,
-        f"vigil-demo-observer-{run_id}",
-        [topics.readings, topics.maintenance, topics.predictions, topics.alerts, topics.dead_letter],
+    observer = _observer(
+        config, [topics.readings, topics.maintenance, topics.predictions, topics.alerts, topics.dead_letter]
     )
     obs = Observed()
     started = time.monotonic()
@@ -467,6 +465,30 @@ def run(args: argparse.Namespace) -> int:
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=str))
     return exit_code
+
+
+def _observer(config: VigilConfig, names: list[str]) -> Any:
+    """A consumer reading every partition of the run's topics from the start.
+
+    Assigned by hand rather than through a group: topics created a moment ago may have no partition metadata
+    yet when a group assigns, and kafka-python does not rebalance when it arrives, so the view stayed empty.
+    """
+    from kafka import TopicPartition
+
+    consumer = make_consumer(config.kafka, None)
+    partitions: list[Any] = []
+    deadline = time.monotonic() + 30
+    for name in names:
+        found = consumer.partitions_for_topic(name)
+        while not found and time.monotonic() < deadline:
+            time.sleep(0.2)
+            found = consumer.partitions_for_topic(name)
+        if not found:
+            raise RuntimeError(f"topic {name} has no partitions after 30 s")
+        partitions += [TopicPartition(name, p) for p in sorted(found)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    return consumer
 
 
 def _create_database(config: VigilConfig, database: str) -> None:
