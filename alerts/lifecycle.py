@@ -1,9 +1,10 @@
 """The alert lifecycle: a pure, single-threaded state machine over predictions, features, drift and maintenance.
 
-An *episode* is one stretch of a condition on one machine: ``(machine, kind)`` where kind is ``failure_risk``
-(p_failure with hysteresis: opens after ``open_after`` consecutive predictions at or above ``open_threshold``,
-resolves below ``close_threshold``), ``hard_limit`` (a fail-safe rule fired), ``anomaly`` (score above the
-model's anomaly threshold), ``drift`` or ``sensor_fault`` (drift events). Every change is a *transition*: an
+An *episode* is one stretch of a condition on one machine: ``(machine, kind)``. The model's decision is the
+verdict: ``failure_risk`` opens after ``open_after`` consecutive predictions the classifier decided as alerts and
+holds while p_failure stays at or above ``close_threshold`` (hysteresis); ``anomaly`` likewise for alerts decided
+by degradation or anomaly signals (held while the score is above the threshold scaled by close/open);
+``hard_limit`` while a fail-safe rule fires; ``drift`` and ``sensor_fault`` from drift events. Every change is a *transition*: an
 :class:`~vigil.contracts.Alert` message (the audit history) plus the receivers to notify, if any.
 
 Rules that keep planners from being spammed:
@@ -25,7 +26,7 @@ on wall-clock time (``now``), because they are about people not having reacted.
 >>> life = Lifecycle(AlertConfig(open_after=2))
 >>> def p(i, prob):
 ...     return Prediction(machine_id="PMP-001", machine_type="pump", ts=t + timedelta(minutes=10 * i), model="m",
-...                       p_failure=prob, horizon_s=172800)
+...                       p_failure=prob, horizon_s=172800, decision="alert" if prob >= 0.5 else "ok")
 >>> [tr.alert.state.value for i, prob in enumerate([0.6, 0.7, 0.9, 0.4, 0.2]) for tr in life.observe(p(i, prob), 0.0)]
 ['open', 'updated', 'updated', 'resolved']
 """
@@ -130,18 +131,25 @@ class Lifecycle:
             contributions=p.contributions,
             tags=tags,
         )
-        if p.p_failure is not None:
-            c = self.config
-            severity = Severity.CRITICAL if p.p_failure >= c.critical_threshold else Severity.WARNING
-            summary = summarize("failure_risk", p_failure=p.p_failure, horizon_s=p.horizon_s)
+        # The model's decision is the verdict (it already weighs the classifier, degradation, trends and anomaly
+        # scores, with its gates and fail-safes); the probability and the anomaly score only hold an episode open
+        # (hysteresis). Who decided names the episode: the classifier -> failure_risk, degradation/anomaly ->
+        # anomaly; the hard limits are their own episode below.
+        c = self.config
+        alerting = p.decision == Decision.ALERT
+        severity = (
+            Severity.CRITICAL if p.p_failure is not None and p.p_failure >= c.critical_threshold else Severity.WARNING
+        )
+        by_model = alerting and p.decided_by == "model"
+        if by_model or p.p_failure is not None:
             out += self._step(
                 replace(
                     base,
                     kind="failure_risk",
-                    opening=p.p_failure >= c.open_threshold,
-                    holding=p.p_failure >= c.close_threshold,
+                    opening=by_model,
+                    holding=by_model or (p.p_failure is not None and p.p_failure >= c.close_threshold),
                     severity=severity,
-                    summary=summary,
+                    summary=summarize("failure_risk", p_failure=p.p_failure, horizon_s=p.horizon_s),
                     p_failure=p.p_failure,
                     horizon_s=p.horizon_s,
                     open_after=c.open_after,
@@ -162,17 +170,25 @@ class Lifecycle:
             ),
             now,
         )
-        if p.anomaly_score is not None and p.anomaly_threshold is not None:
-            ratio = self.config.close_threshold / self.config.open_threshold
+        by_anomaly = alerting and p.decided_by == "anomaly"
+        if by_anomaly or (p.anomaly_score is not None and p.anomaly_threshold is not None):
+            ratio = c.close_threshold / c.open_threshold
+            holding = by_anomaly or (
+                p.anomaly_score is not None
+                and p.anomaly_threshold is not None
+                and p.anomaly_score >= p.anomaly_threshold * ratio
+            )
             out += self._step(
                 replace(
                     base,
                     kind="anomaly",
-                    opening=p.anomaly_score >= p.anomaly_threshold,
-                    holding=p.anomaly_score >= p.anomaly_threshold * ratio,
+                    opening=by_anomaly,
+                    holding=holding,
                     severity=Severity.WARNING,
-                    summary=summarize("anomaly", anomaly_score=p.anomaly_score),
-                    open_after=self.config.open_after,
+                    summary=summarize("anomaly", detail="; ".join(p.reasons))
+                    if p.reasons
+                    else summarize("anomaly", anomaly_score=p.anomaly_score),
+                    open_after=c.open_after,
                 ),
                 now,
             )

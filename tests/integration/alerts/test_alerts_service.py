@@ -80,6 +80,8 @@ def prediction(i: int, p: float, machine: str = "PMP-001", base: datetime = T0) 
         model="logistic",
         p_failure=p,
         horizon_s=172800.0,
+        decision="alert" if p >= 0.5 else "ok",  # as the model service decides at its threshold
+        decided_by="model",
         contributions=(
             Contribution(feature="bearing_temp.mean", value=96.5, normal=70.2, normal_std=2.9, contribution=1.7),
             Contribution(feature="vibration_rms.max", value=6.0, normal=4.1, contribution=0.4),

@@ -72,6 +72,8 @@ def _predictions(start: int, count: int) -> list[Prediction]:
                 model="logistic",
                 p_failure=0.8 if risky else 0.05,
                 horizon_s=172800.0,
+                decision="alert" if risky else "ok",
+                decided_by="model",
             )
         )
     return out

@@ -69,6 +69,13 @@ def pred(i: int, p: float | None, machine: str = "PMP-001", **kw: object) -> Pre
         ),
     }
     base.update(kw)
+    # As the model service decides: the classifier alerts at p >= 0.5, the anomaly signal at score >= threshold.
+    if "decision" not in kw:
+        score, threshold = kw.get("anomaly_score"), kw.get("anomaly_threshold")
+        if p is not None and p >= 0.5:
+            base.update(decision="alert", decided_by="model")
+        elif isinstance(score, float) and isinstance(threshold, float) and score >= threshold:
+            base.update(decision="alert", decided_by="anomaly")
     return Prediction.model_validate(base)
 
 
