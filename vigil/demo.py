@@ -63,6 +63,7 @@ class Observed:
     failures: list[Failure] = field(default_factory=list)
     repairs: int = 0
     episodes: list[Episode] = field(default_factory=list)
+    episode_ids: set[str] = field(default_factory=set)
     open_alerts: dict[str, Alert] = field(default_factory=dict)
     alert_transitions: Counter[str] = field(default_factory=Counter)
     latest: dict[str, Prediction] = field(default_factory=dict)
@@ -92,7 +93,10 @@ class Observed:
         elif isinstance(message, Alert):
             self.alert_transitions[message.state.value] += 1
             if message.state is AlertState.OPEN:
-                self.episodes.append(Episode(message.machine_id, message.opened_at, message.alert_kind))
+                # An episode reopened within its cooldown keeps its id: one episode, not two.
+                if message.alert_id not in self.episode_ids:
+                    self.episode_ids.add(message.alert_id)
+                    self.episodes.append(Episode(message.machine_id, message.opened_at, message.alert_kind))
                 self.open_alerts[message.alert_id] = message
             elif message.state is AlertState.RESOLVED:
                 self.open_alerts.pop(message.alert_id, None)
