@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from vigil.config import InfluxSettings, KafkaSettings, Topics, VigilConfig, load_config
+from vigil.services import InfluxDB, Kafka, ServicesConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,6 +170,39 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return port
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[Kafka]:
+    """A Kafka broker of this test's own, on free ports, for outage tests (the shared one is never stopped)."""
+    kafka = Kafka(
+        ServicesConfig(state_dir=tmp_path / "kafka-state", kafka_port=_free_port(), kafka_controller_port=_free_port())
+    )
+    kafka.up()
+    try:
+        yield kafka
+    finally:
+        kafka.down()
+
+
+@pytest.fixture
+def private_influx(tmp_path: Path) -> Iterator[InfluxDB]:
+    """An InfluxDB of this test's own, on free ports, for outage tests."""
+    influx = InfluxDB(
+        ServicesConfig(state_dir=tmp_path / "influx-state", influx_port=_free_port(), influx_rpc_port=_free_port())
+    )
+    influx.up()
+    try:
+        yield influx
+    finally:
+        influx.down()
 
 
 @pytest.fixture(scope="session")

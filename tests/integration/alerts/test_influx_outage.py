@@ -7,11 +7,9 @@ Uses a PRIVATE InfluxDB on free ports (the shared one is never stopped) and the 
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,31 +20,12 @@ from alerts.service import AlertService
 from vigil.bus import machine_key, make_producer
 from vigil.config import AlertConfig, InfluxSettings, KafkaSettings, Topics, VigilConfig
 from vigil.contracts import Alert, Prediction, encode
-from vigil.services import InfluxDB, ServicesConfig
+from vigil.services import InfluxDB
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 MACHINES = ("PMP-001", "PMP-002", "MTR-001", "CMP-003")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def private_influx(tmp_path: Path) -> Iterator[InfluxDB]:
-    influx = InfluxDB(
-        ServicesConfig(state_dir=tmp_path / "influx-state", influx_port=_free_port(), influx_rpc_port=_free_port())
-    )
-    influx.up()
-    try:
-        yield influx
-    finally:
-        influx.down()
 
 
 def _count(url: str, q: str) -> int:

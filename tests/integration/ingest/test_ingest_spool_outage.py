@@ -6,7 +6,6 @@ restart: the first publisher closes while Kafka is down, the second one replays 
 
 from __future__ import annotations
 
-import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,32 +18,13 @@ from ingest.publisher import KafkaPublisher
 from vigil.bus import TopicSpec, ensure_topics, make_consumer
 from vigil.config import KafkaSettings, PublishSettings, SpoolSettings, Topics
 from vigil.contracts import Reading, ReadingBatch, decode
-from vigil.services import Kafka, ServicesConfig
+from vigil.services import Kafka
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 MACHINES = ("PMP-001", "PMP-002", "MTR-001", "CMP-003")
 SENSORS = ("bearing_temp", "vibration_rms", "speed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def private_kafka(tmp_path: Path) -> Iterator[Kafka]:
-    kafka = Kafka(
-        ServicesConfig(state_dir=tmp_path / "kafka-state", kafka_port=_free_port(), kafka_controller_port=_free_port())
-    )
-    kafka.up()
-    try:
-        yield kafka
-    finally:
-        kafka.down()
 
 
 def _readings(start: int, count: int) -> Iterator[Reading]:
