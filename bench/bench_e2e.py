@@ -58,6 +58,9 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.2, help="sample interval per sensor, seconds")
     parser.add_argument("--window-s", type=float, default=5.0)
     parser.add_argument("--grace-s", type=float, default=1.0)
+    parser.add_argument(
+        "--failure-rate", type=float, default=1.0, help="simulator failure rate (higher: alerts within minutes)"
+    )
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
@@ -96,6 +99,8 @@ def main() -> int:
                 str(args.grace_s),
                 "--drain-s",
                 "5",
+                "--failure-rate",
+                str(args.failure_rate),
                 "--no-live",
                 "--quiet",
                 "--state-dir",
@@ -126,6 +131,7 @@ def main() -> int:
         "readings_per_s": round(summary["readings"] / args.seconds, 1),
         "predictions": summary["predictions"],
         "alert_transitions": summary["alert_transitions"],
+        "failure_rate": args.failure_rate,
     }
     for stage, service in (("prediction", "models"), ("alert", "alerts")):
         scr = last.get(service)
