@@ -265,7 +265,7 @@ def _render(
             pf,
             f"{p.anomaly_score:.2f}" if p and p.anomaly_score is not None else "-",
             p.decided_by if p else "-",
-            f"{alert.severity.value} {alert.state.value}" if alert else "",
+            f"{alert.alert_kind} ({alert.severity.value})" if alert else "",
             why,
             style=style,
         )
