@@ -121,24 +121,18 @@ def failures_report(config: VigilConfig, sink: InfluxSink, w: Window) -> tuple[O
         machines=len(config.machines),
         span_s=w.span_s,
     )
-    rows = []
-    for f, type_ in failures:
-        before = [
-            e for e in eps if e.machine_id == f.machine_id and 0 <= (f.ts - e.opened_at).total_seconds() <= m.horizon_s
-        ]
-        lead_h = max(((f.ts - e.opened_at).total_seconds() / 3600 for e in before), default=None)
-        caught = lead_h is not None and lead_h * 3600 >= m.min_lead_s
-        verdict = "caught" if caught else ("late" if lead_h is not None else "missed")
-        rows.append(
-            {
-                "machine": f.machine_id,
-                "type": type_,
-                "failure_at": f.ts.isoformat(),
-                "failure_mode": f.failure_mode,
-                "verdict": verdict,
-                "lead_time_h": None if lead_h is None else round(lead_h, 2),
-            }
-        )
+    types = {id(f): type_ for f, type_ in failures}
+    rows = [
+        {
+            "machine": v.failure.machine_id,
+            "type": types.get(id(v.failure), "?"),
+            "failure_at": v.failure.ts.isoformat(),
+            "failure_mode": v.failure.failure_mode,
+            "verdict": v.verdict,
+            "lead_time_h": None if v.lead_time_h is None else round(v.lead_time_h, 2),
+        }
+        for v in outcome.verdicts
+    ]
     return outcome, rows
 
 

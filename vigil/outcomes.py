@@ -16,6 +16,10 @@ Used by the offline evaluation, the demo's summary and ``vigil query``, so every
 >>> s = score(failures, episodes, min_lead_s=4 * 3600, horizon_s=48 * 3600, machines=2, span_s=7 * 86400)
 >>> s.caught, s.missed, s.false_alarms, s.lead_times_h
 (1, 0, 1, [10.0])
+>>> late = score(failures, [Episode("PMP-001", t + 28 * h)], min_lead_s=4 * 3600, horizon_s=48 * 3600,
+...              machines=1, span_s=7 * 86400)
+>>> [(v.verdict, v.lead_time_h) for v in late.verdicts], late.late
+([('late', 2.0)], 1)
 """
 
 from __future__ import annotations
@@ -42,6 +46,16 @@ class Episode:
     kind: str = "failure_risk"
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What became of one failure: ``caught``, ``late`` (alerted, but too late) or ``missed``."""
+
+    failure: Failure
+    verdict: str
+    lead_time_h: float | None
+    """From the earliest alert within the horizon before the failure; None when there was none."""
+
+
 @dataclass
 class Outcome:
     failures: int = 0
@@ -54,6 +68,8 @@ class Outcome:
     machine_weeks: float = 0.0
     lead_times_h: list[float] = field(default_factory=list)
     missed_failures: list[Failure] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    """One per failure, in time order."""
 
     @property
     def recall(self) -> float:
@@ -117,15 +133,17 @@ def score(
         ]
         for e in candidates:
             explained.add(id(e))
-        early = [e for e in candidates if (f.ts - e.opened_at).total_seconds() >= min_lead_s]
-        if early:
+        lead_h = max(((f.ts - e.opened_at).total_seconds() / 3600.0 for e in candidates), default=None)
+        if lead_h is not None and lead_h * 3600.0 >= min_lead_s:
             out.caught += 1
-            out.lead_times_h.append(max((f.ts - e.opened_at).total_seconds() for e in early) / 3600.0)
+            out.lead_times_h.append(lead_h)
+            out.verdicts.append(Verdict(f, "caught", lead_h))
         else:
             out.missed += 1
             out.missed_failures.append(f)
             if candidates:
                 out.late += 1
+            out.verdicts.append(Verdict(f, "late" if candidates else "missed", lead_h))
     all_episodes = [e for es in by_machine.values() for e in es]
     out.episodes = len(all_episodes)
     out.false_alarms = sum(1 for e in all_episodes if id(e) not in explained)
