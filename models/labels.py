@@ -146,6 +146,22 @@ class PendingLabels:
         queue = self._pending.pop(machine_id, None)
         return len(queue) if queue else 0
 
+    # ------------------------------------------------------------------ one machine's share (follows its partition)
+    def export_machine(self, machine_id: str) -> tuple[list[Pending], list[datetime]]:
+        """What waits for one machine's labels, and its recent failures (for a per-machine checkpoint)."""
+        return list(self._pending.get(machine_id, ())), list(self._failures.get(machine_id, ()))
+
+    def import_machine(self, machine_id: str, pending: list[Pending], failures: list[datetime]) -> None:
+        """Take over one machine's share exported by :meth:`export_machine` (replaces what was held)."""
+        for p in pending:
+            p.keys = self._keys.setdefault(p.keys, p.keys)
+        self._pending[machine_id] = deque(pending)
+        self._failures[machine_id] = list(failures)
+
+    def drop_machine(self, machine_id: str) -> None:
+        self._pending.pop(machine_id, None)
+        self._failures.pop(machine_id, None)
+
     def count(self, machine_id: str | None = None) -> int:
         if machine_id is not None:
             return len(self._pending.get(machine_id, ()))

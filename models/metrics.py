@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from vigil import outcomes
 from vigil.contracts import Decision, Prediction
 
 _MAX_LEADS = 1000
+_MAX_FAILURES = 8
 
 
 @dataclass
@@ -77,6 +79,19 @@ class Episodes:
             episodes[-1].closed = ts
         self._run[machine_id] = 0
         self._quiet[machine_id] = 0
+
+    def export_machine(self, machine_id: str) -> tuple[list[Episode], int, int]:
+        return list(self._episodes.get(machine_id, ())), self._run.get(machine_id, 0), self._quiet.get(machine_id, 0)
+
+    def import_machine(self, machine_id: str, episodes: list[Episode], run: int, quiet: int) -> None:
+        self._episodes[machine_id] = deque(episodes, maxlen=self.max_per_machine)
+        self._run[machine_id] = run
+        self._quiet[machine_id] = quiet
+
+    def drop_machine(self, machine_id: str) -> None:
+        self._episodes.pop(machine_id, None)
+        self._run.pop(machine_id, None)
+        self._quiet.pop(machine_id, None)
 
     def of(self, machine_id: str) -> list[Episode]:
         return list(self._episodes.get(machine_id, ()))
@@ -133,6 +148,8 @@ class SegmentAudit:
         self._segments: dict[tuple[str, str], SegmentStats] = {}
         self._last_ts: dict[str, datetime] = {}
         self._where: dict[str, tuple[str, str | None, str | None]] = {}
+        self._failures: dict[str, deque[outcomes.Failure]] = {}
+        """Recent failures per machine: what decides whether an expiring episode was a false alarm."""
 
     def _stats(self, kind: str, name: str | None) -> SegmentStats | None:
         if name is None:
@@ -165,12 +182,30 @@ class SegmentAudit:
                 stats.episodes += 1
         self._expire(machine, prediction.ts)
 
+    def _score(self, failures: list[outcomes.Failure], episodes: list[Episode]) -> outcomes.Outcome:
+        """The kernel's matching of episodes to failures (:func:`vigil.outcomes.score`), so the live audit counts
+        caught failures, lead times and false alarms exactly as the offline evaluation, the demo and
+        ``vigil query`` do."""
+        return outcomes.score(
+            failures,
+            [outcomes.Episode(e.machine_id, e.opened) for e in episodes],
+            min_lead_s=self.min_lead_s,
+            horizon_s=self.horizon_s,
+            machines=1,
+            span_s=0.0,
+        )
+
     def _expire(self, machine: str, now: datetime) -> None:
-        """Episodes whose horizon passed without a failure become false alarms (counted once)."""
+        """Episodes whose horizon passed become settled: a false alarm if no failure followed (counted once).
+
+        Right-censored: an episode still inside its horizon is not judged yet, as a failure may still follow."""
         horizon = timedelta(seconds=self.horizon_s)
+        failures = list(self._failures.get(machine, ()))
         for episode in self.episodes.of(machine):
-            if episode.failure is None and not episode.expired and episode.opened + horizon < now:
-                episode.expired = True
+            if episode.expired or episode.opened + horizon >= now:
+                continue
+            episode.expired = True
+            if self._score(failures, [episode]).false_alarms:
                 for stats in self._each(*self._where[machine]):
                     stats.false_alarms += 1
 
@@ -188,20 +223,45 @@ class SegmentAudit:
                 stats.tn += 1
 
     def failure(self, machine_id: str, machine_type: str, site: str | None, line: str | None, ts: datetime) -> None:
-        horizon = timedelta(seconds=self.horizon_s)
-        lead: float | None = None
-        for episode in self.episodes.of(machine_id):
-            if episode.failure is None and ts - horizon <= episode.opened <= ts:
+        failure = outcomes.Failure(machine_id, ts)
+        self._failures.setdefault(machine_id, deque(maxlen=_MAX_FAILURES)).append(failure)
+        episodes = self.episodes.of(machine_id)
+        for episode in episodes:
+            if episode.failure is None and 0 <= (ts - episode.opened).total_seconds() <= self.horizon_s:
                 episode.failure = ts
-                candidate = (ts - episode.opened).total_seconds()
-                lead = candidate if lead is None else max(lead, candidate)
+        outcome = self._score([failure], episodes)
         self.episodes.reset(machine_id, ts)
         for stats in self._each(machine_type, site, line):
             stats.failures += 1
             # Lead times are those of caught failures only, as in vigil.outcomes (evaluate, demo, vigil query).
-            if lead is not None and lead >= self.min_lead_s:
-                stats.caught += 1
-                stats.leads.append(lead)
+            stats.caught += outcome.caught
+            stats.leads.extend(h * 3600.0 for h in outcome.lead_times_h)
+
+    # ------------------------------------------------------------------ one machine's share (follows its partition)
+    def export_machine(self, machine_id: str) -> dict[str, Any]:
+        """The machine's episodes, alert runs, last prediction time, segment and recent failures; the segment
+        counters stay with the worker that counted them."""
+        episodes, run, quiet = self.episodes.export_machine(machine_id)
+        return {
+            "episodes": episodes,
+            "run": run,
+            "quiet": quiet,
+            "last_ts": self._last_ts.get(machine_id),
+            "where": self._where.get(machine_id),
+            "failures": list(self._failures.get(machine_id, ())),
+        }
+
+    def import_machine(self, machine_id: str, state: dict[str, Any]) -> None:
+        self.episodes.import_machine(machine_id, state["episodes"], state["run"], state["quiet"])
+        for name, table in (("last_ts", self._last_ts), ("where", self._where)):
+            if state[name] is not None:
+                table[machine_id] = state[name]
+        self._failures[machine_id] = deque(state["failures"], maxlen=_MAX_FAILURES)
+
+    def drop_machine(self, machine_id: str) -> None:
+        self.episodes.drop_machine(machine_id)
+        for table in (self._last_ts, self._where, self._failures):
+            table.pop(machine_id, None)
 
     def report(self) -> dict[str, dict[str, float | int | None]]:
         """``{"type=pump": {...}, "site=north": {...}, ...}``."""

@@ -587,6 +587,35 @@ class FleetModel:
             )
         return tuple(out)
 
+    # ------------------------------------------------------------------ one machine's state (follows its partition)
+    def export_machine(self, machine_id: str) -> dict[str, Any] | None:
+        """Everything held for one machine (not the per-type models): its memory, pending labels and audit
+        share, for a per-machine checkpoint that another worker can import when the machine's partition moves."""
+        memory = self._machines.get(machine_id)
+        if memory is None:
+            return None
+        pending, failures = self.pending.export_machine(machine_id)
+        return {
+            "memory": memory,
+            "pending": pending,
+            "failures": failures,
+            "audit": self.audit.export_machine(machine_id),
+        }
+
+    def import_machine(self, machine_id: str, state: Mapping[str, Any]) -> None:
+        """Take over one machine's state exported by :meth:`export_machine` (replaces what was held)."""
+        self._machines[machine_id] = state["memory"]
+        self.pending.import_machine(machine_id, state["pending"], state["failures"])
+        self.audit.import_machine(machine_id, state["audit"])
+        self._rules.pop(machine_id, None)
+
+    def drop_machine(self, machine_id: str) -> None:
+        """Forget one machine (its partition moved to another worker)."""
+        self._machines.pop(machine_id, None)
+        self._rules.pop(machine_id, None)
+        self.pending.drop_machine(machine_id)
+        self.audit.drop_machine(machine_id)
+
     # ------------------------------------------------------------------ introspection
     def machine_ids(self) -> list[str]:
         return list(self._machines)
