@@ -24,7 +24,6 @@ ingest.exceptions.PayloadError: missing_field: 'meta' (mapping field machine = '
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import signal
@@ -254,57 +253,26 @@ class MqttCollector:
 
 def main(argv: list[str]) -> int:
     """``vigil collect mqtt``: run the configured MQTT sources until interrupted (or ``--duration``)."""
-    from ingest.publisher import IngestMetrics
-    from vigil.bus import TopicSpec, ensure_topics
-    from vigil.config import load_config
-    from vigil.exceptions import VigilError
-    from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
+    from ingest.collector_cli import open_collector
 
-    parser = argparse.ArgumentParser(prog="vigil collect mqtt", description=main.__doc__)
-    parser.add_argument("--config", help="plant configuration (default: $VIGIL_CONFIG, then the example)")
-    parser.add_argument("--source", action="append", help="only this [[sources.mqtt]] name (repeatable)")
-    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    add_metrics_arguments(parser, "collect")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except VigilError as exc:
-        print(exc, file=sys.stderr)  # noqa: T201
-        return 2
-    sources = [s for s in config.sources.mqtt if not args.source or s.name in args.source]
-    if not sources:
-        print("no [[sources.mqtt]] configured (or none matches --source)", file=sys.stderr)  # noqa: T201
-        return 2
-    try:
-        ensure_topics(
-            config.kafka,
-            [TopicSpec(t, config.kafka.partitions) for t in (config.topics.readings, config.topics.dead_letter)],
-        )
-    except Exception as exc:  # Kafka may be down: the publisher spools until it is back.
-        log.warning("could not ensure topics (%s); continuing", exc)
+    run = open_collector("mqtt", argv, main.__doc__)
+    if isinstance(run, int):
+        return run
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    validator = Validator(config)
-    publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source="mqtt")
-    metrics = ServiceMetrics("collect-mqtt")
-    exporter = IngestMetrics(metrics)
-    try:
-        server = start_http(metrics, args.metrics_port, args.metrics_host)
-    except OSError as exc:  # a metrics port in use must not stop data collection
-        log.warning("metrics endpoint not started (%s)", exc)
-        server = None
-    publisher.start()
-    collectors = [MqttCollector(config.mqtt, s, publisher, validator) for s in sources]
+    validator, publisher, metrics = run.validator, run.publisher, run.metrics
+    collectors = [MqttCollector(run.config.mqtt, s, publisher, validator) for s in run.sources]
     try:
         for c in collectors:
             c.start()
         metrics.set_ready(True)
-        deadline = None if args.duration is None else time.monotonic() + args.duration
+        duration = run.args.duration
+        deadline = None if duration is None else time.monotonic() + duration
         last_log = time.monotonic()
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             stop.wait(5.0 if deadline is None else min(5.0, max(deadline - time.monotonic(), 0.01)))
             payload_counters: Counter[str] = sum((c.counters for c in collectors), Counter())
-            exporter.update(publisher, validator.counters, payload_counters)
+            run.ingest_metrics.update(publisher, validator.counters, payload_counters)
             metrics.heartbeat()
             if time.monotonic() - last_log >= 30:
                 last_log = time.monotonic()
@@ -320,18 +288,8 @@ def main(argv: list[str]) -> int:
     finally:
         for c in collectors:
             c.stop()
-        publisher.close()
+        run.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if server is not None:
-            server.close()
-    print(  # noqa: T201
-        json.dumps(
-            {
-                "sources": {c.source.name: dict(c.counters) for c in collectors},
-                "validation": dict(validator.counters),
-                "publisher": publisher.counters.as_dict(),
-            }
-        )
-    )
+    run.summary({c.source.name: c.counters for c in collectors})
     return 0

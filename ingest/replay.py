@@ -201,9 +201,7 @@ def _looks_numeric(text: str) -> bool:
 
 def main(argv: list[str]) -> int:
     """``vigil collect replay FILE``: replay a CSV/Parquet history into Kafka."""
-    from vigil.bus import TopicSpec, ensure_topics
-    from vigil.config import load_config
-    from vigil.exceptions import VigilError
+    from ingest.collector_cli import ensure_reading_topics, load_or_explain
 
     parser = argparse.ArgumentParser(prog="vigil collect replay", description=main.__doc__)
     parser.add_argument("file", type=Path, help="a .csv or .parquet file (columns machine, sensor, ts, value, ...)")
@@ -214,18 +212,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.speed < 0:
         parser.error("--speed must be >= 0")
-    try:
-        config = load_config(args.config)
-    except VigilError as exc:
-        print(exc, file=sys.stderr)  # noqa: T201
+    config = load_or_explain(args.config)
+    if config is None:
         return 2
-    try:
-        ensure_topics(
-            config.kafka,
-            [TopicSpec(t, config.kafka.partitions) for t in (config.topics.readings, config.topics.dead_letter)],
-        )
-    except Exception as exc:  # Kafka may be down: the publisher spools until it is back.
-        log.warning("could not ensure topics (%s); continuing", exc)
+    ensure_reading_topics(config)
     validator = Validator(config)
     publisher = KafkaPublisher(
         config.kafka, config.topics, config.spool, config.publish, source=f"replay:{args.file.name}"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -17,6 +15,7 @@ from ingest.publisher import KafkaPublisher
 from ingest.validation import Validator
 from vigil.config import OpcUaSource, VigilConfig
 from vigil.contracts import Gap, Reading
+from vigil.exceptions import VigilError
 
 if TYPE_CHECKING:
     from ingest.publisher import IngestMetrics
@@ -128,43 +127,15 @@ class OpcUaMetrics:
 
 def main(argv: list[str]) -> int:
     """``vigil collect opcua``: run the configured OPC UA sources until interrupted (or ``--duration``)."""
-    from ingest.publisher import IngestMetrics
-    from vigil.bus import TopicSpec, ensure_topics
-    from vigil.config import load_config
-    from vigil.exceptions import VigilError
-    from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
+    from ingest.collector_cli import open_collector
 
-    parser = argparse.ArgumentParser(prog="vigil collect opcua", description=main.__doc__)
-    parser.add_argument("--config", help="plant configuration (default: $VIGIL_CONFIG, then the example)")
-    parser.add_argument("--source", action="append", help="only this [[sources.opcua]] name (repeatable)")
-    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    add_metrics_arguments(parser, "collect")
-    args = parser.parse_args(argv)
     # asyncua narrates every request and publish at INFO; keep its warnings and errors only.
     logging.getLogger("asyncua").setLevel(logging.WARNING)
-    try:
-        config = load_config(args.config)
-    except VigilError as exc:
-        print(exc, file=sys.stderr)  # noqa: T201
-        return 2
-    sources = [s for s in config.sources.opcua if not args.source or s.name in args.source]
-    if not sources:
-        print("no [[sources.opcua]] configured (or none matches --source)", file=sys.stderr)  # noqa: T201
-        return 2
-    try:
-        ensure_topics(config.kafka, [TopicSpec(config.topics.readings, config.kafka.partitions)])
-    except Exception as exc:  # Kafka may be down: the publisher spools until it is back.
-        log.warning("could not ensure topics (%s); continuing", exc)
-    validator = Validator(config)
-    publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source="opcua")
-    metrics = ServiceMetrics("collect-opcua")
-    exporter = OpcUaMetrics(metrics, IngestMetrics(metrics))
-    try:
-        server = start_http(metrics, args.metrics_port, args.metrics_host)
-    except OSError as exc:  # a metrics port in use must not stop data collection
-        log.warning("metrics endpoint not started (%s)", exc)
-        server = None
-    publisher.start()
+    run = open_collector("opcua", argv, main.__doc__)
+    if isinstance(run, int):
+        return run
+    validator, publisher, metrics = run.validator, run.publisher, run.metrics
+    exporter = OpcUaMetrics(metrics, run.ingest_metrics)
     live: dict[str, Counter[str]] = {}
 
     async def report(stop: asyncio.Event) -> None:
@@ -174,7 +145,7 @@ def main(argv: list[str]) -> int:
             exporter.update(publisher, validator.counters, live)
             metrics.heartbeat()
 
-    async def run() -> dict[str, Counter[str]]:
+    async def collect() -> dict[str, Counter[str]]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -182,25 +153,18 @@ def main(argv: list[str]) -> int:
         reporter = asyncio.create_task(report(stop))
         metrics.set_ready(True)
         try:
-            return await run_sources(sources, config, publisher, validator, stop, args.duration, live)
+            return await run_sources(run.sources, run.config, publisher, validator, stop, run.args.duration, live)
         finally:
             stop.set()
             await reporter
 
     try:
-        counters = asyncio.run(run())
+        counters = asyncio.run(collect())
     except VigilError as exc:
         print(f"vigil collect opcua: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     finally:
-        publisher.close()
+        run.close()
         exporter.update(publisher, validator.counters, live)
-        if server is not None:
-            server.close()
-    summary = {
-        "sources": {name: dict(c) for name, c in counters.items()},
-        "validation": dict(validator.counters),
-        "publisher": publisher.counters.as_dict(),
-    }
-    print(json.dumps(summary))  # noqa: T201
+    run.summary(counters)
     return 0
