@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "smoke": ("vigil.smoke", "send one message of every contract through Kafka and a point through InfluxDB"),
     "models": ("models.service", "online failure prediction, anomaly and drift detection from features and labels"),
     "evaluate": ("models.evaluate", "score the models on the simulated fleet: recall, lead time, false alarms"),
+    "detection-delay": (
+        "models.detection",
+        "how fast the models notice known changes (step, ramp, stuck sensor, load)",
+    ),
     "alerts": ("alerts.service", "run the alerts stage: InfluxDB writer, alert lifecycle, notifications, ack API"),
     "alert": ("alerts.ctl", "acknowledge, assign, list and silence alerts (talks to the alerts service)"),
     "query": ("alerts.query", "open-alerts | machine ID | failures | false-alarms, answered from InfluxDB"),
