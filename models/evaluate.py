@@ -31,7 +31,7 @@ from models.metrics import Episodes
 from models.pipeline import FleetModel
 from vigil.config import VigilConfig, load_config
 from vigil.contracts import Decision, FeatureVector, MaintenanceEvent
-from vigil.outcomes import Episode, Failure, Outcome, score
+from vigil.outcomes import Episode, Failure, Outcome, confirmable, score
 
 log = logging.getLogger(__name__)
 
@@ -162,24 +162,16 @@ def score_stream(
                 model_log.reset(item.machine_id, item.ts)
                 rules_log.reset(item.machine_id, item.ts)
     duration_s = weeks * 7 * 86400.0
-    horizon = timedelta(seconds=config.models.horizon_s)
     scored_from = START + timedelta(days=burn_in_days)
     # Right-censoring: whether an episode opened in the run's last horizon is false cannot be known (its failure
     # may come after the end), so such episodes count only when a failure confirms them, and that time is left
     # out of the machine-time the false-alarm rate is divided by (which makes the rate, if anything, higher).
-    confirmable_until = START + timedelta(seconds=duration_s) - horizon
+    end = START + timedelta(seconds=duration_s)
     span_s = max(duration_s - burn_in_days * 86400.0 - config.models.horizon_s, 1.0)
     scored = [f for f in failures if f.ts >= scored_from]
     for name, log_ in (("model", model_log), ("rules", rules_log)):
-        episodes = [
-            e
-            for e in log_.opened
-            if e.opened_at >= scored_from
-            and (
-                e.opened_at < confirmable_until
-                or any(f.machine_id == e.machine_id and e.opened_at <= f.ts <= e.opened_at + horizon for f in scored)
-            )
-        ]
+        opened = [e for e in log_.opened if e.opened_at >= scored_from]
+        episodes, _ = confirmable(opened, scored, end=end, horizon_s=config.models.horizon_s)
         outcome = score(
             scored,
             episodes,

@@ -70,6 +70,10 @@ class MachineMemory:
     """The previous window's load (for the thermal lag regressor)."""
     running_since: datetime | None = None
     windows: int = 0
+    running_last: float | None = None
+    """The last value the type's running sensor reported (held while it sends nothing, see ``_state``)."""
+    last_window_end: datetime | None = None
+    """The newest window processed: an older or equal one is a re-emitted duplicate (see ``process``)."""
     feature_drift: dict[str, Any] = field(default_factory=dict)
 
 
@@ -213,8 +217,14 @@ class FleetModel:
         """Predict for one window, then learn what it can teach."""
         cfg = self.config
         machine = self._machine(fv)
-        kind = self._type(fv.machine_type)
         ts = fv.window_end
+        if machine.last_window_end is not None and ts <= machine.last_window_end:
+            # The feature worker re-emits the windows it closed since its last checkpoint after a crash: predicting
+            # them again would publish a second verdict, learning them again would count their labels twice.
+            log.debug("%s: window ending %s already processed (newest %s)", fv.machine_id, ts, machine.last_window_end)
+            return ModelOutput(None, [])
+        machine.last_window_end = ts
+        kind = self._type(fv.machine_type)
         drift = self._learn(self.pending.advance(fv.machine_id, ts))
         common: dict[str, Any] = dict(
             machine_id=fv.machine_id,
@@ -228,7 +238,8 @@ class FleetModel:
             threshold=cfg.threshold,
             horizon_s=cfg.horizon_s,
         )
-        if fv.state == MachineState.OFF:
+        state, inferred = self._state(fv, machine)
+        if state == MachineState.OFF:
             machine.running_since = None
             machine.smooth.clear()
             machine.slow.clear()
@@ -236,7 +247,8 @@ class FleetModel:
             machine.margin_rate.clear()
             machine.margin_ts = None
             return ModelOutput(
-                Prediction(**common, decision=Decision.OFF, decided_by="none", reasons=("machine off",)), drift
+                Prediction(**common, decision=Decision.OFF, decided_by="none", reasons=("machine off", *inferred)),
+                drift,
             )
         raw = {k: v for k, v in fv.features.items() if v is not None and math.isfinite(v)}
         violations = self.rules(fv.machine_id, fv.machine_type).violations(raw)
@@ -408,6 +420,31 @@ class FleetModel:
             machine.health.reset()
             machine.running_since = None
         return drift
+
+    def _state(self, fv: FeatureVector, machine: MachineMemory) -> tuple[MachineState, tuple[str, ...]]:
+        """The machine's state, holding the running sensor's last value while it reports nothing.
+
+        Report-by-exception sources (OPC UA subscriptions, MQTT on change) send a value only when it changes: a
+        stopped machine's speed reads 0 once and then nothing, so its windows have no running-sensor reading and
+        the feature worker cannot see that it is off. A stopped machine judged as running with its speed
+        "dropped out" looks faulty and, when it starts again, its warm-up looks like degradation.
+        """
+        spec = self.machine_types.get(fv.machine_type)
+        if spec is None or spec.running_sensor is None:
+            return fv.state, ()
+        name = spec.running_sensor
+        seen = fv.features.get(f"{name}.last")
+        if seen is None:
+            seen = fv.features.get(f"{name}.mean")
+        if seen is not None and math.isfinite(seen) and name not in fv.imputed:
+            machine.running_last = seen
+            return fv.state, ()
+        held = machine.running_last
+        if fv.state == MachineState.RUNNING and held is not None and held < spec.off_below:
+            return MachineState.OFF, (
+                f"{name} sent nothing since it read {held:g} (below {spec.off_below:g}): off until it changes",
+            )
+        return fv.state, ()
 
     # ------------------------------------------------------------------ learning
     def _train(

@@ -44,7 +44,7 @@ from vigil.contracts import (
     decode,
 )
 from vigil.exceptions import ConfigError, ContractError
-from vigil.outcomes import Episode, Failure, Outcome, score
+from vigil.outcomes import Episode, Failure, Outcome, confirmable, score
 
 log = logging.getLogger(__name__)
 
@@ -276,13 +276,21 @@ def _summary(
     obs: Observed, config: VigilConfig, topics: Topics, database: str, span_s: float, elapsed: float
 ) -> dict[str, Any]:
     failure_episodes = [e for e in obs.episodes if e.kind in ("failure_risk", "anomaly", "hard_limit")]
+    horizon_s = config.models.horizon_s
+    unconfirmed, scored_s = 0, span_s
+    if obs.last_reading_ts is not None and span_s > horizon_s:
+        # Same rule as `vigil evaluate`: an episode of the last horizon is false only once no failure followed it.
+        failure_episodes, unconfirmed = confirmable(
+            failure_episodes, obs.failures, end=obs.last_reading_ts, horizon_s=horizon_s
+        )
+        scored_s = span_s - horizon_s
     outcome: Outcome = score(
         obs.failures,
         failure_episodes,
         min_lead_s=config.models.min_lead_s,
-        horizon_s=config.models.horizon_s,
+        horizon_s=horizon_s,
         machines=len(config.machines),
-        span_s=span_s,
+        span_s=scored_s,
     )
     return {
         "simulated_days": span_s / 86400,
@@ -293,6 +301,7 @@ def _summary(
         "alert_transitions": dict(obs.alert_transitions),
         "dead_letters": dict(obs.dead_letters),
         "outcome": outcome.as_dict(),
+        "unconfirmed_episodes": unconfirmed,
         "missed": [f"{f.machine_id} {f.ts:%a %H:%M} ({f.failure_mode})" for f in outcome.missed_failures],
         "kafka": config.kafka.bootstrap_servers,
         "topics": topics.model_dump(),
@@ -311,7 +320,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"missed {o['missed']} (of which alerted too late: {o['late']})",
         f"  recall {o['recall']:.0%}; lead time median {o['lead_time_median_h']:.1f} h, p10 {o['lead_time_p10_h']:.1f} h",
         f"  alert episodes {o['episodes']}, false alarms {o['false_alarms']} "
-        f"({o['false_alarms_per_machine_week']:.2f} per machine-week)",
+        f"({o['false_alarms_per_machine_week']:.2f} per machine-week); "
+        f"{summary['unconfirmed_episodes']} in the last horizon not yet confirmable (neither)",
     ]
     if summary["missed"]:
         out.append("  missed: " + "; ".join(summary["missed"]))

@@ -148,3 +148,32 @@ def score(
     out.episodes = len(all_episodes)
     out.false_alarms = sum(1 for e in all_episodes if id(e) not in explained)
     return out
+
+
+def confirmable(
+    episodes: Iterable[Episode], failures: Iterable[Failure], *, end: datetime, horizon_s: float
+) -> tuple[list[Episode], int]:
+    """Right-censoring at the end of an observed span: an episode opened in its last ``horizon_s`` that no failure
+    has confirmed yet may still be followed by one after the end, so it is neither a catch nor a false alarm yet.
+
+    Returns the episodes whose outcome is known and how many were left out; divide the false alarms by machine
+    time up to ``end - horizon_s`` (the only time in which a false alarm can be established).
+
+    >>> from datetime import datetime, timedelta, timezone
+    >>> end = datetime(2026, 1, 8, tzinfo=timezone.utc)
+    >>> h = timedelta(hours=1)
+    >>> episodes = [Episode("A", end - 60 * h), Episode("B", end - 10 * h), Episode("C", end - 20 * h)]
+    >>> known, left_out = confirmable(episodes, [Failure("C", end - h)], end=end, horizon_s=48 * 3600)
+    >>> [e.machine_id for e in known], left_out
+    (['A', 'C'], 1)
+    """
+    cutoff = end.timestamp() - horizon_s
+    fails = list(failures)
+    given = list(episodes)
+    known: list[Episode] = []
+    for e in given:
+        opened = e.opened_at.timestamp()
+        confirmed = any(f.machine_id == e.machine_id and 0 <= f.ts.timestamp() - opened <= horizon_s for f in fails)
+        if opened < cutoff or confirmed:
+            known.append(e)
+    return known, len(given) - len(known)

@@ -176,3 +176,47 @@ def test_unknown_machine_types_and_odd_features_never_crash(example_config: Vigi
         p = model.process(fv).prediction
         assert p is not None and p.decision in (Decision.OK, Decision.ALERT)
     assert p.rule_violations == () and not p.cold_start
+
+
+def _silent(vector: Any, sensor: str) -> Any:
+    """The window as a report-by-exception source leaves it: the sensor sent nothing (unchanged value)."""
+    features = {k: (None if k.startswith(f"{sensor}.") else v) for k, v in vector.features.items()}
+    return vector.model_copy(update={"features": features, "missing": (sensor,)})
+
+
+def test_a_silent_running_sensor_holds_its_last_value(trained: FleetModel) -> None:
+    stopped = trained.process(pump_vector("PMP-001", window(150), rng=None, state=MachineState.OFF)).prediction
+    assert stopped is not None and stopped.decision == Decision.OFF
+    # Speed read 0 and then nothing (the feature worker saw no running-sensor reading, so it said "running").
+    silent = _silent(pump_vector("PMP-001", window(151), load=0.0, rng=None), "speed")
+    p = trained.process(silent).prediction
+    assert p is not None and p.decision == Decision.OFF and p.decided_by == "none"
+    assert any("speed sent nothing since it read 0" in r for r in p.reasons)
+    # It starts again: a fresh start, so its warm-up is not judged as degradation.
+    started = trained.process(pump_vector("PMP-001", window(152), rng=random.Random(2))).prediction
+    assert started is not None and started.decision != Decision.OFF
+    assert "warm-up after start: anomalies are not alerted" in started.reasons
+
+
+def test_a_running_sensor_dropping_out_while_running_is_not_off(trained: FleetModel) -> None:
+    p = trained.process(_silent(pump_vector("PMP-001", window(150), rng=random.Random(4)), "speed")).prediction
+    assert p is not None and p.decision != Decision.OFF
+    assert any("speed (dropout)" in r for r in p.reasons)
+
+
+def test_a_window_already_processed_is_neither_predicted_nor_learnt(trained: FleetModel) -> None:
+    rng = random.Random(9)
+    first = trained.process(pump_vector("PMP-001", window(150), rng=rng))
+    assert first.prediction is not None
+    memory = trained.machine_memory("PMP-001")
+    assert memory is not None
+    before = (memory.windows, memory.normal.n, trained.pending.count(), dict(memory.smooth))
+    # The feature worker re-emits windows closed since its last checkpoint after a crash: same or older ends.
+    for k in (150, 149, 120):
+        again = trained.process(pump_vector("PMP-001", window(k), wear=0.9, rng=rng))
+        assert again.prediction is None and again.drift == []
+    assert (memory.windows, memory.normal.n, trained.pending.count(), dict(memory.smooth)) == before
+    # Other machines and newer windows are unaffected.
+    assert trained.process(pump_vector("PMP-002", window(120), rng=rng)).prediction is not None
+    later = trained.process(pump_vector("PMP-001", window(151), rng=rng))
+    assert later.prediction is not None and memory.windows == before[0] + 1
