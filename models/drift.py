@@ -2,7 +2,9 @@
 
 :class:`ManagedClassifier` is a classifier like the others (same verbs), holding up to three models: the live
 one, a background one trained since the error drift was detected, and the previous live one after a promotion.
-On each label it scores every model before learning (prequential, test-then-train); a background model replaces
+A more sensitive twin of the drift detector marks the warning zone: the background model starts training at the
+warning, so by the drift it already knows the new concept. On each label it scores every model before learning
+(prequential, test-then-train); a background model replaces
 the live one only if its log loss over the same labels is lower (promote-if-better), and a promoted model that
 then does worse than the one it replaced is rolled back.
 
@@ -24,15 +26,18 @@ from models.classifiers import make_classifier
 _EPS = 1e-6
 
 
-def make_drift_detector(kind: str) -> Any:
+def make_drift_detector(kind: str, warning: bool = False) -> Any:
+    """The error-drift detector; ``warning=True`` gives a more sensitive twin whose alarms are the warning zone
+    (River's ADWIN has no warning level of its own, so the background model would otherwise only start at the
+    drift itself, when the live model is already wrong)."""
     from river import drift as river_drift
 
     drift: Any = river_drift
     if kind == "page_hinkley":
-        return drift.PageHinkley(min_instances=30, delta=0.005, threshold=5.0)
+        return drift.PageHinkley(min_instances=30, delta=0.005, threshold=2.5 if warning else 5.0)
     if kind == "kswin":
-        return drift.KSWIN(alpha=0.0001, window_size=200, stat_size=50, seed=42)
-    return drift.ADWIN(delta=0.002)
+        return drift.KSWIN(alpha=0.005 if warning else 0.0001, window_size=200, stat_size=50, seed=42)
+    return drift.ADWIN(delta=0.05 if warning else 0.002)
 
 
 def _log_loss(p: float, y: bool) -> float:
@@ -55,6 +60,7 @@ class ManagedClassifier(Classifier):
         self.previous: Classifier | None = None
         self.version = 0
         self._detector: Any = make_drift_detector(detector)
+        self._warning: Any = make_drift_detector(detector, warning=True)
         self._loss = {"live": 0.0, "other": 0.0}
         self._n_compared = 0
         self._events: list[tuple[str, str, float | None]] = []
@@ -80,13 +86,17 @@ class ManagedClassifier(Classifier):
 
     def learn_one(self, x: dict[str, float], y: bool, w: float = 1.0) -> None:
         p_live = self.live.predict_proba_one(x)
-        self._detector.update(abs(float(y) - p_live))
+        error = abs(float(y) - p_live)
+        # Checkpoints written before the warning zone existed have no warning detector: start one.
+        warning = self.__dict__.setdefault("_warning", make_drift_detector(self.detector, warning=True))
+        warning.update(error)
+        self._detector.update(error)
         if self._detector.drift_detected:
-            self._events.append(("drift", "model error changed", abs(float(y) - p_live)))
-            if self.background is None and self.previous is None:
-                self.background = make_classifier(self.classifier, self.seed + self.version + 1)
-                self._reset_comparison()
-                self._events.append(("retrain_started", "background model training since the drift", None))
+            self._events.append(("drift", "model error changed", error))
+            self._start_background("drift")
+        elif warning.drift_detected and self.background is None and self.previous is None:
+            self._events.append(("warning", "model error may be changing", error))
+            self._start_background("warning")
         other = self.background if self.background is not None else self.previous
         if other is not None:
             self._loss["live"] += w * _log_loss(p_live, y)
@@ -96,6 +106,12 @@ class ManagedClassifier(Classifier):
         self.live.learn_one(x, y, w)
         if other is not None and self._n_compared >= self.min_labels:
             self._decide()
+
+    def _start_background(self, since: str) -> None:
+        if self.background is None and self.previous is None:
+            self.background = make_classifier(self.classifier, self.seed + self.version + 1)
+            self._reset_comparison()
+            self._events.append(("retrain_started", f"background model training since the {since}", None))
 
     def _reset_comparison(self) -> None:
         self._loss = {"live": 0.0, "other": 0.0}

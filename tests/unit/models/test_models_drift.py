@@ -43,3 +43,26 @@ def test_promoted_model_doing_worse_than_the_previous_one_is_rolled_back() -> No
     feed(model, rng, 600, -1, until="promoted")
     events = feed(model, rng, 100, +1)
     assert "rolled_back" in events and model.version == 2
+
+
+def test_background_model_starts_at_the_warning_before_the_drift() -> None:
+    model = ManagedClassifier(min_labels=100)
+    rng = random.Random(0)
+    log: list[tuple[int, str]] = []
+    for i in range(2000):
+        a = rng.gauss(0.0, 1.0)
+        boundary = 0.0 if i < 1000 else min(2.0, (i - 1000) / 500)  # a gradual concept change from label 1000
+        model.learn_one({"a": a}, a > boundary)
+        log += [(i, e) for e, _, _ in model.drain()]
+    after = [(i, e) for i, e in log if i >= 1000]
+    first_warning = next(i for i, e in after if e == "warning")
+    first_drift = next(i for i, e in after if e == "drift")
+    assert first_warning < first_drift
+    assert (first_warning, "retrain_started") in after
+
+
+def test_a_checkpoint_from_before_the_warning_zone_still_learns() -> None:
+    model = ManagedClassifier(min_labels=100)
+    del model.__dict__["_warning"]  # as unpickled from an older checkpoint
+    model.learn_one({"a": 1.0}, True)
+    assert "_warning" in model.__dict__
