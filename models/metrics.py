@@ -21,10 +21,10 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from vigil import outcomes
-from vigil.contracts import Decision, Prediction
+from vigil.contracts import Decision, Prediction, SegmentAuditReport
 
 _MAX_LEADS = 1000
 _MAX_FAILURES = 8
@@ -267,16 +267,84 @@ class SegmentAudit:
         """``{"type=pump": {...}, "site=north": {...}, ...}``."""
         return {f"{kind}={name}": stats.summary() for (kind, name), stats in sorted(self._segments.items())}
 
-    def worse_segments(self, margin: float = 0.15) -> list[str]:
-        """Segments whose failure recall or ROC AUC is clearly below the fleet's: the audit's finding."""
+    def findings(self, margin: float = 0.15) -> dict[str, list[str]]:
+        """Per segment, why it is served clearly worse than the fleet (failure recall or ROC AUC lower by more
+        than ``margin``); segments served as well are absent."""
         report = self.report()
         fleet = report.get("fleet=all", {})
-        out = []
+        out: dict[str, list[str]] = {}
         for name, summary in report.items():
             if name == "fleet=all":
                 continue
             for metric in ("recall", "roc_auc"):
                 mine, overall = summary.get(metric), fleet.get(metric)
                 if mine is not None and overall is not None and mine < overall - margin:
-                    out.append(f"{name}: {metric} {mine:.2f} vs fleet {overall:.2f}")
+                    out.setdefault(name, []).append(f"{metric} {mine:.2f} vs fleet {overall:.2f}")
         return out
+
+    def worse_segments(self, margin: float = 0.15) -> list[str]:
+        """Segments whose failure recall or ROC AUC is clearly below the fleet's: the audit's finding."""
+        return [f"{name}: {why}" for name, whys in self.findings(margin).items() for why in whys]
+
+    def messages(self, worker: str = "0", margin: float = 0.15) -> list[SegmentAuditReport]:
+        """The audit as one :class:`~vigil.contracts.SegmentAuditReport` per segment (fleet first)."""
+        findings = self.findings(margin)
+        out = []
+        for (kind, name), stats in sorted(self._segments.items(), key=lambda kv: (kv[0][0] != "fleet", kv[0])):
+            summary = stats.summary()
+            why = findings.get(f"{kind}={name}", [])
+            out.append(
+                SegmentAuditReport(
+                    dimension=_DIMENSIONS[kind],
+                    segment=name,
+                    worker=worker,
+                    labelled_windows=stats.tp + stats.fp + stats.fn + stats.tn,
+                    roc_auc=summary["roc_auc"],
+                    precision=summary["precision"],
+                    recall_windows=summary["recall_windows"],
+                    failures=stats.failures,
+                    caught=stats.caught,
+                    recall=summary["recall"],
+                    lead_time_median_h=summary["lead_median_h"],
+                    lead_time_p10_h=summary["lead_p10_h"],
+                    episodes=stats.episodes,
+                    false_alarms=stats.false_alarms,
+                    machine_weeks=stats.machine_seconds / (7 * 86400),
+                    false_alarms_per_machine_week=summary["false_alarms_per_machine_week"],
+                    worse_than_fleet=bool(why),
+                    findings=tuple(why),
+                )
+            )
+        return out
+
+
+_DIMENSIONS: dict[str, Literal["fleet", "machine_type", "site", "line"]] = {
+    "fleet": "fleet",
+    "type": "machine_type",
+    "site": "site",
+    "line": "line",
+}
+
+QUALITY_METRICS = (
+    "roc_auc",
+    "precision",
+    "recall_windows",
+    "recall",
+    "lead_time_median_h",
+    "lead_time_p10_h",
+    "false_alarms_per_machine_week",
+    "failures",
+    "caught",
+    "false_alarms",
+)
+"""The numbers of a :class:`~vigil.contracts.SegmentAuditReport` published as ``vigil_model_quality`` gauges."""
+
+
+def quality_gauges(report: SegmentAuditReport) -> dict[str, float]:
+    """``{metric: value}`` of one report for the ``vigil_model_quality`` gauge (unknown values left out)."""
+    out: dict[str, float] = {}
+    for metric in QUALITY_METRICS:
+        value = getattr(report, metric)
+        if value is not None:
+            out[metric] = float(value)
+    return out

@@ -1,18 +1,25 @@
 """``vigil models``: the models stage as a Kafka service.
 
-Consumes feature vectors and maintenance events (one consumer group, manual commits), runs the
-:class:`~models.pipeline.FleetModel` on each, produces :class:`~vigil.contracts.Prediction` and
-:class:`~vigil.contracts.DriftEvent` messages keyed by machine, and checkpoints everything it learnt to the
-compacted changelog topic ``<changelog_prefix>models`` together with the input offsets it reflects.
+Consumes feature vectors and maintenance events (one consumer group, manual commits, the range assignor so a
+worker owns partition ``p`` of both co-partitioned topics), runs the :class:`~models.pipeline.FleetModel` on each,
+produces :class:`~vigil.contracts.Prediction` and :class:`~vigil.contracts.DriftEvent` messages keyed by machine,
+and publishes the segment audit as :class:`~vigil.contracts.SegmentAuditReport` messages.
 
-The order per checkpoint is: produce, flush (every send acknowledged), write the checkpoint (acknowledged), then
-commit the same offsets to the group. On start (and when partitions are assigned) the latest checkpoint is
-restored and consumption resumes at its offsets, so a restart predicts exactly what an uninterrupted run would.
-A checkpoint that is unreadable, or was written for another format, River version or feature schema, is
-reported (log, ``vigil_errors_total{kind="checkpoint"}``) and the models are rebuilt by replaying the inputs from
-the beginning; predictions for offsets the group had already committed are not produced twice.
-Undecodable input goes to the dead-letter topic. The segment audit (prequential quality per machine type, site
-and line) is published as ``vigil_model_quality`` metrics and logged, with segments served worse called out.
+State follows its partition (:mod:`models.changelog`): each machine's state (normal, smoothing, margins, sensor
+health, drift detectors, pending labels, alert episodes, last window) is checkpointed as one record keyed by
+machine in the changelog partition with the number of its features partition, with the offsets it reflects; a
+marker per partition says up to which offsets all its machines are there. The per-type models are shared by
+the machines a worker serves and stay with the worker (one checkpoint per worker; a new worker starts from the
+freshest one of its group).
+
+The order per checkpoint is: produce, flush (every send acknowledged), write the machines' state and the
+markers (acknowledged), then commit the same offsets to the group; a revocation checkpoints the revoked
+partitions first. On assignment a worker reads the changelog partitions of its new partitions to their end,
+imports those machines and seeks to the marker's offsets; a record a machine's state already reflects is
+skipped, so nothing is learnt or predicted twice. A checkpoint that is unreadable, or was written for another
+format, River version, feature schema or state shape, is reported (log, ``vigil_errors_total{kind="checkpoint"}``)
+and rebuilt by replaying the partition from the beginning; predictions for offsets already covered are not
+produced twice. Undecodable input goes to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -23,12 +30,27 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from models.checkpoint import dumps, feature_schema, loads, read_header
-from models.exceptions import CheckpointError
+from models.changelog import (
+    MARKER,
+    MAX_RECORD_BYTES,
+    SEND_TIMEOUT_S,
+    MachineChangelog,
+    PartitionLog,
+    SharedStore,
+    changelog_topics,
+    decode_marker,
+    encode_marker,
+    partition_count,
+)
+from models.checkpoint import dump_machine, dumps_shared, feature_schema, load_machine, loads, read_header
+from models.exceptions import CheckpointError, ModelsError
+from models.metrics import quality_gauges
 from models.pipeline import FleetModel
 from vigil.bus import (
+    TopicSpec,
     changelog_topic,
     dead_letter,
     ensure_topics,
@@ -39,60 +61,24 @@ from vigil.bus import (
     send_dead_letter,
 )
 from vigil.config import VigilConfig, load_config
-from vigil.contracts import DriftEvent, FeatureVector, MaintenanceEvent, Prediction, decode, encode
+from vigil.contracts import (
+    DriftEvent,
+    FeatureVector,
+    MaintenanceEvent,
+    Prediction,
+    SegmentAuditReport,
+    decode,
+    encode,
+)
 from vigil.exceptions import ContractError
 
 log = logging.getLogger(__name__)
 
 SERVICE = "models"
-_SEND_TIMEOUT_S = 60.0
 
 
-class ChangelogStore:
-    """The latest checkpoint of one worker group in the compacted changelog topic (header + chunks)."""
-
-    def __init__(self, config: VigilConfig, key: str) -> None:
-        self.config = config
-        self.key = key
-        self.topic = changelog_topic(config.topics, SERVICE).name
-
-    def write(self, producer: Any, header: bytes, chunks: list[bytes]) -> None:
-        """Chunks first, then the header that names them: a torn write leaves a checksum mismatch, not a lie."""
-        futures = [
-            producer.send(self.topic, key=f"{self.key}/chunk/{i}".encode(), value=chunk)
-            for i, chunk in enumerate(chunks)
-        ]
-        for future in futures:
-            future.get(timeout=_SEND_TIMEOUT_S)
-        producer.send(self.topic, key=f"{self.key}/header".encode(), value=header).get(timeout=_SEND_TIMEOUT_S)
-
-    def read(self, timeout_s: float = 30.0) -> tuple[bytes | None, list[bytes | None]]:
-        """The latest header and its chunks (``None`` for a chunk that is missing)."""
-        from kafka import TopicPartition
-
-        consumer = make_consumer(self.config.kafka, None, max_partition_fetch_bytes=8 * 1024 * 1024)
-        try:
-            tp = TopicPartition(self.topic, 0)
-            consumer.assign([tp])
-            consumer.seek_to_beginning(tp)
-            end = consumer.end_offsets([tp])[tp]
-            latest: dict[bytes, bytes | None] = {}
-            deadline = time.monotonic() + timeout_s
-            while consumer.position(tp) < end and time.monotonic() < deadline:
-                for records in consumer.poll(timeout_ms=500).values():
-                    for record in records:
-                        if record.key is not None and record.key.startswith(f"{self.key}/".encode()):
-                            latest[record.key] = record.value
-        finally:
-            consumer.close()
-        header = latest.get(f"{self.key}/header".encode())
-        if header is None:
-            return None, []
-        try:
-            count = int(read_header(header).get("chunks", 0))
-        except (CheckpointError, TypeError, ValueError):
-            return header, []
-        return header, [latest.get(f"{self.key}/chunk/{i}".encode()) for i in range(count)]
+def _tpk(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
 
 
 class ModelService:
@@ -107,109 +93,255 @@ class ModelService:
         self.worker = worker
         self.model = FleetModel(config.models, config.machines_by_id, config.machine_types)
         self.schema = feature_schema(config)
-        # One checkpoint per worker of the group: workers never overwrite each other's state.
-        self.store = ChangelogStore(config, group_id if worker == "0" else f"{group_id}.{worker}")
+        shared_topic, machines_topic = changelog_topics(config.topics.changelog_prefix)
+        # One shared-models checkpoint per worker of the group: workers never overwrite each other's.
+        self.store = SharedStore(
+            config.kafka, shared_topic, group_id, group_id if worker == "0" else f"{group_id}.{worker}"
+        )
+        self.machine_log = MachineChangelog(config.kafka, machines_topic, group_id)
         self.restored = "fresh"
-        """``restored`` (from a checkpoint), ``rebuilt`` (checkpoint refused: replay) or ``fresh`` (none)."""
+        """The shared models: ``restored`` (own checkpoint), ``peer`` (another worker's, as a start),
+        ``rebuilt`` (checkpoint refused: replay) or ``fresh`` (none)."""
         self.predictions = 0
         self.drift_events = 0
-        self._offsets: dict[str, int] = {}
-        self._checkpoint_offsets: dict[str, int] = {}
+        self.audits = 0
+        self.machines_restored = 0
+        """Machines whose state was read from the changelog on assignment (over the worker's life)."""
+        self.machines_refused = 0
+        """Machine checkpoints refused (unreadable or incompatible): those machines were rebuilt by replay."""
+        self.skipped = 0
+        """Input records a restored machine's state already reflected (delivered again, not processed twice)."""
+        self.last_restore_s = 0.0
+        self.last_checkpoint_bytes = 0
+        self.last_checkpoint_machines = 0
+        self._partitions = 0
+        self._owned: set[int] = set()
+        """Partition numbers whose machines this worker holds (features and maintenance are co-partitioned)."""
+        self._positions: dict[str, int] = {}
+        """``topic:partition`` -> the next offset to handle; everything below it is in the state."""
+        self._partition_of: dict[str, int] = {}
+        self._skip: dict[str, dict[str, int]] = {}
+        self._last_window: dict[str, datetime] = {}
+        self._dirty: set[str] = set()
         self._replay_until: dict[str, int] = {}
+        self._rebuild_all = False
+        self._held: set[int] = set()
+        """Partitions revoked (and checkpointed) by a rebalance still in progress: kept if assigned back."""
+        self._pending_assignment: set[Any] | None = None
         self._producer: Any = None
         self._consumer: Any = None
         self._last_checkpoint = time.monotonic()
+        self._last_audit = time.monotonic()
         self._pending_sends: list[Any] = []
-        self._revoked = False
+        self._closing = False
 
     # ------------------------------------------------------------------ life cycle
     def setup(self) -> None:
-        """Create topics, restore the latest checkpoint, connect; safe to call once per process."""
-        topics = self.config.topics
+        """Create topics, restore the shared models, connect; safe to call once per process."""
+        from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+        kafka, topics = self.config.kafka, self.config.topics
         ensure_topics(
-            self.config.kafka, [*pipeline_topics(self.config.kafka, topics), changelog_topic(topics, SERVICE)]
+            kafka,
+            [*pipeline_topics(kafka, topics), changelog_topic(topics, SERVICE), TopicSpec(topics.audit, 1)],
         )
-        self._producer = make_producer(self.config.kafka, max_request_size=8 * 1024 * 1024)
-        self.restore()
-        self._consumer = make_consumer(self.config.kafka, self.group_id)
+        self._partitions = partition_count(kafka, topics.features)
+        maintenance = partition_count(kafka, topics.maintenance)
+        if maintenance != self._partitions:
+            raise ModelsError(
+                f"topics {topics.features} ({self._partitions} partitions) and {topics.maintenance} ({maintenance}) "
+                "must have the same partition count: a machine's vectors and maintenance events must reach the same "
+                "worker"
+            )
+        self.machine_log.ensure(self._partitions)
+        self._producer = make_producer(kafka, max_request_size=MAX_RECORD_BYTES)
+        self.restore_shared()
+        # The range assignor gives one worker partition p of both topics (they are co-partitioned by machine).
+        self._consumer = make_consumer(kafka, self.group_id, partition_assignment_strategy=(RangePartitionAssignor,))
         self._consumer.subscribe(topics=[topics.features, topics.maintenance], listener=_rebalance_listener(self))
         if self.metrics is not None:
             self.metrics.set_ready(True)
 
-    def restore(self) -> None:
-        header, chunks = self.store.read()
-        if header is None:
-            self.restored = "fresh"
+    def restore_shared(self) -> None:
+        """The per-type models: this worker's own checkpoint, else the freshest of another worker of the group
+        (a new worker starts from what the group learnt instead of untrained models), else fresh."""
+        found = self.store.read()
+        own = found.pop(self.store.key, None)
+        if own is not None:
+            try:
+                self._adopt(loads(own[0], own[1], self.schema)[0], "restored")
+            except CheckpointError as exc:
+                self._refused(f"shared models of worker {self.store.key}", exc)
+                self.restored = "rebuilt"
+                self._rebuild_all = True
             return
-        try:
-            self.model, offsets = loads(header, chunks, self.schema)
-        except CheckpointError as exc:
-            log.error("models checkpoint of group %s refused (%s); rebuilding by replay", self.group_id, exc)
-            if self.metrics is not None:
-                self.metrics.errors.labels("checkpoint").inc()
-            self.model = FleetModel(self.config.models, self.config.machines_by_id, self.config.machine_types)
-            self.restored = "rebuilt"
-            self._replay_until = self._committed_offsets()
+        for key, (header, chunks) in sorted(found.items(), key=lambda kv: _written_at(kv[1][0]), reverse=True):
+            try:
+                self._adopt(loads(header, chunks, self.schema)[0], "peer")
+            except CheckpointError as exc:
+                log.warning("models: shared models of worker %s not usable as a start (%s)", key, exc)
+                continue
+            log.info("models: worker %s starts from the shared models of worker %s", self.store.key, key)
             return
+        self.restored = "fresh"
+
+    def _adopt(self, model: FleetModel, how: str) -> None:
+        for machine in model.machine_ids():  # a shared checkpoint holds none; machines come with their partitions
+            model.drop_machine(machine)
         # The configuration is the live one, not the pickled one (plant edits take effect on restart).
-        self.model.machines = dict(self.config.machines_by_id)
-        self.model.machine_types = dict(self.config.machine_types)
-        self._checkpoint_offsets = dict(offsets)
-        self._offsets = dict(offsets)
-        self.restored = "restored"
-        log.info(
-            "models restored from checkpoint: %d machine(s), %d pending label(s), offsets %s",
-            len(self.model.machine_ids()),
-            self.model.pending.count(),
-            offsets,
-        )
+        model.machines = dict(self.config.machines_by_id)
+        model.machine_types = dict(self.config.machine_types)
+        self.model = model
+        self.restored = how
+        log.info("models: shared models %s (types: %s)", how, ", ".join(model.type_names()) or "none")
 
-    def on_assigned(self, partitions: list[Any]) -> None:
-        """Runs on the client's IO thread: only non-blocking calls (seeks) here."""
-        for tp in partitions:
-            name = f"{tp.topic}:{tp.partition}"
-            if self.restored == "rebuilt":
-                self._consumer.seek_to_beginning(tp)
-            elif name in self._checkpoint_offsets:
-                self._consumer.seek(tp, self._checkpoint_offsets[name])
-
-    def on_revoked(self, partitions: list[Any]) -> None:
-        """Runs on the client's IO thread: blocking work (the checkpoint) is left to the loop.
-
-        Revoked partitions leave this worker's offsets: the new owner starts from the group's committed offsets,
-        and this worker must never commit (or later seek to) its stale positions for them.
-        """
-        for tp in partitions:
-            name = f"{tp.topic}:{tp.partition}"
-            self._offsets.pop(name, None)
-            self._checkpoint_offsets.pop(name, None)
-        self._revoked = True
-
-    def _committed_offsets(self) -> dict[str, int]:
-        """The group's committed offsets (what was already published), read before a replay."""
-        from kafka import TopicPartition
-
-        consumer = make_consumer(self.config.kafka, self.group_id)
-        out: dict[str, int] = {}
-        try:
-            for topic in (self.config.topics.features, self.config.topics.maintenance):
-                for partition in sorted(consumer.partitions_for_topic(topic) or ()):
-                    committed = consumer.committed(TopicPartition(topic, partition))
-                    if committed:
-                        out[f"{topic}:{partition}"] = int(committed)
-        finally:
-            consumer.close()
-        return out
+    def _refused(self, what: str, exc: Exception) -> None:
+        log.error("models: checkpoint of %s refused (%s); rebuilding by replay", what, exc)
+        if self.metrics is not None:
+            self.metrics.errors.labels("checkpoint").inc()
 
     def close(self) -> None:
         try:
-            if self._consumer is not None and self._offsets:
+            if self._consumer is not None and self._owned:
                 self.checkpoint()
         finally:
+            # Closing revokes the partitions; what they hold was just checkpointed.
+            self._closing = True
             if self._consumer is not None:
-                self._consumer.close()
+                self._consumer.close(autocommit=False)
             if self._producer is not None:
                 self._producer.close(timeout=10)
+
+    # ------------------------------------------------------------------ rebalances
+    def on_revoked(self, partitions: set[Any], *, lost: bool = False) -> None:
+        """Rebalance listener (inside ``poll()``, on the client's IO thread): checkpoint the machines of the
+        revoked partitions, with their offsets, before anyone else may own them (a new owner reads the
+        changelog, so the group's commit may lag: it is asynchronous here). Lost partitions (the group moved on
+        without this worker) are dropped without a checkpoint: another worker may already own them."""
+        parts = {tp.partition for tp in partitions} & self._owned
+        if lost:
+            self._forget(parts)
+            return
+        if not self._closing and parts:
+            try:
+                self.checkpoint(parts, in_rebalance=True)
+            except Exception:
+                # The next owner starts from the previous checkpoint and replays without publishing twice.
+                log.exception("models: checkpoint on revocation failed")
+                self._forget(parts)
+                return
+        self._owned -= parts
+        self._held |= parts
+
+    def on_assigned(self, partitions: set[Any]) -> None:
+        # Restoring reads a topic: not on the consumer's IO thread; step() does it before it handles any record.
+        self._pending_assignment = set(partitions)
+
+    def _forget(self, parts: set[int]) -> None:
+        for machine, partition in list(self._partition_of.items()):
+            if partition in parts:
+                self.model.drop_machine(machine)
+                del self._partition_of[machine]
+                self._skip.pop(machine, None)
+                self._last_window.pop(machine, None)
+                self._dirty.discard(machine)
+        for topic in self._topics():
+            for p in parts:
+                self._positions.pop(_tpk(topic, p), None)
+                self._replay_until.pop(_tpk(topic, p), None)
+        self._owned -= parts
+        self._held -= parts
+
+    def _topics(self) -> tuple[str, str]:
+        return self.config.topics.features, self.config.topics.maintenance
+
+    def _assign(self, assigned: set[Any]) -> None:
+        """Take over the assigned partitions: keep the ones this worker just checkpointed and got back (unless
+        another worker moved their offsets meanwhile), restore the others from the changelog, seek every one to
+        the offsets its state reflects."""
+        from kafka import TopicPartition
+
+        parts = {tp.partition for tp in assigned}
+        self._forget(self._held - parts)
+        committed = {tp: self._consumer.committed(tp) for tp in assigned}
+        keep = {
+            p
+            for p in self._held & parts
+            if all(
+                (committed.get(TopicPartition(t, p)) or 0) <= self._positions.get(_tpk(t, p), 0) for t in self._topics()
+            )
+        }
+        self._forget(self._held - keep)
+        self._held.clear()
+        started = time.monotonic()
+        new = parts - keep
+        logs = self.machine_log.read(new)
+        restored = 0
+        for p in sorted(new):
+            refused, marker = self._restore_partition(p, logs[p])
+            restored += len(logs[p].machines) - refused
+            for topic in self._topics():
+                tp = TopicPartition(topic, p)
+                name = _tpk(topic, p)
+                done = max(committed.get(tp) or 0, marker.get(name, 0))
+                if self._rebuild_all or refused:
+                    self._consumer.seek_to_beginning(tp)
+                    self._replay_until[name] = done
+                    self._positions.pop(name, None)
+                elif name in marker:
+                    self._seek(tp, marker[name])
+                    if done > marker[name]:  # committed past the changelog: re-learn, publish nothing twice
+                        self._replay_until[name] = done
+                elif committed.get(tp) is not None:
+                    self._seek(tp, int(committed[tp]))
+                else:
+                    self._consumer.seek_to_beginning(tp)
+        for p in keep:
+            for topic in self._topics():
+                position = self._positions.get(_tpk(topic, p))
+                if position is not None:
+                    self._seek(TopicPartition(topic, p), position)
+        self._owned = parts
+        self._rebuild_all = False
+        self.last_restore_s = time.monotonic() - started
+        log.info(
+            "models: assigned partitions %s (kept %s); restored %d machine(s) in %.2fs",
+            sorted(parts),
+            sorted(keep),
+            restored,
+            self.last_restore_s,
+        )
+
+    def _seek(self, tp: Any, offset: int) -> None:
+        self._consumer.seek(tp, offset)
+        self._positions[_tpk(tp.topic, tp.partition)] = offset
+
+    def _restore_partition(self, partition: int, stored: PartitionLog) -> tuple[int, dict[str, int]]:
+        """Import the machines of one changelog partition; returns how many were refused and the marker."""
+        marker: dict[str, int] = {}
+        if stored.marker is not None:
+            try:
+                marker = decode_marker(stored.marker)
+            except CheckpointError as exc:
+                self._refused(f"partition {partition} marker", exc)
+        if self._rebuild_all:
+            return 0, marker
+        refused = 0
+        for machine, value in sorted(stored.machines.items()):
+            try:
+                checkpoint = load_machine(value, self.schema)
+            except CheckpointError as exc:
+                self._refused(f"machine {machine}", exc)
+                refused += 1
+                continue
+            self.model.import_machine(machine, checkpoint.state)
+            self._partition_of[machine] = partition
+            self._skip[machine] = checkpoint.offsets
+            if checkpoint.meta.get("last_window"):
+                self._last_window[machine] = datetime.fromisoformat(checkpoint.meta["last_window"])
+        self.machines_restored += len(stored.machines) - refused
+        self.machines_refused += refused
+        return refused, marker
 
     # ------------------------------------------------------------------ the loop
     def run(
@@ -234,28 +366,38 @@ class ModelService:
                 last_data = now
             elif idle_exit_s is not None and now - last_data >= idle_exit_s:
                 break
-            due = now - self._last_checkpoint >= self.config.models.checkpoint_interval_s
-            if (due or self._revoked) and self._offsets:
-                self._revoked = False
+            if now - self._last_checkpoint >= self.config.models.checkpoint_interval_s and self._owned:
                 self.checkpoint()
-        self.checkpoint()
+        if self._owned:
+            self.checkpoint()
 
     def step(self, timeout_ms: int = 500, max_records: int | None = None) -> int:
         """One poll: handle what arrived (at most ``max_records``); returns how many records were handled."""
         batch = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records or 500)
+        if self._pending_assignment is not None:
+            assigned, self._pending_assignment = self._pending_assignment, None
+            self._assign(assigned)
+            # Every assigned partition was sought to the offsets its state reflects: what this poll fetched
+            # before that is fetched again from there.
+            batch = {}
         handled = 0
+        owned = self._consumer.assignment() if batch else set()
         for tp, records in batch.items():
+            if tp not in owned or tp.partition not in self._owned:
+                continue  # fetched before a rebalance took the partition away: its new owner handles these
             for record in records:
                 self._handle(record)
-                self._offsets[f"{tp.topic}:{tp.partition}"] = record.offset + 1
+                self._positions[_tpk(tp.topic, tp.partition)] = record.offset + 1
                 handled += 1
         if self.metrics is not None:
             self.metrics.heartbeat()
             self.metrics.update_lag(self._consumer)
+        if time.monotonic() - self._last_audit >= self.config.models.checkpoint_interval_s:
+            self.publish_audit()
         return handled
 
     def _handle(self, record: Any) -> None:
-        name = f"{record.topic}:{record.partition}"
+        name = _tpk(record.topic, record.partition)
         replaying = record.offset < self._replay_until.get(name, -1)
         if self.metrics is not None:
             self.metrics.messages_in.labels(record.topic).inc()
@@ -265,8 +407,17 @@ class ModelService:
             if not replaying:
                 self._send_dead_letter(record, exc.reason, str(exc))
             return
+        if isinstance(message, FeatureVector | MaintenanceEvent):
+            machine = message.machine_id
+            skip = self._skip.get(machine)
+            if skip is not None and record.offset < skip.get(name, 0):
+                self.skipped += 1  # its restored state already reflects this record
+                return
+            self._partition_of[machine] = record.partition
+            self._dirty.add(machine)
         if isinstance(message, FeatureVector):
             out = self.model.process(message)
+            self._last_window[message.machine_id] = message.window_end
             if not replaying:
                 if out.prediction is not None:
                     self._publish_prediction(out.prediction)
@@ -283,7 +434,12 @@ class ModelService:
     def _publish_prediction(self, prediction: Prediction) -> None:
         topic = self.config.topics.predictions
         self._pending_sends.append(
-            self._producer.send(topic, key=machine_key(prediction.machine_id), value=encode(prediction))
+            self._producer.send(
+                topic,
+                key=machine_key(prediction.machine_id),
+                value=encode(prediction),
+                headers=[("worker", self.worker.encode())],
+            )
         )
         self.predictions += 1
         if self.metrics is not None:
@@ -318,42 +474,109 @@ class ModelService:
             self.metrics.dead_letters.labels(reason).inc()
 
     # ------------------------------------------------------------------ durability
-    def checkpoint(self) -> None:
-        """Flush what was produced, write the checkpoint, then commit the offsets it reflects."""
+    def checkpoint(self, partitions: set[int] | None = None, *, in_rebalance: bool = False) -> None:
+        """Make what was handled durable, then commit the offsets it reflects (never the other way round).
+
+        Order: every output acknowledged; the state of each machine handled since the last checkpoint, with its
+        partition's offsets, acknowledged; the shared models (not inside a rebalance: they stay with this
+        worker); a marker per partition with the offsets up to which all its machines are in the changelog;
+        then the group commit. A crash anywhere before the commit leaves the committed offsets behind the state,
+        so a restart or a new owner re-reads records the state already holds and skips them per machine."""
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
-        self._producer.flush(timeout=_SEND_TIMEOUT_S)
+        parts = self._owned if partitions is None else partitions & self._owned
+        self._producer.flush(timeout=SEND_TIMEOUT_S)
         for future in self._pending_sends:
-            future.get(timeout=_SEND_TIMEOUT_S)  # a failed send fails the checkpoint, and so the commit
+            future.get(timeout=SEND_TIMEOUT_S)  # a failed send fails the checkpoint, and so the commit
         self._pending_sends.clear()
-        offsets = dict(self._offsets)
-        header, chunks = dumps(self.model, offsets, self.schema)
-        self.store.write(self._producer, header, chunks)
-        self._checkpoint_offsets = offsets
+        futures = []
+        written: list[str] = []
+        size = 0
+        for machine in sorted(self._dirty):
+            p = self._partition_of.get(machine)
+            state = self.model.export_machine(machine) if p in parts else None
+            if p is None or state is None:
+                continue
+            offsets = self._partition_offsets(p)
+            value = dump_machine(machine, state, offsets, self.schema, self._last_window.get(machine))
+            futures.append(self.machine_log.send(self._producer, p, self.machine_log.key(machine), value))
+            written.append(machine)
+            size += len(value)
+        for future in futures:
+            future.get(timeout=SEND_TIMEOUT_S)
+        if not in_rebalance:
+            header, chunks = dumps_shared(self.model, self.schema)
+            self.store.write(self._producer, header, chunks)
+        key = self.machine_log.key(MARKER)
+        markers = [
+            self.machine_log.send(self._producer, p, key, encode_marker(self._partition_offsets(p), self.worker))
+            for p in sorted(parts)
+        ]
+        for future in markers:
+            future.get(timeout=SEND_TIMEOUT_S)
+        self._dirty.difference_update(written)
+        self.last_checkpoint_bytes, self.last_checkpoint_machines = size, len(written)
         self._last_checkpoint = time.monotonic()
-        if offsets and self._consumer is not None:
-            commit = {}
-            for name, offset in offsets.items():
-                topic, _, partition = name.rpartition(":")
-                commit[TopicPartition(topic, int(partition))] = OffsetAndMetadata(offset, "", -1)
-            try:
+        commit = {
+            TopicPartition(topic, p): OffsetAndMetadata(self._positions[_tpk(topic, p)], "", -1)
+            for p in parts
+            for topic in self._topics()
+            if _tpk(topic, p) in self._positions
+        }
+        if not commit:
+            return
+        try:
+            if in_rebalance:
+                # A blocking commit is not allowed on the consumer's IO thread; the marker holds the offsets.
+                self._consumer.commit_async(commit)
+            else:
                 self._consumer.commit(commit)
-            except Exception as exc:  # a rebalance in between: the checkpoint holds the offsets anyway
-                log.warning("models: offset commit failed after checkpoint (%s); state is safe in the changelog", exc)
-        self._publish_audit()
+        except Exception as exc:  # a rebalance in between: the changelog holds the offsets anyway
+            log.warning("models: offset commit failed after checkpoint (%s); state is safe in the changelog", exc)
 
-    def _publish_audit(self) -> None:
-        report = self.model.audit.report()
-        if self.metrics is not None:
-            for segment, summary in report.items():
-                dimension, _, name = segment.partition("=")
-                dimension = {"type": "machine_type", "fleet": "all"}.get(dimension, dimension)
-                for metric, value in summary.items():
-                    if isinstance(value, int | float):
-                        self.metrics.set_quality(metric, float(value), dimension, name)
-        for finding in self.model.audit.worse_segments():
-            log.warning("segment audit: served worse than the fleet: %s", finding)
+    def _partition_offsets(self, partition: int) -> dict[str, int]:
+        out = {}
+        for topic in self._topics():
+            name = _tpk(topic, partition)
+            if name in self._positions:
+                out[name] = self._positions[name]
+        return out
+
+    # ------------------------------------------------------------------ the segment audit
+    def publish_audit(self) -> list[SegmentAuditReport]:
+        """The prequential segment audit as ``vigil_model_quality`` gauges, warnings for segments served worse,
+        and one message per segment on the audit topic (keyed ``<dimension>=<segment>``)."""
+        self._last_audit = time.monotonic()
+        reports = self.model.audit.messages(self.worker)
+        topic = self.config.topics.audit
+        for report in reports:
+            if self.metrics is not None:
+                # The fleet keeps the gauge labels it always had (dimension="all", segment="all").
+                dimension = "all" if report.dimension == "fleet" else report.dimension
+                for metric, value in quality_gauges(report).items():
+                    self.metrics.set_quality(metric, value, dimension, report.segment)
+            if report.worse_than_fleet:
+                log.warning(
+                    "segment audit: %s=%s served worse than the fleet: %s",
+                    report.dimension,
+                    report.segment,
+                    "; ".join(report.findings),
+                )
+            if self._producer is not None:
+                key = f"{report.dimension}={report.segment}".encode()
+                self._pending_sends.append(self._producer.send(topic, key=key, value=encode(report)))
+                self.audits += 1
+                if self.metrics is not None:
+                    self.metrics.messages_out.labels(topic).inc()
+        return reports
+
+
+def _written_at(header: bytes) -> str:
+    try:
+        return str(read_header(header).get("written_at", ""))
+    except CheckpointError:
+        return ""
 
 
 def _rebalance_listener(service: ModelService) -> Any:
@@ -361,10 +584,13 @@ def _rebalance_listener(service: ModelService) -> Any:
     from kafka import ConsumerRebalanceListener
 
     class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-        def on_partitions_revoked(self, revoked: list[Any]) -> None:
+        def on_partitions_revoked(self, revoked: set[Any]) -> None:
             service.on_revoked(revoked)
 
-        def on_partitions_assigned(self, assigned: list[Any]) -> None:
+        def on_partitions_lost(self, lost: set[Any]) -> None:
+            service.on_revoked(lost, lost=True)
+
+        def on_partitions_assigned(self, assigned: set[Any]) -> None:
             service.on_assigned(assigned)
 
     return Listener()

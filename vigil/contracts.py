@@ -339,8 +339,51 @@ class DeadLetter(_Message):
     """The original payload, base64-encoded."""
 
 
+class SegmentAuditReport(_Message):
+    """The prequential quality of one segment (the fleet, a machine type, a site or a line) as measured by one
+    worker of the models stage over the machines it served; published periodically, keyed
+    ``<dimension>=<segment>``. Every number comes from predictions made before their label was known."""
+
+    kind: Literal["segment_audit"] = "segment_audit"
+    ts: UtcDatetime = Field(default_factory=utcnow)
+    """When the audit was taken (wall clock)."""
+    dimension: Literal["fleet", "machine_type", "site", "line"]
+    segment: str
+    worker: str = "0"
+    """The models worker that measured it (each worker audits the machines of its partitions)."""
+    labelled_windows: int = 0
+    roc_auc: float | None = None
+    """Of the live risk score against the delayed window labels."""
+    precision: float | None = None
+    """Of the windows at or above the alert threshold."""
+    recall_windows: float | None = None
+    failures: int = 0
+    caught: int = 0
+    """Failures with an alert episode at least the minimum lead time before them."""
+    recall: float | None = None
+    lead_time_median_h: float | None = None
+    lead_time_p10_h: float | None = None
+    episodes: int = 0
+    false_alarms: int = 0
+    """Episodes whose horizon passed without a failure (episodes still inside it are not judged yet)."""
+    machine_weeks: float = 0.0
+    false_alarms_per_machine_week: float | None = None
+    worse_than_fleet: bool = False
+    findings: tuple[str, ...] = ()
+    """Why the segment is served worse, e.g. ``recall 0.60 vs fleet 0.90``."""
+
+
 AnyMessage: TypeAlias = Annotated[
-    Reading | ReadingBatch | Gap | MaintenanceEvent | FeatureVector | Prediction | Alert | DriftEvent | DeadLetter,
+    Reading
+    | ReadingBatch
+    | Gap
+    | MaintenanceEvent
+    | FeatureVector
+    | Prediction
+    | Alert
+    | DriftEvent
+    | DeadLetter
+    | SegmentAuditReport,
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyMessage)
@@ -356,6 +399,7 @@ MESSAGE_KINDS: dict[str, type[_Message]] = {
         Alert,
         DriftEvent,
         DeadLetter,
+        SegmentAuditReport,
     )
 }
 

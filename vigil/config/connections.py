@@ -49,6 +49,8 @@ class Topics(Section):
     drift: str = "vigil.drift"
     alerts: str = "vigil.alerts"
     dead_letter: str = "vigil.dead-letter"
+    audit: str = "vigil.audit"
+    """The models stage's segment audit (prequential quality per machine type, site and line)."""
     changelog_prefix: str = "vigil.changelog."
     """Compacted state topics: ``<prefix><service>``."""
 

@@ -32,6 +32,7 @@ def vectors(count: int, seed: int = 1) -> list[FeatureVector]:
 
 @pytest.fixture
 def config(example_config: VigilConfig, kafka_settings: KafkaSettings, topics: Topics) -> VigilConfig:
+    topics = topics.model_copy(update={"audit": f"{topics.features}.audit"})
     cfg = example_config.model_copy(update={"kafka": kafka_settings, "topics": topics})
     # One partition, so the order across machines and topics is the broker's, identical in every run.
     ensure_topics(kafka_settings, [TopicSpec(topics.features, 1), TopicSpec(topics.maintenance, 1)])

@@ -25,6 +25,7 @@ from vigil.contracts import (
     Reading,
     ReadingBatch,
     Sample,
+    SegmentAuditReport,
     Severity,
     decode,
     decode_as,
@@ -77,6 +78,7 @@ def one_of_each() -> list[object]:
         ),
         DriftEvent(ts=T0, machine_type="pump", detector="adwin", target="error", event="drift"),
         DeadLetter(service="features", reason="json", error="bad", raw="AAEC"),
+        SegmentAuditReport(ts=T0, dimension="machine_type", segment="pump", recall=0.9, findings=("recall 0.6",)),
     ]
 
 

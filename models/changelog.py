@@ -1,0 +1,222 @@
+"""Where the models stage keeps its checkpoints: two compacted Kafka topics.
+
+* ``<changelog_prefix>models`` (one partition): the **shared models of each worker** (per machine type), key
+  ``<group>[.<worker>]/header`` and ``.../chunk/<i>`` (:class:`SharedStore`);
+* ``<changelog_prefix>models.machines`` (as many partitions as the features topic): **one record per machine**,
+  key ``<group>/<machine>``, in the partition with the number of the machine's features partition, and one
+  **marker** per partition, key ``<group>/@offsets``, holding the input offsets up to which every machine of
+  that partition is in the changelog (:class:`MachineChangelog`). This is the Kafka Streams pattern: whoever
+  is assigned features partition ``p`` reads changelog partition ``p`` to its end and has the state of exactly
+  the machines it now serves.
+
+Machine ids cannot contain ``@`` (see :data:`vigil.contracts.Identifier`), so the marker's key never clashes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from models.checkpoint import read_header
+from models.exceptions import CheckpointError, ModelsError
+from vigil.bus import TopicSpec, make_consumer
+from vigil.config import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S = 60.0
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+"""Largest record the machine changelog accepts (one machine with a full pending-label buffer fits easily)."""
+MARKER = "@offsets"
+
+
+class SharedStore:
+    """The per-worker checkpoints of the shared (per-type) models of one group, in a one-partition topic."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, group_id: str, key: str) -> None:
+        self.kafka = kafka
+        self.topic = topic
+        self.group_id = group_id
+        self.key = key
+
+    def write(self, producer: Any, header: bytes, chunks: list[bytes]) -> None:
+        """Chunks first, then the header that names them: a torn write leaves a checksum mismatch, not a lie."""
+        futures = [
+            producer.send(self.topic, key=f"{self.key}/chunk/{i}".encode(), value=chunk)
+            for i, chunk in enumerate(chunks)
+        ]
+        for future in futures:
+            future.get(timeout=SEND_TIMEOUT_S)
+        producer.send(self.topic, key=f"{self.key}/header".encode(), value=header).get(timeout=SEND_TIMEOUT_S)
+
+    def read(self, timeout_s: float = 60.0) -> dict[str, tuple[bytes, list[bytes | None]]]:
+        """The latest header and chunks of every worker of the group (``None`` for a missing chunk)."""
+        from kafka import TopicPartition
+
+        consumer = make_consumer(self.kafka, None, max_partition_fetch_bytes=8 * 1024 * 1024)
+        latest: dict[str, bytes | None] = {}
+        try:
+            tp = TopicPartition(self.topic, 0)
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            end = consumer.end_offsets([tp])[tp]
+            deadline = time.monotonic() + timeout_s
+            while consumer.position(tp) < end and time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=500).values():
+                    for record in records:
+                        key = record.key.decode(errors="replace") if record.key else ""
+                        owner = key.partition("/")[0]
+                        if owner == self.group_id or owner.startswith(f"{self.group_id}."):
+                            latest[key] = record.value
+        finally:
+            consumer.close(autocommit=False)
+        out: dict[str, tuple[bytes, list[bytes | None]]] = {}
+        for key, header in latest.items():
+            owner, _, rest = key.partition("/")
+            if rest != "header" or header is None:
+                continue
+            try:
+                count = int(read_header(header).get("chunks", 0))
+            except (CheckpointError, TypeError, ValueError):
+                count = 0
+            out[owner] = (header, [latest.get(f"{owner}/chunk/{i}") for i in range(count)])
+        return out
+
+
+@dataclass
+class PartitionLog:
+    """What changelog partition ``p`` holds for one group: the marker and the latest record per machine."""
+
+    marker: bytes | None = None
+    machines: dict[str, bytes] = field(default_factory=dict)
+
+
+def encode_marker(offsets: dict[str, int], worker: str) -> bytes:
+    return json.dumps({"offsets": offsets, "worker": worker, "written_at": datetime.now(UTC).isoformat()}).encode()
+
+
+def decode_marker(value: bytes) -> dict[str, int]:
+    """The offsets of a marker; raises :class:`CheckpointError` when it is unreadable."""
+    meta = read_header(value)
+    offsets = meta.get("offsets")
+    if not isinstance(offsets, dict):
+        raise CheckpointError("changelog marker has no offsets")
+    try:
+        return {str(k): int(v) for k, v in offsets.items()}
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"changelog marker offsets are not integers: {exc}") from exc
+
+
+class MachineChangelog:
+    """Per-machine state of one group in a compacted topic partitioned like the features topic."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, group_id: str) -> None:
+        self.kafka = kafka
+        self.topic = topic
+        self.group_id = group_id
+
+    def key(self, machine_id: str) -> bytes:
+        return f"{self.group_id}/{machine_id}".encode()
+
+    def ensure(self, partitions: int) -> None:
+        """Create the topic with ``partitions`` partitions, or check an existing one has that many: a machine's
+        state must sit in the partition with the number of its features partition."""
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
+        admin = KafkaAdminClient(**self.kafka.client_kwargs(), client_id=f"{self.kafka.client_id}-admin")
+        try:
+            if self.topic not in set(admin.list_topics()):
+                configs = {
+                    "cleanup.policy": "compact",
+                    "min.compaction.lag.ms": "0",
+                    "segment.ms": "600000",
+                    "max.message.bytes": str(MAX_RECORD_BYTES),
+                }
+                topic = NewTopic(self.topic, partitions, self.kafka.replication_factor, topic_configs=configs)
+                # Another worker may create it at the same moment; that is fine.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    admin.create_topics([topic], timeout_ms=30_000, wait_for_metadata=True)
+        finally:
+            admin.close()
+        found = self.partition_count()
+        if found != partitions:
+            raise ModelsError(
+                f"changelog topic {self.topic} has {found} partition(s), the features topic {partitions}: "
+                "per-machine state must be co-partitioned with its inputs (recreate the changelog topic, or use a "
+                "new changelog_prefix; the models are then rebuilt by replay)"
+            )
+
+    def partition_count(self, timeout_s: float = 30.0) -> int:
+        return partition_count(self.kafka, self.topic, timeout_s)
+
+    def send(self, producer: Any, partition: int, key: bytes, value: bytes) -> Any:
+        return producer.send(self.topic, key=key, value=value, partition=partition)
+
+    def read(self, partitions: set[int], timeout_s: float = 120.0) -> dict[int, PartitionLog]:
+        """Changelog partitions read to their end: the latest marker and machine records of this group."""
+        from kafka import TopicPartition
+
+        out = {p: PartitionLog() for p in partitions}
+        if not partitions:
+            return out
+        prefix = f"{self.group_id}/"
+        consumer = make_consumer(
+            self.kafka, None, client_id=f"{self.kafka.client_id}-restore", max_partition_fetch_bytes=MAX_RECORD_BYTES
+        )
+        try:
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            deadline = time.monotonic() + timeout_s
+            while any(consumer.position(tp) < ends[tp] for tp in tps):
+                if time.monotonic() > deadline:
+                    raise ModelsError(f"changelog {self.topic} not read to its end within {timeout_s:g}s")
+                for tp, records in consumer.poll(timeout_ms=1000).items():
+                    log_ = out[tp.partition]
+                    for record in records:
+                        key = record.key.decode(errors="replace") if record.key else ""
+                        if not key.startswith(prefix):
+                            continue
+                        name = key[len(prefix) :]
+                        if name == MARKER:
+                            log_.marker = record.value
+                        elif record.value is None:
+                            log_.machines.pop(name, None)
+                        else:
+                            log_.machines[name] = record.value
+        finally:
+            consumer.close(autocommit=False)
+        return out
+
+
+def partition_count(kafka: KafkaSettings, topic: str, timeout_s: float = 30.0) -> int:
+    """How many partitions ``topic`` has (waiting for its metadata)."""
+    consumer = make_consumer(kafka, None, client_id=f"{kafka.client_id}-meta")
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions:
+                return len(partitions)
+            if time.monotonic() > deadline:
+                raise ModelsError(f"no metadata for topic {topic} within {timeout_s:g}s")
+            time.sleep(0.5)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def changelog_topics(prefix: str) -> tuple[str, str]:
+    """The shared models' topic and the per-machine topic."""
+    return f"{prefix}models", f"{prefix}models.machines"
+
+
+def shared_spec(prefix: str) -> TopicSpec:
+    return TopicSpec(changelog_topics(prefix)[0], partitions=1, compacted=True)
