@@ -1,0 +1,235 @@
+"""Per-machine state follows its partition: two model workers against the real broker, a rebalance in the middle
+(a second worker joins, then the first leaves); a bad machine checkpoint is rebuilt by replay; the segment audit
+is read back from its topic."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from models.changelog import changelog_topics
+from models.pipeline import FleetModel
+from models.service import ModelService
+from models.synthetic import WINDOW_S, pump_vector
+from vigil.bus import TopicSpec, ensure_topics, make_consumer, make_producer
+from vigil.config import KafkaSettings, Topics, VigilConfig
+from vigil.contracts import FeatureVector, MaintenanceEvent, Prediction, SegmentAuditReport, decode, encode
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+PARTITIONS = 4
+MACHINES = [f"PMP-00{i + 1}" for i in range(PARTITIONS)]
+"""One pump per partition (``PMP-00<p+1>`` is produced to partition ``p``), so a moved partition moves a machine."""
+
+
+@pytest.fixture
+def config(example_config: VigilConfig, kafka_settings: KafkaSettings, topics: Topics) -> VigilConfig:
+    topics = topics.model_copy(update={"audit": f"{topics.features}.audit"})
+    models = example_config.models.model_copy(update={"checkpoint_interval_s": 2.0})
+    cfg = example_config.model_copy(update={"kafka": kafka_settings, "topics": topics, "models": models})
+    ensure_topics(kafka_settings, [TopicSpec(topics.features, PARTITIONS), TopicSpec(topics.maintenance, PARTITIONS)])
+    return cfg
+
+
+def windows(machine: int, start: int, count: int) -> list[FeatureVector]:
+    rng = random.Random(1000 * machine + start)
+    return [
+        pump_vector(MACHINES[machine], T0 + timedelta(seconds=WINDOW_S * (k + 1)), load=0.8, rng=rng)
+        for k in range(start, start + count)
+    ]
+
+
+def produce(config: VigilConfig, messages: list[FeatureVector | MaintenanceEvent]) -> None:
+    producer = make_producer(config.kafka)
+    try:
+        for m in messages:
+            topic = config.topics.features if isinstance(m, FeatureVector) else config.topics.maintenance
+            partition = MACHINES.index(m.machine_id)
+            producer.send(topic, key=m.machine_id.encode(), value=encode(m), partition=partition).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def phase(config: VigilConfig, start: int, count: int) -> None:
+    produce(config, [fv for i in range(PARTITIONS) for fv in windows(i, start, count)])
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class Worker:
+    """One model worker running in a thread, as a separate process would."""
+
+    def __init__(self, config: VigilConfig, group: str, name: str) -> None:
+        self.service = ModelService(config, group, worker=name)
+        self.stop = threading.Event()
+        self.service.setup()
+        self.thread = threading.Thread(target=self._run, name=f"models-{name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.service.run(self.stop)
+        finally:
+            self.service.close()
+
+    def owned(self) -> set[int]:
+        return set(self.service._owned)
+
+    def leave(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=120)
+        assert not self.thread.is_alive()
+
+
+def published(config: VigilConfig, topic: str, expected: int, timeout_s: float = 60.0) -> Iterator[tuple[str, object]]:
+    """``(worker header, message)`` of every record of ``topic`` (a little longer than needed, to see doubles)."""
+    consumer = make_consumer(config.kafka, None, [topic])
+    out: list[tuple[str, object]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and len(out) < expected:
+            for records in consumer.poll(timeout_ms=500).values():
+                out += [(dict(r.headers).get("worker", b"").decode(), decode(r.value)) for r in records]
+        for records in consumer.poll(timeout_ms=2000).values():
+            out += [(dict(r.headers).get("worker", b"").decode(), decode(r.value)) for r in records]
+    finally:
+        consumer.close()
+    return iter(out)
+
+
+def reference(config: VigilConfig, machine: int, count: int) -> FleetModel:
+    model = FleetModel(config.models, config.machines_by_id, config.machine_types)
+    for fv in windows(machine, 0, count):
+        model.process(fv)
+    return model
+
+
+def test_machine_state_follows_its_partition_through_a_rebalance(config: VigilConfig, unique: str) -> None:
+    group = f"g-{unique}"
+    phase(config, 0, 70)
+    a = Worker(config, group, "a")
+    try:
+        wait_until(lambda: a.service.predictions == 70 * PARTITIONS, "worker a: the first 70 windows")
+        b = Worker(config, group, "b")
+        try:
+            wait_until(
+                lambda: a.owned() and b.owned() and a.owned() | b.owned() == set(range(PARTITIONS)),
+                "the partitions split between a and b",
+            )
+            moved = b.owned()
+            assert b.service.restored == "peer"  # b's per-type models start from a's
+            phase(config, 70, 20)
+            wait_until(lambda: a.service.predictions + b.service.predictions == 90 * PARTITIONS, "90 windows")
+            assert b.service.machines_restored == len(moved)  # the state of every machine that moved to b
+        finally:
+            a.leave()
+        wait_until(lambda: b.owned() == set(range(PARTITIONS)), "b owning every partition")
+        phase(config, 90, 10)
+        wait_until(lambda: a.service.predictions + b.service.predictions == 100 * PARTITIONS, "all 100 windows")
+        b.leave()
+    finally:
+        a.stop.set()
+
+    records = [(w, m) for w, m in published(config, config.topics.predictions, 100 * PARTITIONS)]
+    predictions = [(w, m) for w, m in records if isinstance(m, Prediction)]
+    seen = Counter((m.machine_id, m.ts) for _, m in predictions)
+    assert len(seen) == 100 * PARTITIONS and max(seen.values()) == 1  # every window once, none twice
+    by_worker = {(m.machine_id, m.ts): w for w, m in predictions}
+    for p in moved:
+        machine = MACHINES[p]
+        moved_at = windows(p, 69, 1)[0].window_end
+        later = [m for _, m in predictions if m.machine_id == machine and m.ts > moved_at]
+        after_move = [m for m in later if by_worker[(machine, m.ts)] == "b"]
+        assert len(after_move) == 30  # b predicted the 20 + 10 windows after the move ...
+        assert not any(m.cold_start or any("cold start" in r for r in m.reasons) for m in after_move)  # ... warm
+        # ... and the machine's own state on b is the state of one uninterrupted run over all 100 windows.
+        ref = reference(config, p, 100)
+        mine, theirs = b.service.model.machine_memory(machine), ref.machine_memory(machine)
+        assert mine is not None and theirs is not None
+        assert (mine.windows, mine.normal.n) == (theirs.windows, theirs.normal.n)
+        assert mine.windows > 90
+        assert b.service.model.pending.count(machine) == ref.pending.count(machine) > 0
+        assert b.service._last_window[machine] == windows(p, 99, 1)[0].window_end
+
+
+def test_a_refused_machine_checkpoint_is_rebuilt_by_replay(config: VigilConfig, unique: str) -> None:
+    group = f"g-{unique}"
+    phase(config, 0, 60)
+    first = ModelService(config, group)
+    first.setup()
+    try:
+        first.run(idle_exit_s=6.0)
+    finally:
+        first.close()
+    assert first.predictions == 60 * PARTITIONS
+    producer = make_producer(config.kafka)
+    try:  # a torn record for PMP-001 (partition 0): header fine, body not
+        machines_topic = changelog_topics(config.topics.changelog_prefix)[1]
+        producer.send(machines_topic, key=f"{group}/{MACHINES[0]}".encode(), value=b'{"format": 1}\n\x00', partition=0)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    phase(config, 60, 10)
+    second = ModelService(config, group)
+    second.setup()
+    try:
+        second.run(idle_exit_s=6.0)
+    finally:
+        second.close()
+    assert second.machines_refused == 1 and second.machines_restored == PARTITIONS - 1
+    assert second.predictions == 10 * PARTITIONS  # the replay of PMP-001 published nothing twice
+    seen = Counter(
+        (m.machine_id, m.ts)
+        for _, m in published(config, config.topics.predictions, 70 * PARTITIONS)
+        if isinstance(m, Prediction)
+    )
+    assert len(seen) == 70 * PARTITIONS and max(seen.values()) == 1
+    ref = reference(config, 0, 70)
+    rebuilt, expected = second.model.machine_memory(MACHINES[0]), ref.machine_memory(MACHINES[0])
+    assert rebuilt is not None and expected is not None
+    assert (rebuilt.windows, rebuilt.normal.n) == (expected.windows, expected.normal.n)
+
+
+def test_segment_audit_is_published_on_its_topic(config: VigilConfig, unique: str) -> None:
+    phase(config, 0, 60)
+    service = ModelService(config, f"g-{unique}", worker="w1")
+    service.setup()
+    try:
+        service.run(max_records=60 * PARTITIONS)
+        # After the machine's vectors, so the failure is of a machine the worker knows (topics are not ordered).
+        produce(config, [MaintenanceEvent(machine_id=MACHINES[1], ts=windows(1, 59, 1)[0].window_end, event="failure")])
+        service.run(idle_exit_s=6.0)
+        reports = service.publish_audit()
+    finally:
+        service.close()
+    assert service.audits >= len(reports) > 0
+    consumer = make_consumer(config.kafka, None, [config.topics.audit])
+    latest: dict[str, SegmentAuditReport] = {}
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and len(latest) < len(reports):
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    message = decode(r.value)
+                    assert isinstance(message, SegmentAuditReport)
+                    assert r.key.decode() == f"{message.dimension}={message.segment}"
+                    latest[r.key.decode()] = message
+    finally:
+        consumer.close()
+    assert {"fleet=all", "machine_type=pump", "site=north", "line=north-1"} <= set(latest)
+    fleet = latest["fleet=all"]
+    assert fleet.worker == "w1" and fleet.failures == 1 and fleet.labelled_windows > 0
+    assert fleet.machine_weeks == pytest.approx(PARTITIONS * 59 * WINDOW_S / (7 * 86400), rel=0.01)
