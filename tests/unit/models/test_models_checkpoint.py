@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from models.checkpoint import dumps, feature_schema, loads
+from models.checkpoint import dump_machine, dumps, dumps_shared, feature_schema, load_machine, loads
 from models.exceptions import CheckpointError, IncompatibleCheckpoint
 from models.pipeline import FleetModel
 from models.synthetic import WINDOW_S, pump_vector
@@ -97,3 +97,74 @@ def test_feature_schema_changes_with_the_sensors(example_config: VigilConfig) ->
     assert feature_schema(load_config(environ={}, data=tomllib.loads(EXAMPLE_CONFIG.read_text()))) == feature_schema(
         example_config
     )
+
+
+# ---------------------------------------------------------------------- one machine's record, the shared models
+def two_machines(example_config: VigilConfig) -> FleetModel:
+    m = FleetModel(example_config.models, example_config.machines_by_id, example_config.machine_types)
+    rng = random.Random(5)
+    for k in range(80):
+        for machine in ("PMP-001", "PMP-002"):
+            fv = pump_vector(machine, T0 + timedelta(seconds=WINDOW_S * k), load=0.7, wear=0.0, rng=rng)
+            m.process(fv)
+    return m
+
+
+def test_a_machine_moves_to_another_model_and_predicts_exactly_as_before(example_config: VigilConfig) -> None:
+    """Worker a hands PMP-001 over to worker b (same shared models): b predicts what a would have predicted."""
+    schema = feature_schema(example_config)
+    a = two_machines(example_config)
+    header, chunks = dumps_shared(a, schema)
+    b, _ = loads(header, chunks, schema)
+    assert b.machine_ids() == [] and a.machine_ids() == ["PMP-001", "PMP-002"]  # a keeps its machines
+    state = a.export_machine("PMP-001")
+    assert state is not None
+    record = dump_machine("PMP-001", state, {"f:0": 160, "m:0": 3}, schema, T0)
+    restored = load_machine(record, schema)
+    assert restored.machine_id == "PMP-001" and restored.offsets == {"f:0": 160, "m:0": 3}
+    assert restored.meta["last_window"] == T0.isoformat() and restored.meta["pending_labels"] > 0
+    b.import_machine("PMP-001", restored.state)
+    a.drop_machine("PMP-002")
+    assert b.pending.count("PMP-001") == a.pending.count("PMP-001") > 0
+    assert feed(b, 80, 40, seed=9) == feed(a, 80, 40, seed=9)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": 99}, "checkpoint format 99"),
+        ({"river": "0.19.0"}, "River 0.19.0"),
+        ({"schema": "other"}, "feature schema other"),
+        ({"shape": "0000"}, "state shape 0000"),
+    ],
+)
+def test_incompatible_machine_records_are_refused(
+    example_config: VigilConfig, change: dict[str, object], message: str
+) -> None:
+    a = two_machines(example_config)
+    state = a.export_machine("PMP-001")
+    assert state is not None
+    head, _, body = dump_machine("PMP-001", state, {}, "s", None).partition(b"\n")
+    meta = {**json.loads(head), **change}
+    with pytest.raises(IncompatibleCheckpoint, match=message):
+        load_machine(json.dumps(meta).encode() + b"\n" + body, "s")
+
+
+def test_unreadable_machine_records_are_refused(example_config: VigilConfig) -> None:
+    state = two_machines(example_config).export_machine("PMP-002")
+    assert state is not None
+    record = dump_machine("PMP-002", state, {}, "s", None)
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_machine(record[:-5] + b"xxxxx", "s")
+    with pytest.raises(CheckpointError, match="no header line"):
+        load_machine(b"garbage", "s")
+    with pytest.raises(CheckpointError, match="not JSON"):
+        load_machine(b"\x00garbage\nbody", "s")
+
+
+def test_old_whole_model_checkpoints_without_a_state_shape_are_refused(model: FleetModel) -> None:
+    header, chunks = dumps(model, {}, "s")
+    meta = json.loads(header)
+    del meta["shape"]
+    with pytest.raises(IncompatibleCheckpoint, match="state shape None"):
+        loads(json.dumps(meta).encode(), chunks, "s")
