@@ -616,7 +616,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="vigil models", description="online failure prediction and drift")
     parser.add_argument("--config", default=None, help="plant configuration (default: $VIGIL_CONFIG, the example)")
     parser.add_argument("--group", default="vigil-models", help="Kafka consumer group (and checkpoint key)")
-    parser.add_argument("--worker", default="0", help="stable worker name within the group (its checkpoint key)")
+    parser.add_argument(
+        "--worker", default="0", help="stable worker name within the group (the key of its shared-models checkpoint)"
+    )
     add_metrics_arguments(parser, SERVICE)
     args = parser.parse_args(argv)
     config = load_config(args.config)
@@ -628,9 +630,16 @@ def main(argv: list[str]) -> int:
     try:
         service.setup()
         log.info(
-            "models: %s state; consuming %s and %s", service.restored, config.topics.features, config.topics.maintenance
+            "models: worker %s, %s shared models; consuming %s and %s",
+            args.worker,
+            service.restored,
+            config.topics.features,
+            config.topics.maintenance,
         )
         service.run(stop)
+    except ModelsError as exc:  # topics that cannot carry per-machine state: refused at start-up, with the reason
+        log.error("models: %s", exc)
+        return 2
     finally:
         restore_signals()
         service.close()

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models.changelog import changelog_topics
+from models.exceptions import ModelsError
 from models.pipeline import FleetModel
 from models.service import ModelService
 from models.synthetic import WINDOW_S, pump_vector
@@ -233,3 +234,11 @@ def test_segment_audit_is_published_on_its_topic(config: VigilConfig, unique: st
     fleet = latest["fleet=all"]
     assert fleet.worker == "w1" and fleet.failures == 1 and fleet.labelled_windows > 0
     assert fleet.machine_weeks == pytest.approx(PARTITIONS * 59 * WINDOW_S / (7 * 86400), rel=0.01)
+
+
+def test_a_changelog_partitioned_unlike_the_features_is_refused_at_start(config: VigilConfig, unique: str) -> None:
+    machines_topic = changelog_topics(config.topics.changelog_prefix)[1]
+    ensure_topics(config.kafka, [TopicSpec(machines_topic, 1, compacted=True)])
+    service = ModelService(config, f"g-{unique}")
+    with pytest.raises(ModelsError, match=f"{machines_topic} has 1 partition"):
+        service.setup()
