@@ -198,7 +198,9 @@ class Lifecycle:
         """Feature windows carry the machine state: ``off`` inhibits the machine's alerts, ``running`` lifts it."""
         if fv.state == MachineState.OFF:
             return self._set_machine_off(fv.machine_id, True, fv.window_end, now)
-        if fv.state == MachineState.RUNNING and fv.machine_id in self.machines_off:
+        # With sensors missing, "running" may be a stopped machine whose speed stays 0 and so is not re-sent by a
+        # report-by-exception source; the model holds the last value and its prediction of this window decides.
+        if fv.state == MachineState.RUNNING and fv.machine_id in self.machines_off and not fv.missing:
             return self._set_machine_off(fv.machine_id, False, fv.window_end, now)
         return []
 

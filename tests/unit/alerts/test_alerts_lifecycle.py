@@ -281,3 +281,22 @@ def test_state_survives_export_and_restore() -> None:
     resolved = feed(again, [0.1], start=2)
     assert states(resolved) == ["resolved"] and resolved[0].alert.alert_id == a.alert_id
     assert states(again.tick(100.0 + 1801)) == [], "resolved: nothing to escalate"
+
+
+def test_a_running_vector_with_missing_sensors_leaves_off_to_the_model() -> None:
+    # A report-by-exception source sends nothing while a stopped machine's speed stays 0: the vector says
+    # "running" with the speed missing, the model (holding the last value) says off; no flip-flop per window.
+    life = Lifecycle(config(), PLANT)
+    feed(life, [0.6, 0.6])
+    assert states(life.observe(pred(3, None, decision=Decision.OFF), 0.0)) == ["inhibited"]
+    silent = FeatureVector(
+        machine_id="PMP-001",
+        machine_type="pump",
+        window_start=T0 + 3 * STEP,
+        window_end=T0 + 4 * STEP,
+        features={},
+        missing=("speed",),
+        state=MachineState.RUNNING,
+    )
+    assert life.observe_features(silent, 0.0) == []
+    assert life.observe(pred(4, None, decision=Decision.OFF), 0.0) == []
