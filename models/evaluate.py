@@ -169,17 +169,25 @@ def score_stream(
     end = START + timedelta(seconds=duration_s)
     span_s = max(duration_s - burn_in_days * 86400.0 - config.models.horizon_s, 1.0)
     scored = [f for f in failures if f.ts >= scored_from]
+    horizon_s = config.models.horizon_s
     for name, log_ in (("model", model_log), ("rules", rules_log)):
-        opened = [e for e in log_.opened if e.opened_at >= scored_from]
-        episodes, _ = confirmable(opened, scored, end=end, horizon_s=config.models.horizon_s)
+        known, _ = confirmable(log_.opened, scored, end=end, horizon_s=horizon_s)
+        # An alert raised during the burn-in that preceded a scored failure did warn the plant in time: it counts
+        # for recall and lead time. Only the false alarms of the burn-in are not scored (normals being learnt).
         outcome = score(
+            scored, known, min_lead_s=config.models.min_lead_s, horizon_s=horizon_s, machines=1, span_s=span_s
+        )
+        episodes = [e for e in known if e.opened_at >= scored_from]
+        counted = score(
             scored,
             episodes,
             min_lead_s=config.models.min_lead_s,
-            horizon_s=config.models.horizon_s,
+            horizon_s=horizon_s,
             machines=result.machines,
             span_s=span_s,
         )
+        outcome.episodes, outcome.false_alarms = counted.episodes, counted.false_alarms
+        outcome.machine_weeks = counted.machine_weeks
         setattr(result, name, outcome)
         if name == "model":
             result.episodes = episodes
