@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from vigil.config import InfluxSettings, KafkaSettings, Topics, VigilConfig, load_config
 from vigil.services import InfluxDB, Kafka, ServicesConfig
@@ -101,6 +102,17 @@ class InfluxV1:
     def settings(self) -> InfluxSettings:
         return InfluxSettings(url=self.url, api="v1", database=self.database)
 
+    def settings_v2(self) -> InfluxSettings:
+        """The v2 API of InfluxDB 1.8+: any token while auth is off, bucket = database/retention policy."""
+        return InfluxSettings(
+            url=self.url,
+            api="v2",
+            database=self.database,
+            token=SecretStr("vigil:unused"),
+            org="-",
+            bucket=f"{self.database}/autogen",
+        )
+
 
 @pytest.fixture(scope="session")
 def influx_url(services_env: dict[str, str]) -> Iterator[str]:
@@ -128,6 +140,25 @@ def influx_url(services_env: dict[str, str]) -> Iterator[str]:
 def influx(influx_url: str) -> Iterator[InfluxV1]:
     db = f"test_{uuid.uuid4().hex[:12]}"
     server = InfluxV1(influx_url, db)
+    server.query(f'CREATE DATABASE "{db}"')
+    yield server
+    server.query(f'DROP DATABASE "{db}"')
+
+
+@pytest.fixture
+def influx_v2api(services_env: dict[str, str]) -> Iterator[InfluxV1]:
+    """A fresh database on the InfluxDB 1.8 that serves the v2 API (`vigil services up influxdb-v2api`);
+    ``.settings_v2()`` addresses it as influxdb-client does: bucket ``<database>/autogen``."""
+    url = services_env.get("VIGIL_INFLUX_V2_URL", "")
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
+            ok = resp.status == 204
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        _unavailable("InfluxDB with the v2 API (`vigil services up influxdb-v2api`)")
+    db = f"test_{uuid.uuid4().hex[:12]}"
+    server = InfluxV1(url, db)
     server.query(f'CREATE DATABASE "{db}"')
     yield server
     server.query(f'DROP DATABASE "{db}"')

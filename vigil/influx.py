@@ -513,12 +513,36 @@ class V2Transport:
         s = self.settings
         if not (s.token and s.org and s.bucket):
             raise InfluxError("influx.token, influx.org and influx.bucket are required with influx.api = 'v2'")
+        from influxdb_client.rest import ApiException
+
         try:
             bucket = self._connect().buckets_api().find_bucket_by_name(s.bucket)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise InfluxError(
+                    f"influx.bucket: cannot look up bucket {s.bucket!r}: {exc.status} {exc.reason}"
+                ) from exc
+            self._check_compat_bucket()
+            return
         except Exception as exc:  # influxdb-client raises several unrelated types here
             raise InfluxError(f"influx.bucket: cannot look up bucket {s.bucket!r}: {exc}") from exc
         if bucket is None:
             raise InfluxError(f"influx.bucket: bucket {s.bucket!r} does not exist in org {s.org!r}")
+
+    def _check_compat_bucket(self) -> None:
+        """InfluxDB 1.8+ serves the v2 write and Flux endpoints but no buckets API: there a bucket is
+        ``database/retention_policy`` and the database must exist (checked through the v1 API)."""
+        s = self.settings
+        database = (s.bucket or "").split("/", 1)[0]
+        try:
+            V1Transport(s.model_copy(update={"database": database})).check()
+        except InfluxError as exc:
+            raise InfluxError(
+                f"influx.bucket: {s.url} has no buckets API (InfluxDB 1.8+ compatibility) and {exc}"
+            ) from exc
+        log.info(
+            "InfluxDB at %s is 1.8+ (v2 compatibility API): bucket %r is database/retention policy", s.url, s.bucket
+        )
 
     def write(self, lines: Sequence[str]) -> None:
         from influxdb_client.domain.write_precision import WritePrecision

@@ -35,7 +35,11 @@ log = logging.getLogger(__name__)
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
+INFLUX_COMPAT_VERSION = "1.8.10"
 SERVICES = ("kafka", "influxdb", "mosquitto")
+"""Started by default. ``influxdb-v2api`` (InfluxDB 1.8 built from source: the v2 write/Flux API for the tests of
+the influxdb-client path) only when asked for by name; the test command asks for it."""
+ALL_SERVICES = (*SERVICES, "influxdb-v2api")
 
 
 def _default_state_dir() -> Path:
@@ -59,6 +63,8 @@ class ServicesConfig:
     influx_port: int = 18086
     influx_rpc_port: int = 18088
     influx_database: str = "vigil"
+    influx_v2_port: int = 18087
+    influx_v2_rpc_port: int = 18089
     mqtt_port: int = 11883
     host: str = "127.0.0.1"
 
@@ -79,6 +85,8 @@ class ServicesConfig:
             "VIGIL_INFLUX__API": "v1",
             "VIGIL_MQTT__HOST": self.host,
             "VIGIL_MQTT__PORT": str(self.mqtt_port),
+            # Not a plant setting (one underscore): where the tests find the v2-API server, if started.
+            "VIGIL_INFLUX_V2_URL": f"http://{self.host}:{self.influx_v2_port}",
         }
 
 
@@ -397,6 +405,98 @@ class InfluxDB:
         return _describe(self.running(), self.ready(), self.cfg.influx_url)
 
 
+class InfluxDBV2Api(InfluxDB):
+    """InfluxDB 1.8 with Flux enabled: the v2 HTTP API (``/api/v2/write``, ``/api/v2/query``) that
+    influxdb-client speaks, on a machine without a Docker engine for InfluxDB 2.x.
+
+    Debian ships 1.6, which predates that API, and no 1.8 or 2.x binary is packaged for this machine's
+    registries; 1.8 is pure Go, so ``go install`` builds it from the Go module proxy into the cache once
+    (~4 minutes, ~460 MB of modules). InfluxDB 2.x itself needs Rust-built Flux and is tested with
+    testcontainers where Docker runs.
+    """
+
+    name = "influxdb-v2api"
+
+    def __init__(self, cfg: ServicesConfig) -> None:
+        super().__init__(cfg)
+        self.home = cfg.state_dir / "influxdb-v2api"
+        self.pid_file = self.home / "influxd.pid"
+        self.log_file = self.home / "influxd.log"
+        self.url = f"http://{cfg.host}:{cfg.influx_v2_port}"
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as resp:
+                return bool(resp.status == 204)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _binary(self) -> str:
+        root = self.cfg.cache_dir / f"influxdb-{INFLUX_COMPAT_VERSION}"
+        binary = root / "bin" / "influxd"
+        if binary.exists():
+            return str(binary)
+        go = shutil.which("go")
+        if go is None:
+            raise ServiceError("influxdb-v2api: building InfluxDB 1.8 needs Go (`go` on PATH)")
+        root.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "GOBIN": str(root / "bin"),
+            "GOPATH": str(root / "gopath"),
+            "GOFLAGS": "-mod=mod -modcacherw",
+            "CGO_ENABLED": "0",
+        }
+        log.info("building InfluxDB %s with go install (once; a few minutes)", INFLUX_COMPAT_VERSION)
+        build_log = root / "build.log"
+        with build_log.open("w") as out:
+            done = subprocess.run(
+                [go, "install", f"github.com/influxdata/influxdb/cmd/influxd@v{INFLUX_COMPAT_VERSION}"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=root,
+                timeout=1800,
+                check=False,
+            )
+        if done.returncode != 0 or not binary.exists():
+            tail = build_log.read_text(errors="replace")[-2000:]
+            raise ServiceError(f"influxdb-v2api: go install failed ({done.returncode}):\n{tail}")
+        # The module cache is only needed to build; keep the binary.
+        shutil.rmtree(root / "gopath", ignore_errors=True)
+        return str(binary)
+
+    def _write_config(self) -> Path:
+        h, c = self.home, self.cfg
+        conf = h / "influxdb.conf"
+        conf.write_text(
+            f'reporting-disabled = true\nbind-address = "{c.host}:{c.influx_v2_rpc_port}"\n'
+            f'[meta]\n  dir = "{h / "meta"}"\n'
+            f'[data]\n  dir = "{h / "data"}"\n  wal-dir = "{h / "wal"}"\n  query-log-enabled = false\n'
+            f'[http]\n  enabled = true\n  bind-address = "{c.host}:{c.influx_v2_port}"\n'
+            "  log-enabled = false\n  flux-enabled = true\n"
+            "[monitor]\n  store-enabled = false\n"
+            "[continuous_queries]\n  enabled = false\n"
+            '[logging]\n  level = "warn"\n'
+        )
+        return conf
+
+    def up(self) -> None:
+        influxd = self._binary()
+        self.home.mkdir(parents=True, exist_ok=True)
+        conf = self._write_config()
+        if not self.running():
+            if _port_open(self.cfg.host, self.cfg.influx_v2_port):
+                raise ServiceError(
+                    f"port {self.cfg.influx_v2_port} is taken by a process this state folder did not start"
+                )
+            _start_detached([influxd, "-config", str(conf)], self.log_file, self.pid_file, self.home)
+        _wait("InfluxDB 1.8 (v2 API)", self.ready, 60, self.log_file)
+
+    def status(self) -> str:
+        return _describe(self.running(), self.ready(), self.url)
+
+
 class Mosquitto:
     """Debian's Mosquitto MQTT broker on a loopback port (for the MQTT collector)."""
 
@@ -446,6 +546,7 @@ def managed(cfg: ServicesConfig, names: tuple[str, ...] = SERVICES) -> list[Kafk
     registry: dict[str, type[Kafka | InfluxDB | Mosquitto]] = {
         "kafka": Kafka,
         "influxdb": InfluxDB,
+        "influxdb-v2api": InfluxDBV2Api,
         "mosquitto": Mosquitto,
     }
     unknown = [n for n in names if n not in registry]
@@ -467,15 +568,21 @@ def up(cfg: ServicesConfig, names: tuple[str, ...] = SERVICES) -> None:
     (cfg.state_dir / "services.env").write_text("\n".join(env_lines(cfg)) + "\n")
 
 
-def down(cfg: ServicesConfig, names: tuple[str, ...] = SERVICES) -> None:
-    for svc in reversed(managed(cfg, names)):
-        svc.down()
+def down(cfg: ServicesConfig, names: tuple[str, ...] = ALL_SERVICES) -> None:
+    """Stop what this state folder started; the ports of what was running must be closed afterwards."""
     ports = {
         "kafka": [cfg.kafka_port, cfg.kafka_controller_port],
         "influxdb": [cfg.influx_port],
+        "influxdb-v2api": [cfg.influx_v2_port],
         "mosquitto": [cfg.mqtt_port],
     }
-    still = [p for n in names for p in ports[n] if _port_open(cfg.host, p)]
+    stopped: list[str] = []
+    for svc in reversed(managed(cfg, names)):
+        if svc.running():
+            stopped.append(svc.name)
+        svc.down()
+    # Only ports of services this folder had started: another instance may own a default port.
+    still = [p for n in stopped for p in ports[n] if _port_open(cfg.host, p)]
     if still:
         raise ServiceError(f"ports still listening after down: {still}")
 
@@ -486,10 +593,14 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="vigil services", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("action", choices=["up", "down", "status", "env"])
-    parser.add_argument("services", nargs="*", default=list(SERVICES), help=f"default: {' '.join(SERVICES)}")
+    parser.add_argument(
+        "services",
+        nargs="*",
+        help=f"{' | '.join(ALL_SERVICES)}; default for up: {' '.join(SERVICES)}, for down/status/env: all",
+    )
     args = parser.parse_args(argv)
     cfg = ServicesConfig()
-    names = tuple(args.services)
+    names = tuple(args.services) or (SERVICES if args.action == "up" else ALL_SERVICES)
     try:
         if args.action == "up":
             up(cfg, names)

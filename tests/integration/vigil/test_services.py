@@ -34,7 +34,7 @@ def _listening(port: int) -> bool:
 
 
 def test_up_twice_status_down_leaves_nothing_listening(tmp_path: Path) -> None:
-    kafka, controller, influx, rpc, mqtt = _free_ports(5)
+    kafka, controller, influx, rpc, mqtt, v2 = _free_ports(6)
     cfg = ServicesConfig(
         state_dir=tmp_path / "state",
         kafka_port=kafka,
@@ -42,12 +42,14 @@ def test_up_twice_status_down_leaves_nothing_listening(tmp_path: Path) -> None:
         influx_port=influx,
         influx_rpc_port=rpc,
         mqtt_port=mqtt,
+        influx_v2_port=v2,
     )
     # Drive the real command line with this private configuration (ports through a tiny launcher).
     launcher = (
         "import sys; from pathlib import Path; from vigil import services as s; "
         f"cfg = s.ServicesConfig(state_dir=Path({str(cfg.state_dir)!r}), kafka_port={kafka}, "
-        f"kafka_controller_port={controller}, influx_port={influx}, influx_rpc_port={rpc}, mqtt_port={mqtt}); "
+        f"kafka_controller_port={controller}, influx_port={influx}, influx_rpc_port={rpc}, mqtt_port={mqtt}, "
+        f"influx_v2_port={v2}); "
         "s.ServicesConfig = lambda: cfg; sys.exit(s.main(sys.argv[1:]))"
     )
 
@@ -73,6 +75,7 @@ def test_up_twice_status_down_leaves_nothing_listening(tmp_path: Path) -> None:
         status = run("status")
         assert status.returncode == 0
         assert status.stdout.count("ready at") == 3, status.stdout
+        assert "influxdb-v2api: stopped" in status.stdout, "started only when named"
         assert all(_listening(p) for p in (kafka, controller, influx, mqtt))
     finally:
         down = run("down")
@@ -83,4 +86,4 @@ def test_up_twice_status_down_leaves_nothing_listening(tmp_path: Path) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)
     status = run("status")
-    assert status.stdout.count("stopped") == 3, status.stdout
+    assert status.stdout.count("stopped") == 4, status.stdout
