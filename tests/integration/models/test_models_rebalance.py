@@ -242,3 +242,42 @@ def test_a_changelog_partitioned_unlike_the_features_is_refused_at_start(config:
     service = ModelService(config, f"g-{unique}")
     with pytest.raises(ModelsError, match=f"{machines_topic} has 1 partition"):
         service.setup()
+
+
+def test_a_crash_after_the_checkpoint_repeats_identical_predictions_and_learns_nothing_twice(
+    config: VigilConfig, unique: str
+) -> None:
+    group = f"g-{unique}"
+    phase(config, 0, 60)
+    first = ModelService(config, group, worker="a")
+    first.setup()
+    first.run(max_records=60 * PARTITIONS)  # ends with a checkpoint
+    phase(config, 60, 20)
+    deadline = time.monotonic() + 120
+    while first.predictions < 80 * PARTITIONS and time.monotonic() < deadline:
+        first.step()  # handled and published, never checkpointed
+    assert first.predictions == 80 * PARTITIONS
+    # The crash: the process dies after its sends, before any checkpoint or commit.
+    first._producer.flush(timeout=30)
+    first._closing = True
+    first._consumer.close(autocommit=False)
+    first._producer.close(timeout=10)
+
+    second = ModelService(config, group, worker="a")
+    second.setup()
+    try:
+        second.run(idle_exit_s=6.0)
+    finally:
+        second.close()
+    assert second.restored == "restored" and second.machines_restored == PARTITIONS
+    assert second.predictions == 20 * PARTITIONS  # the windows after the checkpoint, again
+    by_window: dict[tuple[str, datetime], set[str]] = {}
+    for _, m in published(config, config.topics.predictions, 100 * PARTITIONS):
+        if isinstance(m, Prediction):
+            by_window.setdefault((m.machine_id, m.ts), set()).add(m.model_dump_json())
+    assert len(by_window) == 80 * PARTITIONS
+    assert all(len(versions) == 1 for versions in by_window.values())  # a repeat is identical
+    for p in range(PARTITIONS):
+        mine, theirs = second.model.machine_memory(MACHINES[p]), reference(config, p, 80).machine_memory(MACHINES[p])
+        assert mine is not None and theirs is not None
+        assert (mine.windows, mine.normal.n) == (theirs.windows, theirs.normal.n)
