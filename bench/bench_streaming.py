@@ -47,30 +47,40 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
 
 
-def messages(machines: int, readings: int, per_message: int) -> list[tuple[bytes, bytes]]:
-    """(key, value): each machine's sensors at 1 Hz, ``per_message`` readings per message (1 = single readings)."""
+def messages(machines: int, readings: int, per_message: int, form: str = "rows") -> list[tuple[bytes, bytes]]:
+    """(key, value): each machine's sensors at 1 Hz, ``per_message`` readings per message (1 = single readings),
+    as ``reading_batch`` (``form="rows"``) or ``reading_columns`` (``form="columns"``) messages."""
     out: list[tuple[bytes, bytes]] = []
     per_machine = max(1, readings // machines)
     seconds = max(1, per_machine // len(SENSORS))
-    samples: dict[int, list[dict[str, Any]]] = {m: [] for m in range(machines)}
+    samples: dict[int, list[tuple[str, float, float]]] = {m: [] for m in range(machines)}
     for s in range(seconds):
         for m in range(machines):
             for k, sensor in enumerate(SENSORS):
                 value = 50.0 + k + (s % 17) * 0.1 + m * 0.001
-                samples[m].append({"sensor": sensor, "ts": iso(T0 + s + 0.001 * k), "value": value})
+                samples[m].append((sensor, T0 + s + 0.001 * k, value))
                 if len(samples[m]) >= per_message:
-                    out.append(_encode(m, samples[m], per_message))
+                    out.append(_encode(m, samples[m], per_message, form))
                     samples[m] = []
     return out
 
 
-def _encode(machine: int, samples: list[dict[str, Any]], per_message: int) -> tuple[bytes, bytes]:
+def _encode(machine: int, samples: list[tuple[str, float, float]], per_message: int, form: str) -> tuple[bytes, bytes]:
     key = f"PMP-{machine:05d}".encode()
+    doc: dict[str, Any]
     if per_message == 1:
-        s = samples[0]
-        doc: dict[str, Any] = {"v": 1, "kind": "reading", "machine_id": key.decode(), **s}
+        sensor, t, value = samples[0]
+        doc = {"v": 1, "kind": "reading", "machine_id": key.decode(), "sensor": sensor, "ts": iso(t), "value": value}
+    elif form == "columns":
+        columns: dict[str, dict[str, Any]] = {}
+        for sensor, t, value in samples:
+            column = columns.setdefault(sensor, {"sensor": sensor, "ts": [], "value": []})
+            column["ts"].append(t)
+            column["value"].append(value)
+        doc = {"v": 1, "kind": "reading_columns", "machine_id": key.decode(), "columns": list(columns.values())}
     else:
-        doc = {"v": 1, "kind": "reading_batch", "machine_id": key.decode(), "samples": samples}
+        rows = [{"sensor": sensor, "ts": iso(t), "value": value} for sensor, t, value in samples]
+        doc = {"v": 1, "kind": "reading_batch", "machine_id": key.decode(), "samples": rows}
     return key, json.dumps(doc).encode()
 
 
@@ -122,7 +132,16 @@ def worker(config: VigilConfig, expected: int) -> tuple[float, FeatureService]:
     return elapsed, service
 
 
-def throughput(kafka: KafkaSettings, machines: int, readings: int, per_message: int, repeat: int) -> dict[str, float]:
+def count_readings(value: bytes) -> int:
+    doc = json.loads(value)
+    if doc["kind"] == "reading_columns":
+        return sum(len(c["ts"]) for c in doc["columns"])
+    return len(doc.get("samples", [1]))
+
+
+def throughput(
+    kafka: KafkaSettings, machines: int, readings: int, per_message: int, repeat: int, form: str = "rows"
+) -> dict[str, float]:
     run = uuid.uuid4().hex[:8]
     topics = Topics(
         readings=f"bench-{run}.readings",
@@ -131,8 +150,8 @@ def throughput(kafka: KafkaSettings, machines: int, readings: int, per_message: 
         changelog_prefix=f"bench-{run}.changelog.",
     )
     ensure_topics(kafka, [TopicSpec(topics.readings, 1)])
-    data = messages(machines, readings, per_message)
-    total = sum(len(json.loads(v).get("samples", [1])) for _, v in data) if per_message > 1 else len(data)
+    data = messages(machines, readings, per_message, form)
+    total = sum(count_readings(v) for _, v in data)
     fill(kafka, topics.readings, data)
     bare_rates, worker_rates, ratios, vectors = [], [], [], 0
     # Alternating runs on the same data, medians reported: the machine's load drifts between runs.
@@ -196,6 +215,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=120, help="readings per message in the batched run")
     parser.add_argument("--machines", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3, help="alternating bare/worker runs; medians are reported")
+    parser.add_argument("--cases", default="rows,columns,single", help="comma-separated: rows, columns, single")
     parser.add_argument("--window-s", type=int, default=600, help="memory: window length")
     parser.add_argument("--rate-hz", type=float, default=1.0, help="memory: readings per sensor per second")
     args = parser.parse_args()
@@ -205,13 +225,16 @@ def main() -> None:
     print(f"vigil streaming benchmark ({'smoke' if args.smoke else 'full'}), Kafka {args.bootstrap}")
     # Memory first, in a process that has not allocated (and freed) the throughput runs' data yet.
     m = memory(1000 if not args.smoke else 50, args.window_s, args.rate_hz)
-    for label, readings, per_message in (
-        (f"batches of {args.batch}", args.readings, args.batch),
-        ("one reading per message", args.single_readings, 1),
-    ):
-        r = throughput(kafka, args.machines, readings, per_message, args.repeat)
+    cases = {
+        "rows": (f"rows, batches of {args.batch}", args.readings, args.batch, "rows"),
+        "columns": (f"columns, batches of {args.batch}", args.readings, args.batch, "columns"),
+        "single": ("one reading per message", args.single_readings, 1, "rows"),
+    }
+    for name in args.cases.split(","):
+        label, readings, per_message, form = cases[name]
+        r = throughput(kafka, args.machines, readings, per_message, args.repeat, form)
         print(
-            f"  {label:<24} {int(r['readings']):>9} readings in {int(r['messages']):>7} messages: "
+            f"  {label:<28} {int(r['readings']):>9} readings in {int(r['messages']):>7} messages: "
             f"bare consumer {r['bare_readings_per_s']:>10,.0f}/s, worker {r['worker_readings_per_s']:>10,.0f}/s, "
             f"ratio {r['ratio']:.2f} (medians of {args.repeat}), {int(r['vectors'])} feature vectors per run"
         )

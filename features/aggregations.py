@@ -27,6 +27,7 @@ True
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
@@ -94,6 +95,81 @@ class WindowArrays:
         return float(self.values.max())
 
 
+class SegmentArrays:
+    """Several non-empty segments (one per sensor of a window) of usable values, concatenated, for the
+    vectorised form of every aggregation.
+
+    ``starts`` are the first index of each segment (strictly increasing; a segment ends where the next starts),
+    ``ts`` is sorted ascending inside each segment, ``end`` is the window's end. The per-segment statistics the
+    aggregations share are computed once, together, in a handful of numpy passes over all segments (numpy's cost
+    per call, not per element, dominates windows of a few hundred readings), and handed out as Python lists.
+    """
+
+    def __init__(self, ts: Array, values: Array, starts: npt.NDArray[np.intp], end: float) -> None:
+        self.ts = ts
+        self.values = values
+        self.starts = starts
+        self.end = end
+        self.k = len(starts)
+
+    def window(self, i: int) -> WindowArrays:
+        """Segment ``i`` as a :class:`WindowArrays` (for aggregations without a vectorised form)."""
+        stop = int(self.starts[i + 1]) if i + 1 < self.k else len(self.values)
+        lo = int(self.starts[i])
+        return WindowArrays(self.ts[lo:stop], self.values[lo:stop], self.end)
+
+    @cached_property
+    def stats(self) -> SegmentStats:
+        v, ts, starts = self.values, self.ts, self.starts
+        ends = np.empty(self.k, dtype=np.intp)
+        ends[:-1] = starts[1:]
+        ends[-1] = len(v)
+        counts = ends - starts
+        n = counts.astype(np.float64)
+        seg = np.repeat(np.arange(self.k), counts)
+        add = np.add.reduceat
+        mean = add(v, starts) / n
+        mean_t = add(ts, starts) / n
+        cv = v - mean[seg]
+        ct = ts - mean_t[seg]
+        c2 = cv * cv
+        last = ends - 1
+        return SegmentStats(
+            n=n.tolist(),
+            mean=mean.tolist(),
+            m2=(add(c2, starts) / n).tolist(),
+            m3=(add(c2 * cv, starts) / n).tolist(),
+            m4=(add(c2 * c2, starts) / n).tolist(),
+            sum_sq=add(v * v, starts).tolist(),
+            tt=add(ct * ct, starts).tolist(),
+            tv=add(ct * cv, starts).tolist(),
+            min=np.minimum.reduceat(v, starts).tolist(),
+            max=np.maximum.reduceat(v, starts).tolist(),
+            last=v[last].tolist(),
+            last_ts=ts[last].tolist(),
+        )
+
+
+@dataclass(frozen=True)
+class SegmentStats:
+    """Per segment: count, mean, central moments m2..m4 (divided by n), sum of squares, the time-centred sums of
+    the slope (``tt`` = sum((t - mean_t)^2), ``tv`` = sum((t - mean_t)(v - mean))), min, max, the last value
+    and its time."""
+
+    n: list[float]
+    mean: list[float]
+    m2: list[float]
+    m3: list[float]
+    m4: list[float]
+    sum_sq: list[float]
+    tt: list[float]
+    tv: list[float]
+    min: list[float]
+    max: list[float]
+    last: list[float]
+    last_ts: list[float]
+
+
 class Aggregation:
     """Base of every aggregation: subclasses set ``name`` and implement the four methods."""
 
@@ -117,6 +193,15 @@ class Aggregation:
         """The result for a whole window at once (``w.ts`` sorted ascending, ``w.values`` aligned with it)."""
         raise NotImplementedError
 
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        """:meth:`compute` for every segment at once (NaN where it is ``None``).
+
+        This default calls :meth:`compute` per segment; the built-in aggregations override it with arithmetic on
+        the shared :attr:`SegmentArrays.stats`, which is what makes closing a window cheap.
+        """
+        out = [self.compute(s.window(i)) for i in range(s.k)]
+        return [math.nan if r is None else r for r in out]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -136,6 +221,9 @@ class Count(Aggregation):
     def compute(self, w: WindowArrays) -> float | None:
         return float(w.n)
 
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        return s.stats.n
+
 
 class Mean(Aggregation):
     name = "mean"
@@ -153,6 +241,9 @@ class Mean(Aggregation):
 
     def compute(self, w: WindowArrays) -> float | None:
         return w.mean if w.n else None
+
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        return s.stats.mean
 
 
 class Std(Aggregation):
@@ -177,6 +268,9 @@ class Std(Aggregation):
     def compute(self, w: WindowArrays) -> float | None:
         return math.sqrt(w.m2) if w.n else None
 
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        return [math.sqrt(max(m2, 0.0)) for m2 in s.stats.m2]
+
 
 class Min(Aggregation):
     name = "min"
@@ -193,6 +287,9 @@ class Min(Aggregation):
     def compute(self, w: WindowArrays) -> float | None:
         return w.min if w.n else None
 
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        return s.stats.min
+
 
 class Max(Aggregation):
     name = "max"
@@ -208,6 +305,9 @@ class Max(Aggregation):
 
     def compute(self, w: WindowArrays) -> float | None:
         return w.max if w.n else None
+
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        return s.stats.max
 
 
 class Last(Aggregation):
@@ -227,6 +327,9 @@ class Last(Aggregation):
 
     def compute(self, w: WindowArrays) -> float | None:
         return float(w.values[-1]) if w.n else None
+
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        return s.stats.last
 
 
 class Slope(Aggregation):
@@ -260,6 +363,9 @@ class Slope(Aggregation):
         denom = float(tc @ tc)
         return float(tc @ w.centered) / denom if denom > 0 else 0.0
 
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        return [tv / tt if tt > 0 else 0.0 for tt, tv in zip(s.stats.tt, s.stats.tv, strict=True)]
+
 
 class Rms(Aggregation):
     name = "rms"
@@ -276,6 +382,9 @@ class Rms(Aggregation):
     def compute(self, w: WindowArrays) -> float | None:
         return math.sqrt(float(w.values @ w.values) / w.n) if w.n else None
 
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        return [math.sqrt(q / n) for q, n in zip(s.stats.sum_sq, s.stats.n, strict=True)]
+
 
 class PeakToPeak(Aggregation):
     name = "p2p"
@@ -291,6 +400,9 @@ class PeakToPeak(Aggregation):
 
     def compute(self, w: WindowArrays) -> float | None:
         return w.max - w.min if w.n else None
+
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        return [hi - lo for lo, hi in zip(s.stats.min, s.stats.max, strict=True)]
 
 
 def _moments_add(state: State, value: float) -> State:
@@ -332,6 +444,10 @@ class Skewness(Aggregation):
             return None
         return 0.0 if _flat(w.m2, w.mean) else w.m3 / w.m2**1.5
 
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        st = s.stats
+        return [0.0 if _flat(m2, mean) else m3 / m2**1.5 for m2, m3, mean in zip(st.m2, st.m3, st.mean, strict=True)]
+
 
 class Kurtosis(Aggregation):
     """Population excess kurtosis ``m4 / m2**2 - 3`` (Fisher, biased); 0.0 for a constant signal."""
@@ -357,6 +473,12 @@ class Kurtosis(Aggregation):
             return None
         return 0.0 if _flat(w.m2, w.mean) else w.m4 / w.m2**2 - 3.0
 
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        st = s.stats
+        return [
+            0.0 if _flat(m2, mean) else m4 / m2**2 - 3.0 for m2, m4, mean in zip(st.m2, st.m4, st.mean, strict=True)
+        ]
+
 
 class SinceLast(Aggregation):
     """Seconds from the latest good reading to the window's end (a stale sensor shows up here first)."""
@@ -374,6 +496,9 @@ class SinceLast(Aggregation):
 
     def compute(self, w: WindowArrays) -> float | None:
         return w.end - float(w.ts[-1]) if w.n else None
+
+    def compute_segments(self, s: SegmentArrays) -> list[float]:
+        return [s.end - t for t in s.stats.last_ts]
 
 
 def get(name: str) -> Aggregation:

@@ -251,6 +251,9 @@ class FeatureService:
         if decoded.gap is not None:
             self.engine.add_gap(decoded.gap)
             vectors: list[FeatureVector] = []
+        elif decoded.columns is not None:
+            c = decoded.columns
+            vectors = self.engine.add_columns(machine, c.sensors, c.lengths, c.ts, c.values)
         else:
             vectors = self.engine.add_samples(machine, decoded.samples)
         offsets = self._machine_offsets.get(machine)

@@ -29,17 +29,19 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from features.aggregations import AGGREGATIONS, Aggregation, WindowArrays
+from features.aggregations import AGGREGATIONS, Aggregation, SegmentArrays
 
 # Re-exported: the window data types are defined upstream in streaming (imports flow streaming -> features).
 from streaming.window_types import BuildResult as BuildResult
-from streaming.window_types import ClosedBy
+from streaming.window_types import ClosedBy, WindowColumns
 from streaming.window_types import SensorFeatures as SensorFeatures
 from streaming.window_types import SensorWindow as SensorWindow
 from streaming.windows import WindowEngine
 from vigil.config import MachineType, ResolvedMachine, VigilConfig
 from vigil.contracts import FeatureVector, MachineState
 
+_INF = math.inf
+_NAN = math.nan
 EMPTY = SensorWindow(ts=np.empty(0), values=np.empty(0), total=0)
 
 
@@ -77,9 +79,46 @@ class FeatureBuilder:
         closed_by: ClosedBy = "watermark",
         previous: Mapping[str, SensorFeatures] | None = None,
     ) -> BuildResult:
+        """:meth:`build_columns` for windows given per sensor."""
+        names = tuple(sensors)
+        windows = [sensors[n] for n in names]
+        bounds = np.zeros(len(names) + 1, dtype=np.intp)
+        bounds[1:] = np.cumsum([len(w.values) for w in windows])
+        columns = WindowColumns(
+            sensors=names,
+            ts=np.concatenate([w.ts for w in windows]) if windows else np.empty(0),
+            values=np.concatenate([w.values for w in windows]) if windows else np.empty(0),
+            bounds=bounds,
+            totals=np.array([w.total for w in windows], dtype=np.int64),
+        )
+        return self.build_columns(machine_id, start, end, columns, gap=gap, closed_by=closed_by, previous=previous)
+
+    def build_columns(
+        self,
+        machine_id: str,
+        start: float,
+        end: float,
+        window: WindowColumns,
+        *,
+        gap: bool = False,
+        closed_by: ClosedBy = "watermark",
+        previous: Mapping[str, SensorFeatures] | None = None,
+    ) -> BuildResult:
+        """The feature vector of one window (all sensors' aggregations in a few numpy passes) and, per sensor with
+        data, its value features (what ``impute = "last"`` uses for the next window)."""
         machine: ResolvedMachine = self.config.machines_by_id[machine_id]
         mtype: MachineType = self.config.machine_types[machine.type]
         impute = self.config.windows.impute == "last"
+        usable = np.diff(window.bounds)
+        nonempty = np.flatnonzero(usable)
+        results: dict[str, list[float]] = {}
+        if len(nonempty):
+            # Empty segments have no length, so the non-empty ones are still contiguous.
+            segments = SegmentArrays(window.ts, window.values, window.bounds[:-1][nonempty], end)
+            results = {name: agg.compute_segments(segments) for name, agg in self.aggregations.items()}
+        position = {window.sensors[i]: j for j, i in enumerate(nonempty.tolist())}
+        totals = dict(zip(window.sensors, window.totals.tolist(), strict=True))
+        counts = dict(zip(window.sensors, usable.tolist(), strict=True))
         features: dict[str, float | None] = {}
         means: dict[str, float | None] = {}
         missing: list[str] = []
@@ -87,12 +126,15 @@ class FeatureBuilder:
         latest: dict[str, SensorFeatures] = {}
         total = bad = 0
         for sensor in machine.sensors:
-            window = sensors.get(sensor, EMPTY)
-            total += window.total
-            bad += window.bad
-            if len(window.values):
-                arrays = WindowArrays(window.ts, window.values, end)
-                values: dict[str, float | None] = {name: agg.compute(arrays) for name, agg in self.aggregations.items()}
+            s_total = totals.get(sensor, 0)
+            s_bad = s_total - counts.get(sensor, 0)
+            total += s_total
+            bad += s_bad
+            j = position.get(sensor)
+            values: dict[str, float | None]
+            if j is not None:
+                # Non-finite (NaN from a custom aggregation's None, or an overflow) is missing, never a number.
+                values = {name: (r[j] if -_INF < r[j] < _INF else None) for name, r in results.items()}
                 latest[sensor] = values
             else:
                 missing.append(sensor)
@@ -106,16 +148,15 @@ class FeatureBuilder:
                     values["count"] = 0.0
             for name, value in values.items():
                 features[f"{sensor}.{name}"] = value
-            features[f"{sensor}.bad_share"] = window.bad / window.total if window.total else None
+            features[f"{sensor}.bad_share"] = s_bad / s_total if s_total else None
             means[sensor] = values.get("mean")
         for d in mtype.derived:
             a, b = means.get(d.a), means.get(d.b)
             if a is None or b is None:
                 features[d.name] = None
-            elif d.op == "ratio":
-                features[d.name] = a / b if b != 0 else None
             else:
-                features[d.name] = a - b
+                derived = (a / b if b != 0 else _NAN) if d.op == "ratio" else a - b
+                features[d.name] = derived if -_INF < derived < _INF else None
         state = MachineState.RUNNING
         if closed_by == "wall_clock":
             state = MachineState.STALE
@@ -130,7 +171,7 @@ class FeatureBuilder:
             line=machine.line,
             window_start=_dt(start),
             window_end=_dt(end),
-            features={k: (None if v is None or not math.isfinite(v) else v) for k, v in features.items()},
+            features=features,
             missing=tuple(missing),
             imputed=tuple(imputed),
             bad_quality_share=bad / total if total else 0.0,

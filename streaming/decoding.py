@@ -27,16 +27,23 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
+import numpy as np
+
+from streaming.window_types import Array
 from streaming.windows import usable
-from vigil.contracts import Gap, Reading, ReadingBatch, decode
+from vigil.contracts import Gap, Reading, ReadingBatch, ReadingColumns, decode
 from vigil.exceptions import ContractError
 
 _IDENT = re.compile(r"^[A-Za-z0-9_.:\-/]+$")
 _BATCH_KEYS = frozenset({"v", "kind", "machine_id", "samples", "ingest_ts", "source"})
 _SAMPLE_KEYS = frozenset({"sensor", "ts", "value", "unit", "quality", "status_code", "server_ts", "flags"})
 _READING_KEYS = _SAMPLE_KEYS | {"v", "kind", "machine_id", "ingest_ts", "source"}
+_COLUMNS_KEYS = frozenset({"v", "kind", "machine_id", "columns", "ingest_ts", "source"})
+_COLUMN_KEYS = frozenset({"sensor", "ts", "value", "unit", "quality", "status_code", "server_ts", "flags"})
+_EPOCH_MAX = 253402300799.0
 _QUALITIES = frozenset({"good", "uncertain", "bad"})
 _NAN = math.nan
 _fromiso = datetime.fromisoformat
@@ -65,15 +72,33 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 @dataclass(frozen=True)
+class Columns:
+    """A ``reading_columns`` message as arrays: ``lengths[i]`` readings of ``sensors[i]``, one after the other."""
+
+    sensors: list[str]
+    lengths: list[int]
+    ts: Array
+    """Event times, epoch seconds."""
+    values: Array
+    """NaN where unusable."""
+
+
+@dataclass(frozen=True)
 class Decoded:
     """One message of a readings topic, ready for the window engine."""
 
     machine_id: str
     samples: list[tuple[str, float, float]]
-    """``(sensor, event time in epoch seconds, value or NaN when unusable)``."""
+    """``(sensor, event time in epoch seconds, value or NaN when unusable)``; empty for columns and gaps."""
     gap: Gap | None = None
     fast: bool = False
     """Decoded by the fast path (for the benchmark and metrics)."""
+    columns: Columns | None = None
+    """Set for ``reading_columns`` messages (then :attr:`samples` is empty)."""
+
+    @property
+    def readings(self) -> int:
+        return len(self.columns.ts) if self.columns is not None else len(self.samples)
 
 
 class ReadingDecoder:
@@ -95,6 +120,8 @@ class ReadingDecoder:
                     return self._fast_batch(doc)
                 if kind == "reading":
                     return self._fast_reading(doc)
+                if kind == "reading_columns":
+                    return self._fast_columns(doc)
         except (_Unsure, ValueError, TypeError, KeyError, AttributeError, OverflowError):
             pass
         return self._full(payload)
@@ -105,6 +132,8 @@ class ReadingDecoder:
             return Decoded(message.machine_id, [self._from_sample(s) for s in message.readings()])
         if isinstance(message, Reading):
             return Decoded(message.machine_id, [self._from_sample(message)])
+        if isinstance(message, ReadingColumns):
+            return Decoded(message.machine_id, [], columns=self._from_columns(message))
         if isinstance(message, Gap):
             return Decoded(message.machine_id, [], gap=message)
         raise ContractError("kind", f"a {message.kind!r} message does not belong on a readings topic")
@@ -112,6 +141,99 @@ class ReadingDecoder:
     def _from_sample(self, r: Reading) -> tuple[str, float, float]:
         ok = usable(r.quality, r.value, r.flags, self.accept_uncertain)
         return r.sensor, r.ts.timestamp(), float(r.value) if ok and r.value is not None else _NAN
+
+    def _from_columns(self, message: ReadingColumns) -> Columns:
+        sensors, lengths, ts, values = [], [], [], []
+        for c in message.columns:
+            sensors.append(c.sensor)
+            lengths.append(len(c.ts))
+            ts += c.ts
+            for i, value in enumerate(c.value):
+                quality = c.quality[i] if c.quality is not None else "good"
+                flags = c.flags[i] if c.flags is not None else ()
+                ok = value is not None and usable(quality, value, flags, self.accept_uncertain)
+                values.append(float(value) if ok and value is not None else _NAN)
+        return Columns(sensors, lengths, np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64))
+
+    def _fast_columns(self, doc: dict[str, Any]) -> Decoded:
+        if doc.get("v") != 1 or not _COLUMNS_KEYS.issuperset(doc):
+            raise _Unsure("columns")
+        machine_id = self._envelope(doc)
+        raw = doc["columns"]
+        if type(raw) is not list or not raw:
+            raise _Unsure("columns")
+        sensors: list[str] = []
+        lengths: list[int] = []
+        ts_lists: list[list[Any]] = []
+        value_lists: list[list[Any]] = []
+        for c in raw:
+            if type(c) is not dict or not _COLUMN_KEYS.issuperset(c):
+                raise _Unsure("column")
+            sensors.append(self._ident(c["sensor"]))
+            ts, values = c["ts"], c["value"]
+            n = len(ts) if type(ts) is list else 0
+            if not n or type(values) is not list or len(values) != n:
+                raise _Unsure("column")
+            if len(c) > 3:
+                values = self._column_extras(c, values, n)
+            lengths.append(n)
+            ts_lists.append(ts)
+            value_lists.append(values)
+        times = _numbers(ts_lists[0] if len(ts_lists) == 1 else list(chain.from_iterable(ts_lists)))
+        if times is None or not (times.min() >= 0.0 and times.max() <= _EPOCH_MAX):
+            raise _Unsure("ts")
+        flat = value_lists[0] if len(value_lists) == 1 else list(chain.from_iterable(value_lists))
+        values_ = _numbers(flat)
+        if values_ is None:
+            # Nulls (unusable readings) make numpy build objects: check each entry, then convert.
+            for v in flat:
+                vt = type(v)
+                if vt is not float and vt is not int and v is not None:
+                    raise _Unsure("value")
+            values_ = np.array([_NAN if v is None else v for v in flat], dtype=np.float64)
+        return Decoded(machine_id, [], fast=True, columns=Columns(sensors, lengths, times, values_))
+
+    def _column_extras(self, c: dict[str, Any], values: list[Any], n: int) -> list[Any]:
+        """Check a column's optional lists; returns the values with unusable readings as ``None``."""
+        unit = c.get("unit")
+        if unit is not None and type(unit) is not str:
+            raise _Unsure("unit")
+        quality = c.get("quality")
+        flags = c.get("flags")
+        for name in ("status_code", "server_ts"):
+            extra = c.get(name)
+            if extra is None:
+                continue
+            if type(extra) is not list or len(extra) != n:
+                raise _Unsure(name)
+            for x in extra:
+                xt = type(x)
+                if name == "status_code" and xt is not int:
+                    raise _Unsure(name)
+                if (
+                    name == "server_ts"
+                    and x is not None
+                    and ((xt is not float and xt is not int) or not 0 <= x <= _EPOCH_MAX)
+                ):
+                    raise _Unsure(name)
+        if quality is None and flags is None:
+            return values
+        if quality is not None and (type(quality) is not list or len(quality) != n):
+            raise _Unsure("quality")
+        if flags is not None and (
+            type(flags) is not list
+            or len(flags) != n
+            or any(type(f) is not list or any(type(x) is not str for x in f) for f in flags)
+        ):
+            raise _Unsure("flags")
+        out = list(values)
+        for i in range(n):
+            q = quality[i] if quality is not None else "good"
+            if q not in _QUALITIES:
+                raise _Unsure("quality")
+            if not usable(q, 0.0, flags[i] if flags is not None else (), self.accept_uncertain):
+                out[i] = None
+        return out
 
     def _ident(self, value: Any) -> str:
         if type(value) is not str:
@@ -213,6 +335,16 @@ class ReadingDecoder:
             flags = s["flags"]
             if type(flags) is not list or any(type(f) is not str for f in flags):
                 raise _Unsure("flags")
+
+
+def _numbers(values: list[Any]) -> Array | None:
+    """The list as float64 when every entry is a JSON number (``None`` otherwise: nulls, strings, booleans)."""
+    array = np.array(values)
+    if array.dtype.kind == "f":
+        return array
+    if array.dtype.kind in "iu":
+        return array.astype(np.float64)
+    return None
 
 
 def _ts(value: Any) -> float:

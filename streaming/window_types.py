@@ -35,6 +35,25 @@ class SensorWindow:
         return self.total - len(self.values)
 
 
+@dataclass(frozen=True)
+class WindowColumns:
+    """Every sensor of one machine's window at once, the form the engine hands over (numpy-friendly).
+
+    Sensor ``i`` (``sensors[i]``) has its usable, de-duplicated readings at ``ts[bounds[i]:bounds[i + 1]]`` /
+    ``values[...]``, sorted by event time, and ``totals[i]`` readings in the window, usable or not.
+    """
+
+    sensors: tuple[str, ...]
+    ts: Array
+    values: Array
+    bounds: npt.NDArray[np.intp]
+    totals: npt.NDArray[np.int64]
+
+    def sensor(self, i: int) -> SensorWindow:
+        lo, hi = int(self.bounds[i]), int(self.bounds[i + 1])
+        return SensorWindow(ts=self.ts[lo:hi], values=self.values[lo:hi], total=int(self.totals[i]))
+
+
 @dataclass
 class BuildResult:
     vector: FeatureVector
@@ -45,12 +64,12 @@ class BuildResult:
 class VectorBuilder(Protocol):
     """What :class:`streaming.windows.WindowEngine` calls when a window closes."""
 
-    def build_with_latest(
+    def build_columns(
         self,
         machine_id: str,
         start: float,
         end: float,
-        sensors: Mapping[str, SensorWindow],
+        window: WindowColumns,
         *,
         gap: bool = False,
         closed_by: ClosedBy = "watermark",

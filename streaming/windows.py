@@ -42,14 +42,15 @@ import math
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from streaming.exceptions import StateError
-from streaming.window_types import ClosedBy, SensorFeatures, SensorWindow, VectorBuilder
+from streaming.window_types import Array, ClosedBy, SensorFeatures, VectorBuilder, WindowColumns
 from vigil.config import VigilConfig
 from vigil.contracts import FeatureVector, Gap, Quality, Reading, ReadingBatch, Sample
 
@@ -90,21 +91,27 @@ class EngineStats:
     """Keyed ``<machine>/<sensor>``."""
 
 
-class _Buffer:
-    """One sensor's readings of the open windows, in arrival order; NaN marks an unusable value."""
+class _Machine:
+    """One machine's readings of the open windows, in arrival order, as three parallel columns (sensor code, event
+    time, value; NaN marks an unusable value), plus its clocks."""
 
-    __slots__ = ("ts", "values")
+    __slots__ = (
+        "closed_upto",
+        "codes",
+        "earliest",
+        "gaps",
+        "last_wall",
+        "next_close",
+        "previous",
+        "ts",
+        "values",
+        "watermark",
+    )
 
     def __init__(self) -> None:
+        self.codes = array("h")
         self.ts = array("d")
         self.values = array("d")
-
-
-class _Machine:
-    __slots__ = ("buffers", "closed_upto", "earliest", "gaps", "last_wall", "next_close", "previous", "watermark")
-
-    def __init__(self) -> None:
-        self.buffers: dict[str, _Buffer] = {}
         self.watermark = -_INF
         self.closed_upto = -_INF
         self.earliest = _INF
@@ -143,7 +150,9 @@ class WindowEngine:
         self._accept_uncertain = w.accept_uncertain
         self._impute = w.impute == "last"
         self._machines: dict[str, _Machine] = {}
-        self._sensors: dict[str, frozenset[str]] | None = None
+        self._sensors: dict[str, dict[str, int]] | None = None
+        """Per machine: sensor -> code (its index in the machine's configured sensors)."""
+        self._names: dict[str, tuple[str, ...]] = {}
         self._late: list[LateReading] = []
         self._now: float | None = None
 
@@ -179,7 +188,7 @@ class WindowEngine:
                 stats.unknown_machines[machine_id] += 1
             return out
         known = self._known_sensors()[machine_id]
-        buffers = m.buffers
+        codes, times, values_ = m.codes, m.ts, m.values
         readings = unusable = 0
         # The samples of one message arrive together: each is judged late against the watermark as it was
         # before the message, and the watermark moves once, after it. A collector's batch may list its
@@ -188,7 +197,8 @@ class WindowEngine:
         newest = watermark
         # One loop, locals only: this runs once per reading.
         for sensor, ts, value in samples:
-            if sensor not in known:
+            code = known.get(sensor)
+            if code is None:
                 stats.unknown_sensors[f"{machine_id}/{sensor}"] += 1
                 continue
             readings += 1
@@ -196,11 +206,9 @@ class WindowEngine:
                 unusable += 1
             if (ts < watermark or ts < m.closed_upto) and self._late_check(machine_id, m, sensor, ts, value):
                 continue
-            buf = buffers.get(sensor)
-            if buf is None:
-                buf = buffers[sensor] = _Buffer()
-            buf.ts.append(ts)
-            buf.values.append(value)
+            codes.append(code)
+            times.append(ts)
+            values_.append(value)
             if ts > newest:
                 newest = ts
             if ts < m.earliest:
@@ -217,14 +225,80 @@ class WindowEngine:
     def add_sample(self, machine_id: str, sensor: str, ts: float, value: float) -> list[FeatureVector]:
         return self.add_samples(machine_id, ((sensor, ts, value),))
 
-    def _late_check(self, machine_id: str, m: _Machine, sensor: str, ts: float, value: float) -> bool:
-        """For a reading behind the watermark or the closed windows: is it late? (records it if so)."""
+    def add_columns(
+        self, machine_id: str, sensors: Sequence[str], lengths: Sequence[int], ts: Array, values: Array
+    ) -> list[FeatureVector]:
+        """The bulk path: one message of one machine as columns. ``ts``/``values`` hold ``lengths[0]`` readings
+        of ``sensors[0]``, then ``lengths[1]`` of ``sensors[1]``, ...; values are NaN where unusable.
+
+        Same semantics as :meth:`add_samples` (one message, one moment), vectorised with numpy.
+        """
+        out: list[FeatureVector] = []
+        stats = self.stats
+        m = self._machine(machine_id)
+        if m is None:
+            stats.unknown_machines[machine_id] += len(ts)
+            return out
+        known = self._known_sensors()[machine_id]
+        sensor_codes = [known.get(sensor, -1) for sensor in sensors]
+        codes = np.repeat(np.array(sensor_codes, dtype=np.int16), lengths)
+        if -1 in sensor_codes:
+            for sensor, code, n in zip(sensors, sensor_codes, lengths, strict=True):
+                if code < 0 and n:
+                    stats.unknown_sensors[f"{machine_id}/{sensor}"] += n
+            keep = codes >= 0
+            codes, ts, values = codes[keep], ts[keep], values[keep]
+        if not len(ts):
+            m.last_wall = self._now
+            return out
+        stats.readings += len(ts)
+        stats.unusable += int(np.count_nonzero(values != values))
+        lowest = float(ts.min())
+        if lowest < m.watermark or lowest < m.closed_upto:
+            self._update_closed(m)
+            late = np.floor(ts / self._hop) * self._hop + self._size <= m.closed_upto
+            if late.any():
+                names = self._names[machine_id]
+                for i in np.flatnonzero(late).tolist():
+                    self._record_late(machine_id, m, names[codes[i]], ts, values, i)
+                keep = ~late
+                codes, ts, values = codes[keep], ts[keep], values[keep]
+                if not len(ts):
+                    m.last_wall = self._now
+                    return out
+                lowest = float(ts.min())
+        m.codes.frombytes(codes.tobytes())
+        m.ts.frombytes(np.ascontiguousarray(ts, dtype=np.float64).tobytes())
+        m.values.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        if lowest < m.earliest:
+            m.earliest = lowest
+            m.next_close = self._window_end(self._first_open(m)) + self._grace
+        newest = float(ts.max())
+        if newest > m.watermark:
+            m.watermark = newest
+        if m.watermark >= m.next_close:
+            self._advance(machine_id, m, out)
+        m.last_wall = self._now
+        return out
+
+    def _record_late(self, machine_id: str, m: _Machine, sensor: str, ts: Array, values: Array, i: int) -> None:
+        self.stats.late += 1
+        if len(self._late) < self.max_late:
+            self._late.append(LateReading(machine_id, sensor, float(ts[i]), float(values[i]), m.closed_upto))
+        else:
+            self.stats.late_unrouted += 1
+
+    def _update_closed(self, m: _Machine) -> None:
         if m.watermark != -_INF:
             # Every window the watermark has passed is closed (those with data were closed eagerly), so a
             # window that was empty until now cannot reopen for one straggler.
             passed = math.floor((m.watermark - self._grace - self._size) / self._hop) * self._hop + self._size
             if passed > m.closed_upto:
                 m.closed_upto = passed
+
+    def _late_check(self, machine_id: str, m: _Machine, sensor: str, ts: float, value: float) -> bool:
+        """For a reading behind the watermark or the closed windows: is it late? (records it if so)."""
+        self._update_closed(m)
         if math.floor(ts / self._hop) * self._hop + self._size > m.closed_upto:
             return False
         self.stats.late += 1
@@ -305,23 +379,18 @@ class WindowEngine:
 
     def _close(self, machine_id: str, m: _Machine, k: int, closed_by: ClosedBy, out: list[FeatureVector]) -> None:
         start, end = k * self._hop, self._window_end(k)
-        sensors: dict[str, SensorWindow] = {}
-        for sensor, buf in m.buffers.items():
-            ts = np.array(buf.ts, dtype=np.float64)
-            inside = (ts >= start) & (ts < end)
-            if not inside.any():
-                continue
-            wts = ts[inside]
-            wvalues = np.array(buf.values, dtype=np.float64)[inside]
-            # First arrival wins among duplicates (same sensor and event time); unique() also sorts by time.
-            uts, first = np.unique(wts, return_index=True)
-            uvalues = wvalues[first]
-            good = ~np.isnan(uvalues)
-            sensors[sensor] = SensorWindow(ts=uts[good], values=uvalues[good], total=len(uts))
-        if sensors:
+        # Readings before ``cut`` are in no window after this one: they are forgotten once it is built.
+        cut = start + self._hop
+        ts = np.frombuffer(m.ts, dtype=np.float64)
+        before_end = ts < end
+        before_cut = before_end if cut == end else ts < cut
+        # Normally every buffered reading is at or after the window's start (older ones left with older windows).
+        inside = before_end if m.earliest >= start else before_end & (ts >= start)
+        window = self._window(machine_id, m, ts, inside, cut)
+        if window is not None:
             gap = any(s < end and e > start for s, e in m.gaps)
-            result = self.builder.build_with_latest(
-                machine_id, start, end, sensors, gap=gap, closed_by=closed_by, previous=m.previous
+            result = self.builder.build_columns(
+                machine_id, start, end, window, gap=gap, closed_by=closed_by, previous=m.previous
             )
             if self._impute:
                 m.previous.update(result.latest)
@@ -330,30 +399,57 @@ class WindowEngine:
             if closed_by == "wall_clock":
                 self.stats.wall_clock_windows += 1
         m.closed_upto = end
-        self._prune(m, start + self._hop)
-
-    def _prune(self, m: _Machine, cut: float) -> None:
-        """Forget readings no open window needs (event time before ``cut``), counting their duplicates once."""
-        earliest = _INF
-        for buf in m.buffers.values():
-            ts = np.array(buf.ts, dtype=np.float64)
-            keep = ts >= cut
-            if not keep.all():
-                dropped = ts[~keep]
-                self.stats.duplicates += len(dropped) - len(np.unique(dropped))
-                values = np.array(buf.values, dtype=np.float64)[keep]
-                ts = ts[keep]
-                buf.ts = array("d", ts.tobytes())
-                buf.values = array("d", values.tobytes())
-            if len(ts):
-                earliest = min(earliest, float(ts.min()))
-        m.earliest = earliest
+        if before_cut.any():
+            keep = ~before_cut
+            kept_ts = ts[keep]
+            kept_codes = np.frombuffer(m.codes, dtype=np.int16)[keep]
+            kept_values = np.frombuffer(m.values, dtype=np.float64)[keep]
+            del ts  # the buffer views must go before the arrays are replaced
+            m.ts = array("d", kept_ts.tobytes())
+            m.codes = array("h", kept_codes.tobytes())
+            m.values = array("d", kept_values.tobytes())
+            m.earliest = float(kept_ts.min()) if len(kept_ts) else _INF
         m.gaps = [(s, e) for s, e in m.gaps if e > cut]
 
+    def _window(
+        self, machine_id: str, m: _Machine, ts: Array, inside_mask: npt.NDArray[np.bool_], cut: float
+    ) -> WindowColumns | None:
+        """The window's readings, de-duplicated and grouped by sensor (``None`` when there are none); counts the
+        duplicates among those before ``cut`` (they are forgotten after this window, so each counts once)."""
+        inside = np.flatnonzero(inside_mask)
+        if not len(inside):
+            return None
+        wts = ts[inside]
+        wcodes = np.frombuffer(m.codes, dtype=np.int16)[inside]
+        wvalues = np.frombuffer(m.values, dtype=np.float64)[inside]
+        # By sensor, then event time, then arrival: the first arrival of a duplicate comes first and wins.
+        order = np.lexsort((inside, wts, wcodes))
+        wts, wcodes, wvalues = wts[order], wcodes[order], wvalues[order]
+        if len(wts) > 1:
+            first = np.empty(len(wts), dtype=bool)
+            first[0] = True
+            np.logical_or(wts[1:] != wts[:-1], wcodes[1:] != wcodes[:-1], out=first[1:])
+            if not first.all():
+                self.stats.duplicates += int(np.count_nonzero(~first & (wts < cut)))
+                wts, wcodes, wvalues = wts[first], wcodes[first], wvalues[first]
+        names = self._names[machine_id]
+        totals = np.bincount(wcodes, minlength=len(names))
+        good = wvalues == wvalues
+        if not good.all():
+            wts, wcodes, wvalues = wts[good], wcodes[good], wvalues[good]
+            counts = np.bincount(wcodes, minlength=len(names))
+        else:
+            counts = totals
+        bounds = np.zeros(len(names) + 1, dtype=np.intp)
+        np.cumsum(counts, out=bounds[1:])
+        return WindowColumns(sensors=names, ts=wts, values=wvalues, bounds=bounds, totals=totals)
+
     # ------------------------------------------------------------------ machines
-    def _known_sensors(self) -> dict[str, frozenset[str]]:
+    def _known_sensors(self) -> dict[str, dict[str, int]]:
         if self._sensors is None:
-            self._sensors = {mid: frozenset(m.sensors) for mid, m in self.config.machines_by_id.items()}
+            machines = self.config.machines_by_id.items()
+            self._names = {mid: tuple(m.sensors) for mid, m in machines}
+            self._sensors = {mid: {s: i for i, s in enumerate(names)} for mid, names in self._names.items()}
         return self._sensors
 
     def _machine(self, machine_id: str) -> _Machine | None:
@@ -369,7 +465,7 @@ class WindowEngine:
 
     def open_readings(self) -> int:
         """Readings held for open windows (all machines)."""
-        return sum(len(b.ts) for m in self._machines.values() for b in m.buffers.values())
+        return sum(len(m.ts) for m in self._machines.values())
 
     def drop_machine(self, machine_id: str) -> None:
         """Forget a machine (its partition moved to another worker; its state lives in the changelog)."""
@@ -385,11 +481,23 @@ class WindowEngine:
             "closed_upto": m.closed_upto,
             "gaps": m.gaps,
             "previous": m.previous,
-            "buffers": {
-                s: [base64.b64encode(b.ts.tobytes()).decode(), base64.b64encode(b.values.tobytes()).decode()]
-                for s, b in m.buffers.items()
-            },
+            "buffers": self._buffers_state(machine_id, m),
         }
+
+    def _buffers_state(self, machine_id: str, m: _Machine) -> dict[str, list[str]]:
+        # Per sensor, in arrival order: the checkpoint format does not depend on how the engine holds readings.
+        names = self._names[machine_id]
+        codes = np.frombuffer(m.codes, dtype=np.int16)
+        ts = np.frombuffer(m.ts, dtype=np.float64)
+        values = np.frombuffer(m.values, dtype=np.float64)
+        out: dict[str, list[str]] = {}
+        for code in np.unique(codes).tolist():
+            mine = codes == code
+            out[names[code]] = [
+                base64.b64encode(ts[mine].tobytes()).decode(),
+                base64.b64encode(values[mine].tobytes()).decode(),
+            ]
+        return out
 
     def load_machine_state(self, machine_id: str, state: dict[str, Any]) -> None:
         try:
@@ -398,14 +506,20 @@ class WindowEngine:
             m.closed_upto = float(state["closed_upto"])
             m.gaps = [(float(s), float(e)) for s, e in state["gaps"]]
             m.previous = {k: dict(v) for k, v in state["previous"].items()}
+            known = self._known_sensors().get(machine_id, {})
             for sensor, (ts, values) in state["buffers"].items():
-                buf = m.buffers[sensor] = _Buffer()
-                buf.ts.frombytes(base64.b64decode(ts))
-                buf.values.frombytes(base64.b64decode(values))
-                if len(buf.ts) != len(buf.values):
-                    raise ValueError(f"sensor {sensor!r}: {len(buf.ts)} times but {len(buf.values)} values")
-                if len(buf.ts):
-                    m.earliest = min(m.earliest, min(buf.ts))
+                times, vals = array("d"), array("d")
+                times.frombytes(base64.b64decode(ts))
+                vals.frombytes(base64.b64decode(values))
+                if len(times) != len(vals):
+                    raise ValueError(f"sensor {sensor!r}: {len(times)} times but {len(vals)} values")
+                code = known.get(sensor)
+                if code is None or not len(times):
+                    continue  # a sensor no longer configured: its readings would be ignored anyway
+                m.codes.extend([code] * len(times))
+                m.ts.extend(times)
+                m.values.extend(vals)
+                m.earliest = min(m.earliest, min(times))
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"window state of machine {machine_id!r} is invalid: {exc}") from exc
         if m.earliest != _INF:

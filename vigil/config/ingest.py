@@ -27,6 +27,10 @@ class PublishSettings(Section):
     """Batching of readings into one :class:`vigil.contracts.ReadingBatch` per machine."""
 
     batch_max_samples: int = Field(default=500, ge=1, le=100_000)
+    batch_format: Literal["rows", "columns"] = "rows"
+    """``rows``: a ``reading_batch`` (one JSON object per reading); ``columns``: a ``reading_columns`` message
+    (per sensor, lists of epoch-second timestamps and values), which the feature worker decodes and windows
+    ~4x faster and Kafka stores ~half as large. Every consumer of the readings topic must understand it."""
     batch_max_ms: float = Field(default=200.0, ge=0, le=60_000)
     """A machine's partial batch is sent about this long (at most ~1.5x) after its first reading was added."""
     delivery_timeout_s: float = Field(default=30.0, gt=1, le=3600)

@@ -20,6 +20,7 @@ import pytest
 
 from features.service import FeatureService
 from features.vector import window_engine
+from ingest.publisher import encode_columns
 from vigil.bus import TopicSpec, ensure_topics, machine_key, make_consumer, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
 from vigil.contracts import DeadLetter, FeatureVector, Reading, ReadingBatch, Sample, decode, encode
@@ -142,11 +143,15 @@ def _batch(machine: str, readings: list[Reading]) -> ReadingBatch:
     return ReadingBatch(machine_id=machine, samples=samples)
 
 
-def produce(kafka: KafkaSettings, topic: str, messages: list[ReadingBatch], pause: float = 0.0) -> None:
+def produce(
+    kafka: KafkaSettings, topic: str, messages: list[ReadingBatch], pause: float = 0.0, form: str = "rows"
+) -> None:
+    """``form="columns"``: each batch as the publisher's ``reading_columns`` message instead."""
     producer = make_producer(kafka)
     try:
         for i, m in enumerate(messages):
-            producer.send(topic, key=machine_key(m.machine_id), value=encode(m))
+            value = encode_columns(m.machine_id, list(m.readings())) if form == "columns" else encode(m)
+            producer.send(topic, key=machine_key(m.machine_id), value=value)
             if pause and i % 20 == 19:
                 producer.flush()
                 time.sleep(pause)
@@ -226,13 +231,14 @@ MACHINES = {
 }
 
 
+@pytest.mark.parametrize("form", ["rows", "columns"])
 def test_worker_features_equal_pandas_reference_with_late_out_of_order_duplicates(
-    kafka_settings: KafkaSettings, created: Topics, group: str
+    kafka_settings: KafkaSettings, created: Topics, group: str, form: str
 ) -> None:
     config = make_config(kafka_settings, created, group)
     readings = oracle.stream(21, MACHINES, seconds=600)
     messages = batches(readings)
-    produce(kafka_settings, created.readings, messages)
+    produce(kafka_settings, created.readings, messages, form=form)
     expected = expected_vectors(config, messages)
     sensors = {m: list(config.machines_by_id[m].sensors) for m in MACHINES}
     reference = oracle.reference([list(m.readings()) for m in messages], sensors, SIZE, GRACE)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from features.aggregations import AGGREGATIONS, Aggregation, WindowArrays, get
+from features.aggregations import AGGREGATIONS, Aggregation, SegmentArrays, WindowArrays, get
 from features.exceptions import UnknownAggregationError
 
 END = 1_800_000_120.0
@@ -117,3 +117,30 @@ def test_results_are_finite(agg: Aggregation) -> None:
 def test_unknown_aggregation_is_a_typed_error() -> None:
     with pytest.raises(UnknownAggregationError, match="unknown aggregation 'median'"):
         get("median")
+
+
+def test_all_segments_at_once_equal_one_window_at_a_time(agg: Aggregation) -> None:
+    # The engine computes every sensor of a window in one call; each segment must give what compute() gives.
+    cases = [CASES[name] for name in sorted(CASES)]
+    ts = np.concatenate([t + (END - 120.0) for t, _ in cases])
+    values = np.concatenate([v for _, v in cases])
+    starts = np.cumsum([0] + [len(v) for _, v in cases[:-1]])
+    segments = SegmentArrays(ts, values, starts, END)
+    got = agg.compute_segments(segments)
+    assert len(got) == len(cases)
+    for result, (t, v) in zip(got, cases, strict=True):
+        expected = agg.compute(WindowArrays(t + (END - 120.0), v, END))
+        assert result == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+class _Median(Aggregation):
+    """Without a vectorised form: the base class falls back to compute() per segment."""
+
+    def compute(self, w: WindowArrays) -> float | None:
+        return float(np.median(w.values)) if w.n else None
+
+
+def test_an_aggregation_without_a_vectorised_form_still_works_per_segment() -> None:
+    ts = np.arange(6.0)
+    segments = SegmentArrays(ts, np.array([1.0, 5.0, 2.0, 7.0, 8.0, 9.0]), np.array([0, 3]), 10.0)
+    assert _Median().compute_segments(segments) == [2.0, 8.0]

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
+from ingest.publisher import encode_columns
 from streaming.decoding import ReadingDecoder
-from vigil.contracts import FeatureVector, Gap, Quality, Reading, ReadingBatch, Sample, decode, encode
+from vigil.contracts import (
+    FeatureVector,
+    Gap,
+    Quality,
+    Reading,
+    ReadingBatch,
+    ReadingColumns,
+    Sample,
+    decode,
+    encode,
+)
 from vigil.exceptions import ContractError
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -145,3 +157,66 @@ def test_stdlib_json_fallback_gives_the_same_samples(monkeypatch: pytest.MonkeyP
     assert again.fast and _same(again.samples, expected.samples)
     nan = b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z","value":NaN}]}'
     assert math.isnan(ReadingDecoder().decode(nan).samples[0][2])
+
+
+def _as_samples(decoded: Any) -> list[tuple[str, float, float]]:
+    c = decoded.columns
+    names = [s for s, n in zip(c.sensors, c.lengths, strict=True) for _ in range(n)]
+    return list(zip(names, c.ts.tolist(), c.values.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("accept_uncertain", [False, True])
+@pytest.mark.parametrize("batch", BATCHES)
+def test_columns_from_the_publisher_decode_like_the_rows(batch: ReadingBatch, accept_uncertain: bool) -> None:
+    decoder = ReadingDecoder(accept_uncertain=accept_uncertain)
+    payload = encode_columns(batch.machine_id, list(batch.readings()), batch.source)
+    fast = decoder.decode(payload)
+    slow = decoder._full(payload)
+    assert fast.fast and not slow.fast and fast.samples == []
+    assert fast.machine_id == slow.machine_id == batch.machine_id
+    assert _same(_as_samples(fast), _as_samples(slow))
+    assert fast.readings == len(batch.samples)
+    # The same readings as the row form (grouped by sensor; the order within a sensor is kept).
+    rows = decoder.decode(encode(batch)).samples
+    assert _same(sorted(_as_samples(fast), key=lambda s: s[0]), sorted(rows, key=lambda s: s[0]))
+    message = decode(payload)
+    assert isinstance(message, ReadingColumns)
+    assert [r.model_copy(update={"ingest_ts": T}) for r in message.readings()] == sorted(
+        (r.model_copy(update={"ingest_ts": T, "source": batch.source}) for r in batch.readings()),
+        key=lambda r: list(dict.fromkeys(s.sensor for s in batch.samples)).index(r.sensor),
+    )
+
+
+COLUMNS = b'{"v":1,"kind":"reading_columns","machine_id":"M-1","columns":[%s]}'
+
+
+@pytest.mark.parametrize(
+    ("column", "reason"),
+    [
+        (b'{"sensor":"a","ts":[1.8e9,1800000001],"value":[1,null]}', None),
+        (b'{"sensor":"a","ts":[1.8e9],"value":[1.5],"quality":["uncertain"],"flags":[["deadband"]]}', None),
+        (b'{"sensor":"a","ts":[1.8e9],"value":[1.5],"server_ts":[null],"status_code":[0],"unit":"C"}', None),
+        (b'{"sensor":"a","ts":[1.8e9],"value":[1.5,2.5]}', "schema"),
+        (b'{"sensor":"a","ts":[],"value":[]}', "schema"),
+        (b'{"sensor":"a","ts":["2026-01-01T00:00:00Z"],"value":[1]}', "schema"),
+        (b'{"sensor":"a","ts":[-1],"value":[1]}', "schema"),
+        (b'{"sensor":"a","ts":[1e300],"value":[1]}', "schema"),
+        (b'{"sensor":"a b","ts":[1.8e9],"value":[1]}', "schema"),
+        (b'{"sensor":"a","ts":[1.8e9],"value":["x"]}', "schema"),
+        (b'{"sensor":"a","ts":[1.8e9],"value":[1],"quality":["meh"]}', "schema"),
+        (b'{"sensor":"a","ts":[1.8e9],"value":[1],"quality":["good","good"]}', "schema"),
+        (b'{"sensor":"a","ts":[1.8e9],"value":[1],"flags":"x"}', "schema"),
+        (b'{"sensor":"a","ts":[1.8e9],"value":[1],"more":1}', "schema"),
+        (b'{"sensor":"a","ts":[1.8e9],"value":[1],"status_code":[1.5]}', "schema"),
+    ],
+)
+def test_columns_fast_path_never_accepts_what_the_contract_refuses(column: bytes, reason: str | None) -> None:
+    decoder = ReadingDecoder()
+    payload = COLUMNS % column
+    if reason is None:
+        fast = decoder.decode(payload)
+        assert fast.fast and _same(_as_samples(fast), _as_samples(decoder._full(payload)))
+        return
+    with pytest.raises(ContractError) as info:
+        decoder.decode(payload)
+    assert info.value.reason == reason

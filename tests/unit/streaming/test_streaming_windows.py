@@ -257,3 +257,66 @@ def test_reference_holds_across_window_sizes_grace_and_disorder(
     engine = window_engine(cfg)
     vectors = [v for r in readings for v in engine.add(r)] + engine.flush()
     oracle.assert_matches(vectors, oracle.reference(readings, sensors_of(cfg), size, grace))
+
+
+def _columns(chunk: list[Reading]) -> tuple[list[str], list[int], Any, Any]:
+    """One message as the bulk path takes it (grouped by sensor, arrival order kept per sensor)."""
+    import numpy as np
+
+    from streaming.windows import usable
+
+    by_sensor: dict[str, list[Reading]] = {}
+    for r in chunk:
+        by_sensor.setdefault(r.sensor, []).append(r)
+    ts, values = [], []
+    for rs in by_sensor.values():
+        ts += [r.ts.timestamp() for r in rs]
+        values += [
+            float(r.value) if r.value is not None and usable(r.quality, r.value, r.flags, False) else float("nan")
+            for r in rs
+        ]
+    return list(by_sensor), [len(rs) for rs in by_sensor.values()], np.array(ts), np.array(values)
+
+
+@pytest.mark.parametrize("windows", [{}, {"kind": "hopping", "size_s": 60, "hop_s": 20}, {"impute": "last"}])
+def test_the_bulk_column_path_equals_the_per_reading_path(windows: dict[str, Any]) -> None:
+    cfg = config(**windows)
+    machines = {"PMP-001": ["flow", "pressure", "speed", "bearing_temp", "nope"], "MTR-001": ["speed", "current"]}
+    readings = oracle.stream(5, machines, seconds=900)
+    per_reading, bulk = window_engine(cfg), window_engine(cfg)
+    expected: list[FeatureVector] = []
+    got: list[FeatureVector] = []
+    for i in range(0, len(readings), 9):
+        chunk = [r for r in readings[i : i + 9]]
+        for machine in dict.fromkeys(r.machine_id for r in chunk):
+            mine = [r for r in chunk if r.machine_id == machine]
+            expected += per_reading.add_samples(
+                machine, [(s, t, v) for s, n, ts, vs in [_columns(mine)] for s, t, v in _flat(s, n, ts, vs)]
+            )
+            got += bulk.add_columns(machine, *_columns(mine))
+    expected += per_reading.flush()
+    got += bulk.flush()
+    assert got == expected and len(got) > 20
+    a, b = per_reading.stats, bulk.stats
+    assert (a.readings, a.unusable, a.late, a.duplicates, a.unknown_sensors) == (
+        b.readings,
+        b.unusable,
+        b.late,
+        b.duplicates,
+        b.unknown_sensors,
+    )
+    assert b.late > 0 and b.duplicates > 0 and sum(b.unknown_sensors.values()) > 0
+    assert [(x.sensor, x.ts) for x in per_reading.drain_late()] == [(x.sensor, x.ts) for x in bulk.drain_late()]
+
+
+def _flat(sensors: list[str], lengths: list[int], ts: Any, values: Any) -> list[tuple[str, float, float]]:
+    names = [s for s, n in zip(sensors, lengths, strict=True) for _ in range(n)]
+    return list(zip(names, ts.tolist(), values.tolist(), strict=True))
+
+
+def test_unknown_machine_columns_are_counted() -> None:
+    import numpy as np
+
+    engine = window_engine(config())
+    assert engine.add_columns("XYZ-9", ["flow"], [2], np.array([T0, T0 + 1]), np.array([1.0, 2.0])) == []
+    assert engine.stats.unknown_machines["XYZ-9"] == 2

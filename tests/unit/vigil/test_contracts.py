@@ -24,8 +24,10 @@ from vigil.contracts import (
     Quality,
     Reading,
     ReadingBatch,
+    ReadingColumns,
     Sample,
     SegmentAuditReport,
+    SensorColumn,
     Severity,
     decode,
     decode_as,
@@ -45,6 +47,13 @@ def one_of_each() -> list[object]:
             samples=[
                 Sample(sensor="flow", ts=T0, value=1.0),
                 Sample(sensor="speed", ts=T0, value=None, quality=Quality.BAD, status_code=0x80000000),
+            ],
+        ),
+        ReadingColumns(
+            machine_id="PMP-001",
+            columns=[
+                SensorColumn(sensor="flow", ts=[T0.timestamp(), T0.timestamp() + 1.5], value=[1.0, None]),
+                SensorColumn(sensor="speed", unit="rpm", ts=[T0.timestamp()], value=[3.0], quality=[Quality.BAD]),
             ],
         ),
         Gap(machine_id="PMP-001", start=T0, end=T0 + timedelta(minutes=5), reason="reconnect"),
