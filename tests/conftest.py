@@ -191,6 +191,7 @@ def topics(unique: str) -> Topics:
         drift=f"t-{unique}.drift",
         alerts=f"t-{unique}.alerts",
         dead_letter=f"t-{unique}.dead-letter",
+        audit=f"t-{unique}.audit",
         changelog_prefix=f"t-{unique}.changelog.",
     )
 

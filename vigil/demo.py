@@ -357,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
         drift=f"{prefix}drift",
         alerts=f"{prefix}alerts",
         dead_letter=f"{prefix}dead-letter",
+        audit=f"{prefix}audit",
         changelog_prefix=f"{prefix}changelog.",
     )
     database = args.database or f"vigil_demo_{run_id.replace('-', '_')}"
