@@ -253,7 +253,7 @@ class FeatureService:
             vectors: list[FeatureVector] = []
         elif decoded.columns is not None:
             c = decoded.columns
-            vectors = self.engine.add_columns(machine, c.sensors, c.lengths, c.ts, c.values)
+            vectors = self.engine.add_columns(machine, c.sensors, c.lengths, c.ts, c.values, c.span)
         else:
             vectors = self.engine.add_samples(machine, decoded.samples)
         offsets = self._machine_offsets.get(machine)

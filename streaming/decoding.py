@@ -81,6 +81,8 @@ class Columns:
     """Event times, epoch seconds."""
     values: Array
     """NaN where unusable."""
+    span: tuple[float, float] | None = None
+    """``(min, max)`` of :attr:`ts`."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,10 @@ class ReadingDecoder:
             ts_lists.append(ts)
             value_lists.append(values)
         times = _numbers(ts_lists[0] if len(ts_lists) == 1 else list(chain.from_iterable(ts_lists)))
-        if times is None or not (times.min() >= 0.0 and times.max() <= _EPOCH_MAX):
+        if times is None:
+            raise _Unsure("ts")
+        span = (float(times.min()), float(times.max()))
+        if not (span[0] >= 0.0 and span[1] <= _EPOCH_MAX):
             raise _Unsure("ts")
         flat = value_lists[0] if len(value_lists) == 1 else list(chain.from_iterable(value_lists))
         values_ = _numbers(flat)
@@ -191,7 +196,7 @@ class ReadingDecoder:
                 if vt is not float and vt is not int and v is not None:
                     raise _Unsure("value")
             values_ = np.array([_NAN if v is None else v for v in flat], dtype=np.float64)
-        return Decoded(machine_id, [], fast=True, columns=Columns(sensors, lengths, times, values_))
+        return Decoded(machine_id, [], fast=True, columns=Columns(sensors, lengths, times, values_, span))
 
     def _column_extras(self, c: dict[str, Any], values: list[Any], n: int) -> list[Any]:
         """Check a column's optional lists; returns the values with unusable readings as ``None``."""

@@ -226,10 +226,17 @@ class WindowEngine:
         return self.add_samples(machine_id, ((sensor, ts, value),))
 
     def add_columns(
-        self, machine_id: str, sensors: Sequence[str], lengths: Sequence[int], ts: Array, values: Array
+        self,
+        machine_id: str,
+        sensors: Sequence[str],
+        lengths: Sequence[int],
+        ts: Array,
+        values: Array,
+        span: tuple[float, float] | None = None,
     ) -> list[FeatureVector]:
-        """The bulk path: one message of one machine as columns. ``ts``/``values`` hold ``lengths[0]`` readings
-        of ``sensors[0]``, then ``lengths[1]`` of ``sensors[1]``, ...; values are NaN where unusable.
+        """The bulk path: one message of one machine as columns. ``ts``/``values`` (float64) hold ``lengths[0]``
+        readings of ``sensors[0]``, then ``lengths[1]`` of ``sensors[1]``, ...; values are NaN where unusable.
+        ``span`` is ``(ts.min(), ts.max())`` when the caller knows it already.
 
         Same semantics as :meth:`add_samples` (one message, one moment), vectorised with numpy.
         """
@@ -239,6 +246,8 @@ class WindowEngine:
         if m is None:
             stats.unknown_machines[machine_id] += len(ts)
             return out
+        if ts.dtype != np.float64 or values.dtype != np.float64:
+            ts, values = ts.astype(np.float64), values.astype(np.float64)
         known = self._known_sensors()[machine_id]
         sensor_codes = [known.get(sensor, -1) for sensor in sensors]
         codes = np.repeat(np.array(sensor_codes, dtype=np.int16), lengths)
@@ -248,12 +257,13 @@ class WindowEngine:
                     stats.unknown_sensors[f"{machine_id}/{sensor}"] += n
             keep = codes >= 0
             codes, ts, values = codes[keep], ts[keep], values[keep]
+            span = None
         if not len(ts):
             m.last_wall = self._now
             return out
         stats.readings += len(ts)
         stats.unusable += int(np.count_nonzero(values != values))
-        lowest = float(ts.min())
+        lowest, newest = span if span is not None else (float(ts.min()), float(ts.max()))
         if lowest < m.watermark or lowest < m.closed_upto:
             self._update_closed(m)
             late = np.floor(ts / self._hop) * self._hop + self._size <= m.closed_upto
@@ -266,14 +276,13 @@ class WindowEngine:
                 if not len(ts):
                     m.last_wall = self._now
                     return out
-                lowest = float(ts.min())
+                lowest, newest = float(ts.min()), float(ts.max())
         m.codes.frombytes(codes.tobytes())
-        m.ts.frombytes(np.ascontiguousarray(ts, dtype=np.float64).tobytes())
-        m.values.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        m.ts.frombytes(ts.tobytes())
+        m.values.frombytes(values.tobytes())
         if lowest < m.earliest:
             m.earliest = lowest
             m.next_close = self._window_end(self._first_open(m)) + self._grace
-        newest = float(ts.max())
         if newest > m.watermark:
             m.watermark = newest
         if m.watermark >= m.next_close:
