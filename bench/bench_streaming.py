@@ -30,7 +30,7 @@ from vigil.bus import TopicSpec, ensure_topics, make_consumer, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
 
 SENSORS = ["bearing_temp", "vibration_rms", "motor_current", "pressure", "flow", "speed"]
-T0 = 1_800_000_000.0
+T0 = 1_764_000_000.0  # 2025-11-24: past event times, as a plant sends (see windows.max_clock_skew_s)
 
 
 def plant(machines: int, windows: dict[str, Any], kafka: KafkaSettings, topics: Topics) -> VigilConfig:

@@ -7,7 +7,8 @@ Delivery (at least once, no double counting):
 
 1. Records are decoded (:mod:`streaming.decoding`); a malformed one becomes a dead letter with the raw bytes, the
    reason and its topic/partition/offset, and the worker goes on. Late readings are dead-lettered too
-   (reason ``late``), unknown machines and sensors are counted and logged.
+   (reason ``late``), and so are readings too far ahead of the wall clock (reason ``clock_skew``); unknown
+   machines and sensors are counted and logged.
 2. Feature vectors are produced to ``topics.features`` keyed by machine as windows close.
 3. Every ``windows.checkpoint_interval_s`` (and when partitions are revoked, and at shutdown) the worker waits
    until Kafka acknowledged every vector and dead letter, then writes the state of each machine that changed to
@@ -211,6 +212,8 @@ class FeatureService:
         handled = 0
         started = time.perf_counter()
         readings_before = self.engine.stats.readings
+        if records:
+            self.engine.set_clock(time.time())
         owned = self._consumer.assignment() if records else set()
         for tp, messages in records.items():
             if tp not in owned:
@@ -301,7 +304,7 @@ class FeatureService:
             offset=offset,
             key=key,
         )
-        if reason == "late":
+        if reason in ("late", "clock_skew"):
             # Late readings can come by the thousand after an outage: counted and reported periodically,
             # not one warning each.
             future = self._producer.send(self.config.topics.dead_letter, key=key, value=encode(letter))
@@ -314,7 +317,6 @@ class FeatureService:
 
     def _dead_late(self, reading: LateReading, tp: Any, offset: int, key: bytes | None) -> None:
         ts = datetime.fromtimestamp(reading.ts, UTC)
-        closed = datetime.fromtimestamp(reading.closed_upto, UTC)
         raw = {
             "v": 1,
             "kind": "reading",
@@ -323,10 +325,16 @@ class FeatureService:
             "ts": ts.isoformat(),
             "value": reading.value if reading.value == reading.value else None,
         }
-        error = (
-            f"event time {ts.isoformat()} is behind the machine's closed windows (closed up to {closed.isoformat()})"
-        )
-        self._dead("late", error, json.dumps(raw).encode(), tp, offset, key)
+        if reading.reason == "clock_skew":
+            now = datetime.fromtimestamp(reading.closed_upto, UTC)
+            error = (
+                f"event time {ts.isoformat()} is more than {self.config.windows.max_clock_skew_s:g}s ahead of the "
+                f"wall clock ({now.isoformat()}); the machine's watermark was not moved"
+            )
+        else:
+            closed = datetime.fromtimestamp(reading.closed_upto, UTC)
+            error = f"event time {ts.isoformat()} is behind the machine's closed windows (closed up to {closed.isoformat()})"
+        self._dead(reading.reason, error, json.dumps(raw).encode(), tp, offset, key)
 
     def _warn_unknown(self, machine: str) -> None:
         if machine not in self._reported_unknown and len(self._reported_unknown) < 1000:
@@ -463,12 +471,13 @@ class FeatureService:
         self._last_report = now
         e, s = self.engine.stats, self.stats
         log.info(
-            "features: %d records, %d readings (%d unusable, %d late, %d duplicate), %d vectors "
+            "features: %d records, %d readings (%d unusable, %d late, %d clock skew, %d duplicate), %d vectors "
             "(%d closed on wall clock), %d dead letters, %d replayed records skipped, %d checkpoints",
             s.messages,
             e.readings,
             e.unusable,
             e.late,
+            e.clock_skew,
             e.duplicates,
             s.vectors,
             e.wall_clock_windows,

@@ -3,8 +3,9 @@
 A reading of an unknown machine or sensor is rejected (an unknown node never creates a machine) and logged once
 per key, not once per reading. Everything else is kept and flagged, because downstream decides what to do with
 suspect data and a planner may want to see it: ``bad_quality`` and ``uncertain_quality`` (OPC UA severity),
-``not_finite`` (NaN/inf; the value becomes ``None``), ``out_of_range`` (outside the configured valid range) and
-``unit_mismatch`` (the source says another unit than the configuration).
+``not_finite`` (NaN/inf; the value becomes ``None``), ``out_of_range`` (outside the configured valid range),
+``unit_mismatch`` (the source says another unit than the configuration) and, when ``publish.max_clock_skew_s`` is
+set, ``clock_skew`` (the event time is that far ahead of this machine's clock: a source clock set wrong).
 
 >>> from datetime import datetime, timezone
 >>> from vigil.config import load_config
@@ -23,7 +24,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +37,7 @@ from vigil.contracts import Quality, Reading
 log = logging.getLogger(__name__)
 
 REJECT_REASONS = ("unknown_machine", "unknown_sensor", "wrong_type")
-FLAG_REASONS = ("bad_quality", "uncertain_quality", "not_finite", "out_of_range", "unit_mismatch")
+FLAG_REASONS = ("bad_quality", "uncertain_quality", "not_finite", "out_of_range", "unit_mismatch", "clock_skew")
 
 
 def coerce_value(raw: Any) -> float | None:
@@ -129,9 +132,14 @@ _QUALITY_CODES = {"good": 0, "uncertain": 0x40000000, "bad": 0x80000000}
 class Validator:
     """Checks readings against the plant configuration; ``counters`` counts every reason seen."""
 
-    def __init__(self, config: VigilConfig) -> None:
+    def __init__(self, config: VigilConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.clock = clock
+        """The wall clock the ``clock_skew`` check compares event times with (epoch seconds)."""
         self.counters: Counter[str] = Counter()
+        self._max_skew = config.publish.max_clock_skew_s
+        self._horizon: datetime | None = None
+        self._horizon_at = -math.inf
         self._warned: set[tuple[str, ...]] = set()
         # (machine, sensor) -> (min, max, unit), resolved once: check() runs for every reading.
         self._specs: dict[tuple[str, str], tuple[float, float, str]] = {}
@@ -161,11 +169,22 @@ class Validator:
                 flags.append("out_of_range")
         if reading.unit is not None and reading.unit != spec[2]:
             flags.append("unit_mismatch")
+        if self._max_skew != math.inf and reading.ts > self._future():
+            flags.append("clock_skew")
         if not flags:
             return reading
         self.counters.update(flags)
         merged = tuple(dict.fromkeys((*reading.flags, *flags)))
         return reading.model_copy(update={"flags": merged, "value": value})
+
+    def _future(self) -> datetime:
+        """Event times after this are ``clock_skew`` (refreshed once a second: this runs for every reading)."""
+        now = self.clock()
+        if self._horizon is None or abs(now - self._horizon_at) >= 1.0:
+            self._horizon_at = now
+            # Beyond year 9999 nothing can be ahead of it (datetime stops there).
+            self._horizon = datetime.fromtimestamp(min(now + self._max_skew, 253402300799.0), UTC)
+        return self._horizon
 
     def count(self, reason: str, key: tuple[str, ...] = (), detail: str = "") -> None:
         """Count a rejection a collector found before a Reading existed (e.g. ``wrong_type``); log once per key."""

@@ -62,7 +62,8 @@ _NAN = math.nan
 
 @dataclass(frozen=True)
 class LateReading:
-    """A reading that arrived after every window it belongs to had closed."""
+    """A reading the engine refused: it arrived after every window it belongs to had closed (``late``), or its
+    event time was too far ahead of the wall clock (``clock_skew``)."""
 
     machine_id: str
     sensor: str
@@ -70,7 +71,9 @@ class LateReading:
     value: float
     """NaN when the reading was unusable."""
     closed_upto: float
-    """The machine's windows were closed up to this event time (epoch seconds)."""
+    """``late``: the machine's windows were closed up to this event time; ``clock_skew``: the wall clock then
+    (epoch seconds)."""
+    reason: str = "late"
 
 
 @dataclass
@@ -80,6 +83,8 @@ class EngineStats:
     readings: int = 0
     unusable: int = 0
     late: int = 0
+    clock_skew: int = 0
+    """Readings refused because their event time was more than ``max_clock_skew_s`` ahead of the wall clock."""
     late_unrouted: int = 0
     duplicates: int = 0
     gaps: int = 0
@@ -147,6 +152,9 @@ class WindowEngine:
         self._per_reading = math.ceil(self._size / self._hop - 1e-9)
         self._grace = w.grace_s
         self._idle = w.idle_timeout_s
+        self._max_skew = w.max_clock_skew_s
+        self._horizon = _INF
+        """Event times above this are refused (wall clock + ``max_clock_skew_s``; inf until the clock is known)."""
         self._accept_uncertain = w.accept_uncertain
         self._impute = w.impute == "last"
         self._machines: dict[str, _Machine] = {}
@@ -195,6 +203,7 @@ class WindowEngine:
         # sensors one after the other, each spanning minutes; sample order inside it must not make data late.
         watermark = m.watermark
         newest = watermark
+        horizon = self._horizon
         # One loop, locals only: this runs once per reading.
         for sensor, ts, value in samples:
             code = known.get(sensor)
@@ -204,6 +213,9 @@ class WindowEngine:
             readings += 1
             if value != value:  # NaN: unusable
                 unusable += 1
+            if ts > horizon:
+                self._refuse_future(machine_id, sensor, ts, value)
+                continue
             if (ts < watermark or ts < m.closed_upto) and self._late_check(machine_id, m, sensor, ts, value):
                 continue
             codes.append(code)
@@ -264,6 +276,17 @@ class WindowEngine:
         stats.readings += len(ts)
         stats.unusable += int(np.count_nonzero(values != values))
         lowest, newest = span if span is not None else (float(ts.min()), float(ts.max()))
+        if newest > self._horizon:
+            future = ts > self._horizon
+            names = self._names[machine_id]
+            for i in np.flatnonzero(future).tolist():
+                self._refuse_future(machine_id, names[codes[i]], float(ts[i]), float(values[i]))
+            keep = ~future
+            codes, ts, values = codes[keep], ts[keep], values[keep]
+            if not len(ts):
+                m.last_wall = self._now
+                return out
+            lowest, newest = float(ts.min()), float(ts.max())
         if lowest < m.watermark or lowest < m.closed_upto:
             self._update_closed(m)
             late = np.floor(ts / self._hop) * self._hop + self._size <= m.closed_upto
@@ -289,6 +312,14 @@ class WindowEngine:
             self._advance(machine_id, m, out)
         m.last_wall = self._now
         return out
+
+    def _refuse_future(self, machine_id: str, sensor: str, ts: float, value: float) -> None:
+        self.stats.clock_skew += 1
+        if len(self._late) < self.max_late:
+            now = self._now if self._now is not None else _NAN
+            self._late.append(LateReading(machine_id, sensor, ts, value, now, "clock_skew"))
+        else:
+            self.stats.late_unrouted += 1
 
     def _record_late(self, machine_id: str, m: _Machine, sensor: str, ts: Array, values: Array, i: int) -> None:
         self.stats.late += 1
@@ -331,9 +362,15 @@ class WindowEngine:
         m.gaps.append((start, end))
 
     # ------------------------------------------------------------------ closing
+    def set_clock(self, wall_now: float) -> None:
+        """The wall clock now (epoch seconds), without closing anything: readings after it are judged against it
+        for ``max_clock_skew_s``. Offline use without a clock (replays) skips that check."""
+        self._now = wall_now
+        self._horizon = wall_now + self._max_skew
+
     def tick(self, wall_now: float) -> list[FeatureVector]:
         """Advance the wall clock; close the windows of machines idle for ``idle_timeout_s``."""
-        self._now = wall_now
+        self.set_clock(wall_now)
         out: list[FeatureVector] = []
         for machine_id, m in self._machines.items():
             if m.last_wall is None:

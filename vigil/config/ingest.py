@@ -35,6 +35,10 @@ class PublishSettings(Section):
     """A machine's partial batch is sent about this long (at most ~1.5x) after its first reading was added."""
     delivery_timeout_s: float = Field(default=30.0, gt=1, le=3600)
     """A send Kafka has not acknowledged within this time fails and its readings are spooled."""
+    max_clock_skew_s: float = Field(default=float("inf"), ge=0)
+    """Collectors flag a reading ``clock_skew`` (kept, counted) when its event time is more than this ahead of the
+    collector's clock. Off (``inf``) by default: simulators and replays run ahead of real time; the feature
+    worker refuses such readings itself (``windows.max_clock_skew_s``)."""
     gzip_level: int = Field(default=6, ge=1, le=9)
     """With ``kafka.compression = "gzip"``: kafka-python always uses level 9, which costs a collector ~3.4 us per
     reading; 6 costs ~0.5 us for ~30% larger messages (still ~5 bytes per reading), 1 ~0.2 us."""

@@ -18,6 +18,11 @@ class WindowConfig(Section):
     """Readings up to this much behind the watermark still count; later ones are routed as late."""
     idle_timeout_s: float = Field(default=120.0, gt=0)
     """Wall-clock time without readings after which a machine's open windows are closed (state ``stale``)."""
+    max_clock_skew_s: float = Field(default=86_400.0, ge=0)
+    """A reading whose event time is more than this ahead of the worker's wall clock is refused (counted and
+    dead-lettered with reason ``clock_skew``) and never moves its machine's watermark: one reading from a clock set
+    to next year must not make every later reading of the machine late. ``inf`` disables the check (simulations
+    and replays running ahead of real time)."""
     accept_uncertain: bool = False
     """Whether ``uncertain``-quality readings feed value features (``bad`` ones never do)."""
     impute: Literal["none", "last"] = "none"

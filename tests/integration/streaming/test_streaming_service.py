@@ -12,6 +12,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -544,3 +545,40 @@ def test_idle_machine_windows_close_on_the_wall_clock_as_stale(
     ((vector, _),) = collector.vectors()
     assert vector.closed_by == "wall_clock" and vector.state.value == "stale"
     assert vector.count == len(readings)
+
+
+def test_a_reading_from_a_clock_years_ahead_is_dead_lettered_and_does_not_silence_its_machine(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    # The real wall clock and recent event times: the last ten minutes, in 60 s windows.
+    start = (time.time() // 60) * 60 - 600
+    config = make_config(kafka_settings, created, group)
+    assert config.windows.max_clock_skew_s == 86_400  # the default
+    readings = oracle.stream(9, {"PMP-001": ["flow", "speed"]}, seconds=540, late=0.0, duplicates=0.0)
+    shift = start - oracle.T0
+    readings = [r.model_copy(update={"ts": r.ts + timedelta(seconds=shift)}) for r in readings]
+    messages = batches(readings, size=6)
+    future = datetime.fromtimestamp(start + 3 * 365 * 86_400, UTC)  # a controller whose clock says 3 years on
+    rogue = ReadingBatch(machine_id="PMP-001", samples=[Sample(sensor="flow", ts=future, value=42.0)])
+    messages.insert(len(messages) // 3, rogue)
+    produce(kafka_settings, created.readings, messages)
+    clean = [m for m in messages if m is not rogue]
+    expected = expected_vectors(config, clean)
+    service = FeatureService(config)
+    features = Collector(kafka_settings, created.features)
+    dead = Collector(kafka_settings, created.dead_letter)
+    stop, thread = run_in_thread(service)
+    try:
+        wait_for(lambda: len(features.records) >= len(expected) and dead.records, 90, "vectors and the dead letter")
+    finally:
+        stop.set()
+        thread.join(60)
+        service.close()
+        features.close()
+        dead.close()
+    (letter,) = [decode(r.value) for r in dead.records]
+    assert letter.reason == "clock_skew" and "ahead of the wall clock" in letter.error
+    assert decode(base64.b64decode(letter.raw)).ts == future
+    assert service.engine.stats.clock_skew == 1 and service.engine.stats.late == 0
+    # Every window after the rogue reading was still built from all its readings.
+    assert unique_by_window(features.vectors()) == expected
