@@ -96,20 +96,44 @@ class PartitionLog:
     machines: dict[str, bytes] = field(default_factory=dict)
 
 
-def encode_marker(offsets: dict[str, int], worker: str) -> bytes:
-    return json.dumps({"offsets": offsets, "worker": worker, "written_at": datetime.now(UTC).isoformat()}).encode()
+@dataclass(frozen=True)
+class Marker:
+    """What a partition's marker says: ``offsets`` -- every machine of the partition is in the changelog up to
+    these (resume there); ``published`` -- outputs were produced up to these (a replay below them publishes
+    nothing). ``published`` is ahead of ``offsets`` after a revocation (which writes no machine state) or while a
+    refused partition is being rebuilt by replay."""
+
+    offsets: dict[str, int] = field(default_factory=dict)
+    published: dict[str, int] = field(default_factory=dict)
 
 
-def decode_marker(value: bytes) -> dict[str, int]:
-    """The offsets of a marker; raises :class:`CheckpointError` when it is unreadable."""
+def encode_marker(offsets: dict[str, int], worker: str, published: dict[str, int] | None = None) -> bytes:
+    return json.dumps(
+        {
+            "offsets": offsets,
+            "published": published if published is not None else offsets,
+            "worker": worker,
+            "written_at": datetime.now(UTC).isoformat(),
+        }
+    ).encode()
+
+
+def decode_marker(value: bytes) -> Marker:
+    """A marker; raises :class:`CheckpointError` when it is unreadable (a marker without ``published``, as written
+    before that field existed, published up to its offsets)."""
     meta = read_header(value)
-    offsets = meta.get("offsets")
-    if not isinstance(offsets, dict):
-        raise CheckpointError("changelog marker has no offsets")
+    offsets = _int_map(meta.get("offsets"), "offsets")
+    published = meta.get("published")
+    return Marker(offsets, offsets if published is None else _int_map(published, "published offsets"))
+
+
+def _int_map(value: Any, what: str) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise CheckpointError(f"changelog marker has no {what}")
     try:
-        return {str(k): int(v) for k, v in offsets.items()}
+        return {str(k): int(v) for k, v in value.items()}
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"changelog marker offsets are not integers: {exc}") from exc
+        raise CheckpointError(f"changelog marker {what} are not integers: {exc}") from exc
 
 
 class MachineChangelog:

@@ -38,6 +38,7 @@ from models.changelog import (
     MAX_RECORD_BYTES,
     SEND_TIMEOUT_S,
     MachineChangelog,
+    Marker,
     PartitionLog,
     SharedStore,
     changelog_topics,
@@ -124,6 +125,9 @@ class ModelService:
         self._last_window: dict[str, datetime] = {}
         self._dirty: set[str] = set()
         self._replay_until: dict[str, int] = {}
+        """``topic:partition`` -> outputs up to here were published already: a replay below it publishes nothing."""
+        self._marks: dict[int, dict[str, int]] = {}
+        """Partition -> the input offsets up to which every machine of it is in the changelog (its last marker)."""
         self._rebuild_all = False
         self._held: set[int] = set()
         """Partitions revoked (and checkpointed) by a rebalance still in progress: kept if assigned back."""
@@ -214,20 +218,24 @@ class ModelService:
 
     # ------------------------------------------------------------------ rebalances
     def on_revoked(self, partitions: set[Any], *, lost: bool = False) -> None:
-        """Rebalance listener (inside ``poll()``, on the client's IO thread): checkpoint the machines of the
-        revoked partitions, with their offsets, before anyone else may own them (a new owner reads the
-        changelog, so the group's commit may lag: it is asynchronous here). Lost partitions (the group moved on
-        without this worker) are dropped without a checkpoint: another worker may already own them."""
+        """Rebalance listener, run on kafka-python's IO thread (heartbeats stop while it runs, and the whole group
+        waits for it): make what the revoked partitions published known to their next owner, cheaply. Outputs
+        are acknowledged and a marker per partition is written that keeps the offsets of its last checkpoint
+        (what the changelog holds) and adds how far outputs were published; no machine state is serialised here,
+        so the time taken does not grow with the fleet. The next owner resumes at the checkpoint, re-learns the
+        records since then and publishes nothing below the published offsets. Nothing is committed here: the
+        group's offsets stay those of the last checkpoint. Lost partitions (the group moved on without this
+        worker) are dropped without writing: another worker may already own them."""
         parts = {tp.partition for tp in partitions} & self._owned
         if lost:
             self._forget(parts)
             return
         if not self._closing and parts:
             try:
-                self.checkpoint(parts, in_rebalance=True)
+                self._mark_revoked(parts)
             except Exception:
-                # The next owner starts from the previous checkpoint and replays without publishing twice.
-                log.exception("models: checkpoint on revocation failed")
+                # The next owner starts from the previous marker and may publish again what followed it.
+                log.exception("models: marking revoked partitions %s failed", sorted(parts))
                 self._forget(parts)
                 return
         self._owned -= parts
@@ -249,6 +257,8 @@ class ModelService:
             for p in parts:
                 self._positions.pop(_tpk(topic, p), None)
                 self._replay_until.pop(_tpk(topic, p), None)
+        for p in parts:
+            self._marks.pop(p, None)
         self._owned -= parts
         self._held -= parts
 
@@ -280,22 +290,28 @@ class ModelService:
         for p in sorted(new):
             refused, marker = self._restore_partition(p, logs[p])
             restored += len(logs[p].machines) - refused
+            mark: dict[str, int] = {}
             for topic in self._topics():
                 tp = TopicPartition(topic, p)
                 name = _tpk(topic, p)
-                done = max(committed.get(tp) or 0, marker.get(name, 0))
+                done = max(committed.get(tp) or 0, marker.offsets.get(name, 0), marker.published.get(name, 0))
                 if self._rebuild_all or refused:
                     self._consumer.seek_to_beginning(tp)
-                    self._replay_until[name] = done
                     self._positions.pop(name, None)
-                elif name in marker:
-                    self._seek(tp, marker[name])
-                    if done > marker[name]:  # committed past the changelog: re-learn, publish nothing twice
-                        self._replay_until[name] = done
+                    start = 0
+                elif name in marker.offsets:
+                    start = marker.offsets[name]
+                    self._seek(tp, start)
                 elif committed.get(tp) is not None:
-                    self._seek(tp, int(committed[tp]))
+                    start = int(committed[tp])
+                    self._seek(tp, start)
                 else:
                     self._consumer.seek_to_beginning(tp)
+                    start = 0
+                mark[name] = start
+                if done > start:  # published past the state: re-learn, publish nothing twice
+                    self._replay_until[name] = done
+            self._marks[p] = mark
         for p in keep:
             for topic in self._topics():
                 position = self._positions.get(_tpk(topic, p))
@@ -316,9 +332,9 @@ class ModelService:
         self._consumer.seek(tp, offset)
         self._positions[_tpk(tp.topic, tp.partition)] = offset
 
-    def _restore_partition(self, partition: int, stored: PartitionLog) -> tuple[int, dict[str, int]]:
+    def _restore_partition(self, partition: int, stored: PartitionLog) -> tuple[int, Marker]:
         """Import the machines of one changelog partition; returns how many were refused and the marker."""
-        marker: dict[str, int] = {}
+        marker = Marker()
         if stored.marker is not None:
             try:
                 marker = decode_marker(stored.marker)
@@ -474,22 +490,20 @@ class ModelService:
             self.metrics.dead_letters.labels(reason).inc()
 
     # ------------------------------------------------------------------ durability
-    def checkpoint(self, partitions: set[int] | None = None, *, in_rebalance: bool = False) -> None:
+    def checkpoint(self, partitions: set[int] | None = None) -> None:
         """Make what was handled durable, then commit the offsets it reflects (never the other way round).
 
         Order: every output acknowledged; the state of each machine handled since the last checkpoint, with its
-        partition's offsets, acknowledged; the shared models (not inside a rebalance: they stay with this
-        worker); a marker per partition with the offsets up to which all its machines are in the changelog;
-        then the group commit. A crash anywhere before the commit leaves the committed offsets behind the state,
-        so a restart or a new owner re-reads records the state already holds and skips them per machine."""
+        partition's offsets, acknowledged; the shared models; a marker per partition with the offsets up to which
+        all its machines are in the changelog (and how far outputs were published); then the group commit. A
+        crash anywhere before the commit leaves the committed offsets behind the state, so a restart or a new
+        owner re-reads records the state already holds and skips them per machine. Not for rebalance callbacks
+        (see :meth:`on_revoked`)."""
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
         parts = self._owned if partitions is None else partitions & self._owned
-        self._producer.flush(timeout=SEND_TIMEOUT_S)
-        for future in self._pending_sends:
-            future.get(timeout=SEND_TIMEOUT_S)  # a failed send fails the checkpoint, and so the commit
-        self._pending_sends.clear()
+        self._await_outputs()
         futures = []
         written: list[str] = []
         size = 0
@@ -505,16 +519,17 @@ class ModelService:
             size += len(value)
         for future in futures:
             future.get(timeout=SEND_TIMEOUT_S)
-        if not in_rebalance:
-            header, chunks = dumps_shared(self.model, self.schema)
-            self.store.write(self._producer, header, chunks)
+        header, chunks = dumps_shared(self.model, self.schema)
+        self.store.write(self._producer, header, chunks)
         key = self.machine_log.key(MARKER)
+        marks = {p: self._partition_offsets(p) for p in sorted(parts)}
         markers = [
-            self.machine_log.send(self._producer, p, key, encode_marker(self._partition_offsets(p), self.worker))
-            for p in sorted(parts)
+            self.machine_log.send(self._producer, p, key, encode_marker(mark, self.worker, self._published(p)))
+            for p, mark in marks.items()
         ]
         for future in markers:
             future.get(timeout=SEND_TIMEOUT_S)
+        self._marks.update(marks)
         self._dirty.difference_update(written)
         self.last_checkpoint_bytes, self.last_checkpoint_machines = size, len(written)
         self._last_checkpoint = time.monotonic()
@@ -527,20 +542,51 @@ class ModelService:
         if not commit:
             return
         try:
-            if in_rebalance:
-                # A blocking commit is not allowed on the consumer's IO thread; the marker holds the offsets.
-                self._consumer.commit_async(commit)
-            else:
-                self._consumer.commit(commit)
+            self._consumer.commit(commit)
         except Exception as exc:  # a rebalance in between: the changelog holds the offsets anyway
             log.warning("models: offset commit failed after checkpoint (%s); state is safe in the changelog", exc)
 
+    def _await_outputs(self) -> None:
+        self._producer.flush(timeout=SEND_TIMEOUT_S)
+        for future in self._pending_sends:
+            future.get(timeout=SEND_TIMEOUT_S)  # a failed send fails the checkpoint, and so the commit
+        self._pending_sends.clear()
+
+    def _mark_revoked(self, parts: set[int]) -> None:
+        """Outputs acknowledged, then a marker per revoked partition: the offsets of its last checkpoint (what the
+        changelog holds), and how far outputs were published."""
+        self._await_outputs()
+        key = self.machine_log.key(MARKER)
+        markers = [
+            self.machine_log.send(
+                self._producer, p, key, encode_marker(self._marks.get(p, {}), self.worker, self._published(p))
+            )
+            for p in sorted(parts)
+        ]
+        for future in markers:
+            future.get(timeout=SEND_TIMEOUT_S)
+
+    def _published(self, partition: int) -> dict[str, int]:
+        """How far outputs of ``partition`` were published: its positions, or further while a replay is below
+        what an earlier owner published."""
+        out = self._partition_offsets(partition)
+        for topic in self._topics():
+            name = _tpk(topic, partition)
+            if name in self._replay_until:
+                out[name] = max(out.get(name, 0), self._replay_until[name])
+        return out
+
     def _partition_offsets(self, partition: int) -> dict[str, int]:
+        """The next offset to handle per input topic of ``partition`` (where it was sought to, for a topic that
+        nothing was read from yet: leaving it out would let a later owner fall back to a commit that is ahead)."""
+        start = self._marks.get(partition, {})
         out = {}
         for topic in self._topics():
             name = _tpk(topic, partition)
             if name in self._positions:
                 out[name] = self._positions[name]
+            elif name in start:
+                out[name] = start[name]
         return out
 
     # ------------------------------------------------------------------ the segment audit

@@ -281,3 +281,59 @@ def test_a_crash_after_the_checkpoint_repeats_identical_predictions_and_learns_n
         mine, theirs = second.model.machine_memory(MACHINES[p]), reference(config, p, 80).machine_memory(MACHINES[p])
         assert mine is not None and theirs is not None
         assert (mine.windows, mine.normal.n) == (theirs.windows, theirs.normal.n)
+
+
+def crash(service: ModelService) -> None:
+    """The process dies: its sends are out, nothing more is checkpointed or committed."""
+    service._producer.flush(timeout=30)
+    service._closing = True
+    service._consumer.close(autocommit=False)
+    service._producer.close(timeout=10)
+
+
+def corrupt_machine_record(config: VigilConfig, group: str, partition: int) -> None:
+    producer = make_producer(config.kafka)
+    try:  # header fine, body torn
+        machines_topic = changelog_topics(config.topics.changelog_prefix)[1]
+        key = f"{group}/{MACHINES[partition]}".encode()
+        producer.send(machines_topic, key=key, value=b'{"format": 1}\n\x00', partition=partition)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def test_a_crash_during_a_replay_publishes_nothing_again(config: VigilConfig, unique: str) -> None:
+    """A worker rebuilding a refused machine by replay checkpoints half-way and dies: the next one must still know
+    that everything up to the old offsets was published (the checkpoint must not move that knowledge back)."""
+    group = f"g-{unique}"
+    phase(config, 0, 60)
+    first = ModelService(config, group)
+    first.setup()
+    try:
+        first.run(idle_exit_s=6.0)
+    finally:
+        first.close()
+    assert first.predictions == 60 * PARTITIONS
+    corrupt_machine_record(config, group, 0)
+    second = ModelService(config, group)
+    second.setup()
+    second.run(max_records=30)  # replays PMP-001's first 30 windows (publishing nothing), ends with a checkpoint
+    assert second.machines_refused == 1 and second.predictions == 0
+    crash(second)
+    third = ModelService(config, group)
+    third.setup()
+    try:
+        third.run(idle_exit_s=6.0)
+    finally:
+        third.close()
+    assert third.predictions == 0  # windows 30-59 of PMP-001 were published by the first worker already
+    seen = Counter(
+        (m.machine_id, m.ts)
+        for _, m in published(config, config.topics.predictions, 60 * PARTITIONS)
+        if isinstance(m, Prediction)
+    )
+    assert len(seen) == 60 * PARTITIONS and max(seen.values()) == 1
+    ref = reference(config, 0, 60).machine_memory(MACHINES[0])
+    rebuilt = third.model.machine_memory(MACHINES[0])
+    assert rebuilt is not None and ref is not None
+    assert (rebuilt.windows, rebuilt.normal.n) == (ref.windows, ref.normal.n)  # and learnt nothing twice
