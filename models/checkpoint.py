@@ -180,6 +180,11 @@ class MachineCheckpoint:
     """``"<topic>:<partition>"`` -> next offset: every record of this machine below it is in ``state``."""
     meta: dict[str, Any]
     """The header (format, River version, schema, shape, checksum, last window, counts, when written)."""
+    last_window: datetime | None = None
+    """End of the last window the state learnt (aware UTC)."""
+
+
+MACHINE_STATE_PARTS = ("memory", "pending", "failures", "audit")
 
 
 def dump_machine(
@@ -204,13 +209,18 @@ def dump_machine(
     return json.dumps(header).encode() + b"\n" + body
 
 
-def load_machine(value: bytes, schema: str) -> MachineCheckpoint:
-    """Read one machine's record; raises :class:`CheckpointError` or :class:`IncompatibleCheckpoint`."""
+def load_machine(value: bytes, schema: str, machine_id: str | None = None) -> MachineCheckpoint:
+    """Read one machine's record (kept under ``machine_id``'s key, when given); raises :class:`CheckpointError`
+    or :class:`IncompatibleCheckpoint`. The checksum covers the body only, so the header's own fields are checked
+    too: a record is never imported as another machine's, and nothing in it fails later, outside the refusal."""
     head, newline, body = value.partition(b"\n")
     if not newline:
         raise CheckpointError("machine checkpoint has no header line")
     meta = read_header(head)
     _check_compatible(meta, schema)
+    if machine_id is not None and meta.get("machine") != machine_id:
+        raise CheckpointError(f"record of {meta.get('machine')!r} kept under the key of {machine_id}")
+    last_window = _last_window(meta.get("last_window"))
     if hashlib.sha256(body).hexdigest() != meta.get("sha256"):
         raise CheckpointError("machine checkpoint body does not match its checksum (torn or corrupt write)")
     try:
@@ -219,4 +229,19 @@ def load_machine(value: bytes, schema: str) -> MachineCheckpoint:
         raise CheckpointError(f"machine checkpoint body cannot be unpickled: {exc!r}") from exc
     if not isinstance(state, dict) or not isinstance(state.get("memory"), MachineMemory):
         raise CheckpointError("machine checkpoint does not hold a machine's state")
-    return MachineCheckpoint(str(meta.get("machine", "")), state, _offsets(meta), meta)
+    missing = [part for part in MACHINE_STATE_PARTS if part not in state]
+    if missing:
+        raise CheckpointError(f"machine checkpoint lacks {', '.join(missing)}")
+    return MachineCheckpoint(str(meta.get("machine", "")), state, _offsets(meta), meta, last_window)
+
+
+def _last_window(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise CheckpointError(f"machine checkpoint last window {value!r} is not a timestamp") from exc
+    if when.tzinfo is None:
+        raise CheckpointError(f"machine checkpoint last window {value!r} has no time zone")
+    return when

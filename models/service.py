@@ -345,16 +345,17 @@ class ModelService:
         refused = 0
         for machine, value in sorted(stored.machines.items()):
             try:
-                checkpoint = load_machine(value, self.schema)
-            except CheckpointError as exc:
+                checkpoint = load_machine(value, self.schema, machine)
+                self.model.import_machine(machine, checkpoint.state)
+            except Exception as exc:  # whatever a bad record does, it is a refusal: rebuilt by replay
+                self.model.drop_machine(machine)
                 self._refused(f"machine {machine}", exc)
                 refused += 1
                 continue
-            self.model.import_machine(machine, checkpoint.state)
             self._partition_of[machine] = partition
             self._skip[machine] = checkpoint.offsets
-            if checkpoint.meta.get("last_window"):
-                self._last_window[machine] = datetime.fromisoformat(checkpoint.meta["last_window"])
+            if checkpoint.last_window is not None:
+                self._last_window[machine] = checkpoint.last_window
         self.machines_restored += len(stored.machines) - refused
         self.machines_refused += refused
         return refused, marker

@@ -168,3 +168,24 @@ def test_old_whole_model_checkpoints_without_a_state_shape_are_refused(model: Fl
     del meta["shape"]
     with pytest.raises(IncompatibleCheckpoint, match="state shape None"):
         loads(json.dumps(meta).encode(), chunks, "s")
+
+
+def test_machine_records_with_a_bad_header_or_state_are_refused_not_crashed_on(example_config: VigilConfig) -> None:
+    """The checksum covers the body only: what the header says is checked too (last window, whose record it is),
+    and a state without every part is refused here rather than failing inside the import."""
+    state = two_machines(example_config).export_machine("PMP-001")
+    assert state is not None
+    head, _, body = dump_machine("PMP-001", state, {}, "s", T0).partition(b"\n")
+    for change, message in (
+        ({"last_window": "yesterday"}, "last window"),
+        ({"last_window": "2026-03-02T00:00:00"}, "last window"),  # naive: not comparable with the windows
+        ({"machine": "PMP-002"}, "record of 'PMP-002'"),
+    ):
+        meta = {**json.loads(head), **change}
+        with pytest.raises(CheckpointError, match=message):
+            load_machine(json.dumps(meta).encode() + b"\n" + body, "s", machine_id="PMP-001")
+    partial = dump_machine("PMP-001", {"memory": state["memory"]}, {}, "s", None)
+    with pytest.raises(CheckpointError, match="lacks"):
+        load_machine(partial, "s")
+    restored = load_machine(json.dumps(json.loads(head)).encode() + b"\n" + body, "s", machine_id="PMP-001")
+    assert restored.last_window == T0
