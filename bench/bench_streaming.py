@@ -26,8 +26,10 @@ from typing import Any
 
 from features.service import FeatureService
 from features.vector import window_engine
+from ingest.publisher import encode_batch, encode_columns
 from vigil.bus import TopicSpec, ensure_topics, make_consumer, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
+from vigil.contracts import Reading
 
 SENSORS = ["bearing_temp", "vibration_rms", "motor_current", "pressure", "flow", "speed"]
 T0 = 1_764_000_000.0  # 2025-11-24: past event times, as a plant sends (see windows.max_clock_skew_s)
@@ -71,6 +73,21 @@ def _encode(machine: int, samples: list[tuple[str, float, float]], per_message: 
     if per_message == 1:
         sensor, t, value = samples[0]
         doc = {"v": 1, "kind": "reading", "machine_id": key.decode(), "sensor": sensor, "ts": iso(t), "value": value}
+    elif form.startswith("publisher-"):
+        # What a collector sends: the publisher's own encoders, every reading with a unit and a server timestamp.
+        readings = [
+            Reading(
+                machine_id=key.decode(),
+                sensor=sensor,
+                ts=datetime.fromtimestamp(t, UTC),
+                value=value,
+                unit="u",
+                server_ts=datetime.fromtimestamp(t + 0.05, UTC),
+            )
+            for sensor, t, value in samples
+        ]
+        encoder = encode_columns if form == "publisher-columns" else encode_batch
+        return key, encoder(key.decode(), readings, "opcua:bench")
     elif form == "columns":
         columns: dict[str, dict[str, Any]] = {}
         for sensor, t, value in samples:
@@ -224,7 +241,12 @@ def main() -> None:
     parser.add_argument("--machines", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3, help="alternating bare/worker runs; medians are reported")
     parser.add_argument("--size-s", type=int, default=60, help="throughput: window length (60 s: windows close often)")
-    parser.add_argument("--cases", default="rows,columns,single", help="comma-separated: rows, columns, single")
+    parser.add_argument(
+        "--cases",
+        default="rows,columns,publisher-rows,publisher-columns,single",
+        help="comma-separated: rows, columns (3 keys per reading, as in the first benchmark), publisher-rows, "
+        "publisher-columns (the collectors' encodings, with unit and server timestamp), single",
+    )
     parser.add_argument("--window-s", type=int, default=600, help="memory: window length")
     parser.add_argument("--rate-hz", type=float, default=1.0, help="memory: readings per sensor per second")
     args = parser.parse_args()
@@ -240,6 +262,8 @@ def main() -> None:
     cases = {
         "rows": (f"rows, batches of {args.batch}", args.readings, args.batch, "rows"),
         "columns": (f"columns, batches of {args.batch}", args.readings, args.batch, "columns"),
+        "publisher-rows": (f"publisher rows, {args.batch}", args.readings, args.batch, "publisher-rows"),
+        "publisher-columns": (f"publisher columns, {args.batch}", args.readings, args.batch, "publisher-columns"),
         "single": ("one reading per message", args.single_readings, 1, "rows"),
     }
     for name in args.cases.split(","):

@@ -288,6 +288,8 @@ class FeatureService:
         self.stats.vectors += 1
         if self.metrics is not None:
             self.metrics.messages_out.labels(topic).inc()
+            # Window end -> handed to the producer (sent within linger_ms): the grace period plus collection delay.
+            self.metrics.observe_source_latency("features", vector.window_end)
         if self._influx is not None:
             from vigil.influx import Schema
 

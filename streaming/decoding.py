@@ -264,7 +264,7 @@ class ReadingDecoder:
             if type(s) is not dict:
                 raise _Unsure("sample")
             if len(s) != 3:
-                append(self._full_sample(s))
+                append(self._publisher_sample(s) if len(s) == 8 else self._full_sample(s))
                 continue
             # The common sample: exactly sensor, ts and value (a missing one raises KeyError: the contract decides).
             sensor = s["sensor"]
@@ -289,6 +289,47 @@ class ReadingDecoder:
                 raise _Unsure("value")
             append((sensor, dt.timestamp(), value))
         return Decoded(machine_id, samples, fast=True)
+
+    def _publisher_sample(self, s: dict[str, Any]) -> tuple[str, float, float]:
+        """A sample with every key (what :func:`ingest.publisher.encode_batch` writes), checked inline; a missing
+        key raises KeyError (the contract decides)."""
+        sensor = s["sensor"]
+        if sensor not in self._idents:
+            self._ident(sensor)
+        t = s["ts"]
+        if type(t) is not str or len(t) < 20 or t[10] != "T":
+            raise _Unsure("timestamp")
+        dt = _fromiso(t)
+        server = s["server_ts"]
+        if dt.tzinfo is None or (
+            server is not None
+            and (type(server) is not str or len(server) < 20 or server[10] != "T" or _fromiso(server).tzinfo is None)
+        ):
+            raise _Unsure("timestamp")
+        unit = s["unit"]
+        flags = s["flags"]
+        quality = s["quality"]
+        if (
+            (unit is not None and type(unit) is not str)
+            or type(s["status_code"]) is not int
+            or type(flags) is not list
+            or quality not in _QUALITIES
+        ):
+            raise _Unsure("sample")
+        value = s["value"]
+        vt = type(value)
+        if vt is int:
+            value = float(value)
+        elif vt is not float and value is not None:
+            raise _Unsure("value")
+        if flags:
+            if any(type(f) is not str for f in flags):
+                raise _Unsure("flags")
+        elif quality == "good":
+            return sensor, dt.timestamp(), _NAN if value is None or value - value != 0.0 else value
+        if value is None or not usable(quality, value, flags, self.accept_uncertain):
+            return sensor, dt.timestamp(), _NAN
+        return sensor, dt.timestamp(), value
 
     def _fast_reading(self, doc: dict[str, Any]) -> Decoded:
         if doc.get("v") != 1 or not _READING_KEYS.issuperset(doc):

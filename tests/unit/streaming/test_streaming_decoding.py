@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ingest.publisher import encode_columns
+from ingest.publisher import encode_batch, encode_columns
 from streaming.decoding import ReadingDecoder
 from vigil.contracts import (
     FeatureVector,
@@ -116,6 +116,21 @@ def test_other_timezones_and_single_readings_and_gaps() -> None:
             b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z","value":1e999999}]}',
             None,
         ),
+        (
+            b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z",'
+            b'"value":1,"unit":null,"quality":"good","status_code":0,"flags":[],"server_ts":"yesterday"}]}',
+            "schema",
+        ),
+        (
+            b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z",'
+            b'"value":1,"unit":null,"quality":"good","status_code":0,"flags":[],"extra":null}]}',
+            "schema",
+        ),
+        (
+            b'{"v":1,"kind":"reading_batch","machine_id":"M-1","samples":[{"sensor":"a","ts":"2026-11-26T12:00:00Z",'
+            b'"value":1,"unit":null,"quality":"good","status_code":0,"flags":[3],"server_ts":null}]}',
+            "schema",
+        ),
         (b"{", "json"),
         (
             b'{"v":1,"kind":"reading","machine_id":"M-1","sensor":"a","ts":"2026-11-26T12:00:00+01:00","value":"x"}',
@@ -178,6 +193,8 @@ def test_columns_from_the_publisher_decode_like_the_rows(batch: ReadingBatch, ac
     assert fast.readings == len(batch.samples)
     # The same readings as the row form (grouped by sensor; the order within a sensor is kept).
     rows = decoder.decode(encode(batch)).samples
+    published_rows = decoder.decode(encode_batch(batch.machine_id, list(batch.readings()), batch.source))
+    assert published_rows.fast and _same(published_rows.samples, rows)
     assert _same(sorted(_as_samples(fast), key=lambda s: s[0]), sorted(rows, key=lambda s: s[0]))
     message = decode(payload)
     assert isinstance(message, ReadingColumns)
