@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from models.anomaly import AdaptiveThreshold, make_detector
@@ -46,6 +46,10 @@ _SLOW = 0.05
 """Weight of the newest window in the slow average of log-deviations (about 20 windows)."""
 _RATE_SMOOTHING = 0.1
 """Weight of the newest window in the smoothed rate at which a sensor approaches its limit."""
+_LOAD_STEP = 0.05
+"""A change of load (share of the running sensor's range) between windows that starts a settling period."""
+_SETTLE_S = 3600.0
+"""How long sensors take to settle after a load step (thermal lag), for the sensor-step check."""
 _KEEP_RISK = 0.35
 """A window with at least this risk is always kept for its delayed label (likely a future positive)."""
 
@@ -72,6 +76,10 @@ class MachineMemory:
     windows: int = 0
     running_last: float | None = None
     """The last value the type's running sensor reported (held while it sends nothing, see ``_state``)."""
+    load_prev: float | None = None
+    """The previous running window's load (kept across windows without one, unlike ``load``)."""
+    settled_at: datetime | None = None
+    """After a load step, sensors settle until then (no step checks: each follows at its own pace)."""
     last_window_end: datetime | None = None
     """The newest window processed: an older or equal one is a re-emitted duplicate (see ``process``)."""
     feature_drift: dict[str, Any] = field(default_factory=dict)
@@ -239,6 +247,7 @@ class FleetModel:
             horizon_s=cfg.horizon_s,
         )
         state, inferred = self._state(fv, machine)
+        state_held = self._running_sensor(fv.machine_type) in fv.missing and machine.running_last is not None
         if state == MachineState.OFF:
             machine.running_since = None
             machine.smooth.clear()
@@ -264,6 +273,10 @@ class FleetModel:
         warmup = (ts - machine.running_since).total_seconds() < cfg.warmup_s
         x = self.select(fv.features)
         load = self.load(fv.machine_type, fv.features)
+        if load is None and state_held:
+            # Running with its running sensor silent: a report-by-exception source sends no unchanged value, so
+            # the load is still the last one reported (judging the window at load 0 makes every sensor deviate).
+            load = self.load(fv.machine_type, {f"{self._running_sensor(fv.machine_type)}.mean": machine.running_last})
         hour = ts.hour + ts.minute / 60.0
         r = regressors(load, machine.load, hour)
         machine.load = load
@@ -272,7 +285,11 @@ class FleetModel:
         reference = kind.normal if cold_start or unseen_load else machine.normal
         z_all = reference.z(x, r)
         usual_std = {k: reference.mean(k) for k in x if k.endswith(".std")}
-        for sensor, fault, detail in machine.health.update(x, z_all, fv.missing, usual_std):
+        if load is not None and machine.load_prev is not None and abs(load - machine.load_prev) > _LOAD_STEP:
+            machine.settled_at = ts + timedelta(seconds=_SETTLE_S)
+        machine.load_prev = load
+        steady = not warmup and (machine.settled_at is None or ts >= machine.settled_at)
+        for sensor, fault, detail in machine.health.update(x, z_all, fv.missing, usual_std, steady):
             drift.append(
                 DriftEvent(
                     ts=ts,
@@ -420,6 +437,10 @@ class FleetModel:
             machine.health.reset()
             machine.running_since = None
         return drift
+
+    def _running_sensor(self, machine_type: str) -> str | None:
+        spec = self.machine_types.get(machine_type)
+        return spec.running_sensor if spec is not None else None
 
     def _state(self, fv: FeatureVector, machine: MachineMemory) -> tuple[MachineState, tuple[str, ...]]:
         """The machine's state, holding the running sensor's last value while it reports nothing.

@@ -17,7 +17,11 @@ normal at the current operating point), so a load step that moves every sensor a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
+
+_STEP_GROWTH = 2.0
+"""A latched step whose offset from the pre-jump level grows past this multiple of the jump is released."""
 
 
 class SensorHealth:
@@ -35,6 +39,12 @@ class SensorHealth:
         self._missing: dict[str, int] = {}
         self._last_z: dict[str, float] = {}
         self._step_from: dict[str, float] = {}
+        self._step_size: dict[str, float] = {}
+        self._steady = True
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Checkpoints written before the step's size was kept still restore (their latched steps stay latched).
+        self.__dict__.update({"_step_size": {}, "_steady": True, **state})
 
     def reset(self) -> None:
         self.faulty.clear()
@@ -42,6 +52,7 @@ class SensorHealth:
         self._missing.clear()
         self._last_z.clear()
         self._step_from.clear()
+        self._step_size.clear()
 
     def update(
         self,
@@ -49,12 +60,16 @@ class SensorHealth:
         z: Mapping[str, float],
         missing: Iterable[str],
         normal_std: Mapping[str, float],
+        steady: bool = True,
     ) -> list[tuple[str, str, str]]:
         """Check one running window; returns the faults that started with it as ``(sensor, kind, detail)``.
 
         ``x`` are the raw features, ``z`` their residual z-scores (empty while no reference exists), ``missing``
         the sensors without a good reading, ``normal_std`` the usual ``<sensor>.std`` of this machine.
+        ``steady`` is false in a start's warm-up or right after a load change: sensors then settle at their own
+        pace (a bearing heats slower than a current rises), so one sensor moving alone is no sign of a step.
         """
+        self._steady = steady
         sensors = {k.split(".", 1)[0] for k in x if "." in k}
         gone = set(missing)
         found: dict[str, tuple[str, str]] = {}
@@ -96,15 +111,19 @@ class SensorHealth:
             return None
         start = self._step_from.get(sensor)
         if start is not None:
-            # A step lasts until the sensor is back near the level it jumped from.
-            if abs(now - start) > self.step_z / 2:
+            size = self._step_size.get(sensor, math.inf)
+            # A step lasts until the sensor is back near the level it jumped from. An offset stays the size it
+            # jumped; a level that keeps moving away (twice the jump) is the machine changing, not the sensor.
+            if self.step_z / 2 < abs(now - start) and (now - start) / size < _STEP_GROWTH:
                 return ("step", f"{sensor}.mean stays {now - start:+.1f} sd off its level before the jump")
             del self._step_from[sensor]
+            self._step_size.pop(sensor, None)
             return None
         jump = jumps.get(sensor)
         others = [abs(v) for s, v in jumps.items() if s != sensor]
-        if jump is not None and abs(jump) > self.step_z and all(o < self.step_z / 3 for o in others):
+        if self._steady and jump is not None and abs(jump) > self.step_z and all(o < self.step_z / 3 for o in others):
             self._step_from[sensor] = self._last_z[sensor]
+            self._step_size[sensor] = jump
             return ("step", f"{sensor}.mean jumped {jump:+.1f} sd in one window, alone")
         return None
 

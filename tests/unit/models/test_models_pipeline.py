@@ -220,3 +220,16 @@ def test_a_window_already_processed_is_neither_predicted_nor_learnt(trained: Fle
     assert trained.process(pump_vector("PMP-002", window(120), rng=rng)).prediction is not None
     later = trained.process(pump_vector("PMP-001", window(151), rng=rng))
     assert later.prediction is not None and memory.windows == before[0] + 1
+
+
+def test_a_silent_running_sensor_keeps_the_last_load_while_running(trained: FleetModel) -> None:
+    rng = random.Random(12)
+    k = 150
+    for k in range(150, 160):
+        trained.process(pump_vector("PMP-001", window(k), load=0.8, rng=rng))
+    # The speed stays put, so a report-by-exception source sends nothing: judged at the last load, not at 0.
+    for k in range(160, 175):
+        p = trained.process(_silent(pump_vector("PMP-001", window(k), load=0.8, rng=rng), "speed")).prediction
+        assert p is not None and p.decision == Decision.OK, p.reasons
+    back = trained.process(pump_vector("PMP-001", window(175), load=0.8, rng=rng)).prediction
+    assert back is not None and back.decision == Decision.OK, back.reasons
