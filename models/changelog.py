@@ -54,6 +54,16 @@ class SharedStore:
             future.get(timeout=SEND_TIMEOUT_S)
         producer.send(self.topic, key=f"{self.key}/header".encode(), value=header).get(timeout=SEND_TIMEOUT_S)
 
+    def ensure(self) -> None:
+        """The topic compacted (it is created so by :func:`vigil.bus.ensure_topics`; one made otherwise is fixed)."""
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(**self.kafka.client_kwargs(), client_id=f"{self.kafka.client_id}-admin")
+        try:
+            ensure_compacted(admin, self.topic, SHARED_TOPIC_CONFIGS)
+        finally:
+            admin.close()
+
     def read(self, timeout_s: float = 60.0) -> dict[str, tuple[bytes, list[bytes | None]]]:
         """The latest header and chunks of every worker of the group (``None`` for a missing chunk)."""
         from kafka import TopicPartition
@@ -148,8 +158,10 @@ class MachineChangelog:
         return f"{self.group_id}/{machine_id}".encode()
 
     def ensure(self, partitions: int) -> None:
-        """Create the topic with ``partitions`` partitions, or check an existing one has that many: a machine's
-        state must sit in the partition with the number of its features partition."""
+        """Create the topic compacted with ``partitions`` partitions, or bring an existing one there: a machine's
+        state must sit in the partition with the number of its features partition, and only compaction keeps a
+        restore bounded (and a quiet machine's state from expiring). A topic with fewer partitions (the features
+        topic grew) gets more; one with more keeps its extra partitions unused; either way it is reported."""
         from kafka import KafkaAdminClient
         from kafka.admin import NewTopic
         from kafka.errors import TopicAlreadyExistsError
@@ -157,25 +169,46 @@ class MachineChangelog:
         admin = KafkaAdminClient(**self.kafka.client_kwargs(), client_id=f"{self.kafka.client_id}-admin")
         try:
             if self.topic not in set(admin.list_topics()):
-                configs = {
-                    "cleanup.policy": "compact",
-                    "min.compaction.lag.ms": "0",
-                    "segment.ms": "600000",
-                    "max.message.bytes": str(MAX_RECORD_BYTES),
-                }
+                configs = dict(MACHINE_TOPIC_CONFIGS)
                 topic = NewTopic(self.topic, partitions, self.kafka.replication_factor, topic_configs=configs)
                 # Another worker may create it at the same moment; that is fine.
                 with contextlib.suppress(TopicAlreadyExistsError):
                     admin.create_topics([topic], timeout_ms=30_000, wait_for_metadata=True)
+            ensure_compacted(admin, self.topic, MACHINE_TOPIC_CONFIGS, MAX_RECORD_BYTES)
+            found = self.partition_count()
+            if found < partitions:
+                log.warning(
+                    "models: changelog topic %s has %d partition(s), the features topic %d: adding partitions "
+                    "(machines whose features partition changed start from their type's model)",
+                    self.topic,
+                    found,
+                    partitions,
+                )
+                self._grow(admin, partitions)
+            elif found > partitions:
+                log.warning(
+                    "models: changelog topic %s has %d partition(s), the features topic %d: partitions %d.. are "
+                    "not used",
+                    self.topic,
+                    found,
+                    partitions,
+                    partitions,
+                )
         finally:
             admin.close()
-        found = self.partition_count()
-        if found != partitions:
-            raise ModelsError(
-                f"changelog topic {self.topic} has {found} partition(s), the features topic {partitions}: "
-                "per-machine state must be co-partitioned with its inputs (recreate the changelog topic, or use a "
-                "new changelog_prefix; the models are then rebuilt by replay)"
-            )
+
+    def _grow(self, admin: Any, partitions: int, timeout_s: float = 30.0) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            admin.create_partitions({self.topic: partitions}, timeout_ms=30_000)
+        except KafkaError as exc:  # another worker grew it first: checked below
+            log.info("models: adding partitions to %s: %s", self.topic, exc)
+        deadline = time.monotonic() + timeout_s
+        while self.partition_count() < partitions:
+            if time.monotonic() > deadline:
+                raise ModelsError(f"changelog topic {self.topic} did not grow to {partitions} partitions")
+            time.sleep(0.5)
 
     def partition_count(self, timeout_s: float = 30.0) -> int:
         return partition_count(self.kafka, self.topic, timeout_s)
@@ -219,6 +252,51 @@ class MachineChangelog:
         finally:
             consumer.close(autocommit=False)
         return out
+
+
+MACHINE_TOPIC_CONFIGS = {
+    "cleanup.policy": "compact",
+    "min.compaction.lag.ms": "0",
+    # Roll the active segment (which is never compacted) every 10 minutes, clean once 10 % of the log is
+    # superseded, and at the latest after an hour: a restore reads about one record per machine plus the last
+    # minutes of checkpoints, instead of every checkpoint ever written.
+    "segment.ms": "600000",
+    "min.cleanable.dirty.ratio": "0.1",
+    "max.compaction.lag.ms": "3600000",
+    "max.message.bytes": str(MAX_RECORD_BYTES),
+}
+"""Topic configuration of the machine changelog."""
+
+SHARED_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"}
+"""Configuration set on a shared-models topic found uncompacted."""
+
+
+def ensure_compacted(admin: Any, topic: str, wanted: dict[str, str], min_message_bytes: int = 0) -> bool:
+    """Make ``topic`` compacted (only compaction) with a message limit of at least ``min_message_bytes``,
+    setting ``wanted`` when it is not (a topic created by hand, or auto-created, with the broker's defaults: it
+    would delete states after the retention time and let a restore read every checkpoint ever written). Returns
+    whether the configuration was changed."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    keys = {"cleanup.policy": None, "max.message.bytes": None}
+    found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, keys)], config_filter="all")
+    current = {k: str(v.get("value")) for k, v in found.get("topic", {}).get(topic, {}).items()}
+    policy = current.get("cleanup.policy", "")
+    try:
+        limit = int(current.get("max.message.bytes", "0"))
+    except ValueError:
+        limit = 0
+    if policy == "compact" and limit >= min_message_bytes:
+        return False
+    log.warning(
+        "models: topic %s has cleanup.policy=%s, max.message.bytes=%s: setting %s",
+        topic,
+        policy or "?",
+        limit,
+        ", ".join(f"{k}={v}" for k, v in wanted.items()),
+    )
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, dict(wanted))])
+    return True
 
 
 def partition_count(kafka: KafkaSettings, topic: str, timeout_s: float = 30.0) -> int:

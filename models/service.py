@@ -158,6 +158,7 @@ class ModelService:
                 "worker"
             )
         self.machine_log.ensure(self._partitions)
+        self.store.ensure()
         self._producer = make_producer(kafka, max_request_size=MAX_RECORD_BYTES)
         self.restore_shared()
         # The range assignor gives one worker partition p of both topics (they are co-partitioned by machine).

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models.changelog import changelog_topics
-from models.exceptions import ModelsError
 from models.pipeline import FleetModel
 from models.service import ModelService
 from models.synthetic import WINDOW_S, pump_vector
@@ -236,12 +235,63 @@ def test_segment_audit_is_published_on_its_topic(config: VigilConfig, unique: st
     assert fleet.machine_weeks == pytest.approx(PARTITIONS * 59 * WINDOW_S / (7 * 86400), rel=0.01)
 
 
-def test_a_changelog_partitioned_unlike_the_features_is_refused_at_start(config: VigilConfig, unique: str) -> None:
-    machines_topic = changelog_topics(config.topics.changelog_prefix)[1]
-    ensure_topics(config.kafka, [TopicSpec(machines_topic, 1, compacted=True)])
-    service = ModelService(config, f"g-{unique}")
-    with pytest.raises(ModelsError, match=f"{machines_topic} has 1 partition"):
+def topic_configs(config: VigilConfig, topic: str) -> dict[str, str]:
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(**config.kafka.client_kwargs())
+    try:
+        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, None)], config_filter="all")
+    finally:
+        admin.close()
+    return {k: str(v["value"]) for k, v in found["topic"][topic].items()}
+
+
+def run_twice(config: VigilConfig, group: str) -> tuple[ModelService, ModelService]:
+    """20 windows per machine through one worker, 10 more through the next (which restores the first's state)."""
+    out = []
+    for start, count in ((0, 20), (20, 10)):
+        phase(config, start, count)
+        service = ModelService(config, group)
         service.setup()
+        try:
+            service.run(idle_exit_s=6.0)
+        finally:
+            service.close()
+        assert service.predictions == count * PARTITIONS
+        out.append(service)
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("changelog_partitions", [1, 2 * PARTITIONS])
+def test_a_changelog_partitioned_unlike_the_features_is_reported_and_used(
+    config: VigilConfig, unique: str, changelog_partitions: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fewer partitions (the features topic grew): partitions are added; more: the extra ones stay unused. The
+    state keeps following its partition either way (before: ``vigil models`` refused to start, exit 2)."""
+    from models.changelog import partition_count
+
+    machines_topic = changelog_topics(config.topics.changelog_prefix)[1]
+    ensure_topics(config.kafka, [TopicSpec(machines_topic, changelog_partitions, compacted=True)])
+    _, second = run_twice(config, f"g-{unique}")
+    assert f"changelog topic {machines_topic} has {changelog_partitions} partition(s)" in caplog.text
+    assert partition_count(config.kafka, machines_topic) == max(PARTITIONS, changelog_partitions)
+    assert second.machines_restored == PARTITIONS and second.machines_refused == 0
+
+
+def test_an_uncompacted_changelog_is_made_compacted(config: VigilConfig, unique: str) -> None:
+    """A changelog created by hand or auto-created with the broker's defaults would delete a quiet machine's
+    state after the retention time and make every restore read every checkpoint ever written."""
+    shared_topic, machines_topic = changelog_topics(config.topics.changelog_prefix)
+    ensure_topics(config.kafka, [TopicSpec(machines_topic, PARTITIONS), TopicSpec(shared_topic, 1)])
+    assert topic_configs(config, machines_topic)["cleanup.policy"] == "delete"
+    _, second = run_twice(config, f"g-{unique}")
+    for topic in (machines_topic, shared_topic):
+        configs = topic_configs(config, topic)
+        assert configs["cleanup.policy"] == "compact"
+        assert float(configs["min.cleanable.dirty.ratio"]) == pytest.approx(0.1)
+    assert int(topic_configs(config, machines_topic)["max.message.bytes"]) >= 16 * 1024 * 1024
+    assert second.machines_restored == PARTITIONS
 
 
 def test_a_crash_after_the_checkpoint_repeats_identical_predictions_and_learns_nothing_twice(
@@ -337,3 +387,4 @@ def test_a_crash_during_a_replay_publishes_nothing_again(config: VigilConfig, un
     rebuilt = third.model.machine_memory(MACHINES[0])
     assert rebuilt is not None and ref is not None
     assert (rebuilt.windows, rebuilt.normal.n) == (ref.windows, ref.normal.n)  # and learnt nothing twice
+
