@@ -76,6 +76,8 @@ from vigil.exceptions import ContractError
 log = logging.getLogger(__name__)
 
 SERVICE = "models"
+FORWARDED_HEADER = "vigil-forwarded-from"
+"""Header of a maintenance event forwarded to its machine's partition (``topic:partition:offset`` it came from)."""
 
 
 def _tpk(topic: str, partition: int) -> str:
@@ -112,6 +114,8 @@ class ModelService:
         """Machine checkpoints refused (unreadable or incompatible): those machines were rebuilt by replay."""
         self.skipped = 0
         """Input records a restored machine's state already reflected (delivered again, not processed twice)."""
+        self.forwarded = 0
+        """Maintenance events that arrived on another partition than their machine's, forwarded there."""
         self.last_restore_s = 0.0
         self.last_checkpoint_bytes = 0
         self.last_checkpoint_machines = 0
@@ -425,6 +429,15 @@ class ModelService:
             if not replaying:
                 self._send_dead_letter(record, exc.reason, str(exc))
             return
+        if isinstance(message, MaintenanceEvent):
+            home = self._home_partition(message.machine_id, record.partition)
+            if home != record.partition and not _forwarded(record):
+                # The machine's state lives on (is checkpointed with the offsets of) partition ``home``: handled
+                # here it would be applied to a state this worker may not hold, or move that state to the
+                # changelog partition of the wrong number. The owner of ``home`` handles it there.
+                if not replaying:
+                    self._forward(record, home)
+                return
         if isinstance(message, FeatureVector | MaintenanceEvent):
             machine = message.machine_id
             skip = self._skip.get(machine)
@@ -448,6 +461,36 @@ class ModelService:
                     self._publish_drift(event)
         elif not replaying:
             self._send_dead_letter(record, "kind", f"unexpected {message.kind!r} on {record.topic}")
+
+    def _home_partition(self, machine: str, default: int) -> int:
+        """The partition whose state holds ``machine``: where its vectors came from, else where the default
+        partitioner puts its key (as the features stage produces them)."""
+        known = self._partition_of.get(machine)
+        if known is not None:
+            return known
+        if self._partitions <= 0:
+            return default
+        from kafka.partitioner.default import murmur2
+
+        return int((murmur2(machine_key(machine)) & 0x7FFFFFFF) % self._partitions)
+
+    def _forward(self, record: Any, partition: int) -> None:
+        """The maintenance event to the maintenance partition of its machine (once: a forwarded event is handled
+        where it arrives). Acknowledged before the next checkpoint, like every output."""
+        source = f"{record.topic}:{record.partition}:{record.offset}"
+        # Maintenance events are rare: each one forwarded is worth a line (the producer partitions unlike features).
+        log.warning("models: maintenance event at %s is for a machine of partition %d: forwarded", source, partition)
+        future = self._producer.send(
+            record.topic,
+            key=record.key,
+            value=record.value,
+            partition=partition,
+            headers=[(FORWARDED_HEADER, source.encode())],
+        )
+        self._pending_sends.append(future)
+        self.forwarded += 1
+        if self.metrics is not None:
+            self.metrics.messages_out.labels(record.topic).inc()
 
     def _publish_prediction(self, prediction: Prediction) -> None:
         topic = self.config.topics.predictions
@@ -618,6 +661,10 @@ class ModelService:
                 if self.metrics is not None:
                     self.metrics.messages_out.labels(topic).inc()
         return reports
+
+
+def _forwarded(record: Any) -> bool:
+    return any(key == FORWARDED_HEADER for key, _ in record.headers or ())
 
 
 def _written_at(header: bytes) -> str:

@@ -388,3 +388,43 @@ def test_a_crash_during_a_replay_publishes_nothing_again(config: VigilConfig, un
     assert rebuilt is not None and ref is not None
     assert (rebuilt.windows, rebuilt.normal.n) == (ref.windows, ref.normal.n)  # and learnt nothing twice
 
+
+def test_a_maintenance_event_on_another_partition_reaches_its_machine(config: VigilConfig, unique: str) -> None:
+    """A failure published to a maintenance partition other than its machine's features partition (another
+    producer's partitioner, a missing key): it must reach the state of its machine, on the partition that state
+    lives on, and must not make that partition's state move (before: the machine's state went to changelog
+    partition 2 while its features stay on 0, and a worker owning 2 but not 0 kept the label from the model)."""
+    from models.changelog import MachineChangelog
+
+    group = f"g-{unique}"
+    machine = MACHINES[0]  # keyed by the default partitioner, PMP-001 is on partition 0 as well
+    vectors = windows(0, 0, 30)
+    producer = make_producer(config.kafka)
+    try:
+        for fv in vectors:
+            producer.send(config.topics.features, key=machine.encode(), value=encode(fv)).get(timeout=30)
+    finally:
+        producer.close()
+    service = ModelService(config, group)
+    service.setup()
+    try:
+        service.run(max_records=30)
+        failure = MaintenanceEvent(machine_id=machine, ts=vectors[-1].window_end, event="failure")
+        producer = make_producer(config.kafka)
+        try:
+            producer.send(config.topics.maintenance, key=machine.encode(), value=encode(failure), partition=2).get(30)
+        finally:
+            producer.close()
+        service.run(idle_exit_s=6.0)
+        assert service.model.pending.export_machine(machine)[1]  # the failure is in the machine's state
+    finally:
+        service.close()
+    stored = MachineChangelog(config.kafka, changelog_topics(config.topics.changelog_prefix)[1], group).read({0, 2})
+    assert machine in stored[0].machines and machine not in stored[2].machines
+    again = ModelService(config, group)
+    again.setup()
+    try:
+        again.run(idle_exit_s=6.0)
+    finally:
+        again.close()
+    assert again.machines_restored == 1 and again.model.pending.export_machine(machine)[1]
