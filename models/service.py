@@ -136,6 +136,8 @@ class ModelService:
         self._held: set[int] = set()
         """Partitions revoked (and checkpointed) by a rebalance still in progress: kept if assigned back."""
         self._pending_assignment: set[Any] | None = None
+        self._generations: tuple[int | None, int | None] = (None, None)
+        """The group generation of the last revocation and of the assignment that followed it."""
         self._producer: Any = None
         self._consumer: Any = None
         self._last_checkpoint = time.monotonic()
@@ -245,10 +247,19 @@ class ModelService:
                 return
         self._owned -= parts
         self._held |= parts
+        self._generations = (self._generation_id(), None)
 
     def on_assigned(self, partitions: set[Any]) -> None:
         # Restoring reads a topic: not on the consumer's IO thread; step() does it before it handles any record.
         self._pending_assignment = set(partitions)
+        self._generations = (self._generations[0], self._generation_id())
+
+    def _generation_id(self) -> int | None:
+        """The consumer's current group generation (``None`` when unknown: then nothing is kept over a
+        rebalance, which is always safe)."""
+        generation = getattr(getattr(self._consumer, "_coordinator", None), "_generation", None)
+        found = getattr(generation, "generation_id", None)
+        return found if isinstance(found, int) and found >= 0 else None
 
     def _forget(self, parts: set[int]) -> None:
         for machine, partition in list(self._partition_of.items()):
@@ -279,9 +290,14 @@ class ModelService:
         parts = {tp.partition for tp in assigned}
         self._forget(self._held - parts)
         committed = {tp: self._consumer.committed(tp) for tp in assigned}
+        revoked_in, assigned_in = self._generations
+        # A partition comes back unchanged only if no generation passed in between (this worker was not dropped
+        # from the group meanwhile, so nobody else owned it: a revocation no longer commits, so the committed
+        # offsets alone would not show another owner's work) and nobody committed past this worker's position.
+        consecutive = revoked_in is not None and assigned_in == revoked_in + 1
         keep = {
             p
-            for p in self._held & parts
+            for p in (self._held & parts if consecutive else set())
             if all(
                 (committed.get(TopicPartition(t, p)) or 0) <= self._positions.get(_tpk(t, p), 0) for t in self._topics()
             )
