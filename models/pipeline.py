@@ -332,7 +332,14 @@ class FleetModel:
         classifier_decides = trained and confident and not outside and not warmup
 
         reasons: list[str] = []
-        if cold_start:
+        if cold_start and not has_reference:
+            # Nothing to compare with yet (the type's pooled normal is still being learnt, or has not seen this
+            # load): the prediction says it is learning rather than implying a verdict.
+            reasons.append(
+                f"learning: no normal for this machine yet ({machine.normal.n}/{cfg.cold_start_windows} own "
+                f"windows, the {fv.machine_type} type's not ready at this load): only the hard limits decide"
+            )
+        elif cold_start:
             reasons.append(f"cold start: using the {fv.machine_type} type's normal ({machine.normal.n} own windows)")
         if warmup:
             reasons.append("warm-up after start: anomalies are not alerted")

@@ -233,3 +233,12 @@ def test_a_silent_running_sensor_keeps_the_last_load_while_running(trained: Flee
         assert p is not None and p.decision == Decision.OK, p.reasons
     back = trained.process(pump_vector("PMP-001", window(175), load=0.8, rng=rng)).prediction
     assert back is not None and back.decision == Decision.OK, back.reasons
+
+
+def test_a_fresh_plant_says_it_is_learning_and_lets_the_rules_decide(example_config: VigilConfig) -> None:
+    model = make(example_config)
+    rng = random.Random(21)
+    for k in range(12):  # past the warm-up, before any normal exists
+        p = model.process(pump_vector("PMP-001", window(k), load=0.8, wear=0.6, rng=rng)).prediction
+    assert p is not None and p.cold_start and p.decision == Decision.OK and p.decided_by == "rule"
+    assert any(r.startswith("learning: no normal for this machine yet (") for r in p.reasons), p.reasons
