@@ -104,6 +104,8 @@ class PartitionLog:
 
     marker: bytes | None = None
     machines: dict[str, bytes] = field(default_factory=dict)
+    records: int = 0
+    """Records read to get there (every group's, superseded ones included): what compaction keeps bounded."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,7 @@ class MachineChangelog:
                     raise ModelsError(f"changelog {self.topic} not read to its end within {timeout_s:g}s")
                 for tp, records in consumer.poll(timeout_ms=1000).items():
                     log_ = out[tp.partition]
+                    log_.records += len(records)
                     for record in records:
                         key = record.key.decode(errors="replace") if record.key else ""
                         if not key.startswith(prefix):
