@@ -428,3 +428,17 @@ def test_a_maintenance_event_on_another_partition_reaches_its_machine(config: Vi
     finally:
         again.close()
     assert again.machines_restored == 1 and again.model.pending.export_machine(machine)[1]
+
+
+def test_a_maintenance_topic_partitioned_unlike_the_features_is_refused_at_start(
+    config: VigilConfig, unique: str
+) -> None:
+    """Its events could not reach the worker that holds their machine (the range assignor pairs partition p of
+    both topics; forwarding needs partition p to exist): refused with the reason, ``vigil models`` exits 2."""
+    from models.exceptions import ModelsError
+
+    maintenance = f"{config.topics.maintenance}.two"
+    ensure_topics(config.kafka, [TopicSpec(maintenance, 2)])
+    bad = config.model_copy(update={"topics": config.topics.model_copy(update={"maintenance": maintenance})})
+    with pytest.raises(ModelsError, match=f"{maintenance} \\(2\\)"):
+        ModelService(bad, f"g-{unique}").setup()
