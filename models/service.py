@@ -254,6 +254,11 @@ class ModelService:
         self._pending_assignment = set(partitions)
         self._generations = (self._generations[0], self._generation_id())
 
+    def _membership_lost(self) -> bool:
+        generation = getattr(getattr(self._consumer, "_coordinator", None), "_generation", None)
+        is_lost = getattr(generation, "is_lost", None)
+        return bool(is_lost()) if callable(is_lost) else False
+
     def _generation_id(self) -> int | None:
         """The consumer's current group generation (``None`` when unknown: then nothing is kept over a
         rebalance, which is always safe)."""
@@ -565,6 +570,11 @@ class ModelService:
 
         parts = self._owned if partitions is None else partitions & self._owned
         self._await_outputs()
+        if self._membership_lost():
+            # Dropped from the group (the next poll reports the partitions lost): another worker may own them
+            # already, and state written now would overwrite its own.
+            log.warning("models: not a group member any more; checkpoint of partitions %s skipped", sorted(parts))
+            return
         futures = []
         written: list[str] = []
         size = 0

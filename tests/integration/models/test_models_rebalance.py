@@ -442,3 +442,27 @@ def test_a_maintenance_topic_partitioned_unlike_the_features_is_refused_at_start
     bad = config.model_copy(update={"topics": config.topics.model_copy(update={"maintenance": maintenance})})
     with pytest.raises(ModelsError, match=f"{maintenance} \\(2\\)"):
         ModelService(bad, f"g-{unique}").setup()
+
+
+def test_a_worker_dropped_from_the_group_writes_no_state(config: VigilConfig, unique: str) -> None:
+    """A worker the group moved on without (a missed session or poll interval) may still hold records in hand;
+    its checkpoint must not overwrite the state and markers of the partitions' new owners."""
+    from models.changelog import MachineChangelog
+
+    group = f"g-{unique}"
+    phase(config, 0, 20)
+    service = ModelService(config, group)
+    service.setup()
+    try:
+        deadline = time.monotonic() + 120
+        while service.predictions < 20 * PARTITIONS and time.monotonic() < deadline:
+            service.step()  # handled, not checkpointed
+        assert service.predictions == 20 * PARTITIONS
+        # What the client does when the coordinator answers "unknown member" / "illegal generation".
+        service._consumer._coordinator.reset_generation()
+        service.checkpoint()
+    finally:
+        service.close()
+    machines_topic = changelog_topics(config.topics.changelog_prefix)[1]
+    stored = MachineChangelog(config.kafka, machines_topic, group).read(set(range(PARTITIONS)))
+    assert all(not log.machines and log.marker is None for log in stored.values())
