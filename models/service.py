@@ -13,10 +13,12 @@ the machines a worker serves and stay with the worker (one checkpoint per worker
 freshest one of its group).
 
 The order per checkpoint is: produce, flush (every send acknowledged), write the machines' state and the
-markers (acknowledged), then commit the same offsets to the group; a revocation checkpoints the revoked
-partitions first. On assignment a worker reads the changelog partitions of its new partitions to their end,
-imports those machines and seeks to the marker's offsets; a record a machine's state already reflects is
-skipped, so nothing is learnt or predicted twice. A checkpoint that is unreadable, or was written for another
+markers (acknowledged), then commit the same offsets to the group. A revocation (on the client's IO thread)
+writes only a marker per revoked partition saying how far outputs were published. On assignment a worker reads
+the changelog partitions of its new partitions to their end, imports those machines, seeks to the marker's
+offsets and re-learns without publishing up to the published offsets; a record a machine's state already
+reflects is skipped, so nothing is learnt twice. A maintenance event on another partition than its machine's is
+forwarded to its machine's partition. A checkpoint that is unreadable, or was written for another
 format, River version, feature schema or state shape, is reported (log, ``vigil_errors_total{kind="checkpoint"}``)
 and rebuilt by replaying the partition from the beginning; predictions for offsets already covered are not
 produced twice. Undecodable input goes to the dead-letter topic.
