@@ -171,7 +171,7 @@ def test_a_refused_machine_checkpoint_is_rebuilt_by_replay(config: VigilConfig, 
     first = ModelService(config, group)
     first.setup()
     try:
-        first.run(idle_exit_s=6.0)
+        first.run(max_records=60 * PARTITIONS, idle_exit_s=60.0)
     finally:
         first.close()
     assert first.predictions == 60 * PARTITIONS
@@ -186,7 +186,8 @@ def test_a_refused_machine_checkpoint_is_rebuilt_by_replay(config: VigilConfig, 
     second = ModelService(config, group)
     second.setup()
     try:
-        second.run(idle_exit_s=6.0)
+        # PMP-001's 60 windows again (replayed, not published) and every machine's 10 new ones.
+        second.run(max_records=60 + 10 * PARTITIONS, idle_exit_s=60.0)
     finally:
         second.close()
     assert second.machines_refused == 1 and second.machines_restored == PARTITIONS - 1
@@ -254,8 +255,8 @@ def run_twice(config: VigilConfig, group: str) -> tuple[ModelService, ModelServi
         phase(config, start, count)
         service = ModelService(config, group)
         service.setup()
-        try:
-            service.run(idle_exit_s=6.0)
+        try:  # exactly what is new (the next one resumes at the first's checkpoint); no idle wait
+            service.run(max_records=count * PARTITIONS, idle_exit_s=60.0)
         finally:
             service.close()
         assert service.predictions == count * PARTITIONS
@@ -360,7 +361,7 @@ def test_a_crash_during_a_replay_publishes_nothing_again(config: VigilConfig, un
     first = ModelService(config, group)
     first.setup()
     try:
-        first.run(idle_exit_s=6.0)
+        first.run(max_records=60 * PARTITIONS, idle_exit_s=60.0)
     finally:
         first.close()
     assert first.predictions == 60 * PARTITIONS
@@ -373,7 +374,7 @@ def test_a_crash_during_a_replay_publishes_nothing_again(config: VigilConfig, un
     third = ModelService(config, group)
     third.setup()
     try:
-        third.run(idle_exit_s=6.0)
+        third.run(max_records=30, idle_exit_s=60.0)  # PMP-001's windows 30-59, again
     finally:
         third.close()
     assert third.predictions == 0  # windows 30-59 of PMP-001 were published by the first worker already
@@ -415,7 +416,8 @@ def test_a_maintenance_event_on_another_partition_reaches_its_machine(config: Vi
             producer.send(config.topics.maintenance, key=machine.encode(), value=encode(failure), partition=2).get(30)
         finally:
             producer.close()
-        service.run(idle_exit_s=6.0)
+        service.run(max_records=2, idle_exit_s=60.0)  # the event where it arrived, then where it was forwarded
+        assert service.forwarded == 1
         assert service.model.pending.export_machine(machine)[1]  # the failure is in the machine's state
     finally:
         service.close()
@@ -424,7 +426,9 @@ def test_a_maintenance_event_on_another_partition_reaches_its_machine(config: Vi
     again = ModelService(config, group)
     again.setup()
     try:
-        again.run(idle_exit_s=6.0)
+        deadline = time.monotonic() + 120
+        while again._owned != set(range(PARTITIONS)) and time.monotonic() < deadline:
+            again.step()  # until assigned (and restored)
     finally:
         again.close()
     assert again.machines_restored == 1 and again.model.pending.export_machine(machine)[1]
