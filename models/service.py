@@ -397,7 +397,8 @@ class ModelService:
         idle_exit_s: float | None = None,
     ) -> None:
         """Consume until ``stop`` is set, ``max_records`` input records were handled, or nothing came for
-        ``idle_exit_s`` seconds; then checkpoint."""
+        ``idle_exit_s`` seconds while owning partitions (joining the group and restoring is not idleness: on a
+        loaded machine it can take longer than the idle time); then checkpoint."""
         handled = 0
         last_data = time.monotonic()
         while stop is None or not stop.is_set():
@@ -407,7 +408,7 @@ class ModelService:
             n = self.step(timeout_ms=500, max_records=budget)
             handled += n
             now = time.monotonic()
-            if n:
+            if n or not self._owned:
                 last_data = now
             elif idle_exit_s is not None and now - last_data >= idle_exit_s:
                 break
