@@ -304,17 +304,24 @@ class FleetModel:
         faulty = machine.health.faulty
         x_ok = {k: v for k, v in x.items() if sensor_of(k) not in faulty}
         z = self.inputs({k: v for k, v in z_all.items() if sensor_of(k) not in faulty})
+        # A faulty running sensor (stuck, dropped out) hides the load: every deviation would be measured at a
+        # wrong operating point, so nothing is judged or learnt from it until the sensor is back.
+        running = self._running_sensor(fv.machine_type)
+        blind = running is not None and running in faulty
         alpha = cfg.smoothing
-        for key, value in z.items():
-            previous = machine.smooth.get(key)
-            machine.smooth[key] = value if previous is None else alpha * value + (1 - alpha) * previous
-        smooth = {k: machine.smooth[k] for k in z}
+        if not blind:
+            for key, value in z.items():
+                previous = machine.smooth.get(key)
+                machine.smooth[key] = value if previous is None else alpha * value + (1 - alpha) * previous
+        smooth = {k: machine.smooth.get(k, v) for k, v in z.items()}
         oriented = self.orient(fv.machine_type, smooth)
         score = kind.detector.score_one(oriented)
         threshold = kind.threshold.value
-        has_reference = reference.ready and reference.covers(r)
+        has_reference = reference.ready and reference.covers(r) and not blind
         anomalous = has_reference and not warmup and score >= threshold
-        margin, margin_key, eta_h, eta_key = self._margin(fv, machine, x_ok, reference, r)
+        margin, margin_key, eta_h, eta_key = (
+            (0.0, None, math.inf, None) if blind else self._margin(fv, machine, x_ok, reference, r)
+        )
         worn = has_reference and not warmup and margin >= cfg.margin_alert
         # Fast wear alerts earlier: a limit that the current trend reaches soon, from a visible start.
         rising = (
@@ -329,10 +336,15 @@ class FleetModel:
         outside = sorted((k for k, v in smooth.items() if abs(v) > cfg.out_of_range_z), key=lambda k: -abs(smooth[k]))
         trained = kind.classifier.n_positive >= cfg.min_positive_labels
         confident = abs(p - 0.5) >= cfg.min_confidence
-        classifier_decides = trained and confident and not outside and not warmup
+        classifier_decides = trained and confident and not outside and not warmup and not blind
 
         reasons: list[str] = []
-        if cold_start and not has_reference:
+        if blind:
+            reasons.append(
+                f"operating point unknown: the running sensor {running} is faulty ({faulty[running or '']}): "
+                "only the hard limits decide"
+            )
+        elif cold_start and not has_reference:
             # Nothing to compare with yet (the type's pooled normal is still being learnt, or has not seen this
             # load): the prediction says it is learning rather than implying a verdict.
             reasons.append(
@@ -412,7 +424,7 @@ class FleetModel:
         relative = score / threshold if has_reference and threshold > 0 else 0.0
         # One risk in [0, 1] whose 0.5 is the alert line, for the prequential metrics and the label buffer.
         risk = 1.0 if violations else max(p if classifier_decides else 0.0, min(1.0, relative / 2))
-        usable = not fv.gap and fv.bad_quality_share <= cfg.max_bad_quality_share and not warmup
+        usable = not fv.gap and fv.bad_quality_share <= cfg.max_bad_quality_share and not warmup and not blind
         if usable:
             drift += self._train(
                 fv, machine, kind, x_ok, r, smooth, features, score, relative, risk, has_reference, violations

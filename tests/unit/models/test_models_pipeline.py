@@ -242,3 +242,21 @@ def test_a_fresh_plant_says_it_is_learning_and_lets_the_rules_decide(example_con
         p = model.process(pump_vector("PMP-001", window(k), load=0.8, wear=0.6, rng=rng)).prediction
     assert p is not None and p.cold_start and p.decision == Decision.OK and p.decided_by == "rule"
     assert any(r.startswith("learning: no normal for this machine yet (") for r in p.reasons), p.reasons
+
+
+def test_a_faulty_running_sensor_hides_the_operating_point(trained: FleetModel) -> None:
+    rng = random.Random(14)
+    trained.process(pump_vector("PMP-001", window(150), load=0.8, rng=rng))
+    memory = trained.machine_memory("PMP-001")
+    assert memory is not None
+    learnt = memory.normal.n
+    # Speed stuck at its 0.8-load value while the pump runs at full load: judged at 0.8, everything would deviate.
+    for k in range(151, 160):
+        vector = pump_vector("PMP-001", window(k), load=1.0, rng=rng)
+        stuck = dict(vector.features, **{"speed.mean": 2368.0, "speed.std": 0.0, "speed.max": 2368.0})
+        p = trained.process(vector.model_copy(update={"features": stuck})).prediction
+    assert p is not None and p.decision == Decision.OK and p.decided_by == "rule"
+    assert (
+        "operating point unknown: the running sensor speed is faulty (stuck): only the hard limits decide" in p.reasons
+    )
+    assert memory.normal.n == learnt  # nothing learnt at an unknown operating point
