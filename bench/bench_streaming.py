@@ -109,44 +109,47 @@ def fill(kafka: KafkaSettings, topic: str, data: list[tuple[bytes, bytes]]) -> N
     producer.close()
 
 
-def bare(kafka: KafkaSettings, topic: str, expected: int) -> float:
-    """Seconds for a bare consumer (same settings as the worker's) to read ``expected`` messages."""
+def bare(kafka: KafkaSettings, topic: str, expected: int) -> tuple[float, float]:
+    """Seconds (wall, CPU of the process) for a bare consumer (same settings as the worker's) to read ``expected``
+    messages."""
     consumer = make_consumer(
         kafka, f"bench-bare-{uuid.uuid4().hex[:8]}", [topic], max_poll_records=2000, max_partition_fetch_bytes=8 << 20
     )
-    seen, started = 0, None
+    seen, started, cpu = 0, None, 0.0
     while seen < expected:
         # The clock starts at the poll that returns the first records (group join and metadata excluded).
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         records = consumer.poll(timeout_ms=1000)
         if records and started is None:
-            started = t
+            started, cpu = t, c
         for msgs in records.values():
             for msg in msgs:
                 seen += 1
                 _ = msg.value
     elapsed = time.perf_counter() - (started or time.perf_counter())
+    cpu = time.process_time() - cpu
     consumer.close(autocommit=False)
-    return elapsed
+    return elapsed, cpu
 
 
-def worker(config: VigilConfig, expected: int) -> tuple[float, FeatureService]:
+def worker(config: VigilConfig, expected: int) -> tuple[float, float, FeatureService]:
     service = FeatureService(config, worker_id="bench", report_interval_s=1e9)
     service.setup()
-    started = None
+    started, cpu = None, 0.0
     last_cp = time.monotonic()
     while service.stats.messages < expected:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         service.step()
         if service.stats.messages and started is None:
-            started = t
+            started, cpu = t, c
         if time.monotonic() - last_cp >= config.windows.checkpoint_interval_s:
             service.checkpoint()
             last_cp = time.monotonic()
     service.checkpoint()
     elapsed = time.perf_counter() - (started or time.perf_counter())
+    cpu = time.process_time() - cpu
     service.close()
-    return elapsed, service
+    return elapsed, cpu, service
 
 
 def count_readings(value: bytes) -> int:
@@ -177,14 +180,17 @@ def throughput(
     total = sum(count_readings(v) for _, v in data)
     fill(kafka, topics.readings, data)
     bare_rates, worker_rates, ratios, vectors = [], [], [], 0
+    bare_cpu, worker_cpu = [], []
     # Alternating runs on the same data, medians reported: the machine's load drifts between runs.
     for i in range(repeat):
         windows = {"size_s": size_s, "grace_s": 5, "idle_timeout_s": 3600, "group_id": f"bench-{run}-{i}"}
         # Each pass restores from its own (empty) changelog: the passes measure steady-state throughput, not
         # reading the previous passes' checkpoints.
         config = plant(machines, windows, kafka, topics.model_copy(update={"changelog_prefix": f"bench-{run}-{i}."}))
-        t_bare = bare(kafka, topics.readings, len(data))
-        t_worker, service = worker(config, len(data))
+        t_bare, c_bare = bare(kafka, topics.readings, len(data))
+        t_worker, c_worker, service = worker(config, len(data))
+        bare_cpu.append(c_bare / total * 1e6)
+        worker_cpu.append(c_worker / total * 1e6)
         bare_rates.append(total / t_bare)
         worker_rates.append(total / t_worker)
         ratios.append(t_bare / t_worker)
@@ -195,6 +201,8 @@ def throughput(
         "bare_readings_per_s": statistics.median(bare_rates),
         "worker_readings_per_s": statistics.median(worker_rates),
         "ratio": statistics.median(ratios),
+        "bare_cpu_us": statistics.median(bare_cpu),
+        "worker_cpu_us": statistics.median(worker_cpu),
         "vectors": vectors,
     }
 
@@ -272,7 +280,8 @@ def main() -> None:
         print(
             f"  {label:<28} {int(r['readings']):>9} readings in {int(r['messages']):>7} messages: "
             f"bare consumer {r['bare_readings_per_s']:>10,.0f}/s, worker {r['worker_readings_per_s']:>10,.0f}/s, "
-            f"ratio {r['ratio']:.2f} (medians of {args.repeat}), {int(r['vectors'])} feature vectors per run"
+            f"ratio {r['ratio']:.2f} (medians of {args.repeat}), {int(r['vectors'])} feature vectors per run; "
+            f"CPU per reading: bare {r['bare_cpu_us']:.2f} us, worker {r['worker_cpu_us']:.2f} us"
         )
     print(
         f"  memory: {int(m['machines'])} machines x {len(SENSORS)} sensors x {args.window_s}s at {args.rate_hz:g} Hz "
