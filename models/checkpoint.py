@@ -182,13 +182,20 @@ class MachineCheckpoint:
     """The header (format, River version, schema, shape, checksum, last window, counts, when written)."""
     last_window: datetime | None = None
     """End of the last window the state learnt (aware UTC)."""
+    maintenance: tuple[tuple[str, str], ...] = ()
+    """The latest maintenance events applied to the state, as ``(event, ts)``: a repeat of one is not applied."""
 
 
 MACHINE_STATE_PARTS = ("memory", "pending", "failures", "audit")
 
 
 def dump_machine(
-    machine_id: str, state: dict[str, Any], offsets: dict[str, int], schema: str, last_window: datetime | None
+    machine_id: str,
+    state: dict[str, Any],
+    offsets: dict[str, int],
+    schema: str,
+    last_window: datetime | None,
+    maintenance: Sequence[tuple[str, str]] = (),
 ) -> bytes:
     """One machine's record: a JSON header line, then the zlib-compressed pickle of its state."""
     body = zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 6)
@@ -202,6 +209,7 @@ def dump_machine(
         "bytes": len(body),
         "sha256": hashlib.sha256(body).hexdigest(),
         "last_window": last_window.isoformat() if last_window is not None else None,
+        "maintenance": [list(m) for m in maintenance],
         "pending_labels": len(state.get("pending", ())),
         "written_at": datetime.now(UTC).isoformat(),
     }
@@ -221,6 +229,7 @@ def load_machine(value: bytes, schema: str, machine_id: str | None = None) -> Ma
     if machine_id is not None and meta.get("machine") != machine_id:
         raise CheckpointError(f"record of {meta.get('machine')!r} kept under the key of {machine_id}")
     last_window = _last_window(meta.get("last_window"))
+    maintenance = _maintenance(meta.get("maintenance", []))
     if hashlib.sha256(body).hexdigest() != meta.get("sha256"):
         raise CheckpointError("machine checkpoint body does not match its checksum (torn or corrupt write)")
     try:
@@ -232,7 +241,15 @@ def load_machine(value: bytes, schema: str, machine_id: str | None = None) -> Ma
     missing = [part for part in MACHINE_STATE_PARTS if part not in state]
     if missing:
         raise CheckpointError(f"machine checkpoint lacks {', '.join(missing)}")
-    return MachineCheckpoint(str(meta.get("machine", "")), state, _offsets(meta), meta, last_window)
+    return MachineCheckpoint(str(meta.get("machine", "")), state, _offsets(meta), meta, last_window, maintenance)
+
+
+def _maintenance(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m) for m in value
+    ):
+        raise CheckpointError("machine checkpoint maintenance events are not a list of [event, ts]")
+    return tuple((m[0], m[1]) for m in value)
 
 
 def _last_window(value: Any) -> datetime | None:

@@ -78,6 +78,8 @@ from vigil.exceptions import ContractError
 log = logging.getLogger(__name__)
 
 SERVICE = "models"
+MAINTENANCE_REMEMBERED = 16
+"""Maintenance events remembered per machine to drop repeats (repeats arrive within minutes, not 16 events later)."""
 FORWARDED_HEADER = "vigil-forwarded-from"
 """Header of a maintenance event forwarded to its machine's partition (``topic:partition:offset`` it came from)."""
 
@@ -116,6 +118,8 @@ class ModelService:
         """Machine checkpoints refused (unreadable or incompatible): those machines were rebuilt by replay."""
         self.skipped = 0
         """Input records a restored machine's state already reflected (delivered again, not processed twice)."""
+        self.duplicates = 0
+        """Maintenance events already applied to their machine's state (re-sent or re-forwarded): not again."""
         self.forwarded = 0
         """Maintenance events that arrived on another partition than their machine's, forwarded there."""
         self.last_restore_s = 0.0
@@ -129,6 +133,8 @@ class ModelService:
         self._partition_of: dict[str, int] = {}
         self._skip: dict[str, dict[str, int]] = {}
         self._last_window: dict[str, datetime] = {}
+        self._maintenance: dict[str, list[tuple[str, str]]] = {}
+        """Machine -> the latest maintenance events applied to its state, ``(event, ts)``: repeats are dropped."""
         self._dirty: set[str] = set()
         self._replay_until: dict[str, int] = {}
         """``topic:partition`` -> outputs up to here were published already: a replay below it publishes nothing."""
@@ -275,6 +281,7 @@ class ModelService:
                 del self._partition_of[machine]
                 self._skip.pop(machine, None)
                 self._last_window.pop(machine, None)
+                self._maintenance.pop(machine, None)
                 self._dirty.discard(machine)
         for topic in self._topics():
             for p in parts:
@@ -384,6 +391,7 @@ class ModelService:
             self._skip[machine] = checkpoint.offsets
             if checkpoint.last_window is not None:
                 self._last_window[machine] = checkpoint.last_window
+            self._maintenance[machine] = list(checkpoint.maintenance)
         self.machines_restored += len(stored.machines) - refused
         self.machines_refused += refused
         return refused, marker
@@ -468,6 +476,9 @@ class ModelService:
             if skip is not None and record.offset < skip.get(name, 0):
                 self.skipped += 1  # its restored state already reflects this record
                 return
+            if isinstance(message, MaintenanceEvent) and not self._first_time(message):
+                self.duplicates += 1
+                return
             self._partition_of[machine] = record.partition
             self._dirty.add(machine)
         if isinstance(message, FeatureVector):
@@ -485,6 +496,18 @@ class ModelService:
                     self._publish_drift(event)
         elif not replaying:
             self._send_dead_letter(record, "kind", f"unexpected {message.kind!r} on {record.topic}")
+
+    def _first_time(self, event: MaintenanceEvent) -> bool:
+        """Whether ``event`` was not applied to its machine yet (and remember it). A failure or repair cannot
+        happen twice at the same instant, so the same one again is a repeat: at-least-once delivery upstream, or
+        a forward repeated after the forwarding worker crashed before its checkpoint."""
+        seen = self._maintenance.setdefault(event.machine_id, [])
+        key = (event.event, event.ts.isoformat())
+        if key in seen:
+            return False
+        seen.append(key)
+        del seen[:-MAINTENANCE_REMEMBERED]
+        return True
 
     def _home_partition(self, machine: str, default: int) -> int:
         """The partition whose state holds ``machine``: where its vectors came from, else where the default
@@ -587,7 +610,14 @@ class ModelService:
             if p is None or state is None:
                 continue
             offsets = self._partition_offsets(p)
-            value = dump_machine(machine, state, offsets, self.schema, self._last_window.get(machine))
+            value = dump_machine(
+                machine,
+                state,
+                offsets,
+                self.schema,
+                self._last_window.get(machine),
+                self._maintenance.get(machine, ()),
+            )
             futures.append(self.machine_log.send(self._producer, p, self.machine_log.key(machine), value))
             written.append(machine)
             size += len(value)

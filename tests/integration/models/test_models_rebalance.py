@@ -470,3 +470,33 @@ def test_a_worker_dropped_from_the_group_writes_no_state(config: VigilConfig, un
     machines_topic = changelog_topics(config.topics.changelog_prefix)[1]
     stored = MachineChangelog(config.kafka, machines_topic, group).read(set(range(PARTITIONS)))
     assert all(not log.machines and log.marker is None for log in stored.values())
+
+
+def test_a_repeated_maintenance_event_is_applied_once(config: VigilConfig, unique: str) -> None:
+    """The same failure delivered twice (re-forwarded after a crash of the forwarding worker, or re-sent by its
+    producer) is one failure, also for the worker that restores the machine afterwards (before: two failures in
+    the machine's labels and in the segment audit)."""
+    group = f"g-{unique}"
+    machine = MACHINES[0]
+    vectors = windows(0, 0, 30)
+    failure = MaintenanceEvent(machine_id=machine, ts=vectors[-1].window_end, event="failure")
+    produce(config, vectors)
+    service = ModelService(config, group)
+    service.setup()
+    try:
+        service.run(max_records=30, idle_exit_s=60.0)
+        produce(config, [failure, failure])  # after the vectors: the audit counts failures of known machines
+        service.run(max_records=2, idle_exit_s=60.0)
+    finally:
+        service.close()
+    assert service.duplicates == 1
+    assert len(service.model.pending.export_machine(machine)[1]) == 1
+    assert service.model.audit.messages("a")[0].failures == 1
+    produce(config, [failure])
+    again = ModelService(config, group)
+    again.setup()
+    try:
+        again.run(max_records=1, idle_exit_s=60.0)
+    finally:
+        again.close()
+    assert again.machines_restored == 1 and len(again.model.pending.export_machine(machine)[1]) == 1

@@ -180,6 +180,7 @@ def test_machine_records_with_a_bad_header_or_state_are_refused_not_crashed_on(e
         ({"last_window": "yesterday"}, "last window"),
         ({"last_window": "2026-03-02T00:00:00"}, "last window"),  # naive: not comparable with the windows
         ({"machine": "PMP-002"}, "record of 'PMP-002'"),
+        ({"maintenance": [["failure"]]}, "maintenance events"),
     ):
         meta = {**json.loads(head), **change}
         with pytest.raises(CheckpointError, match=message):
@@ -188,4 +189,6 @@ def test_machine_records_with_a_bad_header_or_state_are_refused_not_crashed_on(e
     with pytest.raises(CheckpointError, match="lacks"):
         load_machine(partial, "s")
     restored = load_machine(json.dumps(json.loads(head)).encode() + b"\n" + body, "s", machine_id="PMP-001")
-    assert restored.last_window == T0
+    assert restored.last_window == T0 and restored.maintenance == ()
+    seen = (("failure", T0.isoformat()),)
+    assert load_machine(dump_machine("PMP-001", state, {}, "s", T0, seen), "s").maintenance == seen
