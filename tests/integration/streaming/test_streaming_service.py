@@ -582,3 +582,46 @@ def test_a_reading_from_a_clock_years_ahead_is_dead_lettered_and_does_not_silenc
     assert service.engine.stats.clock_skew == 1 and service.engine.stats.late == 0
     # Every window after the rogue reading was still built from all its readings.
     assert unique_by_window(features.vectors()) == expected
+
+
+def test_a_collector_publishing_columns_gives_the_same_vectors_as_rows(
+    kafka_settings: KafkaSettings, created: Topics, group: str, tmp_path: Path
+) -> None:
+    from ingest.publisher import KafkaPublisher
+    from vigil.config import PublishSettings, SpoolSettings
+    from vigil.contracts import ReadingColumns
+
+    config = make_config(kafka_settings, created, group)
+    readings = oracle.stream(13, MACHINES, seconds=400, late=0.0)
+    # The collector's publisher with batch_format = "columns", as a plant would configure it.
+    publish = PublishSettings(batch_format="columns", batch_max_samples=40, batch_max_ms=50)
+    with KafkaPublisher(
+        kafka_settings, created, SpoolSettings(path=tmp_path / "spool.sqlite"), publish, source="test"
+    ) as publisher:
+        for r in readings:
+            publisher.add(r)
+        publisher.flush(30)
+    engine = window_engine(config)
+    expected = {
+        (v.machine_id, v.window_start.timestamp()): v for r in readings for v in engine.add(r)
+    }  # the per-reading path; the published batches arrive per machine in the same order
+    service = FeatureService(config)
+    features = Collector(kafka_settings, created.features)
+    raw = Collector(kafka_settings, created.readings)
+    stop, thread = run_in_thread(service)
+    try:
+        wait_for(lambda: len(features.records) >= len(expected), 90, f"{len(expected)} feature vectors")
+    finally:
+        stop.set()
+        thread.join(60)
+        service.close()
+        features.close()
+        raw.close()
+    assert raw.records and all(isinstance(decode(r.value), ReadingColumns) for r in raw.records)
+    got = unique_by_window(features.vectors())
+    assert set(got) == set(expected)
+    for key, vector in got.items():
+        want = expected[key]
+        assert vector.count == want.count and vector.missing == want.missing, key
+        for name, value in want.features.items():
+            assert vector.features[name] == (pytest.approx(value, rel=1e-9, abs=1e-12) if value is not None else None)
