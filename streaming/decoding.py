@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from streaming.window_types import Array
-from streaming.windows import usable
+from streaming.windows import column_arrays, usable
 from vigil.contracts import Gap, Reading, ReadingBatch, ReadingColumns, decode
 from vigil.exceptions import ContractError
 
@@ -145,17 +145,7 @@ class ReadingDecoder:
         return r.sensor, r.ts.timestamp(), float(r.value) if ok and r.value is not None else _NAN
 
     def _from_columns(self, message: ReadingColumns) -> Columns:
-        sensors, lengths, ts, values = [], [], [], []
-        for c in message.columns:
-            sensors.append(c.sensor)
-            lengths.append(len(c.ts))
-            ts += c.ts
-            for i, value in enumerate(c.value):
-                quality = c.quality[i] if c.quality is not None else "good"
-                flags = c.flags[i] if c.flags is not None else ()
-                ok = value is not None and usable(quality, value, flags, self.accept_uncertain)
-                values.append(float(value) if ok and value is not None else _NAN)
-        return Columns(sensors, lengths, np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64))
+        return Columns(*column_arrays(message, self.accept_uncertain))
 
     def _fast_columns(self, doc: dict[str, Any]) -> Decoded:
         if doc.get("v") != 1 or not _COLUMNS_KEYS.issuperset(doc):

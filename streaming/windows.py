@@ -52,7 +52,7 @@ import numpy.typing as npt
 from streaming.exceptions import StateError
 from streaming.window_types import Array, ClosedBy, SensorFeatures, VectorBuilder, WindowColumns
 from vigil.config import VigilConfig
-from vigil.contracts import FeatureVector, Gap, Quality, Reading, ReadingBatch, Sample
+from vigil.contracts import FeatureVector, Gap, Quality, Reading, ReadingBatch, ReadingColumns, Sample
 
 UNUSABLE_FLAGS = frozenset({"out_of_range", "not_finite", "bad_quality"})
 _STATE_VERSION = 1
@@ -137,6 +137,24 @@ def usable(quality: str, value: float | None, flags: Iterable[str], accept_uncer
     return not any(f in UNUSABLE_FLAGS for f in flags)
 
 
+def column_arrays(message: ReadingColumns, accept_uncertain: bool) -> tuple[list[str], list[int], Array, Array]:
+    """A :class:`ReadingColumns` as :meth:`WindowEngine.add_columns` takes it (unusable values as NaN)."""
+    sensors: list[str] = []
+    lengths: list[int] = []
+    ts: list[float] = []
+    values: list[float] = []
+    for c in message.columns:
+        sensors.append(c.sensor)
+        lengths.append(len(c.ts))
+        ts += c.ts
+        for i, value in enumerate(c.value):
+            quality = c.quality[i] if c.quality is not None else Quality.GOOD
+            flags = c.flags[i] if c.flags is not None else ()
+            ok = value is not None and usable(quality, value, flags, accept_uncertain)
+            values.append(float(value) if ok and value is not None else _NAN)
+    return sensors, lengths, np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64)
+
+
 class WindowEngine:
     """Event-time windows for every machine of a configuration. See the module docstring."""
 
@@ -165,13 +183,16 @@ class WindowEngine:
         self._now: float | None = None
 
     # ------------------------------------------------------------------ input
-    def add_message(self, message: Reading | ReadingBatch | Gap) -> list[FeatureVector]:
+    def add_message(self, message: Reading | ReadingBatch | ReadingColumns | Gap) -> list[FeatureVector]:
         """Any message of a readings topic."""
         if isinstance(message, Gap):
             self.add_gap(message)
             return []
         if isinstance(message, ReadingBatch):
             return self.add_batch(message)
+        if isinstance(message, ReadingColumns):
+            sensors, lengths, ts, values = column_arrays(message, self._accept_uncertain)
+            return self.add_columns(message.machine_id, sensors, lengths, ts, values)
         return self.add(message)
 
     def add(self, reading: Reading) -> list[FeatureVector]:

@@ -321,3 +321,23 @@ def test_unknown_machine_columns_are_counted() -> None:
     engine = window_engine(config())
     assert engine.add_columns("XYZ-9", ["flow"], [2], np.array([T0, T0 + 1]), np.array([1.0, 2.0])) == []
     assert engine.stats.unknown_machines["XYZ-9"] == 2
+
+
+def test_reading_columns_messages_give_the_same_vectors_as_reading_batches() -> None:
+    from ingest.publisher import encode_columns
+    from vigil.contracts import ReadingColumns, decode
+
+    cfg = config()
+    readings = oracle.stream(17, {"PMP-001": ["flow", "speed", "pressure"]}, seconds=500)
+    chunks = [readings[i : i + 11] for i in range(0, len(readings), 11)]
+    rows, columns = window_engine(cfg), window_engine(cfg)
+    expected: list[FeatureVector] = []
+    got: list[FeatureVector] = []
+    for chunk in chunks:
+        samples = [Sample(sensor=r.sensor, ts=r.ts, value=r.value, quality=r.quality) for r in chunk]
+        expected += rows.add_message(ReadingBatch(machine_id="PMP-001", samples=samples))
+        message = decode(encode_columns("PMP-001", chunk))
+        assert isinstance(message, ReadingColumns)
+        got += columns.add_message(message)
+    assert got == expected and len(got) >= 5
+    assert columns.stats.unusable == rows.stats.unusable > 0
