@@ -22,12 +22,18 @@ Semantics:
   judged against the watermark before the message, and the watermark advances after it.
 * **Late readings** (every window they belong to is already closed) are counted in :attr:`stats` and kept for
   the caller in :meth:`drain_late` (the worker routes them to the dead-letter topic); never silently dropped.
+* **Clock skew**: once the engine knows the wall clock (:meth:`set_clock`, :meth:`tick`), a reading more than
+  ``windows.max_clock_skew_s`` ahead of it is refused (counted in ``stats.clock_skew``, handed out by
+  :meth:`drain_late` with reason ``clock_skew``) and never moves the watermark.
 * **Duplicates** (same machine, sensor and event time) count once: the first to arrive wins.
 * **Unusable readings** (bad quality, ``None``/NaN, flagged ``out_of_range``/``not_finite``/``bad_quality``; and
   ``uncertain`` unless ``windows.accept_uncertain``) are kept out of every value feature but counted in
   ``bad_share``.
 * **Idle machines**: :meth:`tick` with the wall clock closes the open windows of a machine that sent nothing
   for ``idle_timeout_s`` (``closed_by="wall_clock"``, state ``stale``).
+* **Closing a window** builds all its sensors at once: the machine's buffer is one set of columns (sensor code,
+  event time, value), a window's readings are selected, de-duplicated and grouped with a few numpy calls and the
+  builder computes every aggregation for every sensor together (:class:`~streaming.window_types.WindowColumns`).
 * **State** is per machine: :meth:`snapshot_machine` / :meth:`restore_machine` (and the whole engine with
   :meth:`snapshot` / :meth:`restore`); a restored engine continues open windows exactly.
 
