@@ -361,7 +361,7 @@ class FeatureService:
         if not self._dirty:
             return
         for machine in sorted(self._dirty):
-            state = self.engine.machine_state(machine)
+            state = self.engine.machine_state(machine, raw=True)
             if state is None:
                 continue
             value = encode_checkpoint(self._machine_offsets.get(machine, {}), state)

@@ -545,7 +545,10 @@ class WindowEngine:
         self._machines.pop(machine_id, None)
 
     # ------------------------------------------------------------------ durable state
-    def machine_state(self, machine_id: str) -> dict[str, Any] | None:
+    def machine_state(self, machine_id: str, *, raw: bool = False) -> dict[str, Any] | None:
+        """One machine's state as a JSON-able dict; ``raw=True`` gives each sensor's buffers as float64 bytes
+        instead of base64 text (for a binary encoding such as the changelog's; :meth:`load_machine_state` takes
+        either)."""
         m = self._machines.get(machine_id)
         if m is None:
             return None
@@ -554,22 +557,20 @@ class WindowEngine:
             "closed_upto": m.closed_upto,
             "gaps": m.gaps,
             "previous": m.previous,
-            "buffers": self._buffers_state(machine_id, m),
+            "buffers": self._buffers_state(machine_id, m, raw),
         }
 
-    def _buffers_state(self, machine_id: str, m: _Machine) -> dict[str, list[str]]:
+    def _buffers_state(self, machine_id: str, m: _Machine, raw: bool) -> dict[str, list[Any]]:
         # Per sensor, in arrival order: the checkpoint format does not depend on how the engine holds readings.
         names = self._names[machine_id]
         codes = np.frombuffer(m.codes, dtype=np.int16)
         ts = np.frombuffer(m.ts, dtype=np.float64)
         values = np.frombuffer(m.values, dtype=np.float64)
-        out: dict[str, list[str]] = {}
+        out: dict[str, list[Any]] = {}
         for code in np.unique(codes).tolist():
             mine = codes == code
-            out[names[code]] = [
-                base64.b64encode(ts[mine].tobytes()).decode(),
-                base64.b64encode(values[mine].tobytes()).decode(),
-            ]
+            pair = [ts[mine].tobytes(), values[mine].tobytes()]
+            out[names[code]] = pair if raw else [base64.b64encode(b).decode() for b in pair]
         return out
 
     def load_machine_state(self, machine_id: str, state: dict[str, Any]) -> None:
@@ -582,8 +583,8 @@ class WindowEngine:
             known = self._known_sensors().get(machine_id, {})
             for sensor, (ts, values) in state["buffers"].items():
                 times, vals = array("d"), array("d")
-                times.frombytes(base64.b64decode(ts))
-                vals.frombytes(base64.b64decode(values))
+                times.frombytes(ts if isinstance(ts, bytes) else base64.b64decode(ts))
+                vals.frombytes(values if isinstance(values, bytes) else base64.b64decode(values))
                 if len(times) != len(vals):
                     raise ValueError(f"sensor {sensor!r}: {len(times)} times but {len(vals)} values")
                 code = known.get(sensor)
