@@ -322,7 +322,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"  recall {o['recall']:.0%}; lead time median {o['lead_time_median_h']:.1f} h, p10 {o['lead_time_p10_h']:.1f} h",
         f"  alert episodes {o['episodes']}, false alarms {o['false_alarms']} "
         f"({o['false_alarms_per_machine_week']:.2f} per machine-week); "
-        f"{summary['unconfirmed_episodes']} in the last horizon not yet confirmable (neither)",
+        f"{summary['unconfirmed_episodes']} opened in the last horizon not counted (no failure could follow yet)",
     ]
     if summary["missed"]:
         out.append("  missed: " + "; ".join(summary["missed"]))
