@@ -45,7 +45,11 @@ AGGREGATIONS: dict[str, Aggregation] = {}
 
 def _flat(m2: float, mean: float) -> bool:
     # A constant signal: its higher moments are undefined; rounding in the mean must not make them explode.
-    return m2 <= 1e-24 * max(1.0, mean * mean)
+    # Relative to the signal's own scale (mean^2 + m2 is the mean of the squares), never an absolute floor: a
+    # sensor reading values around 1e-13 (a leakage current in A) still has a shape. Below a variance of 1e-150
+    # the powers of m2 underflow (m2**1.5 == 0.0 raised ZeroDivisionError): treated as constant. An overflowed
+    # (inf) m2 is not constant: the ratio is then NaN, which the builder turns into a missing feature.
+    return m2 < 1e-150 or (m2 != math.inf and m2 <= 1e-24 * (mean * mean + m2))
 
 
 class WindowArrays:
@@ -266,10 +270,14 @@ class Std(Aggregation):
         return math.sqrt(max(m2, 0.0) / n) if n else None
 
     def compute(self, w: WindowArrays) -> float | None:
-        return math.sqrt(w.m2) if w.n else None
+        if not w.n:
+            return None
+        # Exactly constant: 0, not the rounding of the mean (the incremental form is exact there too).
+        return 0.0 if w.min == w.max else math.sqrt(w.m2)
 
     def compute_segments(self, s: SegmentArrays) -> list[float]:
-        return [math.sqrt(max(m2, 0.0)) for m2 in s.stats.m2]
+        st = s.stats
+        return [0.0 if lo == hi else math.sqrt(max(m2, 0.0)) for m2, lo, hi in zip(st.m2, st.min, st.max, strict=True)]
 
 
 class Min(Aggregation):
@@ -442,11 +450,14 @@ class Skewness(Aggregation):
     def compute(self, w: WindowArrays) -> float | None:
         if not w.n:
             return None
-        return 0.0 if _flat(w.m2, w.mean) else w.m3 / w.m2**1.5
+        return 0.0 if w.min == w.max or _flat(w.m2, w.mean) else w.m3 / w.m2**1.5
 
     def compute_segments(self, s: SegmentArrays) -> list[float]:
         st = s.stats
-        return [0.0 if _flat(m2, mean) else m3 / m2**1.5 for m2, m3, mean in zip(st.m2, st.m3, st.mean, strict=True)]
+        return [
+            0.0 if lo == hi or _flat(m2, mean) else m3 / m2**1.5
+            for m2, m3, mean, lo, hi in zip(st.m2, st.m3, st.mean, st.min, st.max, strict=True)
+        ]
 
 
 class Kurtosis(Aggregation):
@@ -471,12 +482,13 @@ class Kurtosis(Aggregation):
     def compute(self, w: WindowArrays) -> float | None:
         if not w.n:
             return None
-        return 0.0 if _flat(w.m2, w.mean) else w.m4 / w.m2**2 - 3.0
+        return 0.0 if w.min == w.max or _flat(w.m2, w.mean) else w.m4 / w.m2**2 - 3.0
 
     def compute_segments(self, s: SegmentArrays) -> list[float]:
         st = s.stats
         return [
-            0.0 if _flat(m2, mean) else m4 / m2**2 - 3.0 for m2, m4, mean in zip(st.m2, st.m4, st.mean, strict=True)
+            0.0 if lo == hi or _flat(m2, mean) else m4 / m2**2 - 3.0
+            for m2, m4, mean, lo, hi in zip(st.m2, st.m4, st.mean, st.min, st.max, strict=True)
         ]
 
 
