@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata
 
-from features.vector import window_engine
+from features.vector import encode_vector, window_engine
 from streaming.changelog import MAX_STATE_BYTES, Changelog, encode_checkpoint
 from streaming.decoding import ReadingDecoder
 from streaming.exceptions import DeliveryError
@@ -281,7 +281,7 @@ class FeatureService:
         future = self._producer.send(
             topic,
             key=machine_key(vector.machine_id),
-            value=encode(vector),
+            value=encode_vector(vector),
             headers=[("worker", self.worker_id.encode())],
         )
         future.add_errback(self._send_errors.append)

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import numpy as np
+import orjson
 
 from features.aggregations import AGGREGATIONS, Aggregation, SegmentArrays
 
@@ -38,7 +39,7 @@ from streaming.window_types import SensorFeatures as SensorFeatures
 from streaming.window_types import SensorWindow as SensorWindow
 from streaming.windows import WindowEngine
 from vigil.config import MachineType, ResolvedMachine, VigilConfig
-from vigil.contracts import FeatureVector, MachineState
+from vigil.contracts import FeatureVector, MachineState, encode
 
 _INF = math.inf
 _NAN = math.nan
@@ -181,6 +182,21 @@ class FeatureBuilder:
             closed_by=closed_by,
         )
         return BuildResult(vector, latest)
+
+
+def encode_vector(vector: FeatureVector) -> bytes:
+    """The vector's wire JSON, decoding to an equal :class:`FeatureVector` (what :func:`vigil.contracts.encode`
+    gives, ~4x faster: the worker encodes one per closed window).
+
+    The vector was validated when it was built, so its fields (``__dict__``: every field, including ones added
+    to the contract later) are dumped by orjson as they are; a value orjson cannot write falls back to the
+    contract's encoder. The builder never puts NaN or infinity in a vector (they are ``None``), which orjson
+    would write as ``null`` too, like the contract encoder.
+    """
+    try:
+        return orjson.dumps(vector.__dict__, option=orjson.OPT_UTC_Z)
+    except TypeError:
+        return encode(vector)
 
 
 def _dt(epoch: float) -> datetime:
