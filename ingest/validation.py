@@ -169,7 +169,9 @@ class Validator:
                 flags.append("out_of_range")
         if reading.unit is not None and reading.unit != spec[2]:
             flags.append("unit_mismatch")
-        if self._max_skew != math.inf and reading.ts > self._future():
+        # The cached horizon may be up to a second old; a reading beyond it is judged again on the clock now, so
+        # a fresh reading is never flagged because the cache lagged (with a small or zero max_clock_skew_s).
+        if self._max_skew != math.inf and reading.ts > self._future() and reading.ts > self._future(fresh=True):
             flags.append("clock_skew")
         if not flags:
             return reading
@@ -177,10 +179,10 @@ class Validator:
         merged = tuple(dict.fromkeys((*reading.flags, *flags)))
         return reading.model_copy(update={"flags": merged, "value": value})
 
-    def _future(self) -> datetime:
+    def _future(self, fresh: bool = False) -> datetime:
         """Event times after this are ``clock_skew`` (refreshed once a second: this runs for every reading)."""
         now = self.clock()
-        if self._horizon is None or abs(now - self._horizon_at) >= 1.0:
+        if fresh or self._horizon is None or abs(now - self._horizon_at) >= 1.0:
             self._horizon_at = now
             # Beyond year 9999 nothing can be ahead of it (datetime stops there).
             self._horizon = datetime.fromtimestamp(min(now + self._max_skew, 253402300799.0), UTC)
