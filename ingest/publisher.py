@@ -608,10 +608,15 @@ def encode_columns(machine_id: str, readings: list[Reading], source: str | None 
         groups.setdefault((r.sensor, r.unit), []).append(r)
     columns = []
     for (sensor, unit), rs in groups.items():
+        ts = [r.ts.timestamp() for r in rs]
+        if min(ts) < 0.0 or any(r.server_ts is not None and r.server_ts.timestamp() < 0.0 for r in rs):
+            # Epoch seconds on the columnar form start at 1970 (a clock reset to 1601, OPC UA's zero, is before):
+            # such a batch goes as rows, which hold any valid Reading, rather than as a message the contract refuses.
+            return encode_batch(machine_id, readings, source)
         column: dict[str, Any] = {
             "sensor": sensor,
             "unit": unit,
-            "ts": [r.ts.timestamp() for r in rs],
+            "ts": ts,
             "value": [None if r.value is None or not math.isfinite(r.value) else float(r.value) for r in rs],
         }
         if any(r.quality != "good" for r in rs):
