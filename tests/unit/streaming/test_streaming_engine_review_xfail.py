@@ -1,0 +1,55 @@
+"""Bugs found in review in files this reviewer does not own (streaming/windows.py, features/vector.py): each test
+fails today and is marked xfail(strict=True) until the fix described in its reason lands."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from features.vector import window_engine
+from vigil.config import EXAMPLE_CONFIG, VigilConfig, load_config
+
+PLANT = tomllib.loads(EXAMPLE_CONFIG.read_text())
+LAST_MINUTE_OF_9999 = datetime(9999, 12, 31, 23, 59, 30, tzinfo=UTC).timestamp()
+
+
+def _config(**windows: Any) -> VigilConfig:
+    return load_config(environ={}, data={**PLANT, "windows": {"size_s": 60, "grace_s": 10, **windows}})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="a window ending after 9999-12-31T23:59:59Z cannot be a FeatureVector: features/vector.py _dt(end) "
+    "raises 'year 10000 is out of range' when the window closes, so with max_clock_skew_s = inf (replays) one "
+    "such reading stops the worker on every restart. Fix: WindowEngine refuses event times whose last window "
+    "ends after 253402300799 (as clock_skew, whatever the wall clock), e.g. in streaming/windows.py set "
+    "self._horizon = min(wall_now + max_skew, 253402300799.0 - size_s) in set_clock() and initialise it to "
+    "253402300799.0 - size_s instead of inf (then every window end is a valid datetime)",
+)
+@pytest.mark.parametrize("bulk", [False, True])
+def test_a_reading_in_the_last_window_of_year_9999_never_crashes_the_engine(bulk: bool) -> None:
+    import numpy as np
+
+    engine = window_engine(_config(max_clock_skew_s=float("inf")))
+    engine.set_clock(1_764_000_000.0)
+    if bulk:
+        engine.add_columns("PMP-001", ["flow"], [1], np.array([LAST_MINUTE_OF_9999]), np.array([1.0]))
+    else:
+        engine.add_samples("PMP-001", [("flow", LAST_MINUTE_OF_9999, 1.0)])
+    engine.flush()
+    assert engine.stats.clock_skew == 1
+
+
+def test_the_epoch_of_the_last_microsecond_of_9999_is_not_a_datetime() -> None:
+    # Why features/service.py _dead_late (datetime.fromtimestamp(reading.ts, UTC)) can raise for a clock_skew
+    # reading with the default max_clock_skew_s: the contract accepts 9999-12-31T23:59:59.999999Z, whose float
+    # epoch rounds up to 253402300800.0. Fix there: clamp to 253402300799.999 before fromtimestamp (or catch
+    # ValueError/OverflowError and write the raw epoch number into the dead letter).
+    ts = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC).timestamp()
+    assert ts == 253402300800.0
+    with pytest.raises(ValueError):
+        datetime.fromtimestamp(ts, UTC)
