@@ -29,8 +29,8 @@ def _outcome(decoder: ReadingDecoder, payload: bytes) -> tuple[str, Any]:
     return "ok", (d.machine_id, [(s, t, repr(v)) for s, t, v in d.samples])
 
 
-def _agrees(payload: bytes) -> None:
-    decoder = ReadingDecoder()
+def _agrees(payload: bytes, accept_uncertain: bool = False) -> None:
+    decoder = ReadingDecoder(accept_uncertain=accept_uncertain)
     fast = _outcome(decoder, payload)
     try:
         decode(payload)
@@ -176,6 +176,7 @@ _value_list = st.lists(st.one_of(_json_scalar, st.lists(_json_scalar, max_size=2
     server=st.one_of(st.none(), st.lists(st.one_of(st.none(), st.floats(-1, 3e11), st.booleans()), max_size=4)),
     unit=st.one_of(st.none(), st.just("m3/h"), st.integers(0, 3)),
     sensor=st.sampled_from(["flow", "flow\n", "", "a b", 3]),
+    accept_uncertain=st.booleans(),
 )
 def test_fast_decoder_agrees_with_the_contract_on_columns(
     ts: list[Any],
@@ -186,6 +187,7 @@ def test_fast_decoder_agrees_with_the_contract_on_columns(
     server: list[Any] | None,
     unit: Any,
     sensor: Any,
+    accept_uncertain: bool,
 ) -> None:
     column: dict[str, Any] = {"sensor": sensor, "ts": ts, "value": values}
     for name, extra in (("quality", quality), ("flags", flags), ("status_code", status), ("server_ts", server)):
@@ -194,7 +196,7 @@ def test_fast_decoder_agrees_with_the_contract_on_columns(
     if unit is not None:
         column["unit"] = unit
     doc = {"v": 1, "kind": "reading_columns", "machine_id": "PMP-001", "columns": [column]}
-    _agrees(json.dumps(doc).encode())
+    _agrees(json.dumps(doc).encode(), accept_uncertain)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -204,9 +206,10 @@ def test_fast_decoder_agrees_with_the_contract_on_columns(
     flags=st.one_of(st.lists(st.sampled_from(["out_of_range", "deadband", "not_finite"]), max_size=2), _json_scalar),
     status=st.one_of(st.integers(-(2**40), 2**40), _json_scalar),
     unit=st.one_of(st.none(), st.just("bar"), st.integers(0, 2)),
+    accept_uncertain=st.booleans(),
 )
 def test_fast_decoder_agrees_with_the_contract_on_publisher_samples(
-    value: Any, quality: Any, flags: Any, status: Any, unit: Any
+    value: Any, quality: Any, flags: Any, status: Any, unit: Any, accept_uncertain: bool
 ) -> None:
     sample = {
         "sensor": "flow",
@@ -218,9 +221,12 @@ def test_fast_decoder_agrees_with_the_contract_on_publisher_samples(
         "value": value,
         "server_ts": None,
     }
-    _agrees(json.dumps({"v": 1, "kind": "reading_batch", "machine_id": "PMP-001", "samples": [sample]}).encode())
+    batch = {"v": 1, "kind": "reading_batch", "machine_id": "PMP-001", "samples": [sample]}
+    _agrees(json.dumps(batch).encode(), accept_uncertain)
     three = {"sensor": "flow", "ts": T, "value": value}
     _agrees(json.dumps({"v": 1, "kind": "reading_batch", "machine_id": "PMP-001", "samples": [three]}).encode())
+    reading = {"v": 1, "kind": "reading", "machine_id": "PMP-001", **{k: v for k, v in sample.items() if k != "unit"}}
+    _agrees(json.dumps(reading).encode(), accept_uncertain)
 
 
 def test_nan_constants_are_left_to_the_contract() -> None:
