@@ -145,7 +145,8 @@ class ReadingDecoder:
                     return self._fast_reading(doc)
                 if kind == "reading_columns":
                     return self._fast_columns(doc)
-        except (_Unsure, ValueError, TypeError, LookupError, AttributeError, OverflowError):
+        # RecursionError: the stdlib fallback parser on deeply nested JSON (orjson stops at depth 1024 itself).
+        except (_Unsure, ValueError, TypeError, LookupError, AttributeError, OverflowError, RecursionError):
             pass
         return self._full(payload)
 

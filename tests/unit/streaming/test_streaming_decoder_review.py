@@ -233,3 +233,14 @@ def test_nan_constants_are_left_to_the_contract() -> None:
     payload = b'{"v":1,"kind":"reading_batch","machine_id":"PMP-001","samples":[{"sensor":"a","ts":"' + T.encode()
     decoded = ReadingDecoder().decode(payload + b'","value":NaN}]}')
     assert math.isnan(decoded.samples[0][2]) and not decoded.fast
+
+
+def test_deeply_nested_json_is_a_dead_letter_with_the_stdlib_parser_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streaming.decoding as decoding
+
+    payload = b'{"v":1,"kind":"reading_batch","machine_id":"M","samples":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for loads in (decoding._loads, decoding._json_loads):
+        monkeypatch.setattr(decoding, "_loads", loads)
+        with pytest.raises(ContractError) as info:
+            ReadingDecoder().decode(payload)
+        assert info.value.reason == "json"
