@@ -75,3 +75,17 @@ def test_the_contract_refuses_timestamps_outside_years_1_to_9999_in_utc(ts: str)
     payload = json.dumps({"v": 1, "kind": "reading", "machine_id": "PMP-001", "sensor": "flow", "ts": ts, "value": 1})
     with pytest.raises(ContractError):
         decode(payload)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="the same at the other end: with hopping windows (or a size that does not divide a day) the first "
+    "window holding a reading of 0001-01-01 starts before datetime.min and features/vector.py _dt(start) raises "
+    "'year 0 is out of range' when it closes (no max_clock_skew_s protects the past). Fix in streaming/windows.py "
+    "add_samples/add_columns: refuse (count as late, reason 'late') event times below -62135596800 + size_s",
+)
+def test_a_reading_of_year_1_never_crashes_the_engine() -> None:
+    engine = window_engine(_config(kind="hopping", size_s=60, hop_s=20))
+    engine.add_samples("PMP-001", [("flow", datetime(1, 1, 1, 0, 0, 10, tzinfo=UTC).timestamp(), 1.0)])
+    engine.flush()
