@@ -167,3 +167,28 @@ def test_both_paths_match_the_pandas_reference(messages: list[Message], bulk: bo
     sensors_of = {mid: list(m.sensors) for mid, m in cfg.machines_by_id.items()}
     batches = [_as_readings(m, s) for m, s in messages]
     oracle.assert_matches(vectors, oracle.reference([b for b in batches if b], sensors_of, 60.0, 10.0))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    messages=st.lists(_message(), min_size=2, max_size=20),
+    cut=st.integers(1, 19),
+    windows=st.sampled_from(WINDOWS[:4]),
+)
+def test_a_restart_from_a_snapshot_in_the_bulk_path_changes_nothing(
+    messages: list[Message], cut: int, windows: dict[str, Any]
+) -> None:
+    from features.vector import FeatureBuilder
+
+    cfg = _config(**windows)
+    expected, expected_late = _run(window_engine(cfg), messages, bulk=False)
+    first = window_engine(cfg)
+    got: list[FeatureVector] = []
+    got_late: list[LateReading] = []
+    for machine, samples in messages[:cut]:
+        got += first.add_columns(machine, *_columns(samples))
+    got_late += first.drain_late()
+    restarted = WindowEngine.restore(cfg, first.snapshot(), FeatureBuilder(cfg))
+    rest, rest_late = _run(restarted, messages[cut:], bulk=True)
+    assert got + rest == expected
+    assert sorted(map(_late_key, got_late + rest_late)) == sorted(map(_late_key, expected_late))
