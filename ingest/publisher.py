@@ -606,6 +606,10 @@ def encode_columns(machine_id: str, readings: list[Reading], source: str | None 
     groups: dict[tuple[str, str | None], list[Reading]] = {}
     for r in readings:
         groups.setdefault((r.sensor, r.unit), []).append(r)
+    if len({sensor for sensor, _ in groups}) != len(groups):
+        # One sensor in two units: its columns would reorder its readings, and of two with the same timestamp the
+        # window engine keeps the first to arrive. Rows keep the order (a unit change is rare).
+        return encode_batch(machine_id, readings, source)
     columns = []
     for (sensor, unit), rs in groups.items():
         ts = [r.ts.timestamp() for r in rs]

@@ -37,3 +37,14 @@ def test_ordinary_readings_still_go_as_columns() -> None:
     message = decode(encode_columns("PMP-001", readings, "test"))
     assert isinstance(message, ReadingColumns)
     assert [r.ts for r in message.readings()] == [r.ts for r in readings]
+
+
+def test_a_sensor_in_two_units_keeps_its_arrival_order() -> None:
+    # Same sensor and timestamp in two units: the first to arrive must stay first (it wins de-duplication).
+    readings = [
+        _reading(T + timedelta(seconds=1), unit="bar"),
+        _reading(T, unit="psi"),
+        _reading(T, unit="bar"),
+    ]
+    message = decode(encode_columns("PMP-001", readings, "test"))
+    assert [(r.ts, r.unit) for r in message.readings()] == [(r.ts, r.unit) for r in readings]
