@@ -55,16 +55,6 @@ def test_the_epoch_of_the_last_microsecond_of_9999_is_not_a_datetime() -> None:
         datetime.fromtimestamp(ts, UTC)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="vigil/contracts.py _to_utc (line ~45) calls value.astimezone(UTC), which raises OverflowError (not a "
-    "ValueError, so pydantic does not turn it into a ValidationError) for an aware timestamp that leaves years "
-    "1..9999 in UTC; decode() then raises OverflowError instead of ContractError and every consumer that only "
-    "catches ContractError (models, alerts, the InfluxDB writer) stops on such a record. streaming/decoding.py "
-    "now converts it; the fix in the contract: try: return value.astimezone(UTC) except OverflowError as exc: "
-    "raise ValueError('outside years 1..9999 in UTC') from exc",
-)
 @pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_the_contract_refuses_timestamps_outside_years_1_to_9999_in_utc(ts: str) -> None:
     import json
