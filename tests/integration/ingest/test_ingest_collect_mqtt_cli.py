@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -114,7 +115,8 @@ def test_collect_mqtt_command_publishes_and_summarises(
 def test_collect_mqtt_command_refuses_a_bad_configuration_naming_the_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
+    for key in [k for k in os.environ if k.startswith("VIGIL_")]:  # an override would hide the file's mistake
+        monkeypatch.delenv(key)
     path = tmp_path / "plant.toml"
     path.write_text(EXAMPLE_CONFIG.read_text().replace("port = 11883", 'port = "eleven"', 1))
     assert main(["--config", str(path), "--metrics-port", "-1"]) == 2
