@@ -329,7 +329,8 @@ class FeatureService:
             self.metrics.dead_letters.labels(reason).inc()
 
     def _dead_late(self, reading: LateReading, tp: Any, offset: int, key: bytes | None) -> None:
-        ts = datetime.fromtimestamp(reading.ts, UTC)
+        # The contract's last microsecond of 9999 rounds up to an epoch that is no datetime: clamp.
+        ts = datetime.fromtimestamp(min(max(reading.ts, -62135596800.0), 253402300799.999), UTC)
         raw = {
             "v": 1,
             "kind": "reading",

@@ -66,6 +66,12 @@ _INF = math.inf
 _NAN = math.nan
 
 
+_LAST_EPOCH = 253402300799.0
+"""9999-12-31T23:59:59Z: a window may not end later (a FeatureVector's times are datetimes)."""
+_FIRST_EPOCH = -62135596800.0
+"""0001-01-01T00:00:00Z: a window may not start earlier."""
+
+
 @dataclass(frozen=True)
 class LateReading:
     """A reading the engine refused: it arrived after every window it belongs to had closed (``late``), or its
@@ -177,8 +183,11 @@ class WindowEngine:
         self._grace = w.grace_s
         self._idle = w.idle_timeout_s
         self._max_skew = w.max_clock_skew_s
-        self._horizon = _INF
-        """Event times above this are refused (wall clock + ``max_clock_skew_s``; inf until the clock is known)."""
+        self._horizon = _LAST_EPOCH - self._size
+        """Event times above this are refused (wall clock + ``max_clock_skew_s``; until the clock is known, only
+        what no window could hold: its window would end after year 9999)."""
+        self._floor = _FIRST_EPOCH + self._size
+        """Event times below this are refused as late: a window holding them would start before year 1."""
         self._accept_uncertain = w.accept_uncertain
         self._impute = w.impute == "last"
         self._machines: dict[str, _Machine] = {}
@@ -231,6 +240,7 @@ class WindowEngine:
         watermark = m.watermark
         newest = watermark
         horizon = self._horizon
+        floor = self._floor
         # One loop, locals only: this runs once per reading.
         for sensor, ts, value in samples:
             code = known.get(sensor)
@@ -242,6 +252,9 @@ class WindowEngine:
                 unusable += 1
             if ts > horizon:
                 self._refuse_future(machine_id, sensor, ts, value)
+                continue
+            if ts < floor:
+                self._refuse_ancient(machine_id, sensor, ts, value)
                 continue
             if (ts < watermark or ts < m.closed_upto) and self._late_check(machine_id, m, sensor, ts, value):
                 continue
@@ -314,6 +327,17 @@ class WindowEngine:
                 m.last_wall = self._now
                 return out
             lowest, newest = float(ts.min()), float(ts.max())
+        if lowest < self._floor:
+            ancient = ts < self._floor
+            names = self._names[machine_id]
+            for i in np.flatnonzero(ancient).tolist():
+                self._refuse_ancient(machine_id, names[codes[i]], float(ts[i]), float(values[i]))
+            keep = ~ancient
+            codes, ts, values = codes[keep], ts[keep], values[keep]
+            if not len(ts):
+                m.last_wall = self._now
+                return out
+            lowest, newest = float(ts.min()), float(ts.max())
         if lowest < m.watermark or lowest < m.closed_upto:
             self._update_closed(m)
             late = np.floor(ts / self._hop) * self._hop + self._size <= m.closed_upto
@@ -345,6 +369,13 @@ class WindowEngine:
         if len(self._late) < self.max_late:
             now = self._now if self._now is not None else _NAN
             self._late.append(LateReading(machine_id, sensor, ts, value, now, "clock_skew"))
+        else:
+            self.stats.late_unrouted += 1
+
+    def _refuse_ancient(self, machine_id: str, sensor: str, ts: float, value: float) -> None:
+        self.stats.late += 1
+        if len(self._late) < self.max_late:
+            self._late.append(LateReading(machine_id, sensor, ts, value, self._floor))
         else:
             self.stats.late_unrouted += 1
 
@@ -393,7 +424,7 @@ class WindowEngine:
         """The wall clock now (epoch seconds), without closing anything: readings after it are judged against it
         for ``max_clock_skew_s``. Offline use without a clock (replays) skips that check."""
         self._now = wall_now
-        self._horizon = wall_now + self._max_skew
+        self._horizon = min(wall_now + self._max_skew, _LAST_EPOCH - self._size)
 
     def tick(self, wall_now: float) -> list[FeatureVector]:
         """Advance the wall clock; close the windows of machines idle for ``idle_timeout_s``."""

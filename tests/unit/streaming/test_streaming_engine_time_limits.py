@@ -1,5 +1,5 @@
-"""Bugs found in review in files this reviewer does not own (streaming/windows.py, features/vector.py): each test
-fails today and is marked xfail(strict=True) until the fix described in its reason lands."""
+"""Event times at the ends of what a datetime can hold (years 1 and 9999) are refused, never a crash (found in
+review: a window ending in year 10000 or starting in year 0 cannot become a FeatureVector)."""
 
 from __future__ import annotations
 
@@ -20,16 +20,6 @@ def _config(**windows: Any) -> VigilConfig:
     return load_config(environ={}, data={**PLANT, "windows": {"size_s": 60, "grace_s": 10, **windows}})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="a window ending after 9999-12-31T23:59:59Z cannot be a FeatureVector: features/vector.py _dt(end) "
-    "raises 'year 10000 is out of range' when the window closes, so with max_clock_skew_s = inf (replays) one "
-    "such reading stops the worker on every restart. Fix: WindowEngine refuses event times whose last window "
-    "ends after 253402300799 (as clock_skew, whatever the wall clock), e.g. in streaming/windows.py set "
-    "self._horizon = min(wall_now + max_skew, 253402300799.0 - size_s) in set_clock() and initialise it to "
-    "253402300799.0 - size_s instead of inf (then every window end is a valid datetime)",
-)
 @pytest.mark.parametrize("bulk", [False, True])
 def test_a_reading_in_the_last_window_of_year_9999_never_crashes_the_engine(bulk: bool) -> None:
     import numpy as np
@@ -67,15 +57,16 @@ def test_the_contract_refuses_timestamps_outside_years_1_to_9999_in_utc(ts: str)
         decode(payload)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="the same at the other end: with hopping windows (or a size that does not divide a day) the first "
-    "window holding a reading of 0001-01-01 starts before datetime.min and features/vector.py _dt(start) raises "
-    "'year 0 is out of range' when it closes (no max_clock_skew_s protects the past). Fix in streaming/windows.py "
-    "add_samples/add_columns: refuse (count as late, reason 'late') event times below -62135596800 + size_s",
-)
-def test_a_reading_of_year_1_never_crashes_the_engine() -> None:
+@pytest.mark.parametrize("bulk", [False, True])
+def test_a_reading_of_year_1_never_crashes_the_engine(bulk: bool) -> None:
+    import numpy as np
+
     engine = window_engine(_config(kind="hopping", size_s=60, hop_s=20))
-    engine.add_samples("PMP-001", [("flow", datetime(1, 1, 1, 0, 0, 10, tzinfo=UTC).timestamp(), 1.0)])
-    engine.flush()
+    ts = datetime(1, 1, 1, 0, 0, 10, tzinfo=UTC).timestamp()
+    if bulk:
+        engine.add_columns("PMP-001", ["flow", "flow"], [1, 1], np.array([ts, ts + 86400.0]), np.array([1.0, 2.0]))
+    else:
+        engine.add_samples("PMP-001", [("flow", ts, 1.0), ("flow", ts + 86400.0, 2.0)])
+    vectors = engine.flush()
+    assert engine.stats.late == 1 and [r.ts for r in engine.drain_late()] == [ts]
+    assert vectors and all(v.window_start.year == 1 for v in vectors), "the next day's reading still counts"
