@@ -316,23 +316,15 @@ class WindowEngine:
         stats.readings += len(ts)
         stats.unusable += int(np.count_nonzero(values != values))
         lowest, newest = span if span is not None else (float(ts.min()), float(ts.max()))
-        if newest > self._horizon:
-            future = ts > self._horizon
+        if newest > self._horizon or lowest < self._floor:
+            # Too far ahead of the wall clock (clock_skew) or before any window could start (late).
+            refused = (ts > self._horizon) | (ts < self._floor)
             names = self._names[machine_id]
-            for i in np.flatnonzero(future).tolist():
-                self._refuse_future(machine_id, names[codes[i]], float(ts[i]), float(values[i]))
-            keep = ~future
-            codes, ts, values = codes[keep], ts[keep], values[keep]
-            if not len(ts):
-                m.last_wall = self._now
-                return out
-            lowest, newest = float(ts.min()), float(ts.max())
-        if lowest < self._floor:
-            ancient = ts < self._floor
-            names = self._names[machine_id]
-            for i in np.flatnonzero(ancient).tolist():
-                self._refuse_ancient(machine_id, names[codes[i]], float(ts[i]), float(values[i]))
-            keep = ~ancient
+            for i in np.flatnonzero(refused).tolist():
+                t = float(ts[i])
+                refuse = self._refuse_future if t > self._horizon else self._refuse_ancient
+                refuse(machine_id, names[codes[i]], t, float(values[i]))
+            keep = ~refused
             codes, ts, values = codes[keep], ts[keep], values[keep]
             if not len(ts):
                 m.last_wall = self._now
