@@ -122,7 +122,12 @@ def test_machine_state_follows_its_partition_through_a_rebalance(config: VigilCo
     phase(config, 0, 70)
     a = Worker(config, group, "a")
     try:
-        wait_until(lambda: a.service.predictions == 70 * PARTITIONS, "worker a: the first 70 windows")
+        # ... and checkpointed them (machines, shared models, markers): b starts from that checkpoint.
+        wait_until(
+            lambda: a.service.predictions == 70 * PARTITIONS and a.service.last_checkpoint_machines > 0,
+            "worker a: the first 70 windows, checkpointed",
+        )
+        wait_until(lambda: not a.service._dirty, "worker a: every machine checkpointed")
         b = Worker(config, group, "b")
         try:
             wait_until(
