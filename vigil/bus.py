@@ -78,9 +78,18 @@ def make_consumer(kafka: KafkaSettings, group_id: str | None, topics: Iterable[s
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
         "max_poll_records": 2000,
+        # A topic or partition that appears after the group formed is noticed (and rebalanced onto) within
+        # 30 s instead of kafka-python's default 5 minutes.
+        "metadata_max_age_ms": 30_000,
     }
     config.update(overrides)
-    return KafkaConsumer(*topics, **config)
+    names = list(topics)
+    consumer = KafkaConsumer(*names, **config)
+    # Load the subscribed topics' metadata before the first poll joins the group: a topic created moments ago
+    # would otherwise be assigned to nobody ("No partition metadata") until the next metadata refresh.
+    for name in names:
+        consumer.partitions_for_topic(name)
+    return consumer
 
 
 def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec]) -> list[str]:
