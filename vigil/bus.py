@@ -85,10 +85,13 @@ def make_consumer(kafka: KafkaSettings, group_id: str | None, topics: Iterable[s
     config.update(overrides)
     names = list(topics)
     consumer = KafkaConsumer(*names, **config)
-    # Load the subscribed topics' metadata before the first poll joins the group: a topic created moments ago
-    # would otherwise be assigned to nobody ("No partition metadata") until the next metadata refresh.
-    for name in names:
-        consumer.partitions_for_topic(name)
+    if group_id is not None:
+        # Load the subscribed topics' metadata before the first poll joins the group: a topic created moments
+        # ago would otherwise be assigned to nobody ("No partition metadata") until the next metadata refresh.
+        # (Not without a group: kafka-python assigns a group-less subscription on a metadata *update*, which
+        # this early fetch would pre-empt.)
+        for name in names:
+            consumer.partitions_for_topic(name)
     return consumer
 
 
