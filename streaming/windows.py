@@ -64,6 +64,8 @@ UNUSABLE_FLAGS = frozenset({"out_of_range", "not_finite", "bad_quality"})
 _STATE_VERSION = 1
 _INF = math.inf
 _NAN = math.nan
+_NO_CODES: npt.NDArray[np.int16] = np.empty(0, dtype=np.int16)
+_NO_FLOATS: Array = np.empty(0, dtype=np.float64)
 
 
 _LAST_EPOCH = 253402300799.0
@@ -109,8 +111,15 @@ class EngineStats:
 
 
 class _Machine:
-    """One machine's readings of the open windows, in arrival order, as three parallel columns (sensor code, event
-    time, value; NaN marks an unusable value), plus its clocks."""
+    """One machine's readings of the open windows, plus its clocks.
+
+    The readings are three parallel numpy columns (sensor code, event time, value; NaN marks an unusable value) in
+    which each sensor's readings keep their arrival order (sensors may be interleaved or grouped by sensor: only
+    the order within a sensor decides which of two duplicates wins), followed by what arrived since the columns
+    were last joined: whole messages as they came (their sensor runs and their arrays, by reference) and single
+    readings (``tail_*``). Joining costs a few numpy calls whatever the number of messages, so it happens when a
+    window closes or the state is read, not once per message (:meth:`WindowEngine._join`).
+    """
 
     __slots__ = (
         "closed_upto",
@@ -119,25 +128,43 @@ class _Machine:
         "gaps",
         "last_wall",
         "next_close",
+        "pending_ts",
+        "pending_values",
         "previous",
+        "run_codes",
+        "run_lengths",
+        "tail_codes",
+        "tail_ts",
+        "tail_values",
         "ts",
         "values",
         "watermark",
     )
 
     def __init__(self) -> None:
-        self.codes = array("h")
-        self.ts = array("d")
-        self.values = array("d")
+        self.codes: npt.NDArray[np.int16] = _NO_CODES
+        self.ts: Array = _NO_FLOATS
+        self.values: Array = _NO_FLOATS
+        self.run_codes: list[int] = []
+        """Sensor code of each run of the pending messages (a run: consecutive readings of one sensor)."""
+        self.run_lengths: list[int] = []
+        self.pending_ts: list[Array] = []
+        self.pending_values: list[Array] = []
+        self.tail_codes = array("h")
+        self.tail_ts = array("d")
+        self.tail_values = array("d")
         self.watermark = -_INF
         self.closed_upto = -_INF
         self.earliest = _INF
-        """Smallest event time in the buffers (inf when empty)."""
+        """Smallest event time held (inf when nothing is)."""
         self.next_close = _INF
         """The watermark at which the first open window closes."""
         self.gaps: list[tuple[float, float]] = []
         self.previous: dict[str, SensorFeatures] = {}
         self.last_wall: float | None = None
+
+    def held(self) -> int:
+        return len(self.ts) + sum(self.run_lengths) + len(self.tail_ts)
 
 
 def usable(quality: str, value: float | None, flags: Iterable[str], accept_uncertain: bool) -> bool:
@@ -232,7 +259,7 @@ class WindowEngine:
                 stats.unknown_machines[machine_id] += 1
             return out
         known = self._known_sensors()[machine_id]
-        codes, times, values_ = m.codes, m.ts, m.values
+        codes, times, values_ = m.tail_codes, m.tail_ts, m.tail_values
         readings = unusable = 0
         # The samples of one message arrive together: each is judged late against the watermark as it was
         # before the message, and the watermark moves once, after it. A collector's batch may list its
@@ -290,7 +317,8 @@ class WindowEngine:
         readings of ``sensors[0]``, then ``lengths[1]`` of ``sensors[1]``, ...; values are NaN where unusable.
         ``span`` is ``(ts.min(), ts.max())`` when the caller knows it already.
 
-        Same semantics as :meth:`add_samples` (one message, one moment), vectorised with numpy.
+        Same semantics as :meth:`add_samples` (one message, one moment), vectorised with numpy. The arrays are
+        kept as given, not copied, until their window closes: the caller must not modify them afterwards.
         """
         out: list[FeatureVector] = []
         stats = self.stats
@@ -301,12 +329,16 @@ class WindowEngine:
         if ts.dtype != np.float64 or values.dtype != np.float64:
             ts, values = ts.astype(np.float64), values.astype(np.float64)
         known = self._known_sensors()[machine_id]
-        sensor_codes = [known.get(sensor, -1) for sensor in sensors]
-        codes = np.repeat(np.array(sensor_codes, dtype=np.int16), lengths)
-        if -1 in sensor_codes:
-            for sensor, code, n in zip(sensors, sensor_codes, lengths, strict=True):
+        run_codes = [known.get(sensor, -1) for sensor in sensors]
+        run_lengths = list(lengths)
+        # The sensor code of every reading is only spelled out when some readings must be taken out: the normal
+        # message goes to the buffer as its runs (sensor, length), expanded once per window (_join).
+        codes: npt.NDArray[np.int16] | None = None
+        if -1 in run_codes:
+            for sensor, code, n in zip(sensors, run_codes, run_lengths, strict=True):
                 if code < 0 and n:
                     stats.unknown_sensors[f"{machine_id}/{sensor}"] += n
+            codes = _expand(run_codes, run_lengths)
             keep = codes >= 0
             codes, ts, values = codes[keep], ts[keep], values[keep]
             span = None
@@ -318,6 +350,8 @@ class WindowEngine:
         lowest, newest = span if span is not None else (float(ts.min()), float(ts.max()))
         if newest > self._horizon or lowest < self._floor:
             # Too far ahead of the wall clock (clock_skew) or before any window could start (late).
+            if codes is None:
+                codes = _expand(run_codes, run_lengths)
             refused = (ts > self._horizon) | (ts < self._floor)
             names = self._names[machine_id]
             for i in np.flatnonzero(refused).tolist():
@@ -334,6 +368,8 @@ class WindowEngine:
             self._update_closed(m)
             late = np.floor(ts / self._hop) * self._hop + self._size <= m.closed_upto
             if late.any():
+                if codes is None:
+                    codes = _expand(run_codes, run_lengths)
                 names = self._names[machine_id]
                 for i in np.flatnonzero(late).tolist():
                     self._record_late(machine_id, m, names[codes[i]], ts, values, i)
@@ -343,9 +379,14 @@ class WindowEngine:
                     m.last_wall = self._now
                     return out
                 lowest, newest = float(ts.min()), float(ts.max())
-        m.codes.frombytes(codes.tobytes())
-        m.ts.frombytes(ts.tobytes())
-        m.values.frombytes(values.tobytes())
+        if codes is not None:
+            run_codes, run_lengths = _runs(codes)
+        if m.tail_ts:
+            _flush_tail(m)  # single readings that arrived before this message stay before it
+        m.run_codes += run_codes
+        m.run_lengths += run_lengths
+        m.pending_ts.append(ts)
+        m.pending_values.append(values)
         if lowest < m.earliest:
             m.earliest = lowest
             m.next_close = self._window_end(self._first_open(m)) + self._grace
@@ -477,12 +518,12 @@ class WindowEngine:
         start, end = k * self._hop, self._window_end(k)
         # Readings before ``cut`` are in no window after this one: they are forgotten once it is built.
         cut = start + self._hop
-        ts = np.frombuffer(m.ts, dtype=np.float64)
-        before_end = ts < end
-        before_cut = before_end if cut == end else ts < cut
+        _join(m)
         # Normally every buffered reading is at or after the window's start (older ones left with older windows).
-        inside = before_end if m.earliest >= start else before_end & (ts >= start)
-        window = self._window(machine_id, m, ts, inside, cut)
+        if cut == end and m.earliest >= start:
+            window = self._take_tumbling(machine_id, m, end)
+        else:
+            window = self._take(machine_id, m, start, end, cut)
         if window is not None:
             gap = any(s < end and e > start for s, e in m.gaps)
             result = self.builder.build_columns(
@@ -495,31 +536,80 @@ class WindowEngine:
             if closed_by == "wall_clock":
                 self.stats.wall_clock_windows += 1
         m.closed_upto = end
-        if before_cut.any():
-            keep = ~before_cut
-            kept_ts = ts[keep]
-            kept_codes = np.frombuffer(m.codes, dtype=np.int16)[keep]
-            kept_values = np.frombuffer(m.values, dtype=np.float64)[keep]
-            del ts  # the buffer views must go before the arrays are replaced
-            m.ts = array("d", kept_ts.tobytes())
-            m.codes = array("h", kept_codes.tobytes())
-            m.values = array("d", kept_values.tobytes())
-            m.earliest = float(kept_ts.min()) if len(kept_ts) else _INF
         m.gaps = [(s, e) for s, e in m.gaps if e > cut]
 
-    def _window(
-        self, machine_id: str, m: _Machine, ts: Array, inside_mask: npt.NDArray[np.bool_], cut: float
-    ) -> WindowColumns | None:
-        """The window's readings, de-duplicated and grouped by sensor (``None`` when there are none); counts the
-        duplicates among those before ``cut`` (they are forgotten after this window, so each counts once)."""
-        inside = np.flatnonzero(inside_mask)
-        if not len(inside):
+    def _take_tumbling(self, machine_id: str, m: _Machine, end: float) -> WindowColumns | None:
+        """The window ending at ``end`` when it holds every buffered reading before ``end`` and none of them is in
+        a later window (tumbling): its readings leave the buffer, the rest stays."""
+        codes, ts, values = m.codes, m.ts, m.values
+        later = ts >= end
+        n_later = int(np.count_nonzero(later))
+        n_in = len(ts) - n_later
+        # One stable sort on a small integer key (numpy's radix sort) puts the window first, grouped by sensor,
+        # then the rest, grouped by sensor; each sensor keeps its arrival order (which duplicate wins).
+        key = codes + later * np.int16(len(self._names[machine_id])) if n_later else codes
+        order = np.argsort(key, kind="stable")
+        codes, ts, values = codes[order], ts[order], values[order]
+        if n_later:
+            m.codes, m.ts, m.values = codes[n_in:].copy(), ts[n_in:].copy(), values[n_in:].copy()
+            m.earliest = float(m.ts.min())
+        else:
+            m.codes, m.ts, m.values = _NO_CODES, _NO_FLOATS, _NO_FLOATS
+            m.earliest = _INF
+        if not n_in:
             return None
-        wts = ts[inside]
-        wcodes = np.frombuffer(m.codes, dtype=np.int16)[inside]
-        wvalues = np.frombuffer(m.values, dtype=np.float64)[inside]
+        return self._grouped(machine_id, codes[:n_in], ts[:n_in], values[:n_in], end)
+
+    def _grouped(
+        self, machine_id: str, codes: npt.NDArray[np.int16], ts: Array, values: Array, cut: float
+    ) -> WindowColumns:
+        """A window's readings grouped by sensor, each sensor in arrival order: when each sensor's event times
+        rise strictly (the normal case), they are already sorted and free of duplicates; otherwise :meth:`_window`
+        sorts and de-duplicates them."""
+        if len(ts) > 1:
+            rising = np.diff(ts) > 0
+            rising |= codes[1:] != codes[:-1]
+            if not rising.all():
+                return self._window(machine_id, codes, ts, values, np.arange(len(ts)), cut)
+        names = self._names[machine_id]
+        bounds = np.searchsorted(codes, _edges(len(names)))
+        totals = np.diff(bounds)
+        # One reduction tells whether any value is NaN (unusable), which the features must not see.
+        if math.isnan(values.sum()):
+            return self._usable(names, codes, ts, values, totals)
+        return WindowColumns(sensors=names, ts=ts, values=values, bounds=bounds, totals=totals)
+
+    def _take(self, machine_id: str, m: _Machine, start: float, end: float, cut: float) -> WindowColumns | None:
+        """The window ``[start, end)`` in general (hopping windows, or readings older than ``start`` held); the
+        readings before ``cut`` leave the buffer."""
+        ts = m.ts
+        before_end = ts < end
+        before_cut = before_end if cut == end else ts < cut
+        inside_mask = before_end if m.earliest >= start else before_end & (ts >= start)
+        inside = np.flatnonzero(inside_mask)
+        window = None
+        if len(inside):
+            window = self._window(machine_id, m.codes[inside], ts[inside], m.values[inside], inside, cut)
+        if before_cut.any():
+            keep = ~before_cut
+            m.codes, m.ts, m.values = m.codes[keep], ts[keep], m.values[keep]
+            m.earliest = float(m.ts.min()) if len(m.ts) else _INF
+        return window
+
+    def _window(
+        self,
+        machine_id: str,
+        wcodes: npt.NDArray[np.int16],
+        wts: Array,
+        wvalues: Array,
+        arrival: npt.NDArray[np.intp],
+        cut: float,
+    ) -> WindowColumns:
+        """A window's readings (``arrival`` rises with arrival within a sensor) sorted, de-duplicated and grouped by
+        sensor; counts the duplicates among those before ``cut`` (they are forgotten after this window, so each
+        counts once)."""
         # By sensor, then event time, then arrival: the first arrival of a duplicate comes first and wins.
-        order = np.lexsort((inside, wts, wcodes))
+        order = np.lexsort((arrival, wts, wcodes))
         wts, wcodes, wvalues = wts[order], wcodes[order], wvalues[order]
         if len(wts) > 1:
             first = np.empty(len(wts), dtype=bool)
@@ -530,15 +620,22 @@ class WindowEngine:
                 wts, wcodes, wvalues = wts[first], wcodes[first], wvalues[first]
         names = self._names[machine_id]
         totals = np.bincount(wcodes, minlength=len(names))
-        good = wvalues == wvalues
-        if not good.all():
-            wts, wcodes, wvalues = wts[good], wcodes[good], wvalues[good]
-            counts = np.bincount(wcodes, minlength=len(names))
-        else:
-            counts = totals
+        if not math.isnan(wvalues.sum()):
+            bounds = np.zeros(len(names) + 1, dtype=np.intp)
+            np.cumsum(totals, out=bounds[1:])
+            return WindowColumns(sensors=names, ts=wts, values=wvalues, bounds=bounds, totals=totals)
+        return self._usable(names, wcodes, wts, wvalues, totals)
+
+    @staticmethod
+    def _usable(
+        names: tuple[str, ...], codes: npt.NDArray[np.int16], ts: Array, values: Array, totals: npt.NDArray[np.intp]
+    ) -> WindowColumns:
+        """A sorted, de-duplicated window without its unusable (NaN) readings, which still count in ``totals``."""
+        good = values == values
+        ts, codes, values = ts[good], codes[good], values[good]
         bounds = np.zeros(len(names) + 1, dtype=np.intp)
-        np.cumsum(counts, out=bounds[1:])
-        return WindowColumns(sensors=names, ts=wts, values=wvalues, bounds=bounds, totals=totals)
+        np.cumsum(np.bincount(codes, minlength=len(names)), out=bounds[1:])
+        return WindowColumns(sensors=names, ts=ts, values=values, bounds=bounds, totals=totals)
 
     # ------------------------------------------------------------------ machines
     def _known_sensors(self) -> dict[str, dict[str, int]]:
@@ -561,7 +658,7 @@ class WindowEngine:
 
     def open_readings(self) -> int:
         """Readings held for open windows (all machines)."""
-        return sum(len(m.ts) for m in self._machines.values())
+        return sum(m.held() for m in self._machines.values())
 
     def drop_machine(self, machine_id: str) -> None:
         """Forget a machine (its partition moved to another worker; its state lives in the changelog)."""
@@ -585,15 +682,21 @@ class WindowEngine:
 
     def _buffers_state(self, machine_id: str, m: _Machine, raw: bool) -> dict[str, list[Any]]:
         # Per sensor, in arrival order: the checkpoint format does not depend on how the engine holds readings.
+        _join(m)
+        if not len(m.ts):
+            return {}
         names = self._names[machine_id]
-        codes = np.frombuffer(m.codes, dtype=np.int16)
-        ts = np.frombuffer(m.ts, dtype=np.float64)
-        values = np.frombuffer(m.values, dtype=np.float64)
+        # Grouped by sensor, each in arrival order, and kept so: equivalent for the engine, less to sort later.
+        order = np.argsort(m.codes, kind="stable")
+        m.codes, m.ts, m.values = m.codes[order], m.ts[order], m.values[order]
+        bounds = np.searchsorted(m.codes, _edges(len(names))).tolist()
+        ts, values = m.ts.tobytes(), m.values.tobytes()
         out: dict[str, list[Any]] = {}
-        for code in np.unique(codes).tolist():
-            mine = codes == code
-            pair = [ts[mine].tobytes(), values[mine].tobytes()]
-            out[names[code]] = pair if raw else [base64.b64encode(b).decode() for b in pair]
+        for code, name in enumerate(names):
+            lo, hi = 8 * bounds[code], 8 * bounds[code + 1]
+            if hi > lo:
+                pair = [ts[lo:hi], values[lo:hi]]
+                out[name] = pair if raw else [base64.b64encode(b).decode() for b in pair]
         return out
 
     def load_machine_state(self, machine_id: str, state: dict[str, Any]) -> None:
@@ -604,19 +707,24 @@ class WindowEngine:
             m.gaps = [(float(s), float(e)) for s, e in state["gaps"]]
             m.previous = {k: dict(v) for k, v in state["previous"].items()}
             known = self._known_sensors().get(machine_id, {})
-            for sensor, (ts, values) in state["buffers"].items():
-                times, vals = array("d"), array("d")
-                times.frombytes(ts if isinstance(ts, bytes) else base64.b64decode(ts))
-                vals.frombytes(values if isinstance(values, bytes) else base64.b64decode(values))
-                if len(times) != len(vals):
-                    raise ValueError(f"sensor {sensor!r}: {len(times)} times but {len(vals)} values")
+            codes: list[int] = []
+            times: list[Array] = []
+            values: list[Array] = []
+            for sensor, (ts, vals) in state["buffers"].items():
+                t = np.frombuffer(ts if isinstance(ts, bytes) else base64.b64decode(ts), dtype=np.float64)
+                v = np.frombuffer(vals if isinstance(vals, bytes) else base64.b64decode(vals), dtype=np.float64)
+                if len(t) != len(v):
+                    raise ValueError(f"sensor {sensor!r}: {len(t)} times but {len(v)} values")
                 code = known.get(sensor)
-                if code is None or not len(times):
+                if code is None or not len(t):
                     continue  # a sensor no longer configured: its readings would be ignored anyway
-                m.codes.extend([code] * len(times))
-                m.ts.extend(times)
-                m.values.extend(vals)
-                m.earliest = min(m.earliest, min(times))
+                codes.append(code)
+                times.append(t)
+                values.append(v)
+            if times:
+                m.codes = _expand(codes, [len(t) for t in times])
+                m.ts, m.values = np.concatenate(times), np.concatenate(values)
+                m.earliest = float(m.ts.min())
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"window state of machine {machine_id!r} is invalid: {exc}") from exc
         if m.earliest != _INF:
@@ -645,6 +753,55 @@ class WindowEngine:
         for machine_id, state in _load(data)["machines"].items():
             engine.load_machine_state(machine_id, state)
         return engine
+
+
+def _expand(codes: Sequence[int], lengths: Sequence[int]) -> npt.NDArray[np.int16]:
+    """Runs (sensor code, length) as one code per reading."""
+    return np.repeat(np.array(codes, dtype=np.int16), lengths)
+
+
+def _runs(codes: npt.NDArray[np.int16]) -> tuple[list[int], list[int]]:
+    """One code per reading (non-empty) as runs: the inverse of :func:`_expand`."""
+    bounds = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), len(codes)]
+    return codes[bounds[:-1]].tolist(), np.diff(bounds).tolist()
+
+
+def _flush_tail(m: _Machine) -> None:
+    """The single readings received since the last message, as one more pending message."""
+    m.run_codes += m.tail_codes.tolist()
+    m.run_lengths += [1] * len(m.tail_codes)
+    m.pending_ts.append(np.array(m.tail_ts, dtype=np.float64))
+    m.pending_values.append(np.array(m.tail_values, dtype=np.float64))
+    m.tail_codes, m.tail_ts, m.tail_values = array("h"), array("d"), array("d")
+
+
+def _join(m: _Machine) -> None:
+    """Append what arrived since the last join to the machine's columns (see :class:`_Machine`)."""
+    if m.tail_ts:
+        _flush_tail(m)
+    if not m.pending_ts:
+        return
+    codes = _expand(m.run_codes, m.run_lengths)
+    if len(m.ts):
+        m.codes = np.concatenate((m.codes, codes))
+        m.ts = np.concatenate((m.ts, *m.pending_ts))
+        m.values = np.concatenate((m.values, *m.pending_values))
+    elif len(m.pending_ts) == 1:
+        m.codes, m.ts, m.values = codes, m.pending_ts[0], m.pending_values[0]
+    else:
+        m.codes, m.ts, m.values = codes, np.concatenate(m.pending_ts), np.concatenate(m.pending_values)
+    m.run_codes, m.run_lengths, m.pending_ts, m.pending_values = [], [], [], []
+
+
+_EDGES: dict[int, npt.NDArray[np.int16]] = {}
+
+
+def _edges(n: int) -> npt.NDArray[np.int16]:
+    """``0..n`` as int16: ``searchsorted`` of codes sorted ascending gives each code's bounds."""
+    edges = _EDGES.get(n)
+    if edges is None:
+        edges = _EDGES[n] = np.arange(n + 1, dtype=np.int16)
+    return edges
 
 
 def _load(data: bytes) -> dict[str, Any]:
