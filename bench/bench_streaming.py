@@ -26,10 +26,10 @@ from typing import Any
 
 from features.service import FeatureService
 from features.vector import window_engine
-from ingest.publisher import encode_batch, encode_columns
+from ingest.publisher import encode_batch, encode_columns, encode_packed
 from vigil.bus import TopicSpec, ensure_topics, make_consumer, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
-from vigil.contracts import Reading
+from vigil.contracts import Reading, is_packed, unpack_columns
 
 SENSORS = ["bearing_temp", "vibration_rms", "motor_current", "pressure", "flow", "speed"]
 T0 = 1_764_000_000.0  # 2025-11-24: past event times, as a plant sends (see windows.max_clock_skew_s)
@@ -86,7 +86,7 @@ def _encode(machine: int, samples: list[tuple[str, float, float]], per_message: 
             )
             for sensor, t, value in samples
         ]
-        encoder = encode_columns if form == "publisher-columns" else encode_batch
+        encoder = {"publisher-columns": encode_columns, "publisher-packed": encode_packed}.get(form, encode_batch)
         return key, encoder(key.decode(), readings, "opcua:bench")
     elif form == "columns":
         columns: dict[str, dict[str, Any]] = {}
@@ -153,6 +153,8 @@ def worker(config: VigilConfig, expected: int) -> tuple[float, float, FeatureSer
 
 
 def count_readings(value: bytes) -> int:
+    if is_packed(value):
+        return sum(len(c.ts) for c in unpack_columns(value).columns)
     doc = json.loads(value)
     if doc["kind"] == "reading_columns":
         return sum(len(c["ts"]) for c in doc["columns"])
@@ -251,9 +253,9 @@ def main() -> None:
     parser.add_argument("--size-s", type=int, default=60, help="throughput: window length (60 s: windows close often)")
     parser.add_argument(
         "--cases",
-        default="rows,columns,publisher-rows,publisher-columns,single",
+        default="rows,columns,publisher-rows,publisher-columns,publisher-packed,single",
         help="comma-separated: rows, columns (3 keys per reading, as in the first benchmark), publisher-rows, "
-        "publisher-columns (the collectors' encodings, with unit and server timestamp), single",
+        "publisher-columns, publisher-packed (the collectors' encodings, with unit and server timestamp), single",
     )
     parser.add_argument("--window-s", type=int, default=600, help="memory: window length")
     parser.add_argument("--rate-hz", type=float, default=1.0, help="memory: readings per sensor per second")
@@ -272,6 +274,7 @@ def main() -> None:
         "columns": (f"columns, batches of {args.batch}", args.readings, args.batch, "columns"),
         "publisher-rows": (f"publisher rows, {args.batch}", args.readings, args.batch, "publisher-rows"),
         "publisher-columns": (f"publisher columns, {args.batch}", args.readings, args.batch, "publisher-columns"),
+        "publisher-packed": (f"publisher packed, {args.batch}", args.readings, args.batch, "publisher-packed"),
         "single": ("one reading per message", args.single_readings, 1, "rows"),
     }
     for name in args.cases.split(","):

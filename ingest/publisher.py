@@ -30,10 +30,13 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgpack
+import numpy as np
 
 from ingest.exceptions import PublishError
 from ingest.spool import Spool
@@ -289,7 +292,7 @@ class KafkaPublisher:
             self._emit_lock.release()
 
     def _emit(self, machine: str, readings: list[Reading]) -> None:
-        encoder = encode_columns if self.publish.batch_format == "columns" else encode_batch
+        encoder = _ENCODERS[self.publish.batch_format]
         value = encoder(machine, readings, self.source or readings[0].source)
         if len(value) > MAX_MESSAGE_BYTES and len(readings) > 1:
             # Kafka would refuse it for good (message.max.bytes); two halves, in order, instead.
@@ -603,20 +606,80 @@ def encode_columns(machine_id: str, readings: list[Reading], source: str | None 
     ...     update={"ingest_ts": message.ingest_ts})
     (True, True)
     """
+    columns = _columns(readings)
+    if columns is None:
+        return encode_batch(machine_id, readings, source)
+    doc = {
+        "v": 1,
+        "kind": "reading_columns",
+        "machine_id": machine_id,
+        "ingest_ts": utcnow().isoformat(),
+        "source": source,
+        "columns": columns,
+    }
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_packed(machine_id: str, readings: list[Reading], source: str | None = None) -> bytes:
+    """The packed form of :func:`encode_columns` (``publish.batch_format = "packed"``, see
+    :func:`vigil.contracts.pack_columns`): MessagePack with the numbers as float64 binaries, null as NaN.
+
+    >>> from datetime import datetime, timezone
+    >>> from vigil.contracts import ReadingColumns, decode
+    >>> r = Reading(machine_id="PMP-001", sensor="flow", ts=datetime(2026, 1, 1, tzinfo=timezone.utc), value=2.5)
+    >>> message = decode(encode_packed("PMP-001", [r]))
+    >>> isinstance(message, ReadingColumns), list(message.readings())[0] == r.model_copy(
+    ...     update={"ingest_ts": message.ingest_ts})
+    (True, True)
+    """
+    columns = _columns(readings)
+    if columns is None:
+        return encode_batch(machine_id, readings, source)
+    nan = math.nan
+    doc: dict[str, Any] = {
+        "v": 1,
+        "kind": "reading_columns",
+        "machine_id": machine_id,
+        "ingest_ts": utcnow().timestamp(),
+        "source": source,
+        "sensors": [c["sensor"] for c in columns],
+        "units": [c["unit"] for c in columns],
+        "lengths": [len(c["ts"]) for c in columns],
+        "ts": _f8(t for c in columns for t in c["ts"]),
+        "value": _f8(nan if v is None else v for c in columns for v in c["value"]),
+    }
+    if any("server_ts" in c for c in columns):
+        doc["server_ts"] = _f8(
+            nan if t is None else t for c in columns for t in c.get("server_ts") or [None] * len(c["ts"])
+        )
+    for name, default in (("quality", "good"), ("status_code", 0), ("flags", [])):
+        if any(name in c for c in columns):
+            doc[name] = [x for c in columns for x in c.get(name) or [default] * len(c["ts"])]
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
+
+
+def _f8(numbers: Iterable[float]) -> bytes:
+    return np.fromiter(numbers, dtype="<f8").tobytes()
+
+
+def _columns(readings: list[Reading]) -> list[dict[str, Any]] | None:
+    """The readings as columns (one per sensor and unit, the optional lists only where a reading differs from the
+    default), or ``None`` when they must go as rows."""
     groups: dict[tuple[str, str | None], list[Reading]] = {}
     for r in readings:
         groups.setdefault((r.sensor, r.unit), []).append(r)
     if len({sensor for sensor, _ in groups}) != len(groups):
         # One sensor in two units: its columns would reorder its readings, and of two with the same timestamp the
         # window engine keeps the first to arrive. Rows keep the order (a unit change is rare).
-        return encode_batch(machine_id, readings, source)
+        return None
     columns = []
     for (sensor, unit), rs in groups.items():
         ts = [r.ts.timestamp() for r in rs]
         if min(ts) < 0.0 or any(r.server_ts is not None and r.server_ts.timestamp() < 0.0 for r in rs):
             # Epoch seconds on the columnar form start at 1970 (a clock reset to 1601, OPC UA's zero, is before):
             # such a batch goes as rows, which hold any valid Reading, rather than as a message the contract refuses.
-            return encode_batch(machine_id, readings, source)
+            return None
         column: dict[str, Any] = {
             "sensor": sensor,
             "unit": unit,
@@ -632,15 +695,7 @@ def encode_columns(machine_id: str, readings: list[Reading], source: str | None 
         if any(r.flags for r in rs):
             column["flags"] = [list(r.flags) for r in rs]
         columns.append(column)
-    doc = {
-        "v": 1,
-        "kind": "reading_columns",
-        "machine_id": machine_id,
-        "ingest_ts": utcnow().isoformat(),
-        "source": source,
-        "columns": columns,
-    }
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    return columns
 
 
 def spool_path(settings: SpoolSettings, source: str | None) -> Path:
@@ -706,3 +761,10 @@ def _close_producer(producer: Any, timeout_s: float) -> None:
         sender.force_close()
         sender.join(timeout=60)
         producer.close(timeout=0)
+
+
+_ENCODERS: dict[str, Callable[[str, list[Reading], str | None], bytes]] = {
+    "rows": encode_batch,
+    "columns": encode_columns,
+    "packed": encode_packed,
+}

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
+import msgpack
+import numpy as np
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -278,6 +280,13 @@ class FeatureVector(_Message):
     """A :class:`Gap` overlapped the window."""
     state: MachineState = MachineState.RUNNING
     closed_by: Literal["watermark", "wall_clock", "shutdown"] = "watermark"
+    state_held: float | None = None
+    """Set when the machine type's running sensor sent no usable reading in the window and ``state`` was decided
+    from the value it last reported (report by exception: an unchanged value is not sent again): that value.
+    ``state`` is then ``off`` below the type's ``off_below``, else ``running``, or ``stale`` when the value is older
+    than ``windows.max_state_hold_s``. The sensor's own features stay missing. ``None``: the window decided."""
+    state_held_ts: UtcDatetime | None = None
+    """When the held value was reported (event time); set with ``state_held``."""
 
 
 class Contribution(BaseModel):
@@ -482,10 +491,13 @@ def encode(message: _Message) -> bytes:
 
 
 def decode(payload: bytes | str) -> Any:
-    """Parse any contract from JSON, raising :class:`ContractError` with the reason when it is invalid.
+    """Parse any contract from JSON (or a :func:`pack_columns` message), raising :class:`ContractError` with the
+    reason when it is invalid.
 
     The return type is the union of the contracts; use :func:`decode_as` when one kind is expected.
     """
+    if isinstance(payload, bytes) and is_packed(payload):
+        return unpack_columns(payload)
     try:
         return _ADAPTER.validate_json(payload)
     except ValidationError as exc:
@@ -526,3 +538,138 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 def is_finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
+
+
+# ---------------------------------------------------------------------------------------------------- packed form
+PACKED_KEYS = frozenset(
+    {"v", "kind", "machine_id", "ingest_ts", "source", "sensors", "units", "lengths", "ts", "value", "server_ts"}
+    | {"quality", "status_code", "flags"}
+)
+"""Keys of the packed form of :class:`ReadingColumns` (see :func:`pack_columns`)."""
+_F8 = "<f8"
+
+
+def is_packed(payload: bytes) -> bool:
+    """Whether ``payload`` is a MessagePack map (the packed form), not JSON: a JSON document starts with ``{``
+    or white space, a MessagePack map with a byte in ``0x80..0x8f`` (up to 15 keys) or ``0xde``/``0xdf``."""
+    return bool(payload) and (0x80 <= payload[0] <= 0x8F or payload[0] in (0xDE, 0xDF))
+
+
+def pack_columns(message: ReadingColumns) -> bytes:
+    """The packed wire form of a :class:`ReadingColumns` (``publish.batch_format = "packed"``).
+
+    A MessagePack map with the JSON form's envelope (``v``, ``kind``, ``machine_id``, ``ingest_ts`` as epoch
+    seconds, ``source``) and, instead of a list of column objects, the columns side by side: ``sensors``, ``units``
+    and ``lengths`` (one entry per column) and ``ts``, ``value`` and ``server_ts`` as little-endian float64 binaries
+    of ``sum(lengths)`` numbers, column after column (``NaN`` = null). ``quality``, ``status_code`` and ``flags`` are
+    lists with one entry per reading, present only when a reading differs from the default. A reader turns the
+    numbers into arrays without parsing one: ~20x cheaper to decode than the JSON columns, ~40 % smaller.
+
+    >>> from datetime import datetime, timezone
+    >>> c = SensorColumn(sensor="flow", unit="m3/h", ts=[1767225600.0, 1767225601.0], value=[12.5, None])
+    >>> m = ReadingColumns(machine_id="PMP-001", columns=[c], source="opcua:line-1")
+    >>> decode(pack_columns(m)) == m
+    True
+    """
+    cols = message.columns
+    doc: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "kind": message.kind,
+        "machine_id": message.machine_id,
+        "ingest_ts": message.ingest_ts.timestamp(),
+        "source": message.source,
+        "sensors": [c.sensor for c in cols],
+        "units": [c.unit for c in cols],
+        "lengths": [len(c.ts) for c in cols],
+        "ts": np.array([t for c in cols for t in c.ts], dtype=_F8).tobytes(),
+        "value": np.array([math.nan if v is None else v for c in cols for v in c.value], dtype=_F8).tobytes(),
+    }
+    if any(c.server_ts is not None for c in cols):
+        doc["server_ts"] = np.array(
+            [
+                math.nan if c.server_ts is None or t is None else t
+                for c in cols
+                for t in c.server_ts or [None] * len(c.ts)
+            ],
+            dtype=_F8,
+        ).tobytes()
+    if any(c.quality is not None for c in cols):
+        doc["quality"] = [q.value for c in cols for q in (c.quality or [Quality.GOOD] * len(c.ts))]
+    if any(c.status_code is not None for c in cols):
+        doc["status_code"] = [s for c in cols for s in (c.status_code or [0] * len(c.ts))]
+    if any(c.flags is not None for c in cols):
+        doc["flags"] = [list(f) for c in cols for f in (c.flags or [()] * len(c.ts))]
+    out: bytes = msgpack.packb(doc, use_bin_type=True)
+    return out
+
+
+def unpack_columns(payload: bytes) -> ReadingColumns:
+    """The :class:`ReadingColumns` of a packed message, fully validated (:class:`ContractError` when it is not
+    one: reason ``packed`` for a broken frame, else the JSON form's reasons)."""
+    try:
+        doc = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types (ExtraData, FormatError, ValueError, ...)
+        raise ContractError("packed", f"not a MessagePack message: {type(exc).__name__}: {exc}") from exc
+    if type(doc) is not dict:
+        raise ContractError("packed", "a packed message must be a map")
+    if doc.get("v") != SCHEMA_VERSION:
+        raise ContractError("version", f"unsupported schema version (this build reads v{SCHEMA_VERSION})")
+    if doc.get("kind") != "reading_columns":
+        raise ContractError("kind", f"a packed message must be 'reading_columns', not {doc.get('kind')!r}")
+    unknown = sorted(str(k) for k in set(doc) - PACKED_KEYS)
+    if unknown:
+        raise ContractError("schema", f"reading_columns: unknown key(s) {', '.join(unknown)}")
+    sensors, lengths = doc.get("sensors"), doc.get("lengths")
+    if type(sensors) is not list or type(lengths) is not list or len(sensors) != len(lengths):
+        raise ContractError("schema", "reading_columns: 'sensors' and 'lengths' must be lists of the same length")
+    units = doc.get("units", [None] * len(sensors))
+    if type(units) is not list or len(units) != len(sensors):
+        raise ContractError("schema", "reading_columns: 'units' must have one entry per sensor")
+    if any(type(n) is not int or n < 1 for n in lengths):
+        raise ContractError("schema", "reading_columns: every length must be a positive integer")
+    total = sum(lengths)
+    arrays: dict[str, list[float | None]] = {}
+    for name in ("ts", "value", "server_ts"):
+        raw = doc.get(name)
+        if raw is None and name == "server_ts":
+            continue
+        if type(raw) is not bytes or len(raw) != 8 * total:
+            raise ContractError("schema", f"reading_columns: {name!r} must be {total} little-endian float64 numbers")
+        numbers = np.frombuffer(raw, dtype=_F8)
+        if np.isinf(numbers).any():
+            raise ContractError("schema", f"reading_columns: {name!r} holds an infinite number")
+        arrays[name] = [None if x != x else x for x in numbers.tolist()]
+    lists: dict[str, list[Any]] = {}
+    for name in ("quality", "status_code", "flags"):
+        if doc.get(name) is None:
+            continue
+        if type(doc[name]) is not list or len(doc[name]) != total:
+            raise ContractError("schema", f"reading_columns: {name!r} must have one entry per reading")
+        lists[name] = doc[name]
+    columns: list[dict[str, Any]] = []
+    start = 0
+    for sensor, unit, n in zip(sensors, units, lengths, strict=True):
+        part = slice(start, start + n)
+        column: dict[str, Any] = {
+            "sensor": sensor,
+            "unit": unit,
+            "ts": arrays["ts"][part],
+            "value": arrays["value"][part],
+        }
+        if "server_ts" in arrays:
+            column["server_ts"] = arrays["server_ts"][part]
+        for name, entries in lists.items():
+            column[name] = entries[part]
+        columns.append(column)
+        start += n
+    envelope = {k: doc[k] for k in ("v", "kind", "machine_id", "ingest_ts", "source") if k in doc}
+    if isinstance(envelope.get("ingest_ts"), float | int) and not isinstance(envelope["ingest_ts"], bool):
+        ts = float(envelope["ingest_ts"])
+        if not 0.0 <= ts <= _EPOCH_MAX:
+            raise ContractError("schema", "reading_columns.ingest_ts: outside years 1970..9999")
+        envelope["ingest_ts"] = datetime.fromtimestamp(ts, UTC)
+    try:  # through the union, so that errors read as the JSON form's do (``reading_columns.machine_id: ...``)
+        message: ReadingColumns = _ADAPTER.validate_python({**envelope, "columns": columns})
+    except ValidationError as exc:
+        raise _contract_error(exc, b"") from exc
+    return message

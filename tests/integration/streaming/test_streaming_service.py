@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import math
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -17,14 +19,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import msgpack
 import pytest
 
 from features.service import FeatureService
 from features.vector import window_engine
-from ingest.publisher import encode_columns
+from ingest.publisher import encode_columns, encode_packed
 from vigil.bus import TopicSpec, ensure_topics, machine_key, make_consumer, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
-from vigil.contracts import DeadLetter, FeatureVector, Reading, ReadingBatch, Sample, decode, encode
+from vigil.contracts import DeadLetter, FeatureVector, Reading, ReadingBatch, Sample, decode, encode, is_packed
 
 pytestmark = pytest.mark.integration
 
@@ -147,11 +150,12 @@ def _batch(machine: str, readings: list[Reading]) -> ReadingBatch:
 def produce(
     kafka: KafkaSettings, topic: str, messages: list[ReadingBatch], pause: float = 0.0, form: str = "rows"
 ) -> None:
-    """``form="columns"``: each batch as the publisher's ``reading_columns`` message instead."""
+    """``form="columns"``/``"packed"``: each batch as the publisher's ``reading_columns`` message (JSON or packed)."""
     producer = make_producer(kafka)
+    encoders = {"columns": encode_columns, "packed": encode_packed}
     try:
         for i, m in enumerate(messages):
-            value = encode_columns(m.machine_id, list(m.readings())) if form == "columns" else encode(m)
+            value = encoders[form](m.machine_id, list(m.readings())) if form in encoders else encode(m)
             producer.send(topic, key=machine_key(m.machine_id), value=value)
             if pause and i % 20 == 19:
                 producer.flush()
@@ -232,7 +236,7 @@ MACHINES = {
 }
 
 
-@pytest.mark.parametrize("form", ["rows", "columns"])
+@pytest.mark.parametrize("form", ["rows", "columns", "packed"])
 def test_worker_features_equal_pandas_reference_with_late_out_of_order_duplicates(
     kafka_settings: KafkaSettings, created: Topics, group: str, form: str
 ) -> None:
@@ -344,8 +348,21 @@ def test_two_workers_split_partitions_through_a_rebalance(
     assert len(set().union(*workers_of.values())) == 2
 
 
+_PACKED_OK: dict[str, Any] = {
+    "v": 1,
+    "kind": "reading_columns",
+    "machine_id": "PMP-001",
+    "sensors": ["flow"],
+    "lengths": [1],
+    "ts": struct.pack("<d", 1767225600.0),
+    "value": struct.pack("<d", 1.0),
+}
 BAD = [
     (b"not json at all", "json"),
+    (msgpack.packb(_PACKED_OK)[:-5], "packed"),  # truncated
+    (msgpack.packb({**_PACKED_OK, "ts": struct.pack("<d", math.inf)}), "schema"),
+    (msgpack.packb({**_PACKED_OK, "lengths": [2]}), "schema"),  # fewer numbers than readings
+    (msgpack.packb({**_PACKED_OK, "v": 2}), "version"),
     (b"[1, 2, 3]", "json"),
     (b'{"v": 1, "kind": "reading_batch", "machine_id": "PMP-001", "samples": []}', "schema"),
     (
@@ -584,8 +601,9 @@ def test_a_reading_from_a_clock_years_ahead_is_dead_lettered_and_does_not_silenc
     assert unique_by_window(features.vectors()) == expected
 
 
+@pytest.mark.parametrize("batch_format", ["columns", "packed"])
 def test_a_collector_publishing_columns_gives_the_same_vectors_as_rows(
-    kafka_settings: KafkaSettings, created: Topics, group: str, tmp_path: Path
+    kafka_settings: KafkaSettings, created: Topics, group: str, tmp_path: Path, batch_format: str
 ) -> None:
     from ingest.publisher import KafkaPublisher
     from vigil.config import PublishSettings, SpoolSettings
@@ -593,8 +611,8 @@ def test_a_collector_publishing_columns_gives_the_same_vectors_as_rows(
 
     config = make_config(kafka_settings, created, group)
     readings = oracle.stream(13, MACHINES, seconds=400, late=0.0)
-    # The collector's publisher with batch_format = "columns", as a plant would configure it.
-    publish = PublishSettings(batch_format="columns", batch_max_samples=40, batch_max_ms=50)
+    # The collector's publisher with batch_format = "columns" or "packed", as a plant would configure it.
+    publish = PublishSettings(batch_format=batch_format, batch_max_samples=40, batch_max_ms=50)
     with KafkaPublisher(
         kafka_settings, created, SpoolSettings(path=tmp_path / "spool.sqlite"), publish, source="test"
     ) as publisher:
@@ -618,6 +636,7 @@ def test_a_collector_publishing_columns_gives_the_same_vectors_as_rows(
         features.close()
         raw.close()
     assert raw.records and all(isinstance(decode(r.value), ReadingColumns) for r in raw.records)
+    assert all(is_packed(r.value) == (batch_format == "packed") for r in raw.records)
     got = unique_by_window(features.vectors())
     assert set(got) == set(expected)
     for key, vector in got.items():

@@ -1,0 +1,234 @@
+"""The packed readings form (``publish.batch_format = "packed"``): the contract's pack/unpack round trip, the
+publisher's encoder, and the feature worker's fast decoder, which must accept exactly what the contract accepts,
+with the same numbers, and refuse everything else with a reason (never crash)."""
+
+from __future__ import annotations
+
+import math
+import struct
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.publisher import encode_columns, encode_packed
+from streaming.decoding import ReadingDecoder
+from vigil.contracts import Quality, Reading, ReadingColumns, SensorColumn, decode, is_packed, pack_columns
+from vigil.exceptions import ContractError
+
+T0 = 1767225600.0
+
+
+def _f8(*numbers: float) -> bytes:
+    return struct.pack(f"<{len(numbers)}d", *numbers)
+
+
+def _doc(**overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "v": 1,
+        "kind": "reading_columns",
+        "machine_id": "PMP-001",
+        "ingest_ts": T0 + 5,
+        "source": "opcua:line-1",
+        "sensors": ["flow", "speed"],
+        "units": ["m3/h", None],
+        "lengths": [2, 1],
+        "ts": _f8(T0, T0 + 1, T0 + 0.5),
+        "value": _f8(1.5, math.nan, 1450.0),
+    }
+    doc.update(overrides)
+    return doc
+
+
+def _outcome(decoder: ReadingDecoder, payload: bytes) -> tuple[str, Any]:
+    try:
+        d = decoder.decode(payload)
+    except ContractError as exc:
+        return "refused", exc.reason
+    assert d.columns is not None
+    c = d.columns
+    return "ok", (d.machine_id, list(c.sensors), list(c.lengths), c.ts.tolist(), [repr(v) for v in c.values.tolist()])
+
+
+def _agrees(payload: bytes, accept_uncertain: bool = False) -> tuple[str, Any]:
+    """The decoder (fast path first) and the contract agree on acceptance, and on the numbers when accepted."""
+    decoder = ReadingDecoder(accept_uncertain=accept_uncertain)
+    fast = _outcome(decoder, payload)
+    try:
+        decode(payload)
+        contract_ok = True
+    except ContractError:
+        contract_ok = False
+    assert (fast[0] == "ok") == contract_ok, (payload, fast)
+    if contract_ok:
+        full = decoder._full(payload)
+        assert full.columns is not None
+        c = full.columns
+        assert fast[1] == (
+            full.machine_id,
+            list(c.sensors),
+            list(c.lengths),
+            c.ts.tolist(),
+            [repr(v) for v in c.values.tolist()],
+        )
+    return fast
+
+
+def test_pack_and_unpack_round_trip_every_optional_list() -> None:
+    columns = [
+        SensorColumn(
+            sensor="flow",
+            unit="m3/h",
+            ts=[T0, T0 + 1],
+            value=[1.5, None],
+            quality=[Quality.GOOD, Quality.BAD],
+            status_code=[0, 0x80000000],
+            server_ts=[T0 + 0.1, None],
+            flags=[(), ("out_of_range",)],
+        ),
+        SensorColumn(sensor="speed", ts=[T0 + 0.5], value=[1450.0]),
+    ]
+    message = ReadingColumns(machine_id="PMP-001", columns=columns, source="opcua:x")
+    payload = pack_columns(message)
+    assert is_packed(payload) and not is_packed(b'{"v": 1}') and not is_packed(b"")
+    # Columns without an optional list get its defaults spelled out (the lists are per message): same readings.
+    assert list(decode(payload).readings()) == list(message.readings())
+
+
+def test_the_fast_path_reads_the_numbers_in_place_and_flags_unusable_readings() -> None:
+    decoder = ReadingDecoder()
+    d = decoder.decode(msgpack.packb(_doc()))
+    assert d.fast and d.columns is not None
+    assert d.columns.sensors == ["flow", "speed"] and d.columns.lengths == [2, 1]
+    assert d.columns.ts.tolist() == [T0, T0 + 1, T0 + 0.5] and d.columns.span == (T0, T0 + 1)
+    assert d.columns.values[0] == 1.5 and math.isnan(d.columns.values[1]) and d.columns.values[2] == 1450.0
+    bad = decoder.decode(msgpack.packb(_doc(quality=["good", "good", "bad"])))
+    assert bad.columns is not None and math.isnan(bad.columns.values[2])
+    uncertain = msgpack.packb(_doc(quality=["uncertain", "good", "good"]))
+    strict = decoder.decode(uncertain).columns
+    lenient = ReadingDecoder(accept_uncertain=True).decode(uncertain).columns
+    assert strict is not None and lenient is not None
+    assert math.isnan(strict.values[0]) and lenient.values[0] == 1.5
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (msgpack.packb(_doc())[:-4], "packed"),
+        (msgpack.packb(_doc(v=2)), "version"),
+        (msgpack.packb(_doc(kind="reading_batch")), "kind"),
+        (msgpack.packb(_doc(extra=1)), "schema"),
+        (msgpack.packb(_doc(lengths=[2, 2])), "schema"),
+        (msgpack.packb(_doc(lengths=[3, 0])), "schema"),
+        (msgpack.packb(_doc(ts=_f8(T0, math.nan, T0))), "schema"),
+        (msgpack.packb(_doc(ts=_f8(T0, -1.0, T0))), "schema"),
+        (msgpack.packb(_doc(value=_f8(1.0, math.inf, 2.0))), "schema"),
+        (msgpack.packb(_doc(machine_id="PMP 001")), "schema"),
+        (msgpack.packb(_doc(sensors=["flow", 7])), "schema"),
+        (msgpack.packb(_doc(quality=["good", "meh", "good"])), "schema"),
+        (msgpack.packb(_doc(server_ts=_f8(T0, 1e12, T0))), "schema"),
+        (msgpack.packb(_doc(ts="not bytes")), "schema"),
+        (msgpack.packb({"v": 1}), "kind"),
+    ],
+)
+def test_broken_packed_messages_are_refused_with_a_reason(payload: bytes, reason: str) -> None:
+    assert _agrees(payload) == ("refused", reason)
+
+
+def test_the_publisher_encoder_matches_the_json_columns() -> None:
+    t = datetime.fromtimestamp(T0, UTC)
+    readings = [
+        Reading(
+            machine_id="PMP-001",
+            sensor=sensor,
+            ts=t + timedelta(seconds=i),
+            value=None if i == 3 else float(i),
+            unit="u",
+            quality=Quality.BAD if i == 5 else Quality.GOOD,
+            status_code=7 if i == 6 else 0,
+            server_ts=t + timedelta(seconds=i, milliseconds=50),
+            flags=("deadband",) if i == 2 else (),
+        )
+        for i in range(8)
+        for sensor in ("flow", "speed")
+    ]
+    packed = decode(encode_packed("PMP-001", readings, "opcua:x"))
+    columns = decode(encode_columns("PMP-001", readings, "opcua:x"))
+    assert isinstance(packed, ReadingColumns) and packed.columns == columns.columns
+    assert packed.source == "opcua:x"
+    # Readings the columnar forms cannot hold (before 1970) go as rows, like encode_columns.
+    old = [readings[0].model_copy(update={"ts": datetime(1601, 1, 1, tzinfo=UTC)})]
+    assert decode(encode_packed("PMP-001", old)).kind == "reading_batch"
+
+
+_number = st.one_of(
+    st.floats(-10.0, 3e11),
+    st.sampled_from([math.nan, math.inf, -math.inf, T0, 0.0, -0.0, 253402300799.0]),
+)
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=3), st.floats(0, 2))
+
+
+def _binary(numbers: list[float]) -> bytes:
+    return _f8(*numbers)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sensors=st.lists(st.sampled_from(["flow", "speed", "flow\n", "", 3]), min_size=0, max_size=3),
+    lengths=st.lists(st.one_of(st.integers(0, 3), st.just(True), st.just(1.0)), min_size=0, max_size=3),
+    units=st.one_of(st.none(), st.lists(st.one_of(st.none(), st.just("bar"), st.integers(0, 1)), max_size=3)),
+    ts=st.one_of(st.lists(_number, max_size=6).map(_binary), _scalar),
+    values=st.one_of(st.lists(_number, max_size=6).map(_binary), _scalar),
+    server=st.one_of(st.none(), st.lists(_number, max_size=6).map(_binary), _scalar),
+    quality=st.one_of(st.none(), st.lists(st.sampled_from(["good", "bad", "uncertain", "meh", 1]), max_size=6)),
+    flags=st.one_of(st.none(), st.lists(st.lists(st.sampled_from(["out_of_range", "x", 1]), max_size=2), max_size=6)),
+    status=st.one_of(st.none(), st.lists(st.one_of(st.integers(-(2**40), 2**40), st.booleans()), max_size=6)),
+    envelope=st.fixed_dictionaries(
+        {},
+        optional={
+            "ingest_ts": st.one_of(st.floats(-5, 3e11), st.integers(0, 2**40), st.text(max_size=3), st.none()),
+            "source": st.one_of(st.none(), st.just("opcua:x"), st.integers(0, 1)),
+            "machine_id": st.sampled_from(["PMP-001", "PMP 001", "", 5]),
+        },
+    ),
+    accept_uncertain=st.booleans(),
+)
+def test_fast_decoder_agrees_with_the_contract_on_any_packed_message(
+    sensors: list[Any],
+    lengths: list[Any],
+    units: list[Any] | None,
+    ts: Any,
+    values: Any,
+    server: Any,
+    quality: list[Any] | None,
+    flags: list[Any] | None,
+    status: list[Any] | None,
+    envelope: dict[str, Any],
+    accept_uncertain: bool,
+) -> None:
+    doc: dict[str, Any] = {"v": 1, "kind": "reading_columns", "machine_id": "PMP-001", **envelope}
+    doc.update(sensors=sensors, lengths=lengths, ts=ts, value=values)
+    for name, extra in (("units", units), ("server_ts", server), ("quality", quality)):
+        if extra is not None:
+            doc[name] = extra
+    for name, extra in (("flags", flags), ("status_code", status)):
+        if extra is not None:
+            doc[name] = extra
+    _agrees(msgpack.packb(doc), accept_uncertain)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 30),
+    values=st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(math.nan)), min_size=30, max_size=30),
+)
+def test_well_formed_packed_messages_take_the_fast_path_and_agree(n: int, values: list[float]) -> None:
+    ts = (T0 + np.arange(n, dtype=np.float64) * 0.25).tolist()
+    doc = _doc(sensors=["flow"], units=["m3/h"], lengths=[n], ts=_f8(*ts), value=_f8(*values[:n]))
+    payload = msgpack.packb(doc)
+    assert ReadingDecoder().decode(payload).fast
+    assert _agrees(payload)[0] == "ok"
