@@ -42,6 +42,7 @@ from vigil.contracts import (
     MaintenanceKind,
     Prediction,
     ReadingBatch,
+    ReadingColumns,
     decode,
 )
 from vigil.exceptions import ConfigError, ContractError
@@ -77,10 +78,15 @@ class Observed:
         except ContractError:
             self.dead_letters["undecodable-on-" + topic] += 1
             return
-        if isinstance(message, ReadingBatch):
+        if isinstance(message, ReadingBatch | ReadingColumns):
+            # Any batch form the collectors may be configured for (publish.batch_format).
             self.reading_messages += 1
-            self.readings += len(message.samples)
-            ts = message.samples[-1].ts
+            if isinstance(message, ReadingBatch):
+                self.readings += len(message.samples)
+                ts = message.samples[-1].ts
+            else:
+                self.readings += sum(len(c.ts) for c in message.columns)
+                ts = datetime.fromtimestamp(max(max(c.ts) for c in message.columns), UTC)
             if self.last_reading_ts is None or ts > self.last_reading_ts:
                 self.last_reading_ts = ts
         elif isinstance(message, MaintenanceEvent):
