@@ -440,8 +440,26 @@ class FeatureService:
         # handles any record of the new assignment.
         self._pending_assignment = assigned
 
+    def _check_co_partitioned(self) -> None:
+        """Refuse reading topics with different partition counts: the range assignor would then give one machine's
+        partitions of two topics to two workers, each windowing part of its sensors and overwriting the other's
+        checkpoint. (A data engineer adding a topic that someone else created is the way this happens.)"""
+        topics = self.config.topics
+        subscribed = sorted(self._consumer.subscription() or ())
+        counts = {t: len(self._consumer.partitions_for_topic(t) or ()) for t in subscribed}
+        if len(set(counts.values())) > 1:
+            key = "topics.readings_pattern" if topics.readings_pattern is not None else "topics.extra_readings"
+            listed = ", ".join(f"{t}: {n}" for t, n in counts.items())
+            reason = (
+                f"the reading topics must have the same number of partitions (they are keyed by machine, and one "
+                f"worker must own all of a machine's readings); found {listed}: repartition the odd topic or publish "
+                "its readings to a topic with the common count"
+            )
+            raise ConfigError([(key, reason)], source="topic layout")
+
     def restore(self, assigned: set[Any]) -> None:
         """Load the checkpointed state of every machine of the assigned partitions."""
+        self._check_co_partitioned()
         owned = {_tpk(tp) for tp in assigned}
         started = time.monotonic()
         restored = 0
@@ -557,6 +575,9 @@ def main(argv: list[str]) -> int:
     try:
         service.setup()
         service.run(stop)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 1
     except (DeliveryError, InfluxError):
         log.exception("a write was not acknowledged; stopping without committing (a restart replays)")
         return 1

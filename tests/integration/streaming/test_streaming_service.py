@@ -28,6 +28,7 @@ from ingest.publisher import encode_columns, encode_packed
 from vigil.bus import TopicSpec, ensure_topics, machine_key, make_consumer, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
 from vigil.contracts import DeadLetter, FeatureVector, Reading, ReadingBatch, Sample, decode, encode, is_packed
+from vigil.exceptions import ConfigError
 
 pytestmark = pytest.mark.integration
 
@@ -644,3 +645,25 @@ def test_a_collector_publishing_columns_gives_the_same_vectors_as_rows(
         assert vector.count == want.count and vector.missing == want.missing, key
         for name, value in want.features.items():
             assert vector.features[name] == (pytest.approx(value, rel=1e-9, abs=1e-12) if value is not None else None)
+
+
+def test_reading_topics_with_different_partition_counts_stop_the_worker_naming_the_key(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    # A data engineer adds a sensor topic that someone else created with another partition count: the range
+    # assignor could give one machine's partitions of the two topics to two workers.
+    odd = f"{created.readings}.odd"
+    ensure_topics(kafka_settings, [TopicSpec(odd, 3)])
+    topics = created.model_copy(update={"extra_readings": [odd]})
+    service = FeatureService(make_config(kafka_settings, topics, group))
+    service.setup()
+    try:
+        deadline = time.monotonic() + 60
+        with pytest.raises(ConfigError) as refused:
+            while time.monotonic() < deadline:
+                service.step()
+        assert refused.value.problems[0][0] == "topics.extra_readings"
+        assert f"{created.readings}: 2" in str(refused.value) and f"{odd}: 3" in str(refused.value)
+        assert service.stats.messages == 0
+    finally:
+        service.close()
