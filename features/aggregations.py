@@ -124,33 +124,45 @@ class SegmentArrays:
 
     @cached_property
     def stats(self) -> SegmentStats:
+        # Rows of one 2-D array per pass, so that each reduction over all segments is one numpy call (the same
+        # sums, bit for bit, as a 1-D reduceat per quantity: reduceat adds each row's segments in order).
         v, ts, starts = self.values, self.ts, self.starts
         ends = np.empty(self.k, dtype=np.intp)
         ends[:-1] = starts[1:]
         ends[-1] = len(v)
         counts = ends - starts
         n = counts.astype(np.float64)
-        seg = np.repeat(np.arange(self.k), counts)
         add = np.add.reduceat
-        mean = add(v, starts) / n
-        mean_t = add(ts, starts) / n
-        cv = v - mean[seg]
-        ct = ts - mean_t[seg]
-        c2 = cv * cv
-        last = ends - 1
+        first = np.empty((2, len(v)))
+        first[0] = v
+        first[1] = ts
+        means = add(first, starts, axis=1) / n
+        centered = first - np.repeat(means, counts, axis=1)
+        cv, ct = centered[0], centered[1]
+        powers = np.empty((6, len(v)))
+        c2 = np.multiply(cv, cv, out=powers[0])
+        np.multiply(c2, cv, out=powers[1])
+        np.multiply(c2, c2, out=powers[2])
+        np.multiply(v, v, out=powers[3])
+        np.multiply(ct, ct, out=powers[4])
+        np.multiply(ct, cv, out=powers[5])
+        sums = add(powers, starts, axis=1)
+        sums[:3] /= n
+        m2, m3, m4, sum_sq, tt, tv = sums.tolist()
+        last, last_ts = first[:, ends - 1].tolist()
         return SegmentStats(
             n=n.tolist(),
-            mean=mean.tolist(),
-            m2=(add(c2, starts) / n).tolist(),
-            m3=(add(c2 * cv, starts) / n).tolist(),
-            m4=(add(c2 * c2, starts) / n).tolist(),
-            sum_sq=add(v * v, starts).tolist(),
-            tt=add(ct * ct, starts).tolist(),
-            tv=add(ct * cv, starts).tolist(),
+            mean=means[0].tolist(),
+            m2=m2,
+            m3=m3,
+            m4=m4,
+            sum_sq=sum_sq,
+            tt=tt,
+            tv=tv,
             min=np.minimum.reduceat(v, starts).tolist(),
             max=np.maximum.reduceat(v, starts).tolist(),
-            last=v[last].tolist(),
-            last_ts=ts[last].tolist(),
+            last=last,
+            last_ts=last_ts,
         )
 
 
