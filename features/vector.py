@@ -6,7 +6,15 @@ derived features (``ratio`` / ``difference`` of two sensors' means) under their 
 
 A sensor without a usable reading is never a silent zero: its value features are ``None`` and it is listed in
 ``missing``; with ``windows.impute = "last"`` they take the values of its last window that had data and it is also
-listed in ``imputed``. The machine is ``off`` when its ``running_sensor``'s mean is below ``off_below``.
+listed in ``imputed``.
+
+The machine's ``state``: ``stale`` for a window closed on the wall clock; otherwise ``off`` when its type's
+``running_sensor``'s mean in the window is below ``off_below``. A window in which the running sensor sent no usable
+reading (report by exception: a stopped pump's speed is sent once, at 0, and then nothing) is decided by the last
+value the sensor reported, held across windows in the engine's per-machine state (:data:`HELD`): ``off`` below
+``off_below``, ``running`` otherwise, ``stale`` once that value is older than ``windows.max_state_hold_s``; the
+vector says so in ``state_held``/``state_held_ts`` and the sensor's features stay missing. Before any usable
+reading the state is ``running`` (nothing is known).
 
 >>> import numpy as np
 >>> from vigil.config import load_config
@@ -43,6 +51,9 @@ from vigil.contracts import FeatureVector, MachineState, encode
 
 _INF = math.inf
 _NAN = math.nan
+HELD = "@running"
+"""Key, in a machine's ``previous`` (the window engine's checkpointed memory), of the running sensor's last usable
+reading: ``{"value": ..., "ts": epoch seconds}``. Not a sensor name: a reading's sensor cannot contain ``@``."""
 EMPTY = SensorWindow(ts=np.empty(0), values=np.empty(0), total=0)
 
 
@@ -105,8 +116,9 @@ class FeatureBuilder:
         closed_by: ClosedBy = "watermark",
         previous: Mapping[str, SensorFeatures] | None = None,
     ) -> BuildResult:
-        """The feature vector of one window (all sensors' aggregations in a few numpy passes) and, per sensor with
-        data, its value features (what ``impute = "last"`` uses for the next window)."""
+        """The feature vector of one window (all sensors' aggregations in a few numpy passes) and what the engine
+        keeps in ``previous`` for the next windows: the running sensor's newest usable reading (:data:`HELD`) and,
+        with ``impute = "last"``, the value features of every sensor with data."""
         machine: ResolvedMachine = self.config.machines_by_id[machine_id]
         mtype: MachineType = self.config.machine_types[machine.type]
         impute = self.config.windows.impute == "last"
@@ -136,7 +148,8 @@ class FeatureBuilder:
             if j is not None:
                 # Non-finite (NaN from a custom aggregation's None, or an overflow) is missing, never a number.
                 values = {name: (r[j] if -_INF < r[j] < _INF else None) for name, r in results.items()}
-                latest[sensor] = values
+                if impute:
+                    latest[sensor] = values
             else:
                 missing.append(sensor)
                 values = dict.fromkeys(self.aggregations)
@@ -158,13 +171,7 @@ class FeatureBuilder:
             else:
                 derived = (a / b if b != 0 else _NAN) if d.op == "ratio" else a - b
                 features[d.name] = derived if -_INF < derived < _INF else None
-        state = MachineState.RUNNING
-        if closed_by == "wall_clock":
-            state = MachineState.STALE
-        elif mtype.running_sensor is not None:
-            running = means.get(mtype.running_sensor)
-            if running is not None and running < mtype.off_below:
-                state = MachineState.OFF
+        state, held = self._state(mtype, window, end, closed_by, means, previous, latest)
         vector = FeatureVector(
             machine_id=machine_id,
             machine_type=machine.type,
@@ -180,8 +187,61 @@ class FeatureBuilder:
             gap=gap,
             state=state,
             closed_by=closed_by,
+            state_held=held[1] if held is not None else None,
+            state_held_ts=_dt(held[0]) if held is not None else None,
         )
         return BuildResult(vector, latest)
+
+    def _state(
+        self,
+        mtype: MachineType,
+        window: WindowColumns,
+        end: float,
+        closed_by: ClosedBy,
+        means: Mapping[str, float | None],
+        previous: Mapping[str, SensorFeatures] | None,
+        latest: dict[str, SensorFeatures],
+    ) -> tuple[MachineState, tuple[float, float] | None]:
+        """The window's machine state and, when a held value decided it, ``(event time, value)`` of that value;
+        records the running sensor's newest usable reading in ``latest`` (see the module docstring)."""
+        name = mtype.running_sensor
+        if name is None:
+            return (MachineState.STALE if closed_by == "wall_clock" else MachineState.RUNNING), None
+        prior = previous.get(HELD) if previous else None
+        newest = _newest(window, name)
+        if newest is not None:
+            # Hopping windows share readings, so an older window may not move the held value back.
+            prior_ts = prior.get("ts") if prior else None
+            if prior_ts is None or prior_ts <= newest[0]:
+                latest[HELD] = {"value": newest[1], "ts": newest[0]}
+            if closed_by == "wall_clock":
+                return MachineState.STALE, None
+            # Decided by the window's own readings (their mean, not an imputed one).
+            running = means.get(name)
+            off = running is not None and running < mtype.off_below
+            return (MachineState.OFF if off else MachineState.RUNNING), None
+        if closed_by == "wall_clock":
+            return MachineState.STALE, None
+        value, ts = (prior.get("value"), prior.get("ts")) if prior else (None, None)
+        if value is None or ts is None:
+            return MachineState.RUNNING, None
+        if end - ts > self.config.windows.max_state_hold_s:
+            # A sensor silent for that long may have died rather than stayed put: unknown, not a guess.
+            return MachineState.STALE, (ts, value)
+        return (MachineState.OFF if value < mtype.off_below else MachineState.RUNNING), (ts, value)
+
+
+def _newest(window: WindowColumns, sensor: str) -> tuple[float, float] | None:
+    """``(event time, value)`` of the sensor's newest usable reading in the window, ``None`` without one."""
+    try:
+        i = window.sensors.index(sensor)
+    except ValueError:
+        return None
+    hi = int(window.bounds[i + 1])
+    if hi == int(window.bounds[i]):
+        return None
+    # A sensor's usable readings are sorted by event time.
+    return float(window.ts[hi - 1]), float(window.values[hi - 1])
 
 
 def encode_vector(vector: FeatureVector) -> bytes:

@@ -529,7 +529,9 @@ class WindowEngine:
             result = self.builder.build_columns(
                 machine_id, start, end, window, gap=gap, closed_by=closed_by, previous=m.previous
             )
-            if self._impute:
+            if result.latest:
+                # What the builder keeps for later windows: the running sensor's held value, and with
+                # ``impute = "last"`` every sensor's last features. Checkpointed with the machine.
                 m.previous.update(result.latest)
             out.append(result.vector)
             self.stats.windows += 1
