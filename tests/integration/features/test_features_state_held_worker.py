@@ -1,0 +1,144 @@
+"""The feature worker against the real broker: a report-by-exception pump that stopped is ``off`` on the features
+topic, also after the worker restarts from its changelog."""
+
+from __future__ import annotations
+
+import threading
+import time
+import tomllib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from features.service import FeatureService
+from vigil.bus import TopicSpec, ensure_topics, machine_key, make_consumer, make_producer
+from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
+from vigil.contracts import FeatureVector, MachineState, Reading, decode, encode
+
+pytestmark = pytest.mark.integration
+
+SIZE = 60.0
+# Event times two hours ago (the worker refuses readings far ahead of its clock), on a window boundary.
+T0 = (time.time() // 3600 - 2) * 3600
+
+
+def make_config(kafka: KafkaSettings, topics: Topics, group: str) -> VigilConfig:
+    plant = tomllib.loads(EXAMPLE_CONFIG.read_text())
+    windows = {
+        "size_s": SIZE,
+        "grace_s": 5.0,
+        "idle_timeout_s": 3600,
+        "checkpoint_interval_s": 1.0,
+        "session_timeout_s": 8.0,
+        "group_id": group,
+    }
+    data = {**plant, "kafka": {**kafka.model_dump(), "partitions": 2}, "topics": topics.model_dump()}
+    return load_config(environ={}, data={**data, "windows": windows})
+
+
+def pump(windows: range, speeds: dict[int, list[tuple[float, float]]]) -> list[Reading]:
+    """PMP-001's readings: the bearing temperature (a changing value) every 10 s, the speed only when it changes."""
+    out: list[Reading] = []
+    for k in windows:
+        events = [(s + 2.0, "bearing_temp", 40.0 + k + s / 100) for s in range(0, 60, 10)]
+        events += [(offset, "speed", value) for offset, value in speeds.get(k, [])]
+        for offset, sensor, value in sorted(events):
+            ts = datetime.fromtimestamp(T0 + k * SIZE + offset, UTC)
+            out.append(Reading(machine_id="PMP-001", sensor=sensor, ts=ts, value=value))
+    return out
+
+
+def produce(kafka: KafkaSettings, topic: str, readings: list[Reading]) -> None:
+    producer = make_producer(kafka)
+    try:
+        for r in readings:
+            producer.send(topic, key=machine_key(r.machine_id), value=encode(r))
+        producer.flush()
+    finally:
+        producer.close()
+
+
+class Vectors:
+    """Reads the features topic from the beginning in a background thread."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.records: list[Any] = []
+        self._stop = threading.Event()
+        self._consumer = make_consumer(kafka, None, [topic])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for messages in self._consumer.poll(timeout_ms=300).values():
+                self.records.extend(messages)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close(autocommit=False)
+
+    def by_window(self) -> dict[int, FeatureVector]:
+        out: dict[int, FeatureVector] = {}
+        for r in list(self.records):
+            v = decode(r.value)
+            assert isinstance(v, FeatureVector) and r.key == machine_key(v.machine_id)
+            out[round((v.window_start.timestamp() - T0) / SIZE)] = v
+        return out
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def run_until(service: FeatureService, condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Run the worker in a thread until ``condition``; it then stops as on SIGTERM (checkpoint, commit)."""
+    stop = threading.Event()
+    service.setup()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(condition, timeout, what)
+    finally:
+        stop.set()
+        thread.join(60)
+        service.close()
+    assert not thread.is_alive()
+
+
+def test_a_pump_that_reported_its_speed_once_at_zero_is_off_also_after_a_restart(
+    kafka_settings: KafkaSettings, topics: Topics, unique: str
+) -> None:
+    config = make_config(kafka_settings, topics, f"g-{unique}")
+    ensure_topics(kafka_settings, [TopicSpec(topics.readings, 2)])
+    # Speed 1500 once, then 0 once (the stop, window 1), then nothing: only the bearing temperature.
+    produce(kafka_settings, topics.readings, pump(range(6), {0: [(1.0, 1500.0)], 1: [(20.0, 0.0)]}))
+    vectors = Vectors(kafka_settings, topics.features)
+    try:
+        first = FeatureService(config, worker_id="first")
+        run_until(first, lambda: len(vectors.by_window()) >= 5, 90, "windows 0-4 from the first worker")
+        # The restarted worker reads only what came after the first one's commit: temperatures, no speed at all.
+        produce(kafka_settings, topics.readings, pump(range(6, 11), {}))
+        second = FeatureService(config, worker_id="second")
+        run_until(second, lambda: len(vectors.by_window()) >= 10, 90, "windows 5-9 from the restarted worker")
+        assert second.stats.restored_machines == 1
+        got = vectors.by_window()
+    finally:
+        vectors.close()
+    assert sorted(got) == list(range(10))
+    assert got[0].state == MachineState.RUNNING and got[0].state_held is None
+    assert got[1].state == MachineState.OFF and got[1].state_held is None  # its own speed reading decided
+    stopped_at = datetime.fromtimestamp(T0 + SIZE + 20.0, UTC)
+    for k in range(2, 10):
+        v = got[k]
+        assert v.state == MachineState.OFF, (k, v.state)
+        assert v.state_held == 0.0 and v.state_held_ts == stopped_at, k
+        assert "speed" in v.missing and v.features["speed.mean"] is None, k
+    # Windows 5-9 came from the restarted worker: the held value was in the changelog.
+    assert first.stats.vectors == 5 and second.stats.vectors == 5
