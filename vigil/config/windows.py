@@ -27,11 +27,12 @@ class WindowConfig(Section):
     """Whether ``uncertain``-quality readings feed value features (``bad`` ones never do)."""
     impute: Literal["none", "last"] = "none"
     """What a missing sensor's features become: ``none`` (explicitly missing) or its last window's values."""
-    max_state_hold_s: float = Field(default=43_200.0, gt=0)
+    max_state_hold_s: float = Field(default=86_400.0, gt=0)
     """How long the running sensor's last reported value decides a machine's state while it reports nothing
     (report by exception: a stopped pump's speed is sent once, at 0). A window whose running sensor sent no usable
     reading is ``off``/``running`` from the held value while it is at most this old at the window's end, then
-    ``stale`` (unknown) until the sensor reports again. ``inf`` holds it for ever."""
+    ``stale`` (unknown) until the sensor reports again. A day covers a night's stop and a repair (the simulated
+    plant's take up to 16 h); ``inf`` holds it for ever."""
 
     group_id: str = Field(default="vigil-features", min_length=1)
     """Kafka consumer group of the feature workers (every worker of one deployment uses the same)."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from features.vector import HELD, encode_vector, window_engine
 from models.pipeline import FleetModel
@@ -12,6 +15,7 @@ from streaming.changelog import decode_checkpoint, encode_checkpoint
 from streaming.windows import WindowEngine
 from vigil.config import EXAMPLE_CONFIG, VigilConfig, load_config
 from vigil.contracts import Decision, FeatureVector, MachineState, Quality, Reading, decode
+from vigil.exceptions import ConfigError
 
 T0 = 1_790_000_040.0  # a window boundary (60 s windows)
 SIZE = 60.0
@@ -81,6 +85,19 @@ def test_a_held_value_older_than_the_limit_is_stale_not_a_guess() -> None:
     assert vectors[2].state == MachineState.STALE and vectors[2].closed_by == "watermark"
     assert vectors[2].state_held == 0.0  # says why: the value it would have used, and when it was reported
     assert all(vectors[k].state == MachineState.STALE for k in (3, 4))
+
+
+def test_held_for_ever_with_an_infinite_limit_and_a_bad_limit_is_refused_naming_the_key() -> None:
+    plant = tomllib.loads(EXAMPLE_CONFIG.read_text())
+    cfg = load_config(environ={"VIGIL_WINDOWS__MAX_STATE_HOLD_S": "inf"}, data=plant)
+    assert math.isinf(cfg.windows.max_state_hold_s)
+    assert load_config(environ={}, data=plant).windows.max_state_hold_s == 86_400.0
+    engine = window_engine(config(max_state_hold_s=math.inf))
+    engine.add(reading("speed", 1, 0.0))
+    out = [v for d in range(1, 4) for v in engine.add(reading("bearing_temp", d * 86_400.0, 40.0))]
+    assert [v.state for v in out] == [MachineState.OFF] * 3
+    with pytest.raises(ConfigError, match=r"windows\.max_state_hold_s"):
+        config(max_state_hold_s=0)
 
 
 def test_before_any_running_reading_the_machine_is_running_as_before() -> None:
