@@ -520,8 +520,8 @@ class WindowEngine:
         cut = start + self._hop
         _join(m)
         # Normally every buffered reading is at or after the window's start (older ones left with older windows).
-        if cut == end and m.earliest >= start:
-            window = self._take_tumbling(machine_id, m, end)
+        if m.earliest >= start:
+            window = self._take_grouped(machine_id, m, end, cut)
         else:
             window = self._take(machine_id, m, start, end, cut)
         if window is not None:
@@ -540,9 +540,9 @@ class WindowEngine:
         m.closed_upto = end
         m.gaps = [(s, e) for s, e in m.gaps if e > cut]
 
-    def _take_tumbling(self, machine_id: str, m: _Machine, end: float) -> WindowColumns | None:
-        """The window ending at ``end`` when it holds every buffered reading before ``end`` and none of them is in
-        a later window (tumbling): its readings leave the buffer, the rest stays."""
+    def _take_grouped(self, machine_id: str, m: _Machine, end: float, cut: float) -> WindowColumns | None:
+        """The window ending at ``end`` when it holds every buffered reading before ``end`` (none is older than
+        its start); the readings before ``cut`` leave the buffer, the rest stays (grouped by sensor)."""
         codes, ts, values = m.codes, m.ts, m.values
         later = ts >= end
         n_later = int(np.count_nonzero(later))
@@ -552,15 +552,17 @@ class WindowEngine:
         key = codes + later * np.int16(len(self._names[machine_id])) if n_later else codes
         order = np.argsort(key, kind="stable")
         codes, ts, values = codes[order], ts[order], values[order]
-        if n_later:
+        if cut != end:  # hopping: the window's readings after ``cut`` are in the next windows too
+            keep = ts >= cut
+            m.codes, m.ts, m.values = codes[keep], ts[keep], values[keep]
+        elif n_later:
             m.codes, m.ts, m.values = codes[n_in:].copy(), ts[n_in:].copy(), values[n_in:].copy()
-            m.earliest = float(m.ts.min())
         else:
             m.codes, m.ts, m.values = _NO_CODES, _NO_FLOATS, _NO_FLOATS
-            m.earliest = _INF
+        m.earliest = float(m.ts.min()) if len(m.ts) else _INF
         if not n_in:
             return None
-        return self._grouped(machine_id, codes[:n_in], ts[:n_in], values[:n_in], end)
+        return self._grouped(machine_id, codes[:n_in], ts[:n_in], values[:n_in], cut)
 
     def _grouped(
         self, machine_id: str, codes: npt.NDArray[np.int16], ts: Array, values: Array, cut: float
@@ -582,8 +584,8 @@ class WindowEngine:
         return WindowColumns(sensors=names, ts=ts, values=values, bounds=bounds, totals=totals)
 
     def _take(self, machine_id: str, m: _Machine, start: float, end: float, cut: float) -> WindowColumns | None:
-        """The window ``[start, end)`` in general (hopping windows, or readings older than ``start`` held); the
-        readings before ``cut`` leave the buffer."""
+        """The window ``[start, end)`` when readings older than ``start`` are held (rare: a window with none of
+        its own readings left them behind); the readings before ``cut`` leave the buffer."""
         ts = m.ts
         before_end = ts < end
         before_cut = before_end if cut == end else ts < cut

@@ -1,8 +1,8 @@
 """The window engine's fast paths give what the per-reading path gives.
 
-Messages are buffered as they come and joined once per window; a tumbling window whose sensors' event times rise
-strictly is grouped with one stable sort and no de-duplication, anything else (out-of-order or duplicate readings,
-hopping windows) falls back to the general sort. Reading the state (``machine_state``) regroups the buffer by
+Messages are buffered as they come and joined once per window; a window whose sensors' event times rise strictly
+is grouped with one stable sort and no de-duplication, anything else (out-of-order or duplicate readings) falls back
+to the general sort. Reading the state (``machine_state``) regroups the buffer by
 sensor. None of it may change a vector, a counter or a refusal."""
 
 from __future__ import annotations
@@ -80,12 +80,15 @@ def _both(messages: list[list[Sample]], machine: str = "PMP-001", **windows: Any
     return got, bulk.stats, general.calls
 
 
-def test_in_order_messages_take_the_fast_path_and_match_the_per_reading_path() -> None:
+@pytest.mark.parametrize(("windows", "count"), [({}, 4), ({"kind": "hopping", "size_s": 60, "hop_s": 20}, 12)])
+def test_in_order_messages_take_the_fast_path_and_match_the_per_reading_path(
+    windows: dict[str, Any], count: int
+) -> None:
     messages = [_regular(range(i, i + 20), PUMP) for i in range(0, 200, 20)]
-    vectors, stats, general = _both(messages)
+    vectors, stats, general = _both(messages, **windows)
     assert general == 0
-    assert len(vectors) == 4 and stats.duplicates == 0
-    assert vectors[0].features["flow.count"] == 60.0
+    assert len(vectors) == count and stats.duplicates == 0
+    assert vectors[-count // 4 - 1].features["flow.count"] == 60.0
 
 
 def test_out_of_order_readings_fall_back_to_the_general_sort() -> None:
