@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "start/stop the real Kafka, InfluxDB and Mosquitto used by tests and the demo",
     ),
     "config": ("vigil.config", "validate a plant configuration file and print a summary"),
+    "tail": ("vigil.tail", "print a topic's messages as JSON lines (any wire form; undecodable ones with the reason)"),
     "smoke": ("vigil.smoke", "send one message of every contract through Kafka and a point through InfluxDB"),
     "models": ("models.service", "online failure prediction, anomaly and drift detection from features and labels"),
     "evaluate": ("models.evaluate", "score the models on the simulated fleet: recall, lead time, false alarms"),
