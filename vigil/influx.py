@@ -45,6 +45,7 @@ from vigil.contracts import (
     Prediction,
     Reading,
     ReadingBatch,
+    ReadingColumns,
 )
 from vigil.exceptions import VigilError
 
@@ -221,7 +222,7 @@ class Schema:
             return [self.maintenance(message)]
         if isinstance(message, Reading):
             return [self.reading(message)]
-        if isinstance(message, ReadingBatch):
+        if isinstance(message, ReadingBatch | ReadingColumns):  # rows, JSON columns or packed columns alike
             return [self.reading(r) for r in message.readings()]
         return []
 

@@ -169,3 +169,19 @@ def test_parse_influxql_flattens_series_and_raises_on_errors() -> None:
 
     with pytest.raises(InfluxError, match="bad"):
         parse_influxql({"results": [{"error": "bad"}]})
+
+
+def test_column_and_packed_batches_give_the_same_points_as_rows() -> None:
+    from ingest.publisher import encode_batch, encode_columns, encode_packed
+    from vigil.contracts import Reading, decode
+
+    readings = [
+        Reading(machine_id="PMP-001", sensor=s, ts=T + timedelta(seconds=i), value=float(i), unit="u")
+        for i in range(3)
+        for s in ("flow", "speed")
+    ]
+    lines = [
+        sorted(p.line() or "" for p in SCHEMA.points(decode(encoder("PMP-001", readings, "test"))))
+        for encoder in (encode_batch, encode_columns, encode_packed)
+    ]
+    assert len(lines[0]) == 6 and lines[0] == lines[1] == lines[2]
