@@ -66,6 +66,8 @@ _INF = math.inf
 _NAN = math.nan
 _NO_CODES: npt.NDArray[np.int16] = np.empty(0, dtype=np.int16)
 _NO_FLOATS: Array = np.empty(0, dtype=np.float64)
+_UNCOUNTED = 256
+"""Messages whose unusable readings are counted together (:attr:`WindowEngine.stats`)."""
 
 
 _LAST_EPOCH = 253402300799.0
@@ -202,7 +204,9 @@ class WindowEngine:
         # Injected rather than constructed here: the builder lives downstream in ``features``.
         self.builder = builder
         self.max_late = max_late
-        self.stats = EngineStats()
+        self._stats = EngineStats()
+        self._uncounted: list[Array] = []
+        """Value columns of recent messages whose unusable readings are not counted yet (see :attr:`stats`)."""
         w = config.windows
         self._size = w.size_s
         self._hop = w.hop_s if w.kind == "hopping" and w.hop_s else w.size_s
@@ -223,6 +227,19 @@ class WindowEngine:
         self._names: dict[str, tuple[str, ...]] = {}
         self._late: list[LateReading] = []
         self._now: float | None = None
+
+    @property
+    def stats(self) -> EngineStats:
+        """Counters since the engine was created (not part of the durable state)."""
+        if self._uncounted:
+            self._count_unusable()
+        return self._stats
+
+    def _count_unusable(self) -> None:
+        # Once for many messages: one numpy pass instead of two calls per message.
+        values = np.concatenate(self._uncounted) if len(self._uncounted) > 1 else self._uncounted[0]
+        self._uncounted = []
+        self._stats.unusable += int(np.count_nonzero(np.isnan(values)))
 
     # ------------------------------------------------------------------ input
     def add_message(self, message: Reading | ReadingBatch | ReadingColumns | Gap) -> list[FeatureVector]:
@@ -252,7 +269,7 @@ class WindowEngine:
     def add_samples(self, machine_id: str, samples: Iterable[tuple[str, float, float]]) -> list[FeatureVector]:
         """The hot path: ``(sensor, event time in epoch seconds, value or NaN when unusable)`` of one machine."""
         out: list[FeatureVector] = []
-        stats = self.stats
+        stats = self._stats
         m = self._machine(machine_id)
         if m is None:
             for _ in samples:
@@ -321,7 +338,7 @@ class WindowEngine:
         kept as given, not copied, until their window closes: the caller must not modify them afterwards.
         """
         out: list[FeatureVector] = []
-        stats = self.stats
+        stats = self._stats
         m = self._machine(machine_id)
         if m is None:
             stats.unknown_machines[machine_id] += len(ts)
@@ -346,7 +363,9 @@ class WindowEngine:
             m.last_wall = self._now
             return out
         stats.readings += len(ts)
-        stats.unusable += int(np.count_nonzero(values != values))
+        self._uncounted.append(values)
+        if len(self._uncounted) >= _UNCOUNTED:
+            self._count_unusable()
         lowest, newest = span if span is not None else (float(ts.min()), float(ts.max()))
         if newest > self._horizon or lowest < self._floor:
             # Too far ahead of the wall clock (clock_skew) or before any window could start (late).
@@ -398,26 +417,26 @@ class WindowEngine:
         return out
 
     def _refuse_future(self, machine_id: str, sensor: str, ts: float, value: float) -> None:
-        self.stats.clock_skew += 1
+        self._stats.clock_skew += 1
         if len(self._late) < self.max_late:
             now = self._now if self._now is not None else _NAN
             self._late.append(LateReading(machine_id, sensor, ts, value, now, "clock_skew"))
         else:
-            self.stats.late_unrouted += 1
+            self._stats.late_unrouted += 1
 
     def _refuse_ancient(self, machine_id: str, sensor: str, ts: float, value: float) -> None:
-        self.stats.late += 1
+        self._stats.late += 1
         if len(self._late) < self.max_late:
             self._late.append(LateReading(machine_id, sensor, ts, value, self._floor))
         else:
-            self.stats.late_unrouted += 1
+            self._stats.late_unrouted += 1
 
     def _record_late(self, machine_id: str, m: _Machine, sensor: str, ts: Array, values: Array, i: int) -> None:
-        self.stats.late += 1
+        self._stats.late += 1
         if len(self._late) < self.max_late:
             self._late.append(LateReading(machine_id, sensor, float(ts[i]), float(values[i]), m.closed_upto))
         else:
-            self.stats.late_unrouted += 1
+            self._stats.late_unrouted += 1
 
     def _update_closed(self, m: _Machine) -> None:
         if m.watermark != -_INF:
@@ -432,24 +451,24 @@ class WindowEngine:
         self._update_closed(m)
         if math.floor(ts / self._hop) * self._hop + self._size > m.closed_upto:
             return False
-        self.stats.late += 1
+        self._stats.late += 1
         if len(self._late) < self.max_late:
             self._late.append(LateReading(machine_id, sensor, ts, value, m.closed_upto))
         else:
-            self.stats.late_unrouted += 1
+            self._stats.late_unrouted += 1
         return True
 
     def add_gap(self, gap: Gap) -> None:
         """Mark the windows a :class:`Gap` overlaps (``gap=True``); it adds no readings."""
         m = self._machine(gap.machine_id)
         if m is None:
-            self.stats.unknown_machines[gap.machine_id] += 1
+            self._stats.unknown_machines[gap.machine_id] += 1
             return
         start, end = gap.start.timestamp(), gap.end.timestamp()
         if end <= m.closed_upto:
-            self.stats.late_gaps += 1
+            self._stats.late_gaps += 1
             return
-        self.stats.gaps += 1
+        self._stats.gaps += 1
         m.gaps.append((start, end))
 
     # ------------------------------------------------------------------ closing
@@ -534,9 +553,9 @@ class WindowEngine:
                 # ``impute = "last"`` every sensor's last features. Checkpointed with the machine.
                 m.previous.update(result.latest)
             out.append(result.vector)
-            self.stats.windows += 1
+            self._stats.windows += 1
             if closed_by == "wall_clock":
-                self.stats.wall_clock_windows += 1
+                self._stats.wall_clock_windows += 1
         m.closed_upto = end
         m.gaps = [(s, e) for s, e in m.gaps if e > cut]
 
@@ -620,7 +639,7 @@ class WindowEngine:
             first[0] = True
             np.logical_or(wts[1:] != wts[:-1], wcodes[1:] != wcodes[:-1], out=first[1:])
             if not first.all():
-                self.stats.duplicates += int(np.count_nonzero(~first & (wts < cut)))
+                self._stats.duplicates += int(np.count_nonzero(~first & (wts < cut)))
                 wts, wcodes, wvalues = wts[first], wcodes[first], wvalues[first]
         names = self._names[machine_id]
         totals = np.bincount(wcodes, minlength=len(names))

@@ -116,6 +116,18 @@ def test_nan_values_and_unknown_sensors_in_the_fast_path() -> None:
     assert 0.0 < vectors[0].bad_quality_share < 1.0
 
 
+def test_unusable_readings_are_counted_exactly_whenever_the_counters_are_read() -> None:
+    cfg = _config()
+    reference, engine = window_engine(cfg), window_engine(cfg)
+    for i in range(700):  # more messages than are counted together
+        samples = [(s, T0 + i + 0.1 * k, math.nan if (i + k) % 4 == 0 else 1.0) for k, s in enumerate(PUMP)]
+        reference.add_samples("PMP-001", samples)
+        engine.add_columns("PMP-001", *_columns(samples))
+        if i % 150 == 0:
+            assert engine.stats.unusable == reference.stats.unusable
+    assert engine.stats.unusable == reference.stats.unusable == 700
+
+
 @pytest.mark.parametrize("windows", [{}, {"kind": "hopping", "size_s": 60, "hop_s": 20}])
 def test_reading_the_state_between_messages_changes_nothing(windows: dict[str, Any]) -> None:
     cfg = _config(**windows)
@@ -168,6 +180,7 @@ def test_any_mix_of_messages_single_readings_and_state_reads_matches_the_per_rea
         else:
             got += engine.add_samples("PMP-001", samples)
         assert engine.open_readings() == reference.open_readings()
+        assert engine.stats.unusable == reference.stats.unusable
     assert got + engine.flush() == expected + reference.flush()
     assert _stats(engine) == _stats(reference)
     late = [(x.sensor, x.ts, repr(x.value), x.reason) for x in engine.drain_late()]
