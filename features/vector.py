@@ -210,7 +210,7 @@ class FeatureBuilder:
         prior = previous.get(HELD) if previous else None
         newest = _newest(window, name)
         if newest is not None:
-            # Hopping windows share readings, so an older window may not move the held value back.
+            # Never back to an older reading (windows close in event-time order: this only guards).
             prior_ts = prior.get("ts") if prior else None
             if prior_ts is None or prior_ts <= newest[0]:
                 latest[HELD] = {"value": newest[1], "ts": newest[0]}
