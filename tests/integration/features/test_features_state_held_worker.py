@@ -38,15 +38,15 @@ def make_config(kafka: KafkaSettings, topics: Topics, group: str) -> VigilConfig
     return load_config(environ={}, data={**data, "windows": windows})
 
 
-def pump(windows: range, speeds: dict[int, list[tuple[float, float]]]) -> list[Reading]:
-    """PMP-001's readings: the bearing temperature (a changing value) every 10 s, the speed only when it changes."""
+def pump(windows: range, speeds: dict[int, list[tuple[float, float]]], machine: str = "PMP-001") -> list[Reading]:
+    """A pump's readings: the bearing temperature (a changing value) every 10 s, the speed only when it changes."""
     out: list[Reading] = []
     for k in windows:
         events = [(s + 2.0, "bearing_temp", 40.0 + k + s / 100) for s in range(0, 60, 10)]
         events += [(offset, "speed", value) for offset, value in speeds.get(k, [])]
         for offset, sensor, value in sorted(events):
             ts = datetime.fromtimestamp(T0 + k * SIZE + offset, UTC)
-            out.append(Reading(machine_id="PMP-001", sensor=sensor, ts=ts, value=value))
+            out.append(Reading(machine_id=machine, sensor=sensor, ts=ts, value=value))
     return out
 
 
@@ -80,12 +80,17 @@ class Vectors:
         self._thread.join(10)
         self._consumer.close(autocommit=False)
 
-    def by_window(self) -> dict[int, FeatureVector]:
-        out: dict[int, FeatureVector] = {}
+    def by_window(self, machine: str = "PMP-001") -> dict[int, FeatureVector]:
+        return {k: v for (m, k), (v, _) in self.by_machine_window().items() if m == machine}
+
+    def by_machine_window(self) -> dict[tuple[str, int], tuple[FeatureVector, str]]:
+        """``(machine, window number)`` -> the vector and the worker that emitted it (the last, if twice)."""
+        out: dict[tuple[str, int], tuple[FeatureVector, str]] = {}
         for r in list(self.records):
             v = decode(r.value)
             assert isinstance(v, FeatureVector) and r.key == machine_key(v.machine_id)
-            out[round((v.window_start.timestamp() - T0) / SIZE)] = v
+            worker = dict(r.headers or []).get("worker", b"").decode()
+            out[v.machine_id, round((v.window_start.timestamp() - T0) / SIZE)] = (v, worker)
         return out
 
 
@@ -142,3 +147,45 @@ def test_a_pump_that_reported_its_speed_once_at_zero_is_off_also_after_a_restart
         assert "speed" in v.missing and v.features["speed.mean"] is None, k
     # Windows 5-9 came from the restarted worker: the held value was in the changelog.
     assert first.stats.vectors == 5 and second.stats.vectors == 5
+
+
+def test_the_held_value_follows_its_machine_to_another_worker_on_a_rebalance(
+    kafka_settings: KafkaSettings, topics: Topics, unique: str
+) -> None:
+    config = make_config(kafka_settings, topics, f"g-{unique}")
+    ensure_topics(kafka_settings, [TopicSpec(topics.readings, 2)])
+    # Keyed to partitions 0 and 1 of two: after the rebalance each worker owns one of them.
+    machines = ("PMP-001", "PMP-002")
+    stop = {0: [(1.0, 1500.0)], 1: [(20.0, 0.0)]}
+    produce(kafka_settings, topics.readings, [r for m in machines for r in pump(range(6), stop, m)])
+    vectors = Vectors(kafka_settings, topics.features)
+    services = [FeatureService(config, worker_id="a"), FeatureService(config, worker_id="b")]
+    stops = [threading.Event(), threading.Event()]
+    threads = [threading.Thread(target=s.run, args=(e,), daemon=True) for s, e in zip(services, stops, strict=True)]
+    try:
+        services[0].setup()
+        threads[0].start()
+        wait_for(lambda: len(vectors.by_machine_window()) >= 10, 90, "windows 0-4 of both pumps from worker a")
+        services[1].setup()
+        threads[1].start()
+        # Worker a checkpoints the machine it gives up when revoked; b restores it from the changelog.
+        wait_for(lambda: services[1].stats.restored_machines >= 1, 90, "worker b's assignment")
+        produce(kafka_settings, topics.readings, [r for m in machines for r in pump(range(6, 11), {}, m)])
+        wait_for(lambda: len(vectors.by_machine_window()) >= 20, 90, "windows 5-9 of both pumps")
+    finally:
+        for event in stops:
+            event.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(60)
+        for service in services:
+            service.close()
+        vectors.close()
+    got = vectors.by_machine_window()
+    assert sorted(got) == [(m, k) for m in machines for k in range(10)]
+    for (machine, k), (v, _) in got.items():
+        if k >= 2:
+            assert v.state == MachineState.OFF and v.state_held == 0.0, (machine, k, v.state)
+    # After the rebalance each pump's windows come from one worker, and the moved one's from worker b.
+    later = {m: {got[m, k][1] for k in range(5, 10)} for m in machines}
+    assert sorted(w for ws in later.values() for w in ws) == ["a", "b"], later
