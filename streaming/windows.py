@@ -348,6 +348,11 @@ class WindowEngine:
         known = self._known_sensors()[machine_id]
         run_codes = [known.get(sensor, -1) for sensor in sensors]
         run_lengths = list(lengths)
+        if sum(run_lengths) != len(ts) or len(values) != len(ts):
+            # The runs are only expanded when the window closes: a mismatch must not surface there, misaligned.
+            raise ValueError(
+                f"{len(ts)} times and {len(values)} values for {sum(run_lengths)} readings of {machine_id}"
+            )
         # The sensor code of every reading is only spelled out when some readings must be taken out: the normal
         # message goes to the buffer as its runs (sensor, length), expanded once per window (_join).
         codes: npt.NDArray[np.int16] | None = None

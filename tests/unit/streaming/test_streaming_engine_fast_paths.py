@@ -185,3 +185,12 @@ def test_any_mix_of_messages_single_readings_and_state_reads_matches_the_per_rea
     assert _stats(engine) == _stats(reference)
     late = [(x.sensor, x.ts, repr(x.value), x.reason) for x in engine.drain_late()]
     assert sorted(late) == sorted((x.sensor, x.ts, repr(x.value), x.reason) for x in reference.drain_late())
+
+
+def test_columns_that_do_not_add_up_are_refused_at_once() -> None:
+    engine = window_engine(_config())
+    with pytest.raises(ValueError):
+        engine.add_columns("PMP-001", ["flow", "speed"], [2, 2], np.array([T0, T0 + 1, T0 + 2]), np.ones(3))
+    with pytest.raises(ValueError):
+        engine.add_columns("PMP-001", ["flow"], [2], np.array([T0, T0 + 1]), np.ones(3))
+    assert engine.open_readings() == 0
