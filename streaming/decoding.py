@@ -240,15 +240,17 @@ class ReadingDecoder:
         if not PACKED_KEYS.issuperset(doc):
             raise _Unsure("keys")
         machine_id = self._ident(doc["machine_id"])
-        ingest_ts, source = doc.get("ingest_ts"), doc.get("source")
-        if ingest_ts is not None and (type(ingest_ts) is not float or not 0.0 <= ingest_ts <= _EPOCH_MAX):
+        # Absent is fine (ingest_ts: now; units: none), present but nil is not: the contract refuses both.
+        ingest_ts, source = doc.get("ingest_ts", 0.0), doc.get("source")
+        if type(ingest_ts) is not float or not 0.0 <= ingest_ts <= _EPOCH_MAX:
             raise _Unsure("ingest_ts")
         if source is not None and type(source) is not str:
             raise _Unsure("source")
-        sensors, lengths, units = doc["sensors"], doc["lengths"], doc.get("units")
+        sensors, lengths = doc["sensors"], doc["lengths"]
         if type(sensors) is not list or type(lengths) is not list or len(sensors) != len(lengths) or not sensors:
             raise _Unsure("sensors")
-        if units is not None and (
+        units = doc.get("units", sensors)  # absent: nothing to check (the sensors are checked below)
+        if units is not sensors and (
             type(units) is not list
             or len(units) != len(sensors)
             or any(u is not None and type(u) is not str for u in units)

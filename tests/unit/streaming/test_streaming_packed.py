@@ -232,3 +232,133 @@ def test_well_formed_packed_messages_take_the_fast_path_and_agree(n: int, values
     payload = msgpack.packb(doc)
     assert ReadingDecoder().decode(payload).fast
     assert _agrees(payload)[0] == "ok"
+
+
+# ------------------------------------------------------------------------------------------------- review (#4)
+# The random messages above are almost never valid (a valid one needs matching sensors, lengths and binaries by
+# chance), so they never test acceptance of messages with extras. These start from a VALID message with every
+# optional key and change one thing.
+_ts_number = st.one_of(
+    st.floats(0.0, 253402300799.0), st.sampled_from([0.0, -0.0, 5e-324, T0, T0 + 0.5, 253402300799.0])
+)
+_value_number = st.one_of(
+    st.floats(allow_infinity=False),
+    st.sampled_from([math.nan, -0.0, 5e-324, -5e-324, 1e308, -1e308]),
+    # NaN with payload bits and a negative NaN: both are nulls
+    st.sampled_from([0x7FF8000000000001, 0xFFF8000000000000, 0x7FF0000000000001]).map(
+        lambda bits: struct.unpack("<d", struct.pack("<Q", bits))[0]
+    ),
+)
+_quality = st.sampled_from(["good", "uncertain", "bad"])
+_flag = st.sampled_from(["out_of_range", "not_finite", "bad_quality", "deadband", "x"])
+
+
+@st.composite
+def _valid_packed(draw: st.DrawFn) -> dict[str, Any]:
+    n_columns = draw(st.integers(1, 3))
+    lengths = draw(st.lists(st.integers(1, 4), min_size=n_columns, max_size=n_columns))
+    total = sum(lengths)
+    doc: dict[str, Any] = {
+        "v": 1,
+        "kind": "reading_columns",
+        "machine_id": draw(st.sampled_from(["PMP-001", "A" * 200, "x:y/z.1-_"])),
+        "sensors": draw(st.lists(st.sampled_from(["flow", "speed", "t"]), min_size=n_columns, max_size=n_columns)),
+        "lengths": lengths,
+        "ts": _f8(*draw(st.lists(_ts_number, min_size=total, max_size=total))),
+        "value": _f8(*draw(st.lists(_value_number, min_size=total, max_size=total))),
+    }
+    per_reading = {
+        "server_ts": st.lists(st.one_of(_ts_number, st.just(math.nan)), min_size=total, max_size=total).map(
+            lambda xs: _f8(*xs)
+        ),
+        "quality": st.lists(_quality, min_size=total, max_size=total),
+        "status_code": st.lists(st.integers(-(2**63), 2**64 - 1), min_size=total, max_size=total),
+        "flags": st.lists(st.lists(_flag, max_size=2), min_size=total, max_size=total),
+    }
+    envelope = {
+        "ingest_ts": st.one_of(st.floats(0.0, 253402300799.0), st.just(T0)),
+        "source": st.one_of(st.none(), st.just("opcua:x"), st.just("")),
+        "units": st.lists(st.one_of(st.none(), st.just("m3/h"), st.just("")), min_size=n_columns, max_size=n_columns),
+    }
+    for name, strategy in {**per_reading, **envelope}.items():
+        if draw(st.booleans()):
+            doc[name] = draw(strategy)
+    return doc
+
+
+_odd = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.just(2**64 - 1),
+    st.floats(allow_nan=True),
+    st.text(max_size=3),
+    st.binary(max_size=9),
+    st.lists(st.integers(0, 2), max_size=2),
+    st.dictionaries(st.just("a"), st.integers(0, 1), max_size=1),
+    st.just(msgpack.ExtType(5, b"x")),
+)
+_special = st.sampled_from([math.nan, math.inf, -math.inf, -1.0, -5e-324, 253402300799.5, 1e12, 0.0])
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
+    """A valid packed message with at most one thing changed (and what was changed)."""
+    doc = draw(_valid_packed())
+    key = draw(st.sampled_from([*sorted(doc), "ingest_ts", "units", "quality", "flags", "status_code", "extra"]))
+    how = draw(st.sampled_from(["keep", "nil", "drop", "odd", "shorter", "longer", "element", "special"]))
+    value = doc.get(key)
+    if how == "nil":
+        doc[key] = None
+    elif how == "drop":
+        doc.pop(key, None)
+    elif how == "odd":
+        doc[key] = draw(_odd)
+    elif how in ("shorter", "longer") and isinstance(value, bytes | list) and value:
+        doc[key] = (
+            value[: -(8 if isinstance(value, bytes) else 1)]
+            if how == "shorter"
+            else value + value[-1:] * (8 if isinstance(value, bytes) else 1)
+        )
+    elif how == "element" and isinstance(value, list) and value:
+        i = draw(st.integers(0, len(value) - 1))
+        doc[key] = [draw(_odd) if j == i else x for j, x in enumerate(value)]
+    elif how == "special" and isinstance(value, bytes) and value:
+        i = draw(st.integers(0, len(value) // 8 - 1))
+        doc[key] = value[: 8 * i] + _f8(draw(_special)) + value[8 * i + 8 :]
+    else:
+        how = "keep"
+    return doc, f"{how} {key}"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=_valid_packed(), accept_uncertain=st.booleans())
+def test_every_valid_packed_message_with_extras_takes_the_fast_path_and_agrees(
+    doc: dict[str, Any], accept_uncertain: bool
+) -> None:
+    payload = msgpack.packb(doc, use_bin_type=True)
+    assert _agrees(payload, accept_uncertain)[0] == "ok"
+    assert ReadingDecoder(accept_uncertain=accept_uncertain).decode(payload).fast
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=_mutated(), accept_uncertain=st.booleans())
+def test_fast_decoder_agrees_with_the_contract_on_valid_messages_with_one_change(
+    case: tuple[dict[str, Any], str], accept_uncertain: bool
+) -> None:
+    doc, _change = case
+    _agrees(msgpack.packb(doc, use_bin_type=True), accept_uncertain)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"units": None},  # present but nil: the contract refuses it (units is a list when present)
+        {"ingest_ts": None},  # the contract refuses a nil ingest_ts (absent means "now")
+        {"quality": None, "flags": None, "status_code": None, "server_ts": None},  # nil lists: the defaults
+        {"source": None},
+        {"v": 1.0},
+    ],
+)
+def test_nil_and_odd_envelope_values_agree(overrides: dict[str, Any]) -> None:
+    _agrees(msgpack.packb(_doc(**overrides)))
