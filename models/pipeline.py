@@ -479,6 +479,13 @@ class FleetModel:
         if seen is not None and math.isfinite(seen) and name not in fv.imputed:
             machine.running_last = seen
             return fv.state, ()
+        if fv.state == MachineState.OFF and fv.state_held is not None:
+            # The feature worker decided from the value it holds (report by exception): say so, as for our own.
+            when = f" at {fv.state_held_ts:%Y-%m-%d %H:%M} UTC" if fv.state_held_ts is not None else ""
+            return fv.state, (
+                f"{name} sent nothing since it read {fv.state_held:g}{when} (below {spec.off_below:g}): off until "
+                "it changes",
+            )
         held = machine.running_last
         if fv.state == MachineState.RUNNING and held is not None and held < spec.off_below:
             return MachineState.OFF, (

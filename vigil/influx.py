@@ -234,6 +234,8 @@ class Schema:
                 "bad_quality_share": float(fv.bad_quality_share),
                 "gap": fv.gap,
                 "state": fv.state.value,
+                # The running sensor's held value when it decided the state (report by exception), else absent.
+                "state_held": fv.state_held,
                 "closed_by": fv.closed_by,
                 "missing": ",".join(fv.missing),
                 "imputed": ",".join(fv.imputed),

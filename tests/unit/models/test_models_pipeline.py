@@ -192,8 +192,22 @@ def test_a_silent_running_sensor_holds_its_last_value(trained: FleetModel) -> No
     p = trained.process(silent).prediction
     assert p is not None and p.decision == Decision.OFF and p.decided_by == "none"
     assert any("speed sent nothing since it read 0" in r for r in p.reasons)
+    # The feature worker holding the value itself says off, and why: the reason still names the held reading.
+    held_at = window(150)
+    decided = silent.model_copy(
+        update={
+            "state": MachineState.OFF,
+            "state_held": 0.0,
+            "state_held_ts": held_at,
+            "window_start": window(151),
+            "window_end": window(152),
+        }
+    )
+    q = trained.process(decided).prediction
+    assert q is not None and q.decision == Decision.OFF
+    assert any(f"speed sent nothing since it read 0 at {held_at:%Y-%m-%d %H:%M} UTC" in r for r in q.reasons)
     # It starts again: a fresh start, so its warm-up is not judged as degradation.
-    started = trained.process(pump_vector("PMP-001", window(152), rng=random.Random(2))).prediction
+    started = trained.process(pump_vector("PMP-001", window(153), rng=random.Random(2))).prediction
     assert started is not None and started.decision != Decision.OFF
     assert "warm-up after start: anomalies are not alerted" in started.reasons
 

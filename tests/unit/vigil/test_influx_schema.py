@@ -185,3 +185,21 @@ def test_column_and_packed_batches_give_the_same_points_as_rows() -> None:
         for encoder in (encode_batch, encode_columns, encode_packed)
     ]
     assert len(lines[0]) == 6 and lines[0] == lines[1] == lines[2]
+
+
+def test_a_state_decided_by_a_held_value_carries_it() -> None:
+    fv = FeatureVector(
+        machine_id="PMP-001",
+        machine_type="pump",
+        window_start=T - timedelta(minutes=10),
+        window_end=T,
+        features={"speed.mean": None},
+        missing=("speed",),
+        state=MachineState.OFF,
+        state_held=0.0,
+        state_held_ts=T - timedelta(hours=2),
+    )
+    line = SCHEMA.points(fv)[0].line()
+    assert line is not None and 'state="off"' in line and "state_held=0.0" in line
+    plain = SCHEMA.points(fv.model_copy(update={"state_held": None, "state_held_ts": None}))[0].line()
+    assert plain is not None and "state_held" not in plain
