@@ -8,7 +8,7 @@ order) are cut into 16 byte planes: byte 0 of every event time, byte 1, ..., byt
 (float64, little-endian). Planes whose bytes look random in a sample (the low bytes of noisy values, jittered
 times) are stored as they are (``raw_planes``, in order, after the compressed part); the others (exponents, high
 bytes, regular times) are compressed, where zlib shrinks them to almost nothing quickly. Format 2 (``VGS2``:
-every plane compressed) spent most of a checkpoint's CPU compressing noise for a few per cent; format 1 (base64
+every plane compressed) spent most of a checkpoint's CPU compressing noise for 5-10 % of the size; format 1 (base64
 text in zlib'd JSON) compressed poorly. Both are still read. A record is self-consistent (state and offsets
 written together), so no multi-record atomicity is needed: whoever restores it skips that machine's records below
 its offsets. The topic is created with room for a large machine (:data:`MAX_STATE_BYTES`).
@@ -169,7 +169,7 @@ def _planes(times: bytes, values: bytes) -> npt.NDArray[np.uint8]:
 
 def _noisy(planes: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     """Which planes look random (many distinct bytes in a sample of ~256): zlib would spend most of a
-    checkpoint's CPU on them for a few per cent, so they are stored as they are."""
+    checkpoint's CPU on them for 5-10 % of the record's size, so they are stored as they are."""
     n = planes.shape[1]
     if n < 2 * _SAMPLE:
         return np.zeros(_PLANES, dtype=bool)  # small: compressing all of it is cheap
