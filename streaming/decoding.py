@@ -30,12 +30,20 @@ from datetime import datetime
 from itertools import chain
 from typing import Any
 
-import msgpack
 import numpy as np
 
 from streaming.window_types import Array
 from streaming.windows import column_arrays, usable
-from vigil.contracts import PACKED_KEYS, Gap, Reading, ReadingBatch, ReadingColumns, decode, is_packed
+from vigil.contracts import (
+    PACKED_KEYS,
+    Gap,
+    Reading,
+    ReadingBatch,
+    ReadingColumns,
+    decode,
+    is_packed,
+    unpack_document,
+)
 from vigil.exceptions import ContractError
 
 # ``\Z``, not ``$``: Python's ``$`` also matches before a trailing newline, which the contract's pattern refuses.
@@ -97,8 +105,8 @@ _F8 = np.dtype("<f8")
 _fmin, _fmax = np.fmin.reduce, np.fmax.reduce
 
 
-def _unpack(payload: bytes) -> Any:
-    return msgpack.unpackb(payload, raw=False, strict_map_key=True)
+# The contract's own unpacking (same limits, same document), so the fast path never sees a different message.
+_unpack = unpack_document
 
 
 @dataclass(slots=True)
@@ -149,7 +157,8 @@ class ReadingDecoder:
             try:
                 return self._fast_packed(payload)
             except (_Unsure, ValueError, TypeError, LookupError, AttributeError, OverflowError):
-                return self._full(payload)  # the contract's own unpacking decides (and names the reason)
+                pass  # not here: the traceback keeps the fast path's document alive, and the contract unpacks again
+            return self._full(payload)  # the contract's own unpacking decides (and names the reason)
         try:
             doc = _loads(payload)
             if type(doc) is dict:
