@@ -314,12 +314,10 @@ def _mutated(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
         doc.pop(key, None)
     elif how == "odd":
         doc[key] = draw(_odd)
-    elif how in ("shorter", "longer") and isinstance(value, bytes | list) and value:
-        doc[key] = (
-            value[: -(8 if isinstance(value, bytes) else 1)]
-            if how == "shorter"
-            else value + value[-1:] * (8 if isinstance(value, bytes) else 1)
-        )
+    elif how in ("shorter", "longer") and isinstance(value, bytes) and value:
+        doc[key] = value[:-8] if how == "shorter" else value + value[-8:]
+    elif how in ("shorter", "longer") and isinstance(value, list) and value:
+        doc[key] = value[:-1] if how == "shorter" else [*value, value[-1]]
     elif how == "element" and isinstance(value, list) and value:
         i = draw(st.integers(0, len(value) - 1))
         doc[key] = [draw(_odd) if j == i else x for j, x in enumerate(value)]
