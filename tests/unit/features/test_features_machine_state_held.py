@@ -212,5 +212,8 @@ def test_the_models_agree_and_decide_off_once_per_window() -> None:
         decisions[k] = p
     for k in (2, 3, 4):
         assert decisions[k].decision == Decision.OFF and decisions[k].decided_by == "none"
-        assert decisions[k].reasons == ("machine off",)  # one reason: the vector already said off
+        # Off once, with the worker's held reading as the why (no second, model-side inference).
+        reasons = decisions[k].reasons
+        assert reasons[0] == "machine off" and len(reasons) == 2
+        assert reasons[1].startswith("speed sent nothing since it read 0 at ")
     assert decisions[5].decision != Decision.OFF
