@@ -32,6 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -655,12 +656,34 @@ def encode_packed(machine_id: str, readings: list[Reading], source: str | None =
     for name, default in (("quality", "good"), ("status_code", 0), ("flags", [])):
         if any(name in c for c in columns):
             doc[name] = [x for c in columns for x in c.get(name) or [default] * len(c["ts"])]
-    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    try:
+        packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    except OverflowError:
+        # A status code beyond MessagePack's 64-bit integers (valid on a Reading, which holds any int; OPC UA's
+        # are 32-bit): the rows carry it.
+        return encode_batch(machine_id, readings, source)
     return packed
 
 
 def _f8(numbers: Iterable[float]) -> bytes:
     return np.fromiter(numbers, dtype="<f8").tobytes()
+
+
+_EPOCH_MAX = 253402300799.0
+"""The columnar forms' last epoch second (9999-12-31T23:59:59Z)."""
+_EPOCH_EXACT = 2.0**33
+"""Below this (year 2242) float epoch seconds hold every microsecond: beyond it, whether one does is checked."""
+
+
+def _exact_epochs(epochs: list[float], moments: list[datetime]) -> bool:
+    """Whether these epoch seconds (of these datetimes) are valid on the columnar forms and give the datetimes
+    back to the microsecond."""
+    if not epochs:
+        return True
+    low, high = min(epochs), max(epochs)
+    if low < 0.0 or high > _EPOCH_MAX:
+        return False
+    return high < _EPOCH_EXACT or all(datetime.fromtimestamp(e, UTC) == m for e, m in zip(epochs, moments, strict=True))
 
 
 def _columns(readings: list[Reading]) -> list[dict[str, Any]] | None:
@@ -676,9 +699,13 @@ def _columns(readings: list[Reading]) -> list[dict[str, Any]] | None:
     columns = []
     for (sensor, unit), rs in groups.items():
         ts = [r.ts.timestamp() for r in rs]
-        if min(ts) < 0.0 or any(r.server_ts is not None and r.server_ts.timestamp() < 0.0 for r in rs):
-            # Epoch seconds on the columnar form start at 1970 (a clock reset to 1601, OPC UA's zero, is before):
-            # such a batch goes as rows, which hold any valid Reading, rather than as a message the contract refuses.
+        servers = [r.server_ts.timestamp() for r in rs if r.server_ts is not None]
+        if not _exact_epochs(ts, [r.ts for r in rs]) or not _exact_epochs(
+            servers, [r.server_ts for r in rs if r.server_ts is not None]
+        ):
+            # Epoch seconds on the columnar form hold 1970 .. 9999-12-31T23:59:59 (a clock reset to 1601, OPC UA's
+            # zero, is before; a fraction of 9999's last second after): such a batch goes as rows, which hold any
+            # valid Reading, rather than as a message the contract refuses or one that moves a timestamp.
             return None
         column: dict[str, Any] = {
             "sensor": sensor,
