@@ -16,15 +16,19 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from vigil.bus import make_consumer
 from vigil.config import KafkaSettings, load_config
 from vigil.contracts import decode
 from vigil.exceptions import ConfigError, ContractError
+
+_log = logging.getLogger(__name__)
 
 
 def render(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> dict[str, Any]:
@@ -48,12 +52,17 @@ def render(topic: str, partition: int, offset: int, key: bytes | None, value: by
     except ContractError as exc:
         out["error"] = str(exc)
         out["raw_base64"] = base64.b64encode(value).decode()
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # A validator that overflowed instead of refusing (the feature worker guards the same case): still one
+        # line with the reason, never the end of the listing.
+        out["error"] = f"schema: {type(exc).__name__}: {exc}"
+        out["raw_base64"] = base64.b64encode(value).decode()
     return out
 
 
 def records(
     kafka: KafkaSettings, topic: str, *, start: str, last: int, follow: bool, idle_s: float
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """The topic's records in offset order per partition (partitions interleaved as they are fetched)."""
     from kafka import TopicPartition
 
@@ -100,16 +109,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--follow", action="store_true", help="keep printing new messages until interrupted")
     parser.add_argument("--idle-s", type=float, default=10.0, help="without --follow: stop after this long quiet")
     args = parser.parse_args(argv)
+    from kafka.errors import KafkaError
+
     try:
         config = load_config(args.config)
-        stream = records(
-            config.kafka,
-            args.topic,
-            start="beginning" if args.from_beginning else "last",
-            last=max(0, args.last),
-            follow=args.follow,
-            idle_s=args.idle_s,
-        )
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return 2
+    stream = records(
+        config.kafka,
+        args.topic,
+        start="beginning" if args.from_beginning else "last",
+        last=max(0, args.last),
+        follow=args.follow,
+        idle_s=args.idle_s,
+    )
+    try:
         for n, record in enumerate(stream, start=1):
             print(json.dumps(record), flush=True)  # noqa: T201
             if args.max and n >= args.max:
@@ -117,6 +132,18 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201
         return 2
-    except KeyboardInterrupt:
+    except KafkaError as exc:
+        _log.error("vigil tail: Kafka: %s", exc)  # through the logging setup, which masks registered secrets
+        return 1
+    except KeyboardInterrupt:  # the way to end --follow
         return 0
+    except BrokenPipeError:
+        # The reader went away (``vigil tail ... | head``): stop quietly. Standard output now points at /dev/null
+        # so that the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        # Close the consumer now, whatever ended the loop: an exception's traceback kept the generator (and the
+        # consumer's network thread) alive, and the process hung at exit.
+        stream.close()
     return 0
