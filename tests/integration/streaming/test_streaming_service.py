@@ -364,6 +364,10 @@ BAD = [
     (msgpack.packb({**_PACKED_OK, "ts": struct.pack("<d", math.inf)}), "schema"),
     (msgpack.packb({**_PACKED_OK, "lengths": [2]}), "schema"),  # fewer numbers than readings
     (msgpack.packb({**_PACKED_OK, "v": 2}), "version"),
+    (msgpack.packb({**_PACKED_OK, "units": None}), "schema"),  # present but nil (the fast path took it)
+    (msgpack.packb({**_PACKED_OK, "ingest_ts": None}), "schema"),
+    (b"\x81\xa1v" + b"\x91" * 50_000 + b"\xc0", "packed"),  # arrays nested 50,000 deep
+    (msgpack.packb({**_PACKED_OK, "source": msgpack.ExtType(3, b"x")}), "packed"),  # no extension types
     (b"[1, 2, 3]", "json"),
     (b'{"v": 1, "kind": "reading_batch", "machine_id": "PMP-001", "samples": []}', "schema"),
     (
