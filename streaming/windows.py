@@ -270,12 +270,16 @@ class WindowEngine:
         """The hot path: ``(sensor, event time in epoch seconds, value or NaN when unusable)`` of one machine."""
         out: list[FeatureVector] = []
         stats = self._stats
-        m = self._machine(machine_id)
+        # Dictionary lookups first, the method calls only for a machine's first reading: with one reading per
+        # record this runs once per reading.
+        m = self._machines.get(machine_id)
         if m is None:
-            for _ in samples:
-                stats.unknown_machines[machine_id] += 1
-            return out
-        known = self._known_sensors()[machine_id]
+            m = self._machine(machine_id)
+            if m is None:
+                for _ in samples:
+                    stats.unknown_machines[machine_id] += 1
+                return out
+        known = (self._sensors or self._known_sensors())[machine_id]
         codes, times, values_ = m.tail_codes, m.tail_ts, m.tail_values
         readings = unusable = 0
         # The samples of one message arrive together: each is judged late against the watermark as it was
