@@ -293,6 +293,7 @@ _odd = st.one_of(
     st.just(2**64 - 1),
     st.floats(allow_nan=True),
     st.text(max_size=3),
+    st.sampled_from(["meh", "GOOD", "bad ", "flow\n"]),  # near misses of a quality or an identifier
     st.binary(max_size=9),
     st.lists(st.integers(0, 2), max_size=2),
     st.dictionaries(st.just("a"), st.integers(0, 1), max_size=1),
@@ -360,3 +361,20 @@ def test_fast_decoder_agrees_with_the_contract_on_valid_messages_with_one_change
 )
 def test_nil_and_odd_envelope_values_agree(overrides: dict[str, Any]) -> None:
     _agrees(msgpack.packb(_doc(**overrides)))
+
+
+_EXTRAS = {"quality": ["good", "bad", "uncertain"], "flags": [[], ["out_of_range"], ["x"]], "status_code": [0, 7, 0]}
+
+
+@pytest.mark.parametrize(
+    ("name", "entry"),
+    [("quality", entry) for entry in ["meh", "GOOD", "bad ", "", None, 1, True, ["good"], {"a": 1}, b"good"]]
+    + [("flags", entry) for entry in ["x", "", None, [1], [None], [["x"]], ("x",), [b"x"], {"a": 1}, 0]]
+    + [("status_code", entry) for entry in [True, 1.0, None, "0", [0], 2**64 - 1, -(2**63)]],
+)
+@pytest.mark.parametrize("accept_uncertain", [False, True])
+def test_one_odd_entry_in_a_per_reading_list_agrees(name: str, entry: Any, accept_uncertain: bool) -> None:
+    for position in range(3):
+        extras = {k: list(v) for k, v in _EXTRAS.items()}
+        extras[name][position] = entry
+        _agrees(msgpack.packb(_doc(**extras), use_bin_type=True), accept_uncertain)
