@@ -378,3 +378,25 @@ def test_one_odd_entry_in_a_per_reading_list_agrees(name: str, entry: Any, accep
         extras = {k: list(v) for k, v in _EXTRAS.items()}
         extras[name][position] = entry
         _agrees(msgpack.packb(_doc(**extras), use_bin_type=True), accept_uncertain)
+
+
+def _raw_map(pairs: list[tuple[Any, Any]]) -> bytes:
+    """A MessagePack map written pair by pair (duplicate keys and bytes keys are possible this way)."""
+    body = b"".join(msgpack.packb(k, use_bin_type=True) + msgpack.packb(v, use_bin_type=True) for k, v in pairs)
+    return bytes([0x80 | len(pairs)]) + body
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _raw_map([*_doc().items(), ("v", 1)]),  # a duplicate key (the last one wins, for both readers)
+        _raw_map([*_doc().items(), ("machine_id", "PMP 002")]),  # ... also when it makes the message invalid
+        _raw_map([(b"v" if k == "v" else k, v) for k, v in _doc().items()]),  # a bytes key (MessagePack bin)
+        _raw_map([*_doc().items(), (1, 2)]),  # an integer key
+        _raw_map([*_doc().items(), ("units", {"flow": "m3/h"})]),  # a nested map
+        _raw_map([*_doc(sensors=["flow"], lengths=[3]).items()][:15]),
+        bytes([0xDE, 0, 1]) + msgpack.packb("v") + msgpack.packb(1),  # map16 header
+    ],
+)
+def test_odd_maps_agree(payload: bytes) -> None:
+    _agrees(payload)
