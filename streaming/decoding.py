@@ -63,6 +63,7 @@ _REFUSED_STRICT = frozenset({"bad", "uncertain"})
 _REFUSED_LENIENT = frozenset({"bad"})
 """Qualities whose readings are unusable, without and with ``windows.accept_uncertain``."""
 _NAN = math.nan
+_INF = math.inf
 _DIGITS = "0123456789"
 _fromiso = datetime.fromisoformat
 
@@ -284,10 +285,12 @@ class ReadingDecoder:
         if not (span[0] >= 0.0 and span[1] <= _EPOCH_MAX):  # NaN fails both
             raise _Unsure("ts")
         values = np.frombuffer(raw_values, dtype=_F8)
-        # An infinity (NaN alone is a null) is refused by the contract; a finite sum rules it out cheaply (Python
-        # floats: inf - inf is NaN without numpy's RuntimeWarning).
-        total_value = float(values.sum())
-        if total_value - total_value != 0.0 and np.isinf(values).any():
+        # An infinity (NaN alone is a null) is refused by the contract. The extremes show one without numpy's
+        # RuntimeWarning (a sum overflows and warns on hostile values); a NaN hides them, so then look at all.
+        lowest_value, highest_value = float(values.min()), float(values.max())
+        if lowest_value == -_INF or highest_value == _INF:
+            raise _Unsure("value")
+        if highest_value != highest_value and np.isinf(values).any():
             raise _Unsure("value")
         if raw_server is not None:
             if type(raw_server) is not bytes or len(raw_server) != size:
@@ -489,9 +492,7 @@ class ReadingDecoder:
         if doc.get("v") != 1 or not _READING_KEYS.issuperset(doc):
             raise _Unsure("reading")
         machine_id = self._envelope(doc)
-        # The keys were checked against the reading's (which include the sample's): read the sample in place. With
-        # exactly the six required keys (v, kind, machine_id, sensor, ts, value; a missing one raises KeyError)
-        # there is nothing optional to check.
+        # The keys were checked against the reading's (which include the sample's): read the sample in place.
         return Decoded(machine_id, [self._full_sample(doc, keys_checked=True)], fast=True)
 
     def _envelope(self, doc: dict[str, Any]) -> str:
