@@ -140,7 +140,16 @@ def dead_letter(
     offset: int | None = None,
     key: bytes | None = None,
 ) -> DeadLetter:
-    """A dead letter carrying the original bytes (base64), the reason and where the message came from."""
+    """A dead letter carrying the original bytes (base64), the reason and where the message came from.
+
+    A payload longer than :data:`DEAD_LETTER_RAW_MAX` keeps its first bytes only (``raw_size`` says how long it
+    was, and the source topic/partition/offset where the whole is): base64 grows it by a third, and a dead letter
+    over the broker's message size (1 MiB by default) would be refused - the service could then neither use the
+    message nor set it aside, and would stop on it again after every restart.
+    """
+    raw = raw or b""
+    if len(raw) > DEAD_LETTER_RAW_MAX:
+        error = f"{error[:1800]} [raw payload of {len(raw)} bytes cut to its first {DEAD_LETTER_RAW_MAX}]"
     return DeadLetter(
         service=service,
         reason=reason,
@@ -149,8 +158,13 @@ def dead_letter(
         partition=partition,
         offset=offset,
         key=key.decode(errors="replace") if key is not None else None,
-        raw=base64.b64encode(raw or b"").decode(),
+        raw=base64.b64encode(raw[:DEAD_LETTER_RAW_MAX]).decode(),
+        raw_size=len(raw),
     )
+
+
+DEAD_LETTER_RAW_MAX = 600 * 1024
+"""Most payload bytes a dead letter carries (~800 KiB in base64: under Kafka's default 1 MiB message size)."""
 
 
 _dead_letter_counts: dict[tuple[str, str], int] = {}

@@ -412,7 +412,10 @@ class DeadLetter(_Message):
     offset: int | None = None
     key: str | None = None
     raw: str
-    """The original payload, base64-encoded."""
+    """The original payload, base64-encoded (only its first bytes when ``raw_size`` is larger: see
+    :data:`vigil.bus.DEAD_LETTER_RAW_MAX`)."""
+    raw_size: int | None = None
+    """Length in bytes of the original payload (``None`` in dead letters written before this field)."""
 
 
 class SegmentAuditReport(_Message):

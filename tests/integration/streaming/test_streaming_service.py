@@ -671,3 +671,39 @@ def test_reading_topics_with_different_partition_counts_stop_the_worker_naming_t
         assert service.stats.messages == 0
     finally:
         service.close()
+
+
+def test_a_payload_too_big_for_its_dead_letter_is_cut_and_the_worker_goes_on(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    # 900 kB of garbage fits Kafka's default 1 MiB message size, but its base64 in a dead letter (1.2 MB) would
+    # not: the worker could neither use it nor set it aside, and would stop on it after every restart.
+    config = make_config(kafka_settings, created, group)
+    good = batches(oracle.stream(5, {"PMP-001": ["flow", "speed"]}, seconds=300, late=0.0, duplicates=0.0))
+    huge = b"\x00" + bytes(range(256)) * 3515  # ~900 kB, not JSON
+    producer = make_producer(kafka_settings, max_request_size=2 << 20)
+    producer.send(created.readings, key=b"PMP-001", value=huge).get(30)
+    for message in good:
+        producer.send(created.readings, key=b"PMP-001", value=encode(message))
+    producer.flush()
+    producer.close()
+    expected = expected_vectors(config, good)
+    service = FeatureService(config)
+    features = Collector(kafka_settings, created.features)
+    dead = Collector(kafka_settings, created.dead_letter)
+    stop, thread = run_in_thread(service)
+    try:
+        wait_for(
+            lambda: len(dead.records) >= 1 and len(features.records) >= len(expected), 90, "dead letter and vectors"
+        )
+    finally:
+        stop.set()
+        thread.join(60)
+        service.close()
+        features.close()
+        dead.close()
+    (letter,) = [decode(r.value) for r in dead.records]
+    assert isinstance(letter, DeadLetter) and letter.reason == "json" and letter.offset == 0
+    assert letter.raw_size == len(huge) and base64.b64decode(letter.raw) == huge[: len(base64.b64decode(letter.raw))]
+    assert len(base64.b64decode(letter.raw)) < len(huge) and "cut to its first" in letter.error
+    assert sorted(unique_by_window(features.vectors())) == sorted(expected)
