@@ -77,6 +77,10 @@ class ServiceStats:
     replay_skipped: int = 0
     """Records already reflected in a restored machine's state (redelivered after a crash)."""
     checkpoints: int = 0
+    checkpoint_records: int = 0
+    """Machine state records written to the changelog (one per changed machine per checkpoint)."""
+    checkpoint_bytes: int = 0
+    """Their bytes: each checkpoint re-writes a changed machine's whole open windows."""
     commits: int = 0
     commit_failures: int = 0
     restored_machines: int = 0
@@ -138,6 +142,7 @@ class FeatureService:
         self._reported_unknown: set[str] = set()
         self._dropped_reported: dict[str, int] = {}
         self._open_gauge: Any = None
+        self._bytes_counter: Any = None
         self._broken = False
         """Kafka refused a record: nothing may be checkpointed or committed any more (a restart replays)."""
 
@@ -372,6 +377,8 @@ class FeatureService:
             self._influx.flush()
         if not self._dirty:
             return
+        started = time.perf_counter()
+        records = written = 0
         for machine in sorted(self._dirty):
             state = self.engine.machine_state(machine, raw=True)
             if state is None:
@@ -379,10 +386,20 @@ class FeatureService:
             value = encode_checkpoint(self._machine_offsets.get(machine, {}), state)
             future = self._state_producer.send(self.changelog.topic.name, key=self.changelog.key(machine), value=value)
             future.add_errback(self._send_errors.append)
+            records += 1
+            written += len(value)
         self._state_producer.flush(timeout=120)
         self._raise_send_errors()
         self._dirty.clear()
         self.stats.checkpoints += 1
+        self.stats.checkpoint_records += records
+        self.stats.checkpoint_bytes += written
+        if self.metrics is not None:
+            # What durability costs, for sizing the changelog and choosing windows.checkpoint_interval_s: every
+            # checkpoint re-writes each changed machine's open windows whole.
+            self.metrics.processing.labels("features_checkpoint").observe(time.perf_counter() - started)
+            self.metrics.messages_out.labels(self.changelog.topic.name).inc(records)
+            self._checkpoint_bytes_counter().inc(written)
 
     def _offsets_to_commit(self, only: set[Any] | None = None) -> dict[Any, Any]:
         return {
@@ -484,6 +501,18 @@ class FeatureService:
             self.metrics.set_ready(True)
 
     # ------------------------------------------------------------------ reporting
+    def _checkpoint_bytes_counter(self) -> Any:
+        assert self.metrics is not None
+        if self._bytes_counter is None:
+            from prometheus_client import Counter
+
+            self._bytes_counter = Counter(
+                "vigil_checkpoint_bytes",
+                "Bytes of window state written to the changelog (each checkpoint re-writes a changed machine whole)",
+                registry=self.metrics.registry,
+            )
+        return self._bytes_counter
+
     def _open_readings_gauge(self) -> Any:
         assert self.metrics is not None
         if self._open_gauge is None:
@@ -504,7 +533,7 @@ class FeatureService:
         e, s = self.engine.stats, self.stats
         log.info(
             "features: %d records, %d readings (%d unusable, %d late, %d clock skew, %d duplicate), %d vectors "
-            "(%d closed on wall clock), %d dead letters, %d replayed records skipped, %d checkpoints",
+            "(%d closed on wall clock), %d dead letters, %d replayed records skipped, %d checkpoints (%.1f MB of state)",
             s.messages,
             e.readings,
             e.unusable,
@@ -516,6 +545,7 @@ class FeatureService:
             s.dead_letters,
             s.replay_skipped,
             s.checkpoints,
+            s.checkpoint_bytes / 1e6,
         )
         if e.unknown_machines or e.unknown_sensors:
             log.warning(

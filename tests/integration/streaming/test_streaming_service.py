@@ -707,3 +707,36 @@ def test_a_payload_too_big_for_its_dead_letter_is_cut_and_the_worker_goes_on(
     assert letter.raw_size == len(huge) and base64.b64decode(letter.raw) == huge[: len(base64.b64decode(letter.raw))]
     assert len(base64.b64decode(letter.raw)) < len(huge) and "cut to its first" in letter.error
     assert sorted(unique_by_window(features.vectors())) == sorted(expected)
+
+
+def test_checkpoint_cost_is_measured_in_the_metrics_and_matches_the_changelog(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    from vigil.metrics import ServiceMetrics
+
+    config = make_config(kafka_settings, created, group)
+    messages = batches(oracle.stream(8, {"PMP-001": ["flow", "speed"]}, seconds=120, late=0.0, duplicates=0.0))
+    produce(kafka_settings, created.readings, messages)
+    metrics = ServiceMetrics("features", process_metrics=False, lag_interval_s=3600)
+    service = FeatureService(config, metrics=metrics)
+    service.setup()
+    try:
+        deadline = time.monotonic() + 60
+        while service.stats.messages < len(messages) and time.monotonic() < deadline:
+            service.step()
+        service.checkpoint()
+        assert service.stats.checkpoint_records >= 1 and service.stats.checkpoint_bytes > 0
+    finally:
+        service.close()
+    changelog = Collector(kafka_settings, service.changelog.topic.name)
+    try:
+        wait_for(lambda: len(changelog.records) >= service.stats.checkpoint_records, 30, "changelog records")
+    finally:
+        changelog.close()
+    assert sum(len(r.value) for r in changelog.records) == service.stats.checkpoint_bytes
+    registry = metrics.registry
+    assert registry.get_sample_value("vigil_checkpoint_bytes_total") == service.stats.checkpoint_bytes
+    count = registry.get_sample_value("vigil_processing_seconds_count", {"step": "features_checkpoint"})
+    assert count == service.stats.checkpoints
+    sent = registry.get_sample_value("vigil_messages_out_total", {"topic": service.changelog.topic.name})
+    assert sent == service.stats.checkpoint_records
