@@ -220,7 +220,6 @@ class WindowEngine:
         self._floor = _FIRST_EPOCH + self._size
         """Event times below this are refused as late: a window holding them would start before year 1."""
         self._accept_uncertain = w.accept_uncertain
-        self._impute = w.impute == "last"
         self._machines: dict[str, _Machine] = {}
         self._sensors: dict[str, dict[str, int]] | None = None
         """Per machine: sensor -> code (its index in the machine's configured sensors)."""
