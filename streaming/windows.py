@@ -256,7 +256,7 @@ class WindowEngine:
     def add(self, reading: Reading) -> list[FeatureVector]:
         ok = usable(reading.quality, reading.value, reading.flags, self._accept_uncertain)
         value = float(reading.value) if ok and reading.value is not None else _NAN
-        return self.add_sample(reading.machine_id, reading.sensor, reading.ts.timestamp(), value)
+        return self.add_samples(reading.machine_id, ((reading.sensor, reading.ts.timestamp(), value),))
 
     def add_batch(self, batch: ReadingBatch) -> list[FeatureVector]:
         return self.add_samples(batch.machine_id, (self._sample(s) for s in batch.samples))
@@ -321,8 +321,43 @@ class WindowEngine:
         m.last_wall = self._now
         return out
 
-    def add_sample(self, machine_id: str, sensor: str, ts: float, value: float) -> list[FeatureVector]:
-        return self.add_samples(machine_id, ((sensor, ts, value),))
+    def add_sample(self, machine_id: str, sensor: str, ts: float, value: float) -> Sequence[FeatureVector]:
+        """One reading: the same as ``add_samples(machine_id, [(sensor, ts, value)])``, without the loop's set-up.
+
+        With one reading per Kafka record this runs once per record, and the set-up of :meth:`add_samples` (the
+        generator, the locals, the list) cost as much as the reading itself. Returns an empty tuple, not a new
+        list, when no window closed. ``test_windows`` checks it against :meth:`add_samples` reading by reading.
+        """
+        m = self._machines.get(machine_id)
+        if m is None:
+            return self.add_samples(machine_id, ((sensor, ts, value),))  # first reading, or an unknown machine
+        code = (self._sensors or self._known_sensors())[machine_id].get(sensor)
+        stats = self._stats
+        if code is None:
+            stats.unknown_sensors[f"{machine_id}/{sensor}"] += 1
+        else:
+            stats.readings += 1
+            if value != value:
+                stats.unusable += 1
+            if ts > self._horizon:
+                self._refuse_future(machine_id, sensor, ts, value)
+            elif ts < self._floor:
+                self._refuse_ancient(machine_id, sensor, ts, value)
+            elif not ((ts < m.watermark or ts < m.closed_upto) and self._late_check(machine_id, m, sensor, ts, value)):
+                m.tail_codes.append(code)
+                m.tail_ts.append(ts)
+                m.tail_values.append(value)
+                if ts > m.watermark:
+                    m.watermark = ts
+                if ts < m.earliest:
+                    m.earliest = ts
+                    m.next_close = self._window_end(self._first_open(m)) + self._grace
+        m.last_wall = self._now
+        if m.watermark >= m.next_close:
+            out: list[FeatureVector] = []
+            self._advance(machine_id, m, out)
+            return out
+        return ()
 
     def add_columns(
         self,

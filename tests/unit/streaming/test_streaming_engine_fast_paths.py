@@ -194,3 +194,38 @@ def test_columns_that_do_not_add_up_are_refused_at_once() -> None:
     with pytest.raises(ValueError):
         engine.add_columns("PMP-001", ["flow"], [2], np.array([T0, T0 + 1]), np.ones(3))
     assert engine.open_readings() == 0
+
+
+_single = st.tuples(
+    st.sampled_from([*PUMP, "nonsense"]),
+    # Seconds after T0: mostly rising with jitter, some far back (late), some beyond the clock (future), some
+    # before the floor (ancient).
+    st.one_of(
+        st.floats(0, 400), st.floats(-5_000_000, -4_000_000), st.floats(10_000, 20_000), st.integers(0, 50)
+    ),
+    st.one_of(st.floats(-1e3, 1e3), st.just(math.nan)),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    readings=st.lists(_single, min_size=1, max_size=120),
+    machine=st.sampled_from(["PMP-001", "NOPE-9"]),
+    kind=st.sampled_from(["tumbling", "hopping"]),
+)
+def test_add_sample_is_add_samples_with_one_reading(readings: list[Sample], machine: str, kind: str) -> None:
+    """``add_sample`` (the worker's path for one reading per record) skips ``add_samples``' set-up, not its rules:
+    the same vectors, counters, late readings and refusals, reading by reading."""
+    windows = {"kind": kind, "hop_s": 20} if kind == "hopping" else {}
+    cfg = _config(max_clock_skew_s=60, **windows)
+    one, many = window_engine(cfg), window_engine(cfg)
+    for engine in (one, many):
+        engine.set_clock(T0 + 1_000)
+    for sensor, dt, value in readings:
+        got = one.add_sample(machine, sensor, T0 + dt, value)
+        expected = many.add_samples(machine, [(sensor, T0 + dt, value)])
+        assert list(got) == expected
+        assert one.drain_late() == many.drain_late()
+    assert _stats(one) == _stats(many)
+    assert one.tick(T0 + 10_000) == many.tick(T0 + 10_000)
+    assert one.flush() == many.flush()
