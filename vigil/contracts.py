@@ -550,10 +550,11 @@ PACKED_KEYS = frozenset(
 )
 """Keys of the packed form of :class:`ReadingColumns` (see :func:`pack_columns`)."""
 PACKED_MAX_BYTES = 4 * 1024 * 1024
-"""A larger packed message is refused unread (reason ``packed``). Unpacking can allocate ~70x a payload's size
-in Python objects (measured: 4 MB of empty arrays, 280 MB), so without a cap one hostile record could exhaust a
-worker's memory. 4 MiB is the largest record a Vigil producer sends (``max_request_size`` in
-:func:`vigil.bus.make_producer`); the publisher keeps its messages under 900 kB."""
+"""A larger packed message is refused unread (reason ``packed``). Unpacking can allocate up to ~20x a payload's
+size in Python objects (4 MB of two-character strings: 83 MB; lists and maps are counted as they are built, see
+:func:`unpack_document`), so without a cap one hostile record could exhaust a worker's memory. 4 MiB is the
+largest record a Vigil producer sends (``max_request_size`` in :func:`vigil.bus.make_producer`); the publisher
+keeps its messages under 900 kB."""
 _F8 = "<f8"
 _EPOCH_EXACT = 2.0**33
 """Below this (year 2242) a float64 of epoch seconds holds every microsecond exactly (its spacing is under 1 us)."""
@@ -571,8 +572,32 @@ def unpack_document(payload: bytes) -> Any:
     Raises ``ValueError`` (msgpack's own errors, and a payload above :data:`PACKED_MAX_BYTES`)."""
     if len(payload) > PACKED_MAX_BYTES:
         raise ValueError(f"{len(payload)} bytes, more than the {PACKED_MAX_BYTES} a packed message may have")
-    # A valid message has one map (the top level, 14 keys at most) and no extension types.
-    return msgpack.unpackb(payload, raw=False, strict_map_key=True, max_map_len=len(PACKED_KEYS), max_ext_len=0)
+    # A valid message has one map (the top level, 14 keys at most), no extension types, and few lists: six per
+    # message and one per reading's flags, where every reading takes 16 bytes of times and values. Counting them
+    # as they are built stops a payload of empty lists or maps (1 byte each, ~60 bytes as Python objects) early.
+    budget = [len(payload) // 16 + 8, 1]
+
+    def list_hook(items: list[Any]) -> list[Any]:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ValueError("more lists than a packed message of this size can hold")
+        return items
+
+    def object_hook(obj: dict[str, Any]) -> dict[str, Any]:
+        budget[1] -= 1
+        if budget[1] < 0:
+            raise ValueError("a map inside the message (only the top level is one)")
+        return obj
+
+    return msgpack.unpackb(
+        payload,
+        raw=False,
+        strict_map_key=True,
+        max_map_len=len(PACKED_KEYS),
+        max_ext_len=0,
+        list_hook=list_hook,
+        object_hook=object_hook,
+    )
 
 
 def pack_columns(message: ReadingColumns) -> bytes:

@@ -200,9 +200,7 @@ _single = st.tuples(
     st.sampled_from([*PUMP, "nonsense"]),
     # Seconds after T0: mostly rising with jitter, some far back (late), some beyond the clock (future), some
     # before the floor (ancient).
-    st.one_of(
-        st.floats(0, 400), st.floats(-5_000_000, -4_000_000), st.floats(10_000, 20_000), st.integers(0, 50)
-    ),
+    st.one_of(st.floats(0, 400), st.floats(-5_000_000, -4_000_000), st.floats(10_000, 20_000), st.integers(0, 50)),
     st.one_of(st.floats(-1e3, 1e3), st.just(math.nan)),
 )
 

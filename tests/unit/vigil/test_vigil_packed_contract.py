@@ -73,6 +73,22 @@ def test_hostile_packed_payloads_are_contract_errors(payload: bytes) -> None:
     assert _reason(payload) in ("packed", "version", "schema")
 
 
+def test_lists_and_maps_are_counted_as_they_are_built() -> None:
+    """A 1-byte empty list or map is ~60 bytes as a Python object: a payload of them is refused once it holds more
+    than a valid message of its size can (one map; six lists and one flags list per reading of 16 bytes), before
+    the rest is built. The largest valid count still passes."""
+    n = 4096
+    flagged = {**_valid(n), "flags": [["spike"]] * n, "quality": ["good"] * n, "status_code": [0] * n}
+    assert len(unpack_columns(msgpack.packb(flagged, use_bin_type=True)).columns[0].flags or ()) == n
+    lists = 1 << 20
+    payload = b"\x81\xa5flags\xdd" + lists.to_bytes(4, "big") + b"\x90" * lists
+    with pytest.raises(ContractError, match="more lists than a packed message of this size can hold"):
+        unpack_columns(payload)
+    maps = b"\x81\xa5flags\x92\x80\x80"
+    with pytest.raises(ContractError, match="a map inside the message"):
+        unpack_columns(maps)
+
+
 def test_a_huge_bin_of_the_wrong_length_is_refused_before_any_number_is_converted() -> None:
     # 'ts' is right and 200k readings long (3.2 MB), 'value' one number short: refused by its length.
     n = 200_000
