@@ -198,7 +198,12 @@ class ReadingDecoder:
                             value = float(value)
                         elif vt is not float and value is not None:
                             raise _Unsure("value")
-                        return machine_id, sensor, _ts(doc["ts"]), _NAN if value is None or value - value != 0.0 else value
+                        return (
+                            machine_id,
+                            sensor,
+                            _ts(doc["ts"]),
+                            _NAN if value is None or value - value != 0.0 else value,
+                        )
                     return self._fast_reading(doc)
                 if kind == "reading_batch":
                     return self._fast_batch(doc)
