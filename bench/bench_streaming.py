@@ -3,11 +3,13 @@
     python bench/bench_streaming.py            # full run (a few minutes)
     python bench/bench_streaming.py --smoke    # tiny, seconds
 
-Throughput: one topic partition is filled with readings, then read twice in the same run: by a bare
-``KafkaConsumer`` (poll and count, nothing else) and by one :class:`features.service.FeatureService` (decode with
-validation, per-machine windows, features, feature vectors produced, checkpoints and offset commits). Both are
-reported in readings/s with their ratio, for messages carrying batches of readings and for one reading per
-message. Memory: resident set size of a :class:`streaming.windows.WindowEngine` holding one full open window for
+Throughput: one topic partition is filled with readings, then read three times in the same run: by a bare
+``KafkaConsumer`` (poll and count, nothing else), by a decoding consumer (the same, plus the worker's own
+``ReadingDecoder`` on every message) and by one :class:`features.service.FeatureService` (decode with
+validation, per-machine windows, features, feature vectors produced, checkpoints and offset commits). Each is
+reported in readings/s, with the worker's ratio to the bare consumer (the issue's goal) and to the decoding one
+(what the stream processing adds to reading and validating the messages), for messages carrying batches of
+readings and for one reading per message. Memory: resident set size of a :class:`streaming.windows.WindowEngine` holding one full open window for
 1,000 machines (6 sensors each, ``--rate-hz`` readings per sensor per second, ``--window-s`` long).
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 from features.service import FeatureService
 from features.vector import window_engine
 from ingest.publisher import encode_batch, encode_columns, encode_packed
+from streaming.decoding import ReadingDecoder
 from vigil.bus import TopicSpec, ensure_topics, make_consumer, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
 from vigil.contracts import Reading, is_packed, unpack_columns
@@ -132,6 +135,29 @@ def bare(kafka: KafkaSettings, topic: str, expected: int) -> tuple[float, float]
     return elapsed, cpu
 
 
+def decoding(kafka: KafkaSettings, topic: str, expected: int) -> tuple[float, float]:
+    """Like :func:`bare`, but every message is also decoded with the worker's own decoder (validation included):
+    the baseline for what windowing, features, checkpoints and commits add on top of reading the messages."""
+    consumer = make_consumer(
+        kafka, f"bench-decode-{uuid.uuid4().hex[:8]}", [topic], max_poll_records=2000, max_partition_fetch_bytes=8 << 20
+    )
+    decode = ReadingDecoder().decode_record
+    seen, started, cpu = 0, None, 0.0
+    while seen < expected:
+        t, c = time.perf_counter(), time.process_time()
+        records = consumer.poll(timeout_ms=1000)
+        if records and started is None:
+            started, cpu = t, c
+        for msgs in records.values():
+            for msg in msgs:
+                seen += 1
+                decode(msg.value)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    cpu = time.process_time() - cpu
+    consumer.close(autocommit=False)
+    return elapsed, cpu
+
+
 def worker(config: VigilConfig, expected: int) -> tuple[float, float, FeatureService]:
     service = FeatureService(config, worker_id="bench", report_interval_s=1e9)
     service.setup()
@@ -183,6 +209,9 @@ def throughput(
     fill(kafka, topics.readings, data)
     bare_rates, worker_rates, ratios, vectors = [], [], [], 0
     bare_cpu, worker_cpu = [], []
+    decode_rates: list[float] = []
+    decode_ratios: list[float] = []
+    decode_cpu: list[float] = []
     # Alternating runs on the same data, medians reported: the machine's load drifts between runs.
     for i in range(repeat):
         windows = {"size_s": size_s, "grace_s": 5, "idle_timeout_s": 3600, "group_id": f"bench-{run}-{i}"}
@@ -190,7 +219,11 @@ def throughput(
         # reading the previous passes' checkpoints.
         config = plant(machines, windows, kafka, topics.model_copy(update={"changelog_prefix": f"bench-{run}-{i}."}))
         t_bare, c_bare = bare(kafka, topics.readings, len(data))
+        t_decode, c_decode = decoding(kafka, topics.readings, len(data))
         t_worker, c_worker, service = worker(config, len(data))
+        decode_rates.append(total / t_decode)
+        decode_ratios.append(t_decode / t_worker)
+        decode_cpu.append(c_decode / total * 1e6)
         bare_cpu.append(c_bare / total * 1e6)
         worker_cpu.append(c_worker / total * 1e6)
         bare_rates.append(total / t_bare)
@@ -205,6 +238,9 @@ def throughput(
         "ratio": statistics.median(ratios),
         "bare_cpu_us": statistics.median(bare_cpu),
         "worker_cpu_us": statistics.median(worker_cpu),
+        "decoding_readings_per_s": statistics.median(decode_rates),
+        "decoding_ratio": statistics.median(decode_ratios),
+        "decoding_cpu_us": statistics.median(decode_cpu),
         "vectors": vectors,
     }
 
@@ -284,7 +320,9 @@ def main() -> None:
             f"  {label:<28} {int(r['readings']):>9} readings in {int(r['messages']):>7} messages: "
             f"bare consumer {r['bare_readings_per_s']:>10,.0f}/s, worker {r['worker_readings_per_s']:>10,.0f}/s, "
             f"ratio {r['ratio']:.2f} (medians of {args.repeat}), {int(r['vectors'])} feature vectors per run; "
-            f"CPU per reading: bare {r['bare_cpu_us']:.2f} us, worker {r['worker_cpu_us']:.2f} us"
+            f"CPU per reading: bare {r['bare_cpu_us']:.2f} us, worker {r['worker_cpu_us']:.2f} us\n"
+            f"  {'':<28} decoding consumer (bare + the worker's decoder) {r['decoding_readings_per_s']:>10,.0f}/s, "
+            f"worker/decoding ratio {r['decoding_ratio']:.2f}, CPU per reading {r['decoding_cpu_us']:.2f} us"
         )
     print(
         f"  memory: {int(m['machines'])} machines x {len(SENSORS)} sensors x {args.window_s}s at {args.rate_hz:g} Hz "
