@@ -33,6 +33,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata
 
 from features.vector import encode_vector, window_engine
-from streaming.changelog import MAX_STATE_BYTES, Changelog, encode_checkpoint
+from streaming.changelog import MAX_DELTAS, MAX_STATE_BYTES, Changelog, encode_checkpoint
 from streaming.decoding import Decoded, ReadingDecoder
 from streaming.exceptions import DeliveryError
 from streaming.windows import LateReading
@@ -80,7 +81,7 @@ class ServiceStats:
     checkpoint_records: int = 0
     """Machine state records written to the changelog (one per changed machine per checkpoint)."""
     checkpoint_bytes: int = 0
-    """Their bytes: each checkpoint re-writes a changed machine's whole open windows."""
+    """Their bytes: a changed machine's new readings (a delta) or its whole open windows (a base)."""
     commits: int = 0
     commit_failures: int = 0
     restored_machines: int = 0
@@ -136,6 +137,8 @@ class FeatureService:
         self._machine_offsets: dict[str, dict[str, int]] = {}
         self._skip: dict[str, dict[str, int]] = {}
         self._dirty: set[str] = set()
+        self._lineage: dict[str, list[Any]] = {}
+        """Per machine in the changelog: [lineage id of its base, deltas written after it, highest delta key]."""
         self._pending_assignment: set[Any] | None = None
         self._send_errors: list[BaseException] = []
         self._last_report = time.monotonic()
@@ -392,15 +395,38 @@ class FeatureService:
             return
         started = time.perf_counter()
         records = written = 0
+        topic = self.changelog.topic.name
         for machine in sorted(self._dirty):
-            state = self.engine.machine_state(machine, raw=True)
-            if state is None:
+            lineage = self._lineage.get(machine)
+            # A base when the machine has none in the changelog yet, or its chain of deltas is long enough (a
+            # restore reads them all); the engine itself answers with a base whenever readings left the buffers.
+            full = lineage is None or lineage[1] >= MAX_DELTAS
+            got = self.engine.checkpoint_state(machine, full=full)
+            if got is None:
                 continue
-            value = encode_checkpoint(self._machine_offsets.get(machine, {}), state)
-            future = self._state_producer.send(self.changelog.topic.name, key=self.changelog.key(machine), value=value)
-            future.add_errback(self._send_errors.append)
-            records += 1
-            written += len(value)
+            state, is_delta = got
+            offsets = self._machine_offsets.get(machine, {})
+            sends: list[tuple[bytes, bytes | None]] = []
+            if is_delta:
+                assert lineage is not None  # without one a base was asked for
+                lineage[1] += 1
+                lineage[2] = max(lineage[2], lineage[1])
+                value = encode_checkpoint(offsets, state, lineage=lineage[0], delta=lineage[1])
+                sends.append((self.changelog.key(machine, lineage[1]), value))
+            else:
+                new = uuid.uuid4().hex[:16]
+                value = encode_checkpoint(offsets, state, lineage=new, delta=0)
+                sends.append((self.changelog.key(machine), value))
+                # The deltas of the previous base, after the new base (a crash in between leaves deltas of another
+                # lineage, which restoring ignores and the next base removes).
+                highest = lineage[2] if lineage is not None else 0
+                sends += [(self.changelog.key(machine, k), None) for k in range(1, highest + 1)]
+                self._lineage[machine] = [new, 0, 0]
+            for key, payload in sends:
+                future = self._state_producer.send(topic, key=key, value=payload)
+                future.add_errback(self._send_errors.append)
+                records += 1
+                written += len(payload or b"")
         self._state_producer.flush(timeout=120)
         self._raise_send_errors()
         self._dirty.clear()
@@ -409,7 +435,7 @@ class FeatureService:
         self.stats.checkpoint_bytes += written
         if self.metrics is not None:
             # What durability costs, for sizing the changelog and choosing windows.checkpoint_interval_s: every
-            # checkpoint re-writes each changed machine's open windows whole.
+            # checkpoint writes each changed machine's new readings (or, after a window closed, its whole state).
             self.metrics.processing.labels("features_checkpoint").observe(time.perf_counter() - started)
             self.metrics.messages_out.labels(self.changelog.topic.name).inc(records)
             self._checkpoint_bytes_counter().inc(written)
@@ -457,6 +483,7 @@ class FeatureService:
             if set(offsets) & gone:
                 self.engine.drop_machine(machine)
                 del self._machine_offsets[machine]
+                self._lineage.pop(machine, None)
                 self._skip.pop(machine, None)
                 self._dirty.discard(machine)
         for tp in revoked:
@@ -500,6 +527,10 @@ class FeatureService:
                 self._skip[machine] = dict(self._machine_offsets[machine])
                 continue
             self.engine.load_machine_state(machine, checkpoint.machine)
+            if checkpoint.lineage is not None:
+                self._lineage[machine] = [checkpoint.lineage, checkpoint.delta, checkpoint.highest_delta]
+            else:  # written before incremental checkpoints: the next checkpoint is a base
+                self._lineage.pop(machine, None)
             self._machine_offsets[machine] = dict(checkpoint.offsets)
             self._skip[machine] = dict(checkpoint.offsets)
             restored += 1
@@ -521,7 +552,7 @@ class FeatureService:
 
             self._bytes_counter = Counter(
                 "vigil_checkpoint_bytes",
-                "Bytes of window state written to the changelog (each checkpoint re-writes a changed machine whole)",
+                "Bytes of window state written to the changelog (deltas of new readings, and bases after windows close)",
                 registry=self.metrics.registry,
             )
         return self._bytes_counter

@@ -1,6 +1,11 @@
-"""The feature workers' durable state: one compacted Kafka record per machine, with the offsets it reflects.
+"""The feature workers' durable state: compacted Kafka records per machine, with the offsets they reflect.
 
-Key ``<group_id>/<machine_id>``; value (format 3) ``b"VGS3"``, a 4-byte big-endian length, then that many bytes
+Checkpoints are incremental. A *base* record (key ``<group_id>/<machine_id>``) holds a machine's whole state and a
+lineage id; the *deltas* after it (key ``<group_id>/<machine_id>#<k>``, ``k = 1, 2, ...``, the same lineage)
+hold only the readings added since the previous record, with the machine's other state and offsets whole.
+:meth:`Changelog.read` merges a base with its lineage's deltas (:func:`merge_checkpoints`). The worker writes a
+base after one of the machine's windows closed or after :data:`MAX_DELTAS` deltas, then tombstones the previous
+base's deltas. Every record has this value (format 3) ``b"VGS3"``, a 4-byte big-endian length, then that many bytes
 of zlib (level 1) of (4-byte header length, JSON header ``{"v": 3, "offsets": {"<topic>:<partition>": next
 offset}, "machine": <WindowEngine.machine_state()> with each sensor's buffers replaced by its reading count,
 "raw_planes": [...]}``, then the packed planes), then the raw planes. The held readings (every sensor's, in header
@@ -9,9 +14,9 @@ order) are cut into 16 byte planes: byte 0 of every event time, byte 1, ..., byt
 times) are stored as they are (``raw_planes``, in order, after the compressed part); the others (exponents, high
 bytes, regular times) are compressed, where zlib shrinks them to almost nothing quickly. Format 2 (``VGS2``:
 every plane compressed) spent most of a checkpoint's CPU compressing noise for 5-10 % of the size; format 1 (base64
-text in zlib'd JSON) compressed poorly. Both are still read. A record is self-consistent (state and offsets
-written together), so no multi-record atomicity is needed: whoever restores it skips that machine's records below
-its offsets. The topic is created with room for a large machine (:data:`MAX_STATE_BYTES`).
+text in zlib'd JSON) compressed poorly. Both are still read. A base with its first ``k`` deltas is
+self-consistent (state and offsets written together, in one partition, in order), so no multi-record atomicity
+is needed: whoever restores it skips that machine's records below its offsets. The topic is created with room for a large machine (:data:`MAX_STATE_BYTES`).
 
 >>> record = encode_checkpoint({"flow:0": 12}, {"watermark": 1.0})
 >>> decode_checkpoint("PMP-001", record).offsets
@@ -37,6 +42,9 @@ from vigil.config import KafkaSettings
 
 MAX_STATE_BYTES = 16 * 1024 * 1024
 """Largest compressed checkpoint of one machine (its open windows' readings); the changelog is created for it."""
+MAX_DELTAS = 60
+"""Deltas after one base before the next checkpoint writes the machine whole again (a base is also written
+whenever a window closes, which removes readings): bounds what a restore reads and merges."""
 _VERSION = 3
 _MAGIC = b"VGS3"
 """Starts a ``v: 3`` record."""
@@ -58,11 +66,23 @@ class Checkpoint:
     """``"<topic>:<partition>"`` -> the next offset; every record of the machine below it is in ``machine``."""
     machine: dict[str, Any]
     """The machine's window state (:meth:`streaming.windows.WindowEngine.load_machine_state`)."""
+    lineage: str | None = None
+    """The base record's lineage id (``None``: a record written before incremental checkpoints)."""
+    delta: int = 0
+    """For one record: 0 for a base, ``k`` for the ``k``-th delta after it. After :meth:`Changelog.read`: how
+    many deltas were applied to the base."""
+    highest_delta: int = 0
+    """After :meth:`Changelog.read`: the highest delta key of the machine in the topic, of any lineage (the next
+    base tombstones them all)."""
 
 
-def encode_checkpoint(offsets: dict[str, int], machine: dict[str, Any]) -> bytes:
+def encode_checkpoint(
+    offsets: dict[str, int], machine: dict[str, Any], *, lineage: str | None = None, delta: int = 0
+) -> bytes:
     """One record value (format ``v: 3``); ``machine["buffers"]`` may hold float64 bytes
-    (``machine_state(raw=True)``) or base64."""
+    (``machine_state(raw=True)``) or base64. With ``delta`` > 0 the record is the ``delta``-th increment of the
+    base of the same ``lineage``: its buffers are appended to the base's (and the earlier deltas'), sensor by
+    sensor; its other state and its offsets replace theirs (:meth:`Changelog.read` merges them)."""
     header_machine = dict(machine)
     counts: dict[str, int] = {}
     times: list[bytes] = []
@@ -78,9 +98,16 @@ def encode_checkpoint(offsets: dict[str, int], machine: dict[str, Any]) -> bytes
         header_machine["buffers"] = counts
     planes = _planes(b"".join(times), b"".join(values))
     raw = _noisy(planes)
-    header = json.dumps(
-        {"v": _VERSION, "offsets": offsets, "machine": header_machine, "raw_planes": np.flatnonzero(raw).tolist()}
-    ).encode()
+    doc: dict[str, Any] = {
+        "v": _VERSION,
+        "offsets": offsets,
+        "machine": header_machine,
+        "raw_planes": np.flatnonzero(raw).tolist(),
+    }
+    if lineage is not None:
+        doc["lineage"] = lineage
+        doc["delta"] = delta
+    header = json.dumps(doc).encode()
     packed = zlib.compress(b"".join([len(header).to_bytes(4, "big"), header, planes[~raw].tobytes()]), 1)
     return b"".join([_MAGIC, len(packed).to_bytes(4, "big"), packed, planes[raw].tobytes()])
 
@@ -124,7 +151,34 @@ def _decode_v3(machine_id: str, value: bytes) -> Checkpoint:
             buffers[sensor] = [times[pos : pos + 8 * count], values[pos : pos + 8 * count]]
             pos += 8 * count
         machine["buffers"] = buffers
-    return Checkpoint(offsets=dict(record["offsets"]), machine=machine)
+    lineage = record.get("lineage")
+    delta = int(record.get("delta", 0))
+    if (lineage is not None and not isinstance(lineage, str)) or delta < 0 or (delta and lineage is None):
+        raise ValueError(f"lineage {lineage!r}, delta {delta!r}")
+    return Checkpoint(offsets=dict(record["offsets"]), machine=machine, lineage=lineage, delta=delta)
+
+
+def merge_checkpoints(machine_id: str, base: Checkpoint, deltas: dict[int, Checkpoint]) -> Checkpoint:
+    """The base with its lineage's deltas ``1, 2, ...`` applied in order (up to the first missing one): buffers
+    appended sensor by sensor, the rest of the state and the offsets from the last applied record."""
+    applied: list[Checkpoint] = []
+    k = 1
+    while k in deltas and deltas[k].lineage == base.lineage and base.lineage is not None:
+        applied.append(deltas[k])
+        k += 1
+    highest = max(deltas, default=0)
+    if not applied:
+        return Checkpoint(base.offsets, base.machine, base.lineage, 0, highest)
+    times: dict[str, list[bytes]] = {}
+    values: dict[str, list[bytes]] = {}
+    for record in (base, *applied):
+        for sensor, (ts, vals) in record.machine.get("buffers", {}).items():
+            times.setdefault(sensor, []).append(_raw(ts))
+            values.setdefault(sensor, []).append(_raw(vals))
+    last = applied[-1]
+    machine = dict(last.machine)
+    machine["buffers"] = {sensor: [b"".join(times[sensor]), b"".join(values[sensor])] for sensor in times}
+    return Checkpoint(last.offsets, machine, base.lineage, len(applied), highest)
 
 
 def _decode_v2(machine_id: str, value: bytes) -> Checkpoint:
@@ -192,7 +246,11 @@ class Changelog:
         self.topic = topic
         self.group_id = group_id
 
-    def key(self, machine_id: str) -> bytes:
+    def key(self, machine_id: str, delta: int = 0) -> bytes:
+        """``<group>/<machine>`` for a base record, ``<group>/<machine>#<delta>`` for its deltas (identifiers
+        cannot hold ``#``)."""
+        if delta:
+            return f"{self.group_id}/{machine_id}#{delta}".encode()
         return f"{self.group_id}/{machine_id}".encode()
 
     def ensure(self) -> None:
@@ -245,4 +303,15 @@ class Changelog:
                             latest[key[len(prefix) :]] = msg.value
         finally:
             consumer.close(autocommit=False)
-        return {machine: decode_checkpoint(machine, value) for machine, value in latest.items()}
+        bases: dict[str, Checkpoint] = {}
+        deltas: dict[str, dict[int, Checkpoint]] = {}
+        for key, value in latest.items():
+            machine, _, delta = key.partition("#")
+            if delta:
+                record = decode_checkpoint(machine, value)
+                if delta.isdigit() and record.delta == int(delta):
+                    deltas.setdefault(machine, {})[record.delta] = record
+            else:
+                bases[machine] = decode_checkpoint(machine, value)
+        # A delta without its base (never written: the base is written first) is ignored.
+        return {machine: merge_checkpoints(machine, base, deltas.get(machine, {})) for machine, base in bases.items()}

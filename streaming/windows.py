@@ -127,6 +127,7 @@ class _Machine:
         "closed_upto",
         "codes",
         "earliest",
+        "epoch",
         "gaps",
         "last_wall",
         "next_close",
@@ -135,6 +136,8 @@ class _Machine:
         "previous",
         "run_codes",
         "run_lengths",
+        "saved",
+        "saved_epoch",
         "tail_codes",
         "tail_ts",
         "tail_values",
@@ -164,6 +167,12 @@ class _Machine:
         self.gaps: list[tuple[float, float]] = []
         self.previous: dict[str, SensorFeatures] = {}
         self.last_wall: float | None = None
+        self.epoch = 0
+        """Bumped whenever readings leave the joined columns or are reordered (a window closing, the state read
+        whole): the columns are then no longer what was saved plus readings appended after it."""
+        self.saved = -1
+        """Length of the joined columns when :meth:`WindowEngine.checkpoint_state` last ran (-1: never)."""
+        self.saved_epoch = 0
 
     def held(self) -> int:
         return len(self.ts) + sum(self.run_lengths) + len(self.tail_ts)
@@ -581,6 +590,7 @@ class WindowEngine:
         # Readings before ``cut`` are in no window after this one: they are forgotten once it is built.
         cut = start + self._hop
         _join(m)
+        m.epoch += 1
         # Normally every buffered reading is at or after the window's start (older ones left with older windows).
         if m.earliest >= start:
             window = self._take_grouped(machine_id, m, end, cut)
@@ -751,19 +761,39 @@ class WindowEngine:
         _join(m)
         if not len(m.ts):
             return {}
-        names = self._names[machine_id]
         # Grouped by sensor, each in arrival order, and kept so: equivalent for the engine, less to sort later.
         order = np.argsort(m.codes, kind="stable")
         m.codes, m.ts, m.values = m.codes[order], m.ts[order], m.values[order]
-        bounds = np.searchsorted(m.codes, _edges(len(names))).tolist()
-        ts, values = m.ts.tobytes(), m.values.tobytes()
-        out: dict[str, list[Any]] = {}
-        for code, name in enumerate(names):
-            lo, hi = 8 * bounds[code], 8 * bounds[code + 1]
-            if hi > lo:
-                pair = [ts[lo:hi], values[lo:hi]]
-                out[name] = pair if raw else [base64.b64encode(b).decode() for b in pair]
-        return out
+        m.epoch += 1
+        return _per_sensor(self._names[machine_id], m.codes, m.ts, m.values, raw, grouped=True)
+
+    def checkpoint_state(self, machine_id: str, *, full: bool = False) -> tuple[dict[str, Any], bool] | None:
+        """The machine's state for an incremental checkpoint, and whether it is a delta.
+
+        When only readings were added since the last call (no window closed, nothing reordered) and ``full`` is
+        false, ``buffers`` holds just those readings, per sensor in arrival order; appended to the buffers of the
+        previous calls' states, sensor by sensor, they give the buffers of :meth:`machine_state` (the other keys
+        are the machine's current ones, whole). Otherwise the whole state, as :meth:`machine_state` with
+        ``raw=True``. Either way the call marks what it returned as saved."""
+        m = self._machines.get(machine_id)
+        if m is None:
+            return None
+        _join(m)
+        delta = not full and m.saved >= 0 and m.saved_epoch == m.epoch
+        if delta:
+            n = m.saved
+            buffers = _per_sensor(self._names[machine_id], m.codes[n:], m.ts[n:], m.values[n:], raw=True)
+        else:
+            buffers = self._buffers_state(machine_id, m, raw=True) if len(m.ts) else {}
+        m.saved, m.saved_epoch = len(m.ts), m.epoch
+        state = {
+            "watermark": m.watermark,
+            "closed_upto": m.closed_upto,
+            "gaps": m.gaps,
+            "previous": m.previous,
+            "buffers": buffers,
+        }
+        return state, delta
 
     def load_machine_state(self, machine_id: str, state: dict[str, Any]) -> None:
         try:
@@ -796,6 +826,7 @@ class WindowEngine:
         if m.earliest != _INF:
             m.next_close = self._window_end(self._first_open(m)) + self._grace
         m.last_wall = self._now
+        m.saved = len(m.ts)  # what was loaded is what the changelog holds: the next checkpoint may be a delta
         self._machines[machine_id] = m
 
     def snapshot_machine(self, machine_id: str) -> bytes | None:
@@ -830,6 +861,32 @@ def _runs(codes: npt.NDArray[np.int16]) -> tuple[list[int], list[int]]:
     """One code per reading (non-empty) as runs: the inverse of :func:`_expand`."""
     bounds = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), len(codes)]
     return codes[bounds[:-1]].tolist(), np.diff(bounds).tolist()
+
+
+def _per_sensor(
+    names: Sequence[str],
+    codes: npt.NDArray[np.int16],
+    ts: Array,
+    values: Array,
+    raw: bool,
+    grouped: bool = False,
+) -> dict[str, list[Any]]:
+    """``{sensor: [event times, values]}`` as float64 bytes (base64 text unless ``raw``), each sensor's readings in
+    the order given (``grouped``: already sorted by sensor code)."""
+    if not len(ts):
+        return {}
+    if not grouped:
+        order = np.argsort(codes, kind="stable")
+        codes, ts, values = codes[order], ts[order], values[order]
+    bounds = np.searchsorted(codes, _edges(len(names))).tolist()
+    ts_b, values_b = ts.tobytes(), values.tobytes()
+    out: dict[str, list[Any]] = {}
+    for code, name in enumerate(names):
+        lo, hi = 8 * bounds[code], 8 * bounds[code + 1]
+        if hi > lo:
+            pair = [ts_b[lo:hi], values_b[lo:hi]]
+            out[name] = pair if raw else [base64.b64encode(b).decode() for b in pair]
+    return out
 
 
 def _flush_tail(m: _Machine) -> None:

@@ -59,12 +59,17 @@ def windows_settings(group: str) -> dict[str, Any]:
     }
 
 
-def make_config(kafka: KafkaSettings, topics: Topics, group: str, partitions: int = 2) -> VigilConfig:
+def make_config(kafka: KafkaSettings, topics: Topics, group: str, partitions: int = 2, **windows: Any) -> VigilConfig:
     plant = tomllib.loads(EXAMPLE_CONFIG.read_text())
     kafka_data = {**kafka.model_dump(), "partitions": partitions}
     return load_config(
         environ={},
-        data={**plant, "kafka": kafka_data, "topics": topics.model_dump(), "windows": windows_settings(group)},
+        data={
+            **plant,
+            "kafka": kafka_data,
+            "topics": topics.model_dump(),
+            "windows": {**windows_settings(group), **windows},
+        },
     )
 
 
@@ -740,3 +745,54 @@ def test_checkpoint_cost_is_measured_in_the_metrics_and_matches_the_changelog(
     assert count == service.stats.checkpoints
     sent = registry.get_sample_value("vigil_messages_out_total", {"topic": service.changelog.topic.name})
     assert sent == service.stats.checkpoint_records
+
+
+def test_incremental_checkpoints_restore_from_a_base_and_its_deltas(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    """Between window closes a checkpoint writes only the readings added since the previous one (a delta record
+    keyed ``<group>/<machine>#k``); a worker that takes over merges base and deltas and ends with the windows an
+    uninterrupted engine computes."""
+    # 600 s windows: none closes in this test, so every checkpoint after the first is a delta.
+    config = make_config(kafka_settings, created, group, size_s=600.0)
+    stream = oracle.stream(11, {"PMP-001": ["flow", "pressure", "speed", "bearing_temp"]}, seconds=240, late=0.0)
+    messages = batches(stream, size=8)
+    quarter = len(messages) // 4
+    first = FeatureService(config)
+    first.setup()
+    try:
+        for part in range(3):
+            chunk = messages[part * quarter : (part + 1) * quarter]
+            produce(kafka_settings, created.readings, chunk)
+            target = first.stats.messages + len(chunk)
+            deadline = time.monotonic() + 60
+            while first.stats.messages < target and time.monotonic() < deadline:
+                first.step()
+            assert first.stats.messages == target
+            first.checkpoint()
+    finally:
+        first.close()
+    changelog = Collector(kafka_settings, first.changelog.topic.name)
+    try:
+        wait_for(lambda: len(changelog.records) >= 3, 30, "the base and two deltas")
+    finally:
+        changelog.close()
+    by_key = {r.key.decode(): len(r.value) for r in changelog.records}
+    base_key = f"{group}/PMP-001"
+    assert set(by_key) == {base_key, f"{base_key}#1", f"{base_key}#2"}
+    assert by_key[f"{base_key}#1"] < by_key[base_key], "a delta holds the new readings only"
+
+    produce(kafka_settings, created.readings, messages[3 * quarter :])
+    second = FeatureService(config)
+    second.setup()
+    try:
+        deadline = time.monotonic() + 60
+        while second.stats.messages < len(messages) - 3 * quarter and time.monotonic() < deadline:
+            second.step()
+        assert second.stats.restored_machines == 1 and second.stats.replay_skipped == 0
+        got = second.engine.flush()
+    finally:
+        second.close()
+    reference = window_engine(config)
+    expected = [v for m in messages for v in reference.add_batch(m)] + reference.flush()
+    assert got == expected
