@@ -519,7 +519,7 @@ class FeatureService:
         self._check_co_partitioned()
         owned = {_tpk(tp) for tp in assigned}
         started = time.monotonic()
-        restored = 0
+        restored = merged = 0
         for machine, checkpoint in self.changelog.read().items():
             if not set(checkpoint.offsets) & owned:
                 continue
@@ -534,11 +534,13 @@ class FeatureService:
             self._machine_offsets[machine] = dict(checkpoint.offsets)
             self._skip[machine] = dict(checkpoint.offsets)
             restored += 1
+            merged += checkpoint.delta
         self.stats.restored_machines += restored
         log.info(
-            "assigned %s; restored window state of %d machine(s) in %.1fs",
+            "assigned %s; restored window state of %d machine(s) (bases with %d delta records) in %.1fs",
             sorted(owned),
             restored,
+            merged,
             time.monotonic() - started,
         )
         if self.metrics is not None:
