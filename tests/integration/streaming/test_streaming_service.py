@@ -6,6 +6,7 @@ import base64
 import importlib.util
 import math
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -25,6 +26,7 @@ import pytest
 from features.service import FeatureService
 from features.vector import window_engine
 from ingest.publisher import encode_columns, encode_packed
+from streaming.changelog import decode_checkpoint
 from vigil.bus import TopicSpec, ensure_topics, machine_key, make_consumer, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
 from vigil.contracts import DeadLetter, FeatureVector, Reading, ReadingBatch, Sample, decode, encode, is_packed
@@ -271,24 +273,32 @@ def test_worker_features_equal_pandas_reference_with_late_out_of_order_duplicate
     assert service.stats.dead_letters == service.engine.stats.late
 
 
+@pytest.mark.parametrize("size_s", [SIZE, 300.0], ids=["bases", "deltas"])
 def test_worker_killed_mid_window_resumes_without_loss_or_double_counting(
-    kafka_settings: KafkaSettings, created: Topics, group: str, tmp_path: Path
+    kafka_settings: KafkaSettings, created: Topics, group: str, tmp_path: Path, size_s: float
 ) -> None:
-    config = make_config(kafka_settings, created, group)
+    """With 60 s windows one closes before nearly every checkpoint (bases); with 300 s windows the checkpoints
+    between closes are deltas, and the second worker restores from a base and its deltas."""
+    config = make_config(kafka_settings, created, group, size_s=size_s)
     messages = batches(oracle.stream(5, MACHINES, seconds=900, late=0.0), size=4)
     expected = expected_vectors(config, messages)
     env = worker_env(kafka_settings, created, group, 2)
+    env["VIGIL_WINDOWS__SIZE_S"] = str(size_s)
     collector = Collector(kafka_settings, created.features)
     first = Worker(env, tmp_path / "first.log")
     try:
         third = len(messages) // 3
         produce(kafka_settings, created.readings, messages[:third])
+        # Deltas: fed slowly enough that readings keep coming after the windows closed (a base), so the
+        # checkpoints before the kill are deltas.
+        pause = 0.05 if size_s == SIZE else 0.5
         feeder = threading.Thread(
-            target=produce, args=(kafka_settings, created.readings, messages[third : 2 * third], 0.05)
+            target=produce, args=(kafka_settings, created.readings, messages[third : 2 * third], pause)
         )
         feeder.start()
         wait_for(lambda: len(collector.records) >= 3, 90, "the first worker's first vectors")
-        time.sleep(1.5)  # at least one checkpoint, and readings after it
+        # At least one checkpoint, and readings after it (deltas: two checkpoints after the windows closed).
+        time.sleep(1.5 if size_s == SIZE else 3.5)
         first.kill()
         feeder.join(60)
         produce(kafka_settings, created.readings, messages[2 * third :])
@@ -307,6 +317,8 @@ def test_worker_killed_mid_window_resumes_without_loss_or_double_counting(
     for key, vector in expected.items():
         assert got[key] == vector, key
     assert "restored window state of" in second.text()
+    if size_s != SIZE:
+        assert re.search(r"bases with [1-9]\d* delta records", second.text()), second.text()
 
 
 def test_two_workers_split_partitions_through_a_rebalance(
@@ -777,10 +789,14 @@ def test_incremental_checkpoints_restore_from_a_base_and_its_deltas(
         wait_for(lambda: len(changelog.records) >= 3, 30, "the base and two deltas")
     finally:
         changelog.close()
-    by_key = {r.key.decode(): len(r.value) for r in changelog.records}
+    held = {
+        r.key.decode(): sum(len(ts) // 8 for ts, _ in decode_checkpoint("PMP-001", r.value).machine["buffers"].values())
+        for r in changelog.records
+    }
     base_key = f"{group}/PMP-001"
-    assert set(by_key) == {base_key, f"{base_key}#1", f"{base_key}#2"}
-    assert by_key[f"{base_key}#1"] < by_key[base_key], "a delta holds the new readings only"
+    # Each record holds the readings of its own part of the stream only.
+    parts = [sum(len(m.samples) for m in messages[p * quarter : (p + 1) * quarter]) for p in range(3)]
+    assert held == {base_key: parts[0], f"{base_key}#1": parts[1], f"{base_key}#2": parts[2]}
 
     produce(kafka_settings, created.readings, messages[3 * quarter :])
     second = FeatureService(config)
