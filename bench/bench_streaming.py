@@ -112,12 +112,14 @@ def fill(kafka: KafkaSettings, topic: str, data: list[tuple[bytes, bytes]]) -> N
     producer.close()
 
 
-def bare(kafka: KafkaSettings, topic: str, expected: int) -> tuple[float, float]:
+def bare(kafka: KafkaSettings, topic: str, expected: int, decode: bool = False) -> tuple[float, float]:
     """Seconds (wall, CPU of the process) for a bare consumer (same settings as the worker's) to read ``expected``
-    messages."""
+    messages; with ``decode``, every message is also decoded with the worker's own decoder (validation included):
+    the baseline for what windowing, features, checkpoints and commits add on top of reading the messages."""
     consumer = make_consumer(
         kafka, f"bench-bare-{uuid.uuid4().hex[:8]}", [topic], max_poll_records=2000, max_partition_fetch_bytes=8 << 20
     )
+    decoder = ReadingDecoder().decode_record
     seen, started, cpu = 0, None, 0.0
     while seen < expected:
         # The clock starts at the poll that returns the first records (group join and metadata excluded).
@@ -128,30 +130,8 @@ def bare(kafka: KafkaSettings, topic: str, expected: int) -> tuple[float, float]
         for msgs in records.values():
             for msg in msgs:
                 seen += 1
-                _ = msg.value
-    elapsed = time.perf_counter() - (started or time.perf_counter())
-    cpu = time.process_time() - cpu
-    consumer.close(autocommit=False)
-    return elapsed, cpu
-
-
-def decoding(kafka: KafkaSettings, topic: str, expected: int) -> tuple[float, float]:
-    """Like :func:`bare`, but every message is also decoded with the worker's own decoder (validation included):
-    the baseline for what windowing, features, checkpoints and commits add on top of reading the messages."""
-    consumer = make_consumer(
-        kafka, f"bench-decode-{uuid.uuid4().hex[:8]}", [topic], max_poll_records=2000, max_partition_fetch_bytes=8 << 20
-    )
-    decode = ReadingDecoder().decode_record
-    seen, started, cpu = 0, None, 0.0
-    while seen < expected:
-        t, c = time.perf_counter(), time.process_time()
-        records = consumer.poll(timeout_ms=1000)
-        if records and started is None:
-            started, cpu = t, c
-        for msgs in records.values():
-            for msg in msgs:
-                seen += 1
-                decode(msg.value)
+                if decode:
+                    decoder(msg.value)
     elapsed = time.perf_counter() - (started or time.perf_counter())
     cpu = time.process_time() - cpu
     consumer.close(autocommit=False)
@@ -219,7 +199,7 @@ def throughput(
         # reading the previous passes' checkpoints.
         config = plant(machines, windows, kafka, topics.model_copy(update={"changelog_prefix": f"bench-{run}-{i}."}))
         t_bare, c_bare = bare(kafka, topics.readings, len(data))
-        t_decode, c_decode = decoding(kafka, topics.readings, len(data))
+        t_decode, c_decode = bare(kafka, topics.readings, len(data), decode=True)
         t_worker, c_worker, service = worker(config, len(data))
         decode_rates.append(total / t_decode)
         decode_ratios.append(t_decode / t_worker)
