@@ -18,7 +18,9 @@ import base64
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Generator
 from typing import Any
@@ -61,9 +63,17 @@ def render(topic: str, partition: int, offset: int, key: bytes | None, value: by
 
 
 def records(
-    kafka: KafkaSettings, topic: str, *, start: str, last: int, follow: bool, idle_s: float
+    kafka: KafkaSettings,
+    topic: str,
+    *,
+    start: str,
+    last: int,
+    follow: bool,
+    idle_s: float,
+    stop: threading.Event | None = None,
 ) -> Generator[dict[str, Any], None, None]:
-    """The topic's records in offset order per partition (partitions interleaved as they are fetched)."""
+    """The topic's records in offset order per partition (partitions interleaved as they are fetched), until
+    ``stop`` is set (checked between polls) or, without ``follow``, the end is reached."""
     from kafka import TopicPartition
 
     consumer = make_consumer(kafka, None, enable_auto_commit=False)
@@ -81,7 +91,7 @@ def records(
             for tp in tps:
                 consumer.seek(tp, max(begins[tp], ends[tp] - last))
         quiet_since = time.monotonic()
-        while True:
+        while stop is None or not stop.is_set():
             batch = consumer.poll(timeout_ms=500)
             for tp, messages in batch.items():
                 for m in messages:
@@ -116,6 +126,13 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201
         return 2
+    # Ctrl-C (and SIGTERM) end the loop between two polls: a KeyboardInterrupt raised inside kafka-python could
+    # leave it holding a lock that closing the consumer then waited for, and the process hung (seen once in CI).
+    stop = threading.Event()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
     stream = records(
         config.kafka,
         args.topic,
@@ -123,6 +140,7 @@ def main(argv: list[str]) -> int:
         last=max(0, args.last),
         follow=args.follow,
         idle_s=args.idle_s,
+        stop=stop,
     )
     try:
         for n, record in enumerate(stream, start=1):
@@ -135,7 +153,7 @@ def main(argv: list[str]) -> int:
     except KafkaError as exc:
         _log.error("vigil tail: Kafka: %s", exc)  # through the logging setup, which masks registered secrets
         return 1
-    except KeyboardInterrupt:  # the way to end --follow
+    except KeyboardInterrupt:  # only if the handler above was not installed yet
         return 0
     except BrokenPipeError:
         # The reader went away (``vigil tail ... | head``): stop quietly. Standard output now points at /dev/null
@@ -144,6 +162,11 @@ def main(argv: list[str]) -> int:
         return 0
     finally:
         # Close the consumer now, whatever ended the loop: an exception's traceback kept the generator (and the
-        # consumer's network thread) alive, and the process hung at exit.
+        # consumer's network thread) alive, and the process hung at exit. kafka-python's network thread can
+        # race the close and log a socket traceback (a reader torn down mid-recv): nothing to act on for a
+        # command that is ending, so its errors are not printed from here on.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
         stream.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
