@@ -416,6 +416,10 @@ class ReadingDecoder:
             if q not in _QUALITIES:
                 raise _Unsure("quality")
             if not usable(q, 0.0, flags[i] if flags is not None else (), self.accept_uncertain):
+                # Masked below, so checked here: an unusable reading's value must still be a number or null.
+                vt = type(out[i])
+                if vt is not float and vt is not int and out[i] is not None:
+                    raise _Unsure("value")
                 out[i] = None
         return out
 
