@@ -90,6 +90,18 @@ class ServicesConfig:
         }
 
 
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: 16 random bytes in unpadded URL-safe base64, never starting with ``-``.
+
+    ``kafka-storage format -t -Abc...`` reads an id that starts with ``-`` as an option and fails, so such an id
+    (one in 64) is drawn again, as Kafka's own ``Uuid.randomUuid`` does.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -302,7 +314,7 @@ class Kafka:
         java = self._java()
         log4j = f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}"
         if not (self.home / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             result = subprocess.run(
                 [
                     java,
