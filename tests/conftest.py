@@ -198,10 +198,7 @@ def topics(unique: str) -> Topics:
 
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+    return _free_port()
 
 
 def _free_port() -> int:

@@ -8,14 +8,14 @@ import time
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from features.service import FeatureService
-from vigil.bus import TopicSpec, ensure_topics, machine_key, make_consumer, make_producer
+from vigil.bus import TopicSpec, ensure_topics, machine_key, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
 from vigil.contracts import FeatureVector, MachineState, Reading, decode, encode
+from vigil.testing import TopicReader, raw, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,25 +60,11 @@ def produce(kafka: KafkaSettings, topic: str, readings: list[Reading]) -> None:
         producer.close()
 
 
-class Vectors:
-    """Reads the features topic from the beginning in a background thread."""
+class Vectors(TopicReader):
+    """Reads the features topic's records from the beginning in a background thread."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        self.records: list[Any] = []
-        self._stop = threading.Event()
-        self._consumer = make_consumer(kafka, None, [topic])
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for messages in self._consumer.poll(timeout_ms=300).values():
-                self.records.extend(messages)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._consumer.close(autocommit=False)
+        super().__init__(kafka, [topic], raw)
 
     def by_window(self, machine: str = "PMP-001") -> dict[int, FeatureVector]:
         return {k: v for (m, k), (v, _) in self.by_machine_window().items() if m == machine}
@@ -92,14 +78,6 @@ class Vectors:
             worker = dict(r.headers or []).get("worker", b"").decode()
             out[v.machine_id, round((v.window_start.timestamp() - T0) / SIZE)] = (v, worker)
         return out
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def run_until(service: FeatureService, condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -8,13 +8,15 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ingest.mqtt import main
-from vigil.bus import ensure_topics, make_consumer, pipeline_topics
+from vigil.bus import ensure_topics, pipeline_topics
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics
-from vigil.contracts import ReadingBatch, decode
+from vigil.contracts import Reading, ReadingBatch, decode
+from vigil.testing import consume, raw
 
 pytestmark = pytest.mark.integration
 
@@ -92,21 +94,17 @@ def test_collect_mqtt_command_publishes_and_summarises(
     assert summary["sources"]["plant-sensors"]["accepted"] == 120
     assert summary["publisher"]["sent"] == 120
 
-    consumer = make_consumer(kafka_settings, None, [topics.readings, topics.dead_letter])
-    readings, letters = [], []
-    deadline = time.monotonic() + 60
-    try:
-        while (len(readings) < 120 or not letters) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=1000).values():
-                for r in records:
-                    if r.topic == topics.dead_letter:
-                        letters.append(json.loads(r.value))
-                    else:
-                        m = decode(r.value)
-                        assert isinstance(m, ReadingBatch)
-                        readings += list(m.readings())
-    finally:
-        consumer.close()
+    def received(records: list[Any]) -> tuple[list[Reading], list[dict[str, Any]]]:
+        letters = [json.loads(r.value) for r in records if r.topic == topics.dead_letter]
+        batches = [decode(r.value) for r in records if r.topic == topics.readings]
+        assert all(isinstance(m, ReadingBatch) for m in batches)
+        return [r for m in batches for r in m.readings()], letters
+
+    def enough(records: list[Any]) -> bool:
+        readings, letters = received(records)
+        return len(readings) >= 120 and bool(letters)
+
+    readings, letters = received(consume(kafka_settings, [topics.readings, topics.dead_letter], enough, map=raw))
     assert sorted(r.ts for r in readings) == [T0 + timedelta(seconds=i) for i in range(120)]
     assert {r.source for r in readings} == {"mqtt"}
     assert [d["reason"] for d in letters] == ["json"]

@@ -14,7 +14,7 @@ import pytest
 from ingest.mqtt import MqttCollector
 from ingest.publisher import KafkaPublisher
 from ingest.validation import Validator
-from vigil.bus import ensure_topics, make_consumer, pipeline_topics
+from vigil.bus import ensure_topics, pipeline_topics
 from vigil.config import (
     KafkaSettings,
     MqttMapping,
@@ -25,7 +25,8 @@ from vigil.config import (
     Topics,
     VigilConfig,
 )
-from vigil.contracts import DeadLetter, ReadingBatch, decode
+from vigil.contracts import DeadLetter, ReadingBatch
+from vigil.testing import consume
 
 pytestmark = pytest.mark.integration
 
@@ -46,19 +47,6 @@ def _mqtt_publish(address: tuple[str, int], messages: list[tuple[str, bytes]]) -
     finally:
         client.disconnect()
         client.loop_stop()
-
-
-def _consume(kafka: KafkaSettings, names: list[str], until: Any) -> list[Any]:
-    consumer = make_consumer(kafka, None, names)
-    out: list[Any] = []
-    deadline = time.monotonic() + 90
-    try:
-        while not until(out) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=1000).values():
-                out += [decode(r.value) for r in records]
-    finally:
-        consumer.close()
-    return out
 
 
 def test_pushed_json_reaches_kafka_and_bad_payloads_are_dead_lettered(
@@ -129,7 +117,7 @@ def test_pushed_json_reaches_kafka_and_bad_payloads_are_dead_lettered(
     assert validator.counters["out_of_range"] == 1
     assert publisher.counters.sent == 651
 
-    messages = _consume(
+    messages = consume(
         kafka_settings,
         [topics.readings, topics.dead_letter],
         lambda out: (
@@ -194,7 +182,7 @@ def test_main_runs_the_configured_sources_and_prints_its_counters(
     assert summary["publisher"]["sent"] == 20
     readings = [
         r
-        for m in _consume(
+        for m in consume(
             kafka_settings,
             [topics.readings],
             lambda out: sum(len(m.samples) for m in out if isinstance(m, ReadingBatch)) >= 20,
@@ -279,7 +267,7 @@ def test_the_collector_resubscribes_after_the_broker_restarts(
         broker.down()
     readings = [
         r
-        for m in _consume(
+        for m in consume(
             kafka_settings,
             [topics.readings],
             lambda out: sum(len(m.samples) for m in out if isinstance(m, ReadingBatch)) >= 20,

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ from ingest.publisher import KafkaPublisher
 from ingest.simulator.fleet import Fleet
 from ingest.simulator.server import SimulatorServer
 from ingest.validation import Validator
-from vigil.bus import ensure_topics, make_consumer, pipeline_topics
+from vigil.bus import ensure_topics, pipeline_topics
 from vigil.config import KafkaSettings, OpcUaSource, PublishSettings, SpoolSettings, Topics, VigilConfig
-from vigil.contracts import Quality, Reading, ReadingBatch, decode
+from vigil.contracts import Quality, Reading, ReadingBatch
+from vigil.testing import consume
 
 pytestmark = pytest.mark.integration
 
@@ -91,16 +91,7 @@ def test_bad_values_are_flagged_counted_and_published(
     assert validator.counters["bad_quality"] == 1
     assert validator.counters["uncertain_quality"] == 1
 
-    consumer = make_consumer(kafka_settings, None, [topics.readings])
-    published: list[Reading] = []
-    deadline = time.monotonic() + 60
-    try:
-        while len(published) < len(CASES) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=1000).values():
-                for r in records:
-                    message = decode(r.value)
-                    assert isinstance(message, ReadingBatch)
-                    published += message.readings()
-    finally:
-        consumer.close()
+    batches = consume(kafka_settings, [topics.readings], lambda got: sum(len(b.samples) for b in got) >= len(CASES))
+    assert all(isinstance(b, ReadingBatch) for b in batches)
+    published = [r for b in batches for r in b.readings()]
     assert [(r.ts, r.value, r.flags) for r in published] == [(r.ts, r.value, r.flags) for r in got]

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,10 @@ from ingest.publisher import KafkaPublisher
 from ingest.simulator.fleet import Fleet
 from ingest.simulator.server import SERVER_LATENCY, SimulatorServer
 from ingest.validation import Validator
-from vigil.bus import ensure_topics, make_consumer, pipeline_topics
+from vigil.bus import ensure_topics, pipeline_topics
 from vigil.config import KafkaSettings, PublishSettings, SpoolSettings, Topics, VigilConfig, load_config
-from vigil.contracts import Gap, Quality, Reading, ReadingBatch, decode
+from vigil.contracts import Gap, Quality, Reading, ReadingBatch
+from vigil.testing import consume
 
 pytestmark = pytest.mark.integration
 
@@ -61,19 +61,6 @@ def _config(
     data["kafka"] = kafka.model_dump(mode="json")
     data["topics"] = topics.model_dump(mode="json")
     return load_config(data=data, environ={})
-
-
-def _consume(kafka: KafkaSettings, topic: str, until: Callable[[list[Any]], bool]) -> list[Any]:
-    consumer = make_consumer(kafka, None, [topic])
-    out: list[Any] = []
-    deadline = time.monotonic() + 90
-    try:
-        while not until(out) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=1000).values():
-                out += [decode(r.value) for r in records]
-    finally:
-        consumer.close()
-    return out
 
 
 def _readings(messages: list[Any]) -> list[Reading]:
@@ -115,7 +102,7 @@ def test_subscription_end_to_end_and_unknown_objects_create_no_machine(
     assert sim["unknown_machine"] >= 1, sim  # PMP-999 is on the server, not in [[machines]]
     # Everything the collector accepted reached Kafka, including what was queued when it stopped.
     assert publisher.counters.sent == publisher.counters.added == sim["readings"] > 0
-    readings = _readings(_consume(kafka_settings, topics.readings, lambda out: len(_readings(out)) >= sim["readings"]))
+    readings = _readings(consume(kafka_settings, [topics.readings], lambda out: len(_readings(out)) >= sim["readings"]))
     assert len(readings) == sim["readings"]
     # CMP-001 is served but no pattern maps compressors; PMP-999 is unknown: neither becomes a machine.
     assert {r.machine_id for r in readings} == {"PMP-001", "MTR-001"}
@@ -147,7 +134,7 @@ def test_polling_by_node_id_and_browse_path_with_server_time(
     counters, _, _ = asyncio.run(_collect_while_serving(config, config, free_port, ["PMP-002"], 5.0, tmp_path))
     sim = counters["sim"]
     assert sim["readings"] > 10, sim
-    readings = _readings(_consume(kafka_settings, topics.readings, lambda out: len(_readings(out)) >= sim["readings"]))
+    readings = _readings(consume(kafka_settings, [topics.readings], lambda out: len(_readings(out)) >= sim["readings"]))
     assert {(r.machine_id, r.sensor) for r in readings} <= {
         ("PMP-002", "flow"),
         ("PMP-002", "speed"),
@@ -236,7 +223,7 @@ def test_server_killed_and_restarted_resumes_and_marks_the_gap(
                 proc.wait()
         publisher.close()
     assert seen["connects"] >= 2 and seen["after"] >= 50, seen
-    messages = _consume(kafka_settings, topics.readings, lambda out: sum(isinstance(m, Gap) for m in out) >= 2)
+    messages = consume(kafka_settings, [topics.readings], lambda out: sum(isinstance(m, Gap) for m in out) >= 2)
     gaps = [m for m in messages if isinstance(m, Gap)]
     assert {g.machine_id for g in gaps} == {"PMP-001", "MTR-002"}
     for gap in gaps:
@@ -293,5 +280,5 @@ def test_vigil_collect_opcua_command(
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     collected = summary["sources"]["simulator"]
     assert collected["readings"] > 0 and summary["publisher"]["sent"] == summary["publisher"]["added"] > 0
-    readings = _readings(_consume(kafka_settings, topics.readings, lambda out: len(_readings(out)) >= 10))
+    readings = _readings(consume(kafka_settings, [topics.readings], lambda out: len(_readings(out)) >= 10))
     assert {r.machine_id for r in readings} <= {"PMP-001", "MTR-002"}  # the machines the simulator serves

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,9 +10,10 @@ from typing import Any
 import pytest
 
 from ingest.publisher import KafkaPublisher
-from vigil.bus import dead_letter, ensure_topics, make_consumer, pipeline_topics
+from vigil.bus import dead_letter, ensure_topics, pipeline_topics
 from vigil.config import KafkaSettings, PublishSettings, SpoolSettings, Topics
 from vigil.contracts import DeadLetter, Gap, MaintenanceEvent, MaintenanceKind, Reading, ReadingBatch, decode
+from vigil.testing import consume
 
 pytestmark = pytest.mark.integration
 
@@ -21,20 +21,14 @@ T0 = datetime(2026, 2, 1, tzinfo=UTC)
 
 
 def _consume(kafka: KafkaSettings, topic_names: list[str], expected_messages: int) -> list[Any]:
-    consumer = make_consumer(kafka, None, topic_names)
-    out: list[Any] = []
-    deadline = time.monotonic() + 90
-    try:
-        while len(out) < expected_messages and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=1000).values():
-                out += [(r.topic, r.key, decode(r.value)) for r in records]
-        end = time.monotonic() + 2
-        while time.monotonic() < end:
-            for records in consumer.poll(timeout_ms=500).values():
-                out += [(r.topic, r.key, decode(r.value)) for r in records]
-    finally:
-        consumer.close()
-    return out
+    """``(topic, key, message)`` of every record, 2 s after the expected count (to catch duplicates)."""
+    return consume(
+        kafka,
+        topic_names,
+        until=lambda out: len(out) >= expected_messages,
+        map=lambda r: (r.topic, r.key, decode(r.value)),
+        settle_s=2,
+    )
 
 
 def test_every_reading_arrives_once_batched_and_keyed_by_machine(

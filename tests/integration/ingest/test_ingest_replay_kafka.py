@@ -15,30 +15,14 @@ import pytest
 from ingest.publisher import KafkaPublisher
 from ingest.replay import Replayer, main
 from ingest.validation import Validator
-from vigil.bus import ensure_topics, make_consumer, pipeline_topics
+from vigil.bus import ensure_topics, pipeline_topics
 from vigil.config import KafkaSettings, PublishSettings, SpoolSettings, Topics, VigilConfig
-from vigil.contracts import DeadLetter, ReadingBatch, decode
+from vigil.contracts import DeadLetter, ReadingBatch
+from vigil.testing import consume
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
-
-
-def _consume(kafka: KafkaSettings, names: list[str], until: Any) -> list[Any]:
-    consumer = make_consumer(kafka, None, names)
-    out: list[Any] = []
-    deadline = time.monotonic() + 90
-    try:
-        while not until(out) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=1000).values():
-                out += [decode(r.value) for r in records]
-        end = time.monotonic() + 2
-        while time.monotonic() < end:
-            for records in consumer.poll(timeout_ms=500).values():
-                out += [decode(r.value) for r in records]
-    finally:
-        consumer.close()
-    return out
 
 
 def _readings(messages: list[Any]) -> list[Any]:
@@ -84,10 +68,11 @@ def test_csv_replay_through_main_is_count_exact_and_dead_letters_bad_rows(
     assert summary["validation"]["bad_quality"] == 12
     assert summary["publisher"]["sent"] == 601
 
-    messages = _consume(
+    messages = consume(
         kafka_settings,
         [topics.readings, topics.dead_letter],
         lambda out: len(_readings(out)) >= 601 and sum(isinstance(m, DeadLetter) for m in out) >= 3,
+        settle_s=2,
     )
     readings = _readings(messages)
     assert len(readings) == 601
@@ -131,5 +116,5 @@ def test_parquet_replay_is_paced_by_source_timestamps(
     assert counters["accepted"] == n
     assert elapsed >= 1.9
     assert publisher.counters.sent == n
-    readings = _readings(_consume(kafka_settings, [topics.readings], lambda out: len(_readings(out)) >= n))
+    readings = _readings(consume(kafka_settings, [topics.readings], lambda out: len(_readings(out)) >= n, settle_s=2))
     assert [r.ts for r in readings] == [T0 + timedelta(seconds=i) for i in range(n)]

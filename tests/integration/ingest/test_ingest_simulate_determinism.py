@@ -6,15 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from vigil.bus import make_consumer
 from vigil.config import KafkaSettings, Topics
 from vigil.contracts import MaintenanceEvent, MaintenanceKind, decode_as
+from vigil.testing import consume
 
 pytestmark = pytest.mark.integration
 
@@ -60,20 +59,14 @@ def _simulate(seed: int, port: int, topic: str, kafka: KafkaSettings, tmp_path: 
     return summary
 
 
+def _event(record: Any) -> MaintenanceEvent:
+    event = decode_as(record.value, MaintenanceEvent)
+    assert record.key.decode() == event.machine_id
+    return event
+
+
 def _events(kafka: KafkaSettings, topic: str, count: int) -> list[MaintenanceEvent]:
-    consumer = make_consumer(kafka, None, [topic])
-    out: list[MaintenanceEvent] = []
-    deadline = time.monotonic() + 60
-    try:
-        while len(out) < count and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=1000).values():
-                for r in records:
-                    event = decode_as(r.value, MaintenanceEvent)
-                    assert r.key.decode() == event.machine_id
-                    out.append(event)
-    finally:
-        consumer.close()
-    return out
+    return consume(kafka, [topic], lambda got: len(got) >= count, _event, timeout_s=60)
 
 
 def test_same_seed_same_run_different_seed_different_run(

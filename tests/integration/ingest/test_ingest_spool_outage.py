@@ -6,19 +6,20 @@ restart: the first publisher closes while Kafka is down, the second one replays 
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ingest.publisher import KafkaPublisher
-from vigil.bus import TopicSpec, ensure_topics, make_consumer
+from vigil.bus import TopicSpec, ensure_topics
 from vigil.config import KafkaSettings, PublishSettings, SpoolSettings, Topics
 from vigil.contracts import Reading, ReadingBatch, decode
 from vigil.services import Kafka
+from vigil.testing import consume, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -38,37 +39,17 @@ def _readings(start: int, count: int) -> Iterator[Reading]:
         )
 
 
-def _wait(condition: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+def _samples(record: Any) -> list[tuple[str, str, datetime, float | None]]:
+    batch = decode(record.value)
+    assert isinstance(batch, ReadingBatch)
+    assert record.key == batch.machine_id.encode()
+    return [(r.machine_id, r.sensor, r.ts, r.value) for r in batch.readings()]
 
 
-def _consume(
-    kafka: KafkaSettings, topic: str, expected: int, timeout_s: float = 120
-) -> list[tuple[str, str, datetime, float | None]]:
-    consumer = make_consumer(kafka, None, [topic])
-    out: list[tuple[str, str, datetime, float | None]] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(out) < expected and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=1000).values():
-                for record in records:
-                    batch = decode(record.value)
-                    assert isinstance(batch, ReadingBatch)
-                    assert record.key == batch.machine_id.encode()
-                    out += [(r.machine_id, r.sensor, r.ts, r.value) for r in batch.readings()]
-        # A little longer, to catch duplicates arriving after the expected count.
-        end = time.monotonic() + 3
-        while time.monotonic() < end:
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    out += [(r.machine_id, r.sensor, r.ts, r.value) for r in decode(record.value).readings()]
-    finally:
-        consumer.close()
-    return out
+def _consume(kafka: KafkaSettings, topic: str, expected: int) -> list[tuple[str, str, datetime, float | None]]:
+    """Every reading on the topic, read 3 s longer than the expected count (to catch duplicates)."""
+    batches = consume(kafka, [topic], lambda got: sum(map(len, got)) >= expected, _samples, 120, settle_s=3)
+    return [sample for batch in batches for sample in batch]
 
 
 def test_readings_spool_during_an_outage_and_arrive_exactly_once_after_restart(
@@ -92,7 +73,7 @@ def test_readings_spool_during_an_outage_and_arrive_exactly_once_after_restart(
     for r in _readings(1000, 2000):  # handed to the producer; they fail after the delivery timeout
         first.add(r)
     first.flush(1)
-    _wait(lambda: first.spooling and first.counters.spooled == 2000, 90, "the in-flight readings to be spooled")
+    wait_for(lambda: first.spooling and first.counters.spooled == 2000, 90, "the in-flight readings to be spooled")
     for r in _readings(3000, 1000):  # Kafka known to be down: straight to the spool
         first.add(r)
     first.close(timeout_s=5)  # the process "restarts" with the backlog on disk
@@ -107,7 +88,7 @@ def test_readings_spool_during_an_outage_and_arrive_exactly_once_after_restart(
     assert second.backlog == 3000
     for r in _readings(4000, 1000):
         second.add(r)
-    _wait(lambda: not second.spooling, 120, "the spool to drain")
+    wait_for(lambda: not second.spooling, 120, "the spool to drain")
     second.close(timeout_s=60)
     assert second.backlog == 0
     assert second.counters.replayed >= 3000

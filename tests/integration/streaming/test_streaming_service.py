@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -27,10 +27,11 @@ from features.service import FeatureService
 from features.vector import window_engine
 from ingest.publisher import encode_columns, encode_packed
 from streaming.changelog import decode_checkpoint
-from vigil.bus import TopicSpec, ensure_topics, machine_key, make_consumer, make_producer
+from vigil.bus import TopicSpec, ensure_topics, machine_key, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
 from vigil.contracts import DeadLetter, FeatureVector, Reading, ReadingBatch, Sample, decode, encode, is_packed
 from vigil.exceptions import ConfigError
+from vigil.testing import TopicReader, raw, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -128,14 +129,6 @@ class Worker:
         return int(self.proc.returncode)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.2)
-
-
 def batches(readings: list[Reading], size: int = 5) -> list[ReadingBatch]:
     """Consecutive readings of one machine as batches, keeping every machine's arrival order."""
     out: list[ReadingBatch] = []
@@ -173,25 +166,11 @@ def produce(
         producer.close()
 
 
-class Collector:
-    """Reads a topic from the beginning in a background thread."""
+class Collector(TopicReader):
+    """Reads a topic's records from the beginning in a background thread."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        self.records: list[Any] = []
-        self._stop = threading.Event()
-        self._consumer = make_consumer(kafka, None, [topic])
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for messages in self._consumer.poll(timeout_ms=300).values():
-                self.records.extend(messages)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._consumer.close(autocommit=False)
+        super().__init__(kafka, [topic], raw)
 
     def vectors(self) -> list[tuple[FeatureVector, str]]:
         out = []
@@ -438,8 +417,8 @@ def test_bad_messages_land_in_dead_letters_with_reasons_while_good_ones_flow(
             futures.append((producer.send(created.readings, key=b"PMP-001", value=corpus[i][0]), corpus[i]))
     producer.send(created.readings, key=b"PMP-001", value=None)  # a tombstone
     producer.flush()
-    for future, (raw, reason) in futures:
-        sent.append((future.get(30).offset, raw, reason))
+    for future, (payload, reason) in futures:
+        sent.append((future.get(30).offset, payload, reason))
     producer.close()
     expected = expected_vectors(config, good)
     service = FeatureService(config)
@@ -461,10 +440,10 @@ def test_bad_messages_land_in_dead_letters_with_reasons_while_good_ones_flow(
     letters = [decode(r.value) for r in dead.records]
     assert all(isinstance(d, DeadLetter) and d.service == "features" for d in letters)
     by_offset = {d.offset: d for d in letters}
-    for offset, raw, reason in sent:
+    for offset, payload, reason in sent:
         letter = by_offset[offset]
-        assert letter.reason == reason, (raw, letter.error)
-        assert base64.b64decode(letter.raw) == raw
+        assert letter.reason == reason, (payload, letter.error)
+        assert base64.b64decode(letter.raw) == payload
         assert letter.source_topic == created.readings and letter.partition is not None and letter.error
     assert any("tombstone" in d.error for d in letters)
     got = unique_by_window(features.vectors())

@@ -1,0 +1,113 @@
+"""Reading topics back in integration tests: what a test waits for, then asserts on.
+
+Vigil's own integration tests use these against the real broker, and so can a plant's tests of its configuration::
+
+    messages = consume(kafka, [topics.readings], until=lambda got: len(got) >= 120)
+
+Every record is read from the beginning of the topics by a consumer without a group (nothing is committed), and
+``map`` is applied once per record as it arrives: by default the record's message
+(:func:`vigil.contracts.decode`); ``map=raw`` keeps kafka-python's records (topic, key, headers). A timeout returns what arrived instead of raising, so that the
+test's own assertion says what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from vigil.bus import make_consumer
+from vigil.config import KafkaSettings
+from vigil.contracts import decode
+
+
+def raw(record: Any) -> Any:
+    """kafka-python's record itself (``topic``, ``key``, ``value``, ``headers``), for ``map``."""
+    return record
+
+
+def message(record: Any) -> Any:
+    """The record's message (the default ``map``)."""
+    return decode(record.value)
+
+
+class TopicReader:
+    """Reads topics from their beginning in a background thread into :attr:`records` until :meth:`close`.
+
+    For tests that run a service while reading its output; :func:`consume` is the one-shot form.
+    """
+
+    def __init__(self, kafka: KafkaSettings, topics: Sequence[str], map: Callable[[Any], Any] = message) -> None:
+        self.records: list[Any] = []
+        """``map`` of every record read so far, in the order read (per partition: the topic's order)."""
+        self._map = map
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._consumer = make_consumer(kafka, None, list(topics))
+        self._thread = threading.Thread(target=self._run, name=f"read-{','.join(topics)}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for records in self._consumer.poll(timeout_ms=300).values():
+                    self.records.extend(self._map(r) for r in records)
+        except BaseException as exc:  # an assertion in ``map``: raised again by wait() and close()
+            self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def wait(self, until: Callable[[list[Any]], bool], timeout_s: float = 90.0, settle_s: float = 0.0) -> list[Any]:
+        """A copy of :attr:`records` once ``until`` holds for them (or after ``timeout_s``), read ``settle_s``
+        longer to catch what comes after the expected records (duplicates)."""
+        deadline = time.monotonic() + timeout_s
+        while not until(list(self.records)) and time.monotonic() < deadline:
+            self._raise()
+            time.sleep(0.1)
+        time.sleep(settle_s)
+        self._raise()
+        return list(self.records)
+
+    def close(self) -> None:
+        """Stop reading; an error raised by ``map`` is raised here if :meth:`wait` did not raise it."""
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close(autocommit=False)
+        self._raise()
+
+    def __enter__(self) -> TopicReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # the test's own error is the one to see
+            with contextlib.suppress(BaseException):
+                self.close()
+
+
+def consume(
+    kafka: KafkaSettings,
+    topics: Sequence[str],
+    until: Callable[[list[Any]], bool],
+    map: Callable[[Any], Any] = message,
+    timeout_s: float = 90.0,
+    settle_s: float = 0.0,
+) -> list[Any]:
+    """``map`` of the records of ``topics`` from their beginning, once ``until`` holds for them (or after
+    ``timeout_s``), read ``settle_s`` longer (see :meth:`TopicReader.wait`)."""
+    with TopicReader(kafka, topics, map) as reader:
+        return reader.wait(until, timeout_s, settle_s)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Return once ``condition()`` holds; raise ``AssertionError`` naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(0.2)
