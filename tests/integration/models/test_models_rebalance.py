@@ -20,6 +20,7 @@ from models.synthetic import WINDOW_S, pump_vector
 from vigil.bus import TopicSpec, ensure_topics, make_consumer, make_producer
 from vigil.config import KafkaSettings, Topics, VigilConfig
 from vigil.contracts import FeatureVector, MaintenanceEvent, Prediction, SegmentAuditReport, decode, encode
+from vigil.testing import consume
 
 pytestmark = pytest.mark.integration
 
@@ -96,17 +97,14 @@ class Worker:
 
 def published(config: VigilConfig, topic: str, expected: int, timeout_s: float = 60.0) -> Iterator[tuple[str, object]]:
     """``(worker header, message)`` of every record of ``topic`` (a little longer than needed, to see doubles)."""
-    consumer = make_consumer(config.kafka, None, [topic])
-    out: list[tuple[str, object]] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and len(out) < expected:
-            for records in consumer.poll(timeout_ms=500).values():
-                out += [(dict(r.headers).get("worker", b"").decode(), decode(r.value)) for r in records]
-        for records in consumer.poll(timeout_ms=2000).values():
-            out += [(dict(r.headers).get("worker", b"").decode(), decode(r.value)) for r in records]
-    finally:
-        consumer.close()
+    out = consume(
+        config.kafka,
+        [topic],
+        lambda got: len(got) >= expected,
+        lambda r: (dict(r.headers).get("worker", b"").decode(), decode(r.value)),
+        timeout_s,
+        settle_s=2,
+    )
     return iter(out)
 
 

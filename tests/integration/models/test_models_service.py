@@ -10,9 +10,10 @@ import pytest
 from models.pipeline import FleetModel
 from models.service import ModelService
 from models.synthetic import WINDOW_S, pump_vector
-from vigil.bus import TopicSpec, changelog_topic, ensure_topics, machine_key, make_consumer, make_producer
+from vigil.bus import TopicSpec, changelog_topic, ensure_topics, machine_key, make_producer
 from vigil.config import KafkaSettings, Topics, VigilConfig
-from vigil.contracts import DriftEvent, FeatureVector, MaintenanceEvent, Prediction, decode, encode
+from vigil.contracts import DriftEvent, FeatureVector, MaintenanceEvent, Prediction, encode
+from vigil.testing import consume
 
 pytestmark = pytest.mark.integration
 
@@ -50,23 +51,8 @@ def produce(config: VigilConfig, messages: list[FeatureVector | MaintenanceEvent
 
 
 def read_all(config: VigilConfig, topic: str, expected: int, timeout_s: float = 60.0) -> list[object]:
-    import time
-
-    consumer = make_consumer(config.kafka, None, [topic])
-    out: list[object] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                out += [decode(r.value) for r in records]
-            if len(out) >= expected:
-                # A little longer, to see duplicates if there are any.
-                for records in consumer.poll(timeout_ms=1500).values():
-                    out += [decode(r.value) for r in records]
-                break
-    finally:
-        consumer.close()
-    return out
+    """Every message of ``topic``, read 1.5 s longer than the expected count (to see duplicates)."""
+    return consume(config.kafka, [topic], lambda out: len(out) >= expected, timeout_s=timeout_s, settle_s=1.5)
 
 
 def reference(config: VigilConfig, items: list[FeatureVector]) -> dict[datetime, str]:
