@@ -4,10 +4,11 @@ Vigil's own integration tests use these against the real broker, and so can a pl
 
     messages = consume(kafka, [topics.readings], until=lambda got: len(got) >= 120)
 
-Every record is read from the beginning of the topics by a consumer without a group (nothing is committed), and
-``map`` is applied once per record as it arrives: by default the record's message
-(:func:`vigil.contracts.decode`); ``map=raw`` keeps kafka-python's records (topic, key, headers). A timeout returns what arrived instead of raising, so that the
-test's own assertion says what is missing.
+Every record is read from the beginning of the topics by a consumer without a group (nothing is committed; each
+partition is assigned by hand as soon as its topic exists, so a topic the service under test creates later is read
+too), and ``map`` is applied once per record as it arrives: by default the record's message
+(:func:`vigil.contracts.decode`); ``map=raw`` keeps kafka-python's records (topic, key, headers). A timeout
+returns what arrived instead of raising, so that the test's own assertion says what is missing.
 """
 
 from __future__ import annotations
@@ -45,15 +46,33 @@ class TopicReader:
         self._map = map
         self._error: BaseException | None = None
         self._stop = threading.Event()
-        self._consumer = make_consumer(kafka, None, list(topics))
+        self._topics = list(topics)
+        self._consumer = make_consumer(kafka, None)
         self._thread = threading.Thread(target=self._run, name=f"read-{','.join(topics)}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        from kafka import TopicPartition
+
         try:
+            # Every partition assigned by hand once its topic exists (a service under test often creates its
+            # output topic after the reader started; a group-less subscription to a topic that does not exist
+            # yet was seen to miss it for minutes).
+            waiting, assigned = list(self._topics), []
             while not self._stop.is_set():
+                for topic in list(waiting):
+                    partitions = self._consumer.partitions_for_topic(topic)
+                    if partitions:
+                        waiting.remove(topic)
+                        assigned += [TopicPartition(topic, p) for p in sorted(partitions)]
+                        self._consumer.assign(assigned)
+                if not assigned:
+                    self._stop.wait(0.3)
+                    continue
                 for records in self._consumer.poll(timeout_ms=300).values():
                     self.records.extend(self._map(r) for r in records)
+                if waiting:
+                    self._stop.wait(0.2)
         except BaseException as exc:  # an assertion in ``map``: raised again by wait() and close()
             self._error = exc
 
