@@ -141,8 +141,10 @@ def _decode_v3(machine_id: str, value: bytes) -> Checkpoint:
         packed, loose = body[4 + size :], value[packed_end:]
         if len(packed) != int(np.count_nonzero(~raw)) * n or len(loose) != int(np.count_nonzero(raw)) * n:
             raise ValueError("record truncated")
-        planes = np.empty((_PLANES, n), dtype=np.uint8)
-        if n:
+        if not loose:  # every plane compressed (always for a small record, e.g. a delta): no masks to apply
+            planes = np.frombuffer(packed, dtype=np.uint8).reshape(_PLANES, n)
+        else:
+            planes = np.empty((_PLANES, n), dtype=np.uint8)
             planes[~raw] = np.frombuffer(packed, dtype=np.uint8).reshape(-1, n)
             planes[raw] = np.frombuffer(loose, dtype=np.uint8).reshape(-1, n)
         times, values = planes[:8].T.tobytes(), planes[8:].T.tobytes()
