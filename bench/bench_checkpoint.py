@@ -17,7 +17,8 @@ worker's keys) to a fresh compacted topic on a real broker and times what a work
 changelog to its end (``Changelog.read``: keep the latest record per key, decode, merge each base with its deltas)
 and load every machine into a window engine. Twice: with every record of the run still in the topic (the
 uncompacted tail a restore reads until the log cleaner has run; the active segment is never compacted), and with
-only the records compaction keeps (the latest per key, no tombstones).
+only the records compaction keeps (the latest per key, no tombstones). Then once more with the changelog in 4
+partitions, as the worker lays it out for 4 reading partitions: what one of 4 workers restores.
 """
 
 from __future__ import annotations
@@ -101,33 +102,44 @@ def run(
 
 
 def restore(
-    config: VigilConfig, kafka: KafkaSettings, sent: list[tuple[bytes, bytes | None]], machines: int, compacted: bool
+    config: VigilConfig,
+    kafka: KafkaSettings,
+    sent: list[tuple[bytes, bytes | None]],
+    machines: int,
+    compacted: bool,
+    partitions: int = 1,
 ) -> None:
-    """Send ``sent`` to a fresh changelog topic, then time a restore of it (read, decode, merge, load)."""
+    """Send ``sent`` to a fresh changelog topic of ``partitions`` partitions (machine ``i`` in partition
+    ``i % partitions``, as the worker places a machine by its readings partition), then time a restore of
+    partition 0 (read, decode, merge, load): what one of ``partitions`` workers reads after a rebalance."""
     if compacted:
         latest = dict(sent)
         sent = [(k, v) for k, v in latest.items() if v is not None]
-    topic = TopicSpec(f"bench-changelog-{time.time_ns()}", partitions=1, compacted=True)
+    topic = TopicSpec(f"bench-changelog-{time.time_ns()}", partitions=partitions, compacted=True)
     changelog = Changelog(kafka, topic, GROUP)
-    changelog.ensure()
+    changelog.ensure(partitions)
     producer = make_producer(kafka, linger_ms=20)
     for k, v in sent:
-        producer.send(topic.name, key=k, value=v)
+        index = int(k.split(b"-")[-1].split(b"#")[0])
+        producer.send(topic.name, key=k, value=v, partition=changelog.partition(index))
     producer.flush(timeout=300)
     producer.close()
     wall, cpu = time.perf_counter(), time.process_time()
-    checkpoints = changelog.read(timeout_s=600)
+    checkpoints = changelog.read({0}, timeout_s=600)
     read_wall, read_cpu = time.perf_counter() - wall, time.process_time() - cpu
     engine = window_engine(config)
     for machine, checkpoint in checkpoints.items():
         engine.load_machine_state(machine, checkpoint.machine)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    assert len(checkpoints) == machines, (len(checkpoints), machines)
-    size = sum(len(v or b"") for _, v in sent)
-    label = "compacted (latest per key)" if compacted else "uncompacted (every record)"
+    owned = len(range(0, machines, partitions))
+    assert len(checkpoints) == owned, (len(checkpoints), owned)
+    size = sum(len(v or b"") for _, v in sent) / partitions
+    label = ("compacted" if compacted else "uncompacted") + (
+        f", 1 of {partitions} partitions" if partitions > 1 else ""
+    )
     print(
-        f"  restore, {label:<27} {len(sent):7d} records, {size / 1e6:6.1f} MB: read + merge {read_wall:5.2f} s "
-        f"({read_cpu:5.2f} s CPU), with loading {machines} machines {wall:5.2f} s ({cpu:5.2f} s CPU)"
+        f"  restore, {label:<30} {changelog.records_read:7d} records, {size / 1e6:6.1f} MB: read + merge "
+        f"{read_wall:5.2f} s ({read_cpu:5.2f} s CPU), with loading {owned} machines {wall:5.2f} s ({cpu:5.2f} s CPU)"
     )
 
 
@@ -164,6 +176,7 @@ def main() -> None:
         kafka = KafkaSettings(bootstrap_servers=args.bootstrap, client_id="vigil-bench")
         for compacted in (False, True):
             restore(config, kafka, sent, args.machines, compacted)
+        restore(config, kafka, sent, args.machines, True, partitions=4)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ from vigil.bus import (
     machine_key,
     make_consumer,
     make_producer,
+    partition_count,
     send_dead_letter,
 )
 from vigil.config import VigilConfig, load_config
@@ -89,6 +90,12 @@ class ServiceStats:
 
 def _tpk(tp: Any) -> str:
     return f"{tp.topic}:{tp.partition}"
+
+
+def _readings_partition(offsets: dict[str, int]) -> int:
+    """The readings partition of a machine from its offsets (``topic:partition`` keys; the reading topics are
+    co-partitioned, so every key names the same number). 0 for a machine without any."""
+    return min((int(key.rpartition(":")[2]) for key in offsets), default=0)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -159,7 +166,10 @@ class FeatureService:
         if topics.readings_pattern is None:
             specs += [TopicSpec(t, kafka.partitions) for t in topics.reading_topics()]
         ensure_topics(kafka, specs)
-        self.changelog.ensure()
+        # Partitioned like the readings, so that a worker restores only its partitions' machines (a pattern's
+        # topics may not exist yet: the configured count then).
+        readings = kafka.partitions if topics.readings_pattern is not None else partition_count(kafka, topics.readings)
+        self.changelog.ensure(readings)
         self._producer = make_producer(
             kafka, client_id=f"{kafka.client_id}-{SERVICE}", max_request_size=MAX_STATE_BYTES + 64 * 1024
         )
@@ -406,6 +416,7 @@ class FeatureService:
                 continue
             state, is_delta = got
             offsets = self._machine_offsets.get(machine, {})
+            partition = self.changelog.partition(_readings_partition(offsets))
             sends: list[tuple[bytes, bytes | None]] = []
             if is_delta:
                 assert lineage is not None  # without one a base was asked for
@@ -423,7 +434,7 @@ class FeatureService:
                 sends += [(self.changelog.key(machine, k), None) for k in range(1, highest + 1)]
                 self._lineage[machine] = [new, 0, 0]
             for key, payload in sends:
-                future = self._state_producer.send(topic, key=key, value=payload)
+                future = self._state_producer.send(topic, key=key, value=payload, partition=partition)
                 future.add_errback(self._send_errors.append)
                 records += 1
                 written += len(payload or b"")
@@ -520,7 +531,8 @@ class FeatureService:
         owned = {_tpk(tp) for tp in assigned}
         started = time.monotonic()
         restored = merged = 0
-        for machine, checkpoint in self.changelog.read().items():
+        partitions = {self.changelog.partition(tp.partition) for tp in assigned}
+        for machine, checkpoint in self.changelog.read(partitions).items():
             if not set(checkpoint.offsets) & owned:
                 continue
             if machine in self._machine_offsets:
@@ -537,11 +549,14 @@ class FeatureService:
             merged += checkpoint.delta
         self.stats.restored_machines += restored
         log.info(
-            "assigned %s; restored window state of %d machine(s) (bases with %d delta records) in %.1fs",
+            "assigned %s; restored window state of %d machine(s) (bases with %d delta records) in %.1fs "
+            "from %d record(s) of changelog partition(s) %s",
             sorted(owned),
             restored,
             merged,
             time.monotonic() - started,
+            self.changelog.records_read,
+            sorted(partitions),
         )
         if self.metrics is not None:
             self.metrics.set_ready(True)

@@ -24,7 +24,7 @@ from typing import Any
 
 from models.checkpoint import read_header
 from models.exceptions import CheckpointError, ModelsError
-from vigil.bus import TopicSpec, make_consumer
+from vigil.bus import TopicSpec, make_consumer, partition_count
 from vigil.config import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -304,22 +304,6 @@ def ensure_compacted(admin: Any, topic: str, wanted: dict[str, str], min_message
     )
     admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, dict(wanted))])
     return True
-
-
-def partition_count(kafka: KafkaSettings, topic: str, timeout_s: float = 30.0) -> int:
-    """How many partitions ``topic`` has (waiting for its metadata)."""
-    consumer = make_consumer(kafka, None, client_id=f"{kafka.client_id}-meta")
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions:
-                return len(partitions)
-            if time.monotonic() > deadline:
-                raise ModelsError(f"no metadata for topic {topic} within {timeout_s:g}s")
-            time.sleep(0.5)
-    finally:
-        consumer.close(autocommit=False)
 
 
 def changelog_topics(prefix: str) -> tuple[str, str]:

@@ -46,7 +46,6 @@ from models.changelog import (
     changelog_topics,
     decode_marker,
     encode_marker,
-    partition_count,
 )
 from models.checkpoint import dump_machine, dumps_shared, feature_schema, load_machine, loads, read_header
 from models.exceptions import CheckpointError, ModelsError
@@ -60,6 +59,7 @@ from vigil.bus import (
     machine_key,
     make_consumer,
     make_producer,
+    partition_count,
     pipeline_topics,
     send_dead_letter,
 )
@@ -73,7 +73,7 @@ from vigil.contracts import (
     decode,
     encode,
 )
-from vigil.exceptions import ContractError
+from vigil.exceptions import ContractError, VigilError
 
 log = logging.getLogger(__name__)
 
@@ -791,7 +791,7 @@ def main(argv: list[str]) -> int:
             config.topics.maintenance,
         )
         service.run(stop)
-    except ModelsError as exc:  # topics that cannot carry per-machine state: refused at start-up, with the reason
+    except VigilError as exc:  # topics that cannot carry per-machine state (or no metadata): refused at start-up
         log.error("models: %s", exc)
         return 2
     finally:

@@ -18,6 +18,13 @@ text in zlib'd JSON) compressed poorly. Both are still read. A base with its fir
 self-consistent (state and offsets written together, in one partition, in order), so no multi-record atomicity
 is needed: whoever restores it skips that machine's records below its offsets. The topic is created with room for a large machine (:data:`MAX_STATE_BYTES`).
 
+The topic is partitioned like the reading topics: a machine's records go to changelog partition ``p % n`` (``p``
+its readings partition, ``n`` the changelog's partition count), so a worker taking over readings partitions
+reads only theirs (:meth:`Changelog.read`). A changelog created with one partition (before this layout) keeps
+working: ``n = 1`` puts every machine in partition 0, which every worker then reads whole. The partition count of
+an existing changelog is never changed: each key must stay in one partition, or a restore could meet an older
+record of a machine in another partition.
+
 >>> record = encode_checkpoint({"flow:0": 12}, {"watermark": 1.0})
 >>> decode_checkpoint("PMP-001", record).offsets
 {'flow:0': 12}
@@ -37,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streaming.exceptions import StateError
-from vigil.bus import TopicSpec, make_consumer
+from vigil.bus import TopicSpec, make_consumer, partition_count
 from vigil.config import KafkaSettings
 
 MAX_STATE_BYTES = 16 * 1024 * 1024
@@ -247,6 +254,14 @@ class Changelog:
         self.kafka = kafka
         self.topic = topic
         self.group_id = group_id
+        self.partitions = 1
+        """The topic's partition count (known after :meth:`ensure`)."""
+        self.records_read = 0
+        """Records the last :meth:`read` went through (of every group, tombstones included)."""
+
+    def partition(self, readings_partition: int) -> int:
+        """The changelog partition of a machine whose readings are in partition ``readings_partition``."""
+        return readings_partition % self.partitions
 
     def key(self, machine_id: str, delta: int = 0) -> bytes:
         """``<group>/<machine>`` for a base record, ``<group>/<machine>#<delta>`` for its deltas (identifiers
@@ -255,46 +270,59 @@ class Changelog:
             return f"{self.group_id}/{machine_id}#{delta}".encode()
         return f"{self.group_id}/{machine_id}".encode()
 
-    def ensure(self) -> None:
-        """Create the compacted topic (one partition) allowing records up to :data:`MAX_STATE_BYTES`."""
+    def ensure(self, partitions: int = 1) -> None:
+        """Create the compacted topic with ``partitions`` partitions (the reading topics' count) allowing records
+        up to :data:`MAX_STATE_BYTES`; an existing topic keeps its partition count. Sets :attr:`partitions`."""
         from kafka import KafkaAdminClient
         from kafka.admin import NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
         admin = KafkaAdminClient(**self.kafka.client_kwargs(), client_id=f"{self.kafka.client_id}-admin")
         try:
-            if self.topic.name in set(admin.list_topics()):
-                return
-            configs = {
-                "cleanup.policy": "compact",
-                "min.compaction.lag.ms": "0",
-                "segment.ms": "600000",
-                "max.message.bytes": str(MAX_STATE_BYTES + 64 * 1024),
-            }
-            topic = NewTopic(self.topic.name, 1, self.kafka.replication_factor, topic_configs=configs)
-            # Another worker may create it at the same moment; that is fine.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([topic], timeout_ms=30_000, wait_for_metadata=True)
+            if self.topic.name not in set(admin.list_topics()):
+                configs = {
+                    "cleanup.policy": "compact",
+                    "min.compaction.lag.ms": "0",
+                    # Roll the active segment (never compacted) every 10 minutes, clean once 10 % of the log is
+                    # superseded and at the latest after an hour: a restore reads about a base and its deltas per
+                    # machine plus the last minutes of checkpoints.
+                    "segment.ms": "600000",
+                    "min.cleanable.dirty.ratio": "0.1",
+                    "max.compaction.lag.ms": "3600000",
+                    "max.message.bytes": str(MAX_STATE_BYTES + 64 * 1024),
+                }
+                topic = NewTopic(self.topic.name, partitions, self.kafka.replication_factor, topic_configs=configs)
+                # Another worker may create it at the same moment; that is fine.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    admin.create_topics([topic], timeout_ms=30_000, wait_for_metadata=True)
         finally:
             admin.close()
+        self.partitions = partition_count(self.kafka, self.topic.name)
 
-    def read(self, timeout_s: float = 120.0) -> dict[str, Checkpoint]:
-        """The latest checkpoint of every machine of this group (the topic read to its end)."""
+    def read(self, partitions: set[int] | None = None, timeout_s: float = 120.0) -> dict[str, Checkpoint]:
+        """The latest checkpoint of every machine of this group in the changelog ``partitions`` (all when
+        ``None``), read to their end. Gives up when nothing arrives for ``timeout_s`` before the end."""
         from kafka import TopicPartition
 
         prefix = f"{self.group_id}/"
         consumer = make_consumer(self.kafka, None, client_id=f"{self.kafka.client_id}-restore")
         latest: dict[str, bytes] = {}
+        self.records_read = 0
         try:
-            tp = TopicPartition(self.topic.name, 0)
-            consumer.assign([tp])
-            consumer.seek_to_beginning(tp)
-            end = consumer.end_offsets([tp])[tp]
+            wanted = range(self.partitions) if partitions is None else sorted(partitions)
+            tps = [TopicPartition(self.topic.name, p) for p in wanted]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
             deadline = time.monotonic() + timeout_s
-            while consumer.position(tp) < end:
+            while any(consumer.position(tp) < ends[tp] for tp in tps):
                 if time.monotonic() > deadline:
-                    raise StateError(f"changelog {self.topic.name} not read to its end within {timeout_s:g}s")
-                for messages in consumer.poll(timeout_ms=1000).values():
+                    raise StateError(f"changelog {self.topic.name}: nothing read for {timeout_s:g}s before its end")
+                batch = consumer.poll(timeout_ms=1000)
+                if batch:
+                    deadline = time.monotonic() + timeout_s
+                for messages in batch.values():
+                    self.records_read += len(messages)
                     for msg in messages:
                         key = msg.key.decode() if msg.key else ""
                         if not key.startswith(prefix):

@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from vigil.config.connections import KafkaSettings, Topics
 from vigil.contracts import DeadLetter, encode
+from vigil.exceptions import VigilError
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,22 @@ def make_consumer(kafka: KafkaSettings, group_id: str | None, topics: Iterable[s
         for name in names:
             consumer.partitions_for_topic(name)
     return consumer
+
+
+def partition_count(kafka: KafkaSettings, topic: str, timeout_s: float = 30.0) -> int:
+    """How many partitions ``topic`` has (waiting up to ``timeout_s`` for its metadata)."""
+    consumer = make_consumer(kafka, None, client_id=f"{kafka.client_id}-meta")
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions:
+                return len(partitions)
+            if time.monotonic() > deadline:
+                raise VigilError(f"no metadata for topic {topic} within {timeout_s:g}s")
+            time.sleep(0.5)
+    finally:
+        consumer.close(autocommit=False)
 
 
 def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec]) -> list[str]:

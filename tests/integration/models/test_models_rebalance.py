@@ -273,7 +273,7 @@ def test_a_changelog_partitioned_unlike_the_features_is_reported_and_used(
 ) -> None:
     """Fewer partitions (the features topic grew): partitions are added; more: the extra ones stay unused. The
     state keeps following its partition either way (before: ``vigil models`` refused to start, exit 2)."""
-    from models.changelog import partition_count
+    from vigil.bus import partition_count
 
     machines_topic = changelog_topics(config.topics.changelog_prefix)[1]
     ensure_topics(config.kafka, [TopicSpec(machines_topic, changelog_partitions, compacted=True)])
