@@ -31,7 +31,7 @@ from vigil.bus import TopicSpec, ensure_topics, machine_key, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
 from vigil.contracts import DeadLetter, FeatureVector, Reading, ReadingBatch, Sample, decode, encode, is_packed
 from vigil.exceptions import ConfigError
-from vigil.testing import TopicReader, raw, wait_for
+from vigil.testing import TopicReader, consume, raw, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -791,3 +791,83 @@ def test_incremental_checkpoints_restore_from_a_base_and_its_deltas(
     reference = window_engine(config)
     expected = [v for m in messages for v in reference.add_batch(m)] + reference.flush()
     assert got == expected
+
+
+def test_the_changelog_is_partitioned_like_the_readings_and_a_worker_restores_only_its_partitions(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    """Each machine's checkpoint records go to the changelog partition of its readings partition, so a worker that
+    takes over one readings partition reads that changelog partition only, and restores exactly its machines."""
+    from kafka import TopicPartition
+
+    config = make_config(kafka_settings, created, group, size_s=600.0)
+    machines = {"PMP-001": ["flow", "speed"], "PMP-002": ["flow", "speed"], "MTR-001": ["speed"], "MTR-002": ["speed"]}
+    messages = batches(oracle.stream(5, machines, seconds=120, late=0.0), size=6)
+    produce(kafka_settings, created.readings, messages)
+    first = FeatureService(config)
+    first.setup()
+    try:
+        deadline = time.monotonic() + 60
+        while first.stats.messages < len(messages) and time.monotonic() < deadline:
+            first.step()
+        assert first.stats.messages == len(messages)
+        first.checkpoint()
+    finally:
+        first.close()
+    assert first.changelog.partitions == 2
+
+    # Where each machine's readings are, and where its checkpoint records went.
+    home = {r.key.decode(): r.partition for r in consume(kafka_settings, [created.readings], _all(messages), raw)}
+    assert set(home.values()) == {0, 1}  # the machines are spread over both partitions
+    records = consume(kafka_settings, [first.changelog.topic.name], lambda got: len(got) >= len(machines), raw)
+    placed = {r.key.decode().partition("/")[2].partition("#")[0]: r.partition for r in records}
+    assert placed == home
+
+    second = FeatureService(config)
+    second.setup()
+    try:
+        second.restore({TopicPartition(created.readings, 1)})
+        restored = set(second.engine.machines)
+    finally:
+        second.close()
+    assert restored == {m for m, p in home.items() if p == 1}
+    assert second.changelog.records_read == sum(1 for r in records if r.partition == 1)
+
+
+def _all(messages: list[ReadingBatch]) -> Any:
+    return lambda got: len(got) >= len(messages)
+
+
+def test_a_changelog_created_with_one_partition_keeps_working_for_partitioned_readings(
+    kafka_settings: KafkaSettings, created: Topics, group: str
+) -> None:
+    """A changelog from before the partitioned layout (one partition) is kept as it is: every machine's records
+    go to partition 0, and a worker taking over either readings partition finds its machines there."""
+    from kafka import TopicPartition
+
+    from streaming.changelog import Changelog
+    from vigil.bus import changelog_topic
+
+    config = make_config(kafka_settings, created, group, size_s=600.0)
+    Changelog(kafka_settings, changelog_topic(created, "features"), group).ensure(1)
+    machines = {"PMP-001": ["flow"], "PMP-002": ["flow"]}  # readings partitions 0 and 1
+    messages = batches(oracle.stream(6, machines, seconds=60, late=0.0), size=6)
+    produce(kafka_settings, created.readings, messages)
+    first = FeatureService(config)
+    first.setup()
+    try:
+        deadline = time.monotonic() + 60
+        while first.stats.messages < len(messages) and time.monotonic() < deadline:
+            first.step()
+        first.checkpoint()
+    finally:
+        first.close()
+    assert first.changelog.partitions == 1
+    for partition, machine in ((0, "PMP-001"), (1, "PMP-002")):
+        worker = FeatureService(config)
+        worker.setup()
+        try:
+            worker.restore({TopicPartition(created.readings, partition)})
+            assert worker.engine.machines == [machine]
+        finally:
+            worker.close()
