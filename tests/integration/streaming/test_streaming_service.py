@@ -755,11 +755,7 @@ def test_incremental_checkpoints_restore_from_a_base_and_its_deltas(
         for part in range(3):
             chunk = messages[part * quarter : (part + 1) * quarter]
             produce(kafka_settings, created.readings, chunk)
-            target = first.stats.messages + len(chunk)
-            deadline = time.monotonic() + 60
-            while first.stats.messages < target and time.monotonic() < deadline:
-                first.step()
-            assert first.stats.messages == target
+            step_until(first, first.stats.messages + len(chunk))
             first.checkpoint()
     finally:
         first.close()
@@ -804,16 +800,7 @@ def test_the_changelog_is_partitioned_like_the_readings_and_a_worker_restores_on
     machines = {"PMP-001": ["flow", "speed"], "PMP-002": ["flow", "speed"], "MTR-001": ["speed"], "MTR-002": ["speed"]}
     messages = batches(oracle.stream(5, machines, seconds=120, late=0.0), size=6)
     produce(kafka_settings, created.readings, messages)
-    first = FeatureService(config)
-    first.setup()
-    try:
-        deadline = time.monotonic() + 60
-        while first.stats.messages < len(messages) and time.monotonic() < deadline:
-            first.step()
-        assert first.stats.messages == len(messages)
-        first.checkpoint()
-    finally:
-        first.close()
+    first = run_and_checkpoint(config, len(messages))
     assert first.changelog.partitions == 2
 
     # Where each machine's readings are, and where its checkpoint records went.
@@ -853,15 +840,7 @@ def test_a_changelog_created_with_one_partition_keeps_working_for_partitioned_re
     machines = {"PMP-001": ["flow"], "PMP-002": ["flow"]}  # readings partitions 0 and 1
     messages = batches(oracle.stream(6, machines, seconds=60, late=0.0), size=6)
     produce(kafka_settings, created.readings, messages)
-    first = FeatureService(config)
-    first.setup()
-    try:
-        deadline = time.monotonic() + 60
-        while first.stats.messages < len(messages) and time.monotonic() < deadline:
-            first.step()
-        first.checkpoint()
-    finally:
-        first.close()
+    first = run_and_checkpoint(config, len(messages))
     assert first.changelog.partitions == 1
     for partition, machine in ((0, "PMP-001"), (1, "PMP-002")):
         worker = FeatureService(config)
@@ -871,3 +850,23 @@ def test_a_changelog_created_with_one_partition_keeps_working_for_partitioned_re
             assert worker.engine.machines == [machine]
         finally:
             worker.close()
+
+
+def run_and_checkpoint(config: VigilConfig, messages: int) -> FeatureService:
+    """A worker that handles ``messages`` messages, checkpoints and closes."""
+    worker = FeatureService(config)
+    worker.setup()
+    try:
+        step_until(worker, messages)
+        worker.checkpoint()
+    finally:
+        worker.close()
+    return worker
+
+
+def step_until(worker: FeatureService, messages: int) -> None:
+    """Step the worker until it has handled ``messages`` messages in all (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while worker.stats.messages < messages and time.monotonic() < deadline:
+        worker.step()
+    assert worker.stats.messages == messages
