@@ -61,7 +61,7 @@ from vigil.bus import (
 )
 from vigil.config import VigilConfig, load_config
 from vigil.contracts import FeatureVector, encode
-from vigil.exceptions import ConfigError, ContractError
+from vigil.exceptions import BusError, ConfigError, ContractError
 
 if TYPE_CHECKING:
     from vigil.metrics import ServiceMetrics
@@ -145,6 +145,9 @@ class FeatureService:
         self._skip: dict[str, dict[str, int]] = {}
         self._dirty: set[str] = set()
         self._lineage: dict[str, list[Any]] = {}
+        self._changelog_partition: dict[str, int] = {}
+        """Per machine: the changelog partition its records go to, fixed once known (restored or first written),
+        so that its base, deltas and tombstones never spread over two partitions."""
         """Per machine in the changelog: [lineage id of its base, deltas written after it, highest delta key]."""
         self._pending_assignment: set[Any] | None = None
         self._send_errors: list[BaseException] = []
@@ -416,7 +419,9 @@ class FeatureService:
                 continue
             state, is_delta = got
             offsets = self._machine_offsets.get(machine, {})
-            partition = self.changelog.partition(_readings_partition(offsets))
+            partition = self._changelog_partition.setdefault(
+                machine, self.changelog.partition(_readings_partition(offsets))
+            )
             sends: list[tuple[bytes, bytes | None]] = []
             if is_delta:
                 assert lineage is not None  # without one a base was asked for
@@ -495,6 +500,7 @@ class FeatureService:
                 self.engine.drop_machine(machine)
                 del self._machine_offsets[machine]
                 self._lineage.pop(machine, None)
+                self._changelog_partition.pop(machine, None)
                 self._skip.pop(machine, None)
                 self._dirty.discard(machine)
         for tp in revoked:
@@ -545,6 +551,8 @@ class FeatureService:
                 self._lineage.pop(machine, None)
             self._machine_offsets[machine] = dict(checkpoint.offsets)
             self._skip[machine] = dict(checkpoint.offsets)
+            # Where its records are: computed from the offsets they were written with.
+            self._changelog_partition[machine] = self.changelog.partition(_readings_partition(checkpoint.offsets))
             restored += 1
             merged += checkpoint.delta
         self.stats.restored_machines += restored
@@ -672,7 +680,7 @@ def main(argv: list[str]) -> int:
     except (DeliveryError, InfluxError):
         log.exception("a write was not acknowledged; stopping without committing (a restart replays)")
         return 1
-    except KafkaError as exc:
+    except (KafkaError, BusError) as exc:
         log.error("Kafka at %s: %s; stopping without committing", config.kafka.bootstrap_servers, exc)
         return 1
     finally:

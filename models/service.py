@@ -73,7 +73,7 @@ from vigil.contracts import (
     decode,
     encode,
 )
-from vigil.exceptions import ContractError, VigilError
+from vigil.exceptions import BusError, ContractError
 
 log = logging.getLogger(__name__)
 
@@ -791,7 +791,7 @@ def main(argv: list[str]) -> int:
             config.topics.maintenance,
         )
         service.run(stop)
-    except VigilError as exc:  # topics that cannot carry per-machine state (or no metadata): refused at start-up
+    except (ModelsError, BusError) as exc:  # topics that cannot carry per-machine state: refused at start-up
         log.error("models: %s", exc)
         return 2
     finally:

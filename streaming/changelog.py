@@ -304,12 +304,14 @@ class Changelog:
         ``None``), read to their end. Gives up when nothing arrives for ``timeout_s`` before the end."""
         from kafka import TopicPartition
 
+        self.records_read = 0
+        if partitions is not None and not partitions:  # a worker assigned nothing (more workers than partitions)
+            return {}
+        wanted = range(partition_count(self.kafka, self.topic.name)) if partitions is None else sorted(partitions)
         prefix = f"{self.group_id}/"
         consumer = make_consumer(self.kafka, None, client_id=f"{self.kafka.client_id}-restore")
         latest: dict[str, bytes] = {}
-        self.records_read = 0
         try:
-            wanted = range(self.partitions) if partitions is None else sorted(partitions)
             tps = [TopicPartition(self.topic.name, p) for p in wanted]
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)

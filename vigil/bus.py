@@ -16,7 +16,7 @@ from typing import Any
 
 from vigil.config.connections import KafkaSettings, Topics
 from vigil.contracts import DeadLetter, encode
-from vigil.exceptions import VigilError
+from vigil.exceptions import BusError
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def partition_count(kafka: KafkaSettings, topic: str, timeout_s: float = 30.0) -
             if partitions:
                 return len(partitions)
             if time.monotonic() > deadline:
-                raise VigilError(f"no metadata for topic {topic} within {timeout_s:g}s")
+                raise BusError(f"no metadata for topic {topic} within {timeout_s:g}s")
             time.sleep(0.5)
     finally:
         consumer.close(autocommit=False)

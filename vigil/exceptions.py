@@ -34,5 +34,9 @@ class ConfigError(VigilError):
         super().__init__(f"invalid {source} ({len(problems)} problem(s)):\n{lines}")
 
 
+class BusError(VigilError):
+    """Kafka did not answer what a stage needs to start (a topic's metadata)."""
+
+
 class ServiceError(VigilError):
     """A managed service (Kafka, InfluxDB, Mosquitto) could not be installed, started or stopped."""

@@ -75,6 +75,8 @@ class TopicReader:
                     self._stop.wait(0.2)
         except BaseException as exc:  # an assertion in ``map``: raised again by wait() and close()
             self._error = exc
+        finally:  # closed by the thread that uses it (kafka-python's consumer is not thread-safe)
+            self._consumer.close(autocommit=False)
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -94,8 +96,7 @@ class TopicReader:
     def close(self) -> None:
         """Stop reading; an error raised by ``map`` is raised here if :meth:`wait` did not raise it."""
         self._stop.set()
-        self._thread.join(10)
-        self._consumer.close(autocommit=False)
+        self._thread.join(60)
         self._raise()
 
     def __enter__(self) -> TopicReader:
