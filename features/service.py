@@ -195,6 +195,11 @@ class FeatureService:
             heartbeat_interval_ms=min(3000, int(self.config.windows.session_timeout_s * 1000 / 3)),
         )
         listener = _Rebalance(self)
+        # The reading topics' metadata before the first poll joins the group (as make_consumer does for its own
+        # subscriptions): without it the group can form before the client knows their partitions, assign nothing
+        # ("No partition metadata"), and wait for the next metadata refresh; a test timed out so in CI.
+        for name in topics.reading_topics() if topics.readings_pattern is None else ():
+            self._consumer.partitions_for_topic(name)
         if topics.readings_pattern is not None:
             self._consumer.subscribe(pattern=topics.readings_pattern, listener=listener)
         else:

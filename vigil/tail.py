@@ -129,10 +129,18 @@ def main(argv: list[str]) -> int:
     # Ctrl-C (and SIGTERM) end the loop between two polls: a KeyboardInterrupt raised inside kafka-python could
     # leave it holding a lock that closing the consumer then waited for, and the process hung (seen once in CI).
     stop = threading.Event()
+
+    def _stop(*_: object) -> None:
+        # The loop then ends and the consumer is closed inside records(): kafka-python's network thread can race
+        # that close and log a socket traceback (a reader torn down mid-recv, seen in CI). Nothing to act on for a
+        # command that is ending, so kafka-python's errors are not printed from here on.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        stop.set()
+
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+            previous[signum] = signal.signal(signum, _stop)
     stream = records(
         config.kafka,
         args.topic,
