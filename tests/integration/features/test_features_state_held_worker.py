@@ -110,7 +110,9 @@ def test_a_pump_that_reported_its_speed_once_at_zero_is_off_also_after_a_restart
         produce(kafka_settings, topics.readings, pump(range(6, 11), {}))
         second = FeatureService(config, worker_id="second")
         run_until(second, lambda: len(vectors.by_window()) >= 10, 90, "windows 5-9 from the restarted worker")
-        assert second.stats.restored_machines == 1
+        # Restored from the changelog (once per assignment: a rebalance while the first worker's membership
+        # expires restores it again, seen in CI; the vectors below show what the state held).
+        assert second.stats.restored_machines >= 1
         got = vectors.by_window()
     finally:
         vectors.close()
