@@ -145,10 +145,10 @@ class FeatureService:
         self._skip: dict[str, dict[str, int]] = {}
         self._dirty: set[str] = set()
         self._lineage: dict[str, list[Any]] = {}
+        """Per machine in the changelog: [lineage id of its base, deltas written after it, highest delta key]."""
         self._changelog_partition: dict[str, int] = {}
         """Per machine: the changelog partition its records go to, fixed once known (restored or first written),
         so that its base, deltas and tombstones never spread over two partitions."""
-        """Per machine in the changelog: [lineage id of its base, deltas written after it, highest delta key]."""
         self._pending_assignment: set[Any] | None = None
         self._send_errors: list[BaseException] = []
         self._last_report = time.monotonic()
