@@ -183,6 +183,7 @@ class VigilConfig(BaseSettings):
                         )
                     )
         problems += _duplicates("sources.opcua", [src.name for src in self.sources.opcua])
+        problems += self._mapped_machines(machine_types)
         receivers = [r.name for r in self.alerts.receivers]
         problems += _duplicates("alerts.receivers", receivers)
         for r, route in enumerate(self.alerts.routes):
@@ -200,6 +201,31 @@ class VigilConfig(BaseSettings):
                         problems.append(
                             (f"alerts.routes[{r}].{key}", f"unknown {key[:-1].replace('_', ' ')} {value!r}")
                         )
+        return problems
+
+    def _mapped_machines(self, machine_types: dict[str, str]) -> list[tuple[str, str]]:
+        """Mappings of files and foreign topics name machines and sensors that exist (checked at start-up)."""
+        problems: list[tuple[str, str]] = []
+        for kind in ("file", "kafka"):
+            sources = getattr(self.sources, kind)
+            problems += _duplicates(f"sources.{kind}", [src.name for src in sources])
+            for s, src in enumerate(sources):
+                where = f"sources.{kind}[{s}].mapping"
+                for tag, spec in src.mapping.tags.items():
+                    if spec.machine not in machine_types:
+                        problems.append((f"{where}.tags.{tag}.machine", f"unknown machine {spec.machine!r}"))
+                    elif spec.sensor not in self.machine_types[machine_types[spec.machine]].sensors:
+                        problems.append(
+                            (f"{where}.tags.{tag}.sensor", f"machine {spec.machine!r} has no sensor {spec.sensor!r}")
+                        )
+                for name, machine in src.mapping.machines.items():
+                    if machine not in machine_types:
+                        problems.append((f"{where}.machines.{name}", f"unknown machine {machine!r}"))
+        problems += _duplicates("sources.maintenance", [src.name for src in self.sources.maintenance])
+        for s, msrc in enumerate(self.sources.maintenance):
+            for name, machine in msrc.mapping.machines.items():
+                if machine not in machine_types:
+                    problems.append((f"sources.maintenance[{s}].mapping.machines.{name}", f"unknown machine {machine!r}"))
         return problems
 
 

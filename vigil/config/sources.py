@@ -8,6 +8,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 
 from vigil.config._base import Section
+from vigil.config.mapping import FileSource, KafkaSource, MaintenanceSource
 
 
 class OpcUaSecurity(Section):
@@ -118,3 +119,6 @@ class MqttSource(Section):
 class Sources(Section):
     opcua: list[OpcUaSource] = []
     mqtt: list[MqttSource] = []
+    file: list[FileSource] = []
+    kafka: list[KafkaSource] = []
+    maintenance: list[MaintenanceSource] = []
