@@ -1,4 +1,4 @@
-"""``vigil collect <opcua|mqtt|replay> ...``: one entry point for every collector."""
+"""``vigil collect <opcua|mqtt|replay|maintenance> ...``: one entry point for every collector."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ COLLECTORS = {
     "opcua": ("ingest.opcua.runner", "subscribe to or poll OPC UA servers ([[sources.opcua]])"),
     "mqtt": ("ingest.mqtt", "receive pushed JSON over MQTT ([[sources.mqtt]])"),
     "replay": ("ingest.replay", "replay a CSV or Parquet history into Kafka"),
+    "maintenance": (
+        "ingest.maintenance",
+        "import a CMMS export of failures, repairs, inspections ([[sources.maintenance]])",
+    ),
 }
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COLLECTORS:
-        rows = "\n".join(f"  {name:<7} {help_}" for name, (_, help_) in COLLECTORS.items())
+        rows = "\n".join(f"  {name:<12} {help_}" for name, (_, help_) in COLLECTORS.items())
         out = sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr
         print(f"usage: vigil collect <collector> [options]\n\ncollectors:\n{rows}", file=out)
         return 0 if out is sys.stdout else 2
