@@ -284,9 +284,13 @@ def read_records(
     if suffix in (".csv", ".txt", ".tsv"):
         try:
             handle = path.open(newline="", encoding=source.encoding)
-            header = next(csv.reader(handle, delimiter=source.delimiter), [])
-        except (OSError, UnicodeDecodeError, LookupError, csv.Error) as exc:
+        except (OSError, LookupError) as exc:
             raise SourceError(f"cannot read {path}: {exc}") from exc
+        try:
+            header = next(csv.reader(handle, delimiter=source.delimiter), [])
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            handle.close()
+            raise SourceError(f"cannot read {path} as {source.encoding} (the source's encoding): {exc}") from exc
         header = [h.lstrip("\ufeff").strip() for h in header]
         try:
             mapping = _fit(path, source, set(header), optional)
@@ -295,6 +299,15 @@ def read_records(
             raise
         return mapping, _csv_rows(path, handle, header, source)
     raise SourceError(f"{path}: unknown file type {suffix!r} (use .csv or .parquet)")
+
+
+def read_file(
+    path: Path, source: MaintenanceSource, known_machines: Collection[str], *, now: datetime | None = None
+) -> ReadResult:
+    """A whole export read through ``source``'s mapping (the default source's optional columns may be absent);
+    raises :class:`SourceError` for a file that cannot be read or lacks a mapped column."""
+    mapping, rows = read_records(path, source, optional=optional_keys(source))
+    return MaintenanceReader(mapping, known_machines, source=source.name, now=now).read(rows)
 
 
 def _fit(path: Path, source: MaintenanceSource, names: set[str], optional: Collection[str]) -> MaintenanceMapping:
@@ -438,9 +451,7 @@ def main(argv: list[str]) -> int:
     try:
         source = pick_source(config, args.source)
         for path in args.files:
-            mapping, rows = read_records(path, source, optional=optional_keys(source))
-            reader = MaintenanceReader(mapping, known, source=source.name)
-            results.append((path, source, reader.read(rows)))
+            results.append((path, source, read_file(path, source, known)))
     except SourceError as exc:
         print(f"vigil collect maintenance: {exc}", file=sys.stderr)  # noqa: T201
         return 2

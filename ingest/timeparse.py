@@ -23,7 +23,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @functools.lru_cache(maxsize=64)
 def _zone(name: str) -> tzinfo:
-    return UTC if name in ("UTC", "Etc/UTC") else zoneinfo.ZoneInfo(name)
+    return zoneinfo.ZoneInfo(name)
 
 
 def parse_time(raw: Any, spec: TimeSpec) -> datetime:
@@ -53,7 +53,9 @@ def parse_time(raw: Any, spec: TimeSpec) -> datetime:
     elif spec.format in ("epoch_s", "epoch_ms"):
         return _epoch(raw, spec.format)
     elif not isinstance(raw, str):
-        raise PayloadError("bad_timestamp", f"a {type(raw).__name__} is not a {spec.format} timestamp")
+        raise PayloadError(
+            "bad_timestamp", f"{str(raw)[:40]!r} ({type(raw).__name__}) is not text in format {spec.format!r}"
+        )
     elif spec.format == "iso":
         try:
             ts = datetime.fromisoformat(raw.strip())
@@ -67,9 +69,9 @@ def parse_time(raw: Any, spec: TimeSpec) -> datetime:
     try:
         if ts.tzinfo is not None:
             return ts.astimezone(UTC)
-        zone = _zone(spec.zone)
-        if zone is UTC:
+        if spec.zone == "UTC":
             return ts.replace(tzinfo=UTC)
+        zone = _zone(spec.zone)
         local = ts.replace(tzinfo=zone, fold=0)
         utc = local.astimezone(UTC)
     except OverflowError:
