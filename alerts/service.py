@@ -56,7 +56,7 @@ from vigil.contracts import (
     encode,
 )
 from vigil.exceptions import ConfigError, ContractError, VigilError
-from vigil.influx import InfluxSink, Schema, dead_letter_rejected
+from vigil.influx import InfluxSink, Schema, dead_letter_rejected, ensure_target
 from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,7 @@ class AlertService:
         log.info("restored %d alert track(s), %d open episode(s)", len(tracks), len(self.lifecycle.open_episodes()))
         ensure_topics(c.kafka, pipeline_topics(c.kafka, c.topics))
         self._producer = make_producer(c.kafka)
+        ensure_target(c.influx)  # creates a missing v1 database; a missing bucket or policy stops here, named
         self.sink = InfluxSink(c.influx, on_rejected=dead_letter_rejected(self._producer, c.topics, SERVICE))
         self.sink.setup()
         self._consumer = make_consumer(

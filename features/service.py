@@ -205,8 +205,9 @@ class FeatureService:
         else:
             self._consumer.subscribe(topics=topics.reading_topics(), listener=listener)
         if self.config.windows.write_influx:
-            from vigil.influx import InfluxSink
+            from vigil.influx import InfluxSink, ensure_target
 
+            ensure_target(self.config.influx)
             self._influx = InfluxSink(self.config.influx)
             self._influx.setup()
         log.info(

@@ -520,13 +520,14 @@ def _observer(config: VigilConfig, names: list[str]) -> Any:
 
 
 def _create_database(config: VigilConfig, database: str) -> None:
-    if config.influx.api != "v1":
-        return  # a v2 bucket is provisioned by the deployment
-    import urllib.request
+    """The services' own start-up check, once before they start, so the run's database is there for the view."""
+    from vigil.influx import InfluxError, ensure_target
 
-    body = urllib.parse.urlencode({"q": f'CREATE DATABASE "{database}"'}).encode()
-    with urllib.request.urlopen(f"{config.influx.url}/query", data=body, timeout=10) as resp:
-        resp.read()
+    try:
+        ensure_target(config.influx.model_copy(update={"database": database}))
+    except InfluxError as exc:
+        print(f"vigil demo: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
 
 
 def main(argv: list[str]) -> int:

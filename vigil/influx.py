@@ -586,6 +586,187 @@ def make_transport(settings: InfluxSettings) -> Transport:
     return V2Transport(settings) if settings.api == "v2" else V1Transport(settings)
 
 
+# ------------------------------------------------------------------------------------------------ start-up
+
+
+def ensure_target(settings: InfluxSettings) -> str:
+    """Make sure the configured database (v1) or bucket (v2) is there before a service writes; what it found.
+
+    Every service that writes to InfluxDB calls this once at start-up, and so does ``vigil demo``.
+
+    - v1: an existing database is left alone (a user with only write/read privileges needs nothing more);
+      a missing one is created with ``CREATE DATABASE`` (idempotent on 1.x). A configured
+      ``influx.retention_policy`` must already exist: Vigil does not pick a duration for you.
+    - v2: the bucket must exist in ``influx.org``; buckets are never created silently. InfluxDB 1.8+ serves
+      the v2 write/query API but no buckets API (``/api/v2/buckets`` answers a plain 404): there a bucket is
+      ``database/retention_policy``, and that database and policy must exist.
+
+    Raises :class:`InfluxError` naming the setting to fix and, where an administrator must act, the statement
+    to run. Credentials never appear in a message.
+    """
+    if settings.api == "v2":
+        return _ensure_bucket(settings)
+    return _ensure_database(settings, settings.database, settings.retention_policy)
+
+
+class _Refused(Exception):
+    """HTTP 401/403: the credentials are wrong, or lack the privilege for the statement."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status}: {reason}")
+        self.status = status
+
+
+def _ident(name: str) -> str:
+    """An InfluxQL identifier, double-quoted.
+
+    >>> _ident('plant "north"')
+    '"plant \\\\"north\\\\""'
+    """
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _credentials_keys(settings: InfluxSettings) -> str:
+    return "influx.token" if settings.token is not None else "influx.username/influx.password"
+
+
+def _statement(settings: InfluxSettings, q: str) -> list[dict[str, Any]]:
+    """Run one InfluxQL statement that needs no database (SHOW/CREATE) through the v1 API."""
+    url = f"{settings.url.rstrip('/')}/query"
+    headers = {**V1Transport(settings)._headers(), "Content-Type": "application/x-www-form-urlencoded"}
+    data = urllib.parse.urlencode({"q": q}).encode()
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=settings.timeout_s) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:
+        reason = _error_text(exc.read().decode(errors="replace")) or f"HTTP {exc.code}"
+        if exc.code in (401, 403):
+            raise _Refused(exc.code, reason) from exc
+        raise InfluxError(f"influx.url: {settings.url} answered HTTP {exc.code} to {q!r}: {reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise InfluxError(f"influx.url: InfluxDB at {settings.url} does not answer ({exc})") from exc
+    return parse_influxql(json.loads(raw))
+
+
+def _databases(settings: InfluxSettings) -> set[str]:
+    try:
+        rows = _statement(settings, "SHOW DATABASES")
+    except _Refused as exc:
+        raise InfluxError(
+            f"{_credentials_keys(settings)}: InfluxDB at {settings.url} refused the credentials ({exc})"
+        ) from exc
+    return {str(r.get("name")) for r in rows}
+
+
+def _ensure_database(settings: InfluxSettings, database: str, retention_policy: str | None) -> str:
+    # SHOW first, CREATE only when missing: a non-admin user may not run CREATE DATABASE even on a database
+    # that exists (InfluxDB 1.x answers 403), and such a user is what a production deployment should use.
+    if database in _databases(settings):
+        found = f"InfluxDB database {database!r} exists at {settings.url}"
+    else:
+        create = f"CREATE DATABASE {_ident(database)}"
+        try:
+            _statement(settings, create)
+        except _Refused as exc:
+            who = settings.username or "the configured user"
+            grant = f"GRANT ALL ON {_ident(database)} TO {_ident(settings.username)}" if settings.username else ""
+            raise InfluxError(
+                f"influx.database: database {database!r} does not exist at {settings.url} (or {who} has no "
+                f"privilege on it), and {who} may not create it ({exc}). An administrator should run: {create}"
+                + (f"; {grant}" if grant else "")
+                + "; or set influx.database to a database this user may write"
+            ) from exc
+        except InfluxError as exc:
+            raise InfluxError(
+                f"influx.database: database {database!r} does not exist at {settings.url} and could not be "
+                f"created: {exc}"
+            ) from exc
+        found = f"created InfluxDB database {database!r} at {settings.url}"
+    if retention_policy:
+        rows = _statement(settings, f"SHOW RETENTION POLICIES ON {_ident(database)}")
+        if retention_policy not in {str(r.get("name")) for r in rows}:
+            raise InfluxError(
+                f"influx.retention_policy: retention policy {retention_policy!r} does not exist on database "
+                f"{database!r} at {settings.url}; create it (e.g. CREATE RETENTION POLICY {_ident(retention_policy)}"
+                f" ON {_ident(database)} DURATION 52w REPLICATION 1) or leave influx.retention_policy unset to "
+                "write to the database's default policy"
+            )
+        found += f", retention policy {retention_policy!r} exists"
+    log.info("%s", found)
+    return found
+
+
+def _ensure_bucket(settings: InfluxSettings) -> str:
+    s = settings
+    if not (s.token and s.org and s.bucket):
+        raise InfluxError("influx.token, influx.org and influx.bucket are required with influx.api = 'v2'")
+    from influxdb_client.client.influxdb_client import InfluxDBClient
+    from influxdb_client.rest import ApiException
+
+    client: Any = InfluxDBClient(
+        url=s.url, token=s.token.get_secret_value(), org=s.org, timeout=int(s.timeout_s * 1000)
+    )
+    try:
+        buckets = client.buckets_api().find_buckets(name=s.bucket, org=s.org).buckets or []
+    except ApiException as exc:
+        body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+        return _bucket_refused(s, int(exc.status or 0), body)
+    except Exception as exc:  # urllib3's connection errors are not OSErrors
+        raise InfluxError(f"influx.url: cannot look up bucket {s.bucket!r} at {s.url}: {exc}") from exc
+    finally:
+        client.close()
+    if not any(b.name == s.bucket for b in buckets):
+        raise InfluxError(
+            f"influx.bucket: bucket {s.bucket!r} does not exist in org {s.org!r} (influx.org) at {s.url}; Vigil does "
+            f"not create buckets: create it (influx bucket create --name {s.bucket} --org {s.org}) or set "
+            "influx.bucket and influx.org to an existing one"
+        )
+    found = f"InfluxDB bucket {s.bucket!r} exists in org {s.org!r} at {s.url}"
+    log.info("%s", found)
+    return found
+
+
+def _bucket_refused(s: InfluxSettings, status: int, body: str) -> str:
+    """The buckets API said no: no such API (InfluxDB 1.8+), no such org, or not allowed."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if status == 404 and not isinstance(answer, dict):
+        # InfluxDB 1.8+: '404 page not found' in plain text, the route does not exist. A bucket is
+        # 'database/retention_policy' (the policy part optional); check both through the v1 API, create nothing.
+        found = _check_compat_target(s)
+        log.info("%s", found)
+        return found
+    reason = str(answer.get("message") or answer.get("msg") or body) if isinstance(answer, dict) else body.strip()
+    if status in (401, 403):
+        raise InfluxError(f"influx.token: InfluxDB at {s.url} refused the token (HTTP {status}: {reason[:300]})")
+    raise InfluxError(
+        f"influx.bucket/influx.org: cannot find bucket {s.bucket!r} in org {s.org!r} at {s.url} "
+        f"(HTTP {status}: {reason[:300]})"
+    )
+
+
+def _check_compat_target(s: InfluxSettings) -> str:
+    database, _, policy = (s.bucket or "").partition("/")
+    missing, fix = "", ""
+    if database not in _databases(s):
+        missing, fix = f"database {database!r} does not exist", f"CREATE DATABASE {_ident(database)}"
+    elif policy:
+        rows = _statement(s, f"SHOW RETENTION POLICIES ON {_ident(database)}")
+        if policy not in {str(r.get("name")) for r in rows}:
+            missing = f"retention policy {policy!r} does not exist on database {database!r}"
+            fix = f"CREATE RETENTION POLICY {_ident(policy)} ON {_ident(database)} DURATION 52w REPLICATION 1"
+    if missing:
+        raise InfluxError(
+            f"influx.bucket: bucket {s.bucket!r} is not there: {missing}. {s.url} has no buckets API (InfluxDB "
+            f"1.8+, where a bucket is database/retention policy and influx.org is ignored). Vigil does not create "
+            f"buckets: an administrator should run {fix}, or set influx.bucket to an existing one"
+        )
+    return f"InfluxDB at {s.url} is 1.8+ (v2 compatibility API): bucket {s.bucket!r} exists as database/policy"
+
+
 # ------------------------------------------------------------------------------------------------ sink
 
 
