@@ -9,6 +9,7 @@ GET      ``/silences``                      active silences
 POST     ``/silences``                      ``{"machines"|"lines"|"sites": [...], "starts_at", "ends_at", ...}``
 DELETE   ``/silences/{id}``                 end a silence
 POST     ``/lines/{id}/down`` / ``/up``     line-down inhibition on/off
+POST     ``/maintenance[?source=NAME]``     maintenance records (an object or an array): :mod:`alerts.maintenance`
 GET      ``/health``                        outbox and service counters
 =======  =================================  ==============================================================
 
@@ -140,6 +141,14 @@ def start_api(service: AlertService, host: str, port: int) -> ThreadingHTTPServe
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else {}
+                if method == "POST" and parts == ["maintenance"]:
+                    from urllib.parse import parse_qs, urlsplit
+
+                    from alerts.maintenance import post_maintenance
+
+                    source = parse_qs(urlsplit(self.path).query).get("source", [None])[0]
+                    self._reply(*post_maintenance(service, body, source))
+                    return
                 if not isinstance(body, dict):
                     raise _ClientError(400, "body must be a JSON object")
                 future = service.submit(_command(method, parts, body))

@@ -163,6 +163,11 @@ class AlertService:
         port = self.http.server_port if self.http is not None else a.http_port
         return f"http://{a.http_host}:{port}"
 
+    @property
+    def producer(self) -> Any:
+        """The service's Kafka producer (thread-safe; the HTTP API's ``POST /maintenance`` publishes with it)."""
+        return self._producer
+
     def close(self) -> None:
         if self.http is not None:
             self.http.shutdown()
