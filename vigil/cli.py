@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "smoke": ("vigil.smoke", "send one message of every contract through Kafka and a point through InfluxDB"),
     "models": ("models.service", "online failure prediction, anomaly and drift detection from features and labels"),
     "evaluate": ("models.evaluate", "score the models on the simulated fleet: recall, lead time, false alarms"),
+    "backtest": (
+        "backtest.cli",
+        "score Vigil and the rule baselines on a plant's own history (files in, JSON + HTML report out)",
+    ),
     "detection-delay": (
         "models.detection",
         "how fast the models notice known changes (step, ramp, stuck sensor, load)",

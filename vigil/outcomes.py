@@ -1,12 +1,15 @@
 """The plant's measures of quality, computed from failures and alert episodes.
 
 - **recall**: share of failures preceded by an alert at least ``min_lead_s`` before them (and no more than
-  ``horizon_s`` before);
-- **lead time**: from the first alert of the episode that caught a failure to the failure (median, 10th pct);
-- **false alarms**: alert episodes not followed by a failure of that machine within ``horizon_s``, per
-  machine-week (and per machine-month).
+  ``horizon_s`` before, or still open at the failure), opened in the same life (after the machine's previous
+  repair: an alert before a repair never counts for the next life's failure);
+- **lead time**: from the first alert of the same life that caught a failure to the failure (median, 10th pct);
+- **false alarms**: alert episodes not followed by a failure of that machine within ``horizon_s`` (in the same
+  life), per operating machine-week and machine-month (running time, when the caller knows it; calendar time
+  otherwise).
 
-Used by the offline evaluation, the demo's summary and ``vigil query``, so every place reports the same numbers.
+Used by ``vigil backtest``, the offline evaluation, the demo's summary and ``vigil query``, so every place
+reports the same numbers.
 
 >>> from datetime import datetime, timedelta, timezone
 >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -16,6 +19,19 @@ Used by the offline evaluation, the demo's summary and ``vigil query``, so every
 >>> s = score(failures, episodes, min_lead_s=4 * 3600, horizon_s=48 * 3600, machines=2, span_s=7 * 86400)
 >>> s.caught, s.missed, s.false_alarms, s.lead_times_h
 (1, 0, 1, [10.0])
+
+An early warning that was still open at the failure is a catch however early; one raised before the machine's
+previous repair warned of nothing in this life:
+
+>>> early = Episode("PMP-001", t - 60 * h, closed_at=t + 31 * h)
+>>> before_repair = Episode("PMP-001", t - 2 * h)
+>>> s = score(failures, [early], min_lead_s=4 * 3600, horizon_s=48 * 3600, machines=1, span_s=7 * 86400)
+>>> s.caught, s.lead_times_h
+(1, [90.0])
+>>> s = score(failures, [before_repair], min_lead_s=4 * 3600, horizon_s=48 * 3600, machines=1, span_s=7 * 86400,
+...           repairs=[Repair("PMP-001", t)])
+>>> s.caught, s.false_alarms
+(0, 1)
 >>> late = score(failures, [Episode("PMP-001", t + 28 * h)], min_lead_s=4 * 3600, horizon_s=48 * 3600,
 ...              machines=1, span_s=7 * 86400)
 >>> [(v.verdict, v.lead_time_h) for v in late.verdicts], late.late
@@ -24,6 +40,7 @@ Used by the offline evaluation, the demo's summary and ``vigil query``, so every
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,12 +55,25 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Repair:
+    """A repair (or any restart of a machine's life): alerts opened before it never count for a later failure."""
+
+    machine_id: str
+    ts: datetime
+
+
+@dataclass(frozen=True)
 class Episode:
-    """An alert episode: when it opened (its first alert) for a machine."""
+    """An alert episode: when it opened (its first alert) for a machine, and when it closed (None: still open)."""
 
     machine_id: str
     opened_at: datetime
     kind: str = "failure_risk"
+    closed_at: datetime | None = None
+    """When it closed (resolved, or the failure/repair ended it); ``None`` when the caller does not know, in which
+    case only the horizon decides whether it warned of a failure. One still open at the end of the data closes
+    at that end."""
+    alert_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +83,10 @@ class Verdict:
     failure: Failure
     verdict: str
     lead_time_h: float | None
-    """From the earliest alert within the horizon before the failure; None when there was none."""
+    """From the earliest alert of the same life (within the horizon, or still open at the failure) to the failure;
+    None when there was none."""
+    alert_id: str | None = None
+    """The episode that gave the lead time, when it has an id."""
 
 
 @dataclass
@@ -66,10 +99,15 @@ class Outcome:
     episodes: int = 0
     false_alarms: int = 0
     machine_weeks: float = 0.0
+    """Machine time the false alarms are divided by: operating time when it is known, else calendar time."""
+    operating: bool = False
+    """Whether ``machine_weeks`` is operating time (from the machines' running state)."""
     lead_times_h: list[float] = field(default_factory=list)
     missed_failures: list[Failure] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     """One per failure, in time order."""
+    false_episodes: list[Episode] = field(default_factory=list)
+    """The episodes counted as false alarms."""
 
     @property
     def recall(self) -> float:
@@ -94,7 +132,7 @@ class Outcome:
         ordered = sorted(self.lead_times_h)
         return ordered[int(0.1 * (len(ordered) - 1))]
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | bool]:
         return {
             "failures": self.failures,
             "caught": self.caught,
@@ -105,9 +143,33 @@ class Outcome:
             "lead_time_p10_h": self.lead_time_p10_h,
             "episodes": self.episodes,
             "false_alarms": self.false_alarms,
+            "machine_weeks": self.machine_weeks,
+            "operating_time": self.operating,
             "false_alarms_per_machine_week": self.false_alarms_per_machine_week,
             "false_alarms_per_machine_month": self.false_alarms_per_machine_month,
         }
+
+
+def lives(failures: Iterable[Failure], repairs: Iterable[Repair] = ()) -> dict[int, float]:
+    """For each failure (by ``id``), the epoch second its life began: the end of the previous life of its
+    machine (the first repair after the previous failure, or that failure itself when no repair is recorded);
+    ``-inf`` for a machine's first failure. A repair without a failure before it (a planned replacement) starts
+    a new life too."""
+    marks: dict[str, list[tuple[float, int, Failure | None]]] = {}
+    for f in failures:
+        marks.setdefault(f.machine_id, []).append((f.ts.timestamp(), 0, f))
+    for r in repairs:
+        marks.setdefault(r.machine_id, []).append((r.ts.timestamp(), 1, None))
+    out: dict[int, float] = {}
+    for events in marks.values():
+        began = -math.inf
+        for ts, _is_repair, failure in sorted(events, key=lambda e: (e[0], e[1])):
+            if failure is not None:
+                out[id(failure)] = began
+                began = ts  # until a repair says otherwise, the next life starts at this failure
+            else:
+                began = ts
+    return out
 
 
 def score(
@@ -118,35 +180,53 @@ def score(
     horizon_s: float,
     machines: int,
     span_s: float,
+    repairs: Iterable[Repair] = (),
+    operating_s: float | None = None,
 ) -> Outcome:
-    """Match episodes to the failures that follow them on the same machine."""
-    out = Outcome(machine_weeks=machines * span_s / (7 * 86400.0))
+    """Match episodes to the failures that follow them on the same machine, in the same life.
+
+    An episode counts for a failure when it opened after the machine's previous repair (the same life) and before
+    the failure, and either within ``horizon_s`` of it or still open at the failure (an early warning that held
+    is a catch, however early). Every other episode is a false alarm. False alarms are divided by
+    ``operating_s`` (the machines' summed running time) when given, else by ``machines * span_s``.
+    """
+    fails = sorted(failures, key=lambda f: f.ts)
+    began = lives(fails, repairs)
+    machine_s = operating_s if operating_s is not None else machines * span_s
+    out = Outcome(machine_weeks=machine_s / (7 * 86400.0), operating=operating_s is not None)
     by_machine: dict[str, list[Episode]] = {}
     for e in episodes:
         by_machine.setdefault(e.machine_id, []).append(e)
-    fails = sorted(failures, key=lambda f: f.ts)
     out.failures = len(fails)
     explained: set[int] = set()
     for f in fails:
+        at = f.ts.timestamp()
+        life = began.get(id(f), -math.inf)
         candidates = [
-            e for e in by_machine.get(f.machine_id, []) if 0 <= (f.ts - e.opened_at).total_seconds() <= horizon_s
+            e
+            for e in by_machine.get(f.machine_id, [])
+            if life <= e.opened_at.timestamp() <= at
+            and (at - e.opened_at.timestamp() <= horizon_s or (e.closed_at is not None and e.closed_at >= f.ts))
         ]
         for e in candidates:
             explained.add(id(e))
-        lead_h = max(((f.ts - e.opened_at).total_seconds() / 3600.0 for e in candidates), default=None)
+        first = min(candidates, key=lambda e: e.opened_at, default=None)
+        lead_h = (at - first.opened_at.timestamp()) / 3600.0 if first is not None else None
+        alert_id = first.alert_id if first is not None else None
         if lead_h is not None and lead_h * 3600.0 >= min_lead_s:
             out.caught += 1
             out.lead_times_h.append(lead_h)
-            out.verdicts.append(Verdict(f, "caught", lead_h))
+            out.verdicts.append(Verdict(f, "caught", lead_h, alert_id))
         else:
             out.missed += 1
             out.missed_failures.append(f)
             if candidates:
                 out.late += 1
-            out.verdicts.append(Verdict(f, "late" if candidates else "missed", lead_h))
+            out.verdicts.append(Verdict(f, "late" if candidates else "missed", lead_h, alert_id))
     all_episodes = [e for es in by_machine.values() for e in es]
     out.episodes = len(all_episodes)
-    out.false_alarms = sum(1 for e in all_episodes if id(e) not in explained)
+    out.false_episodes = sorted((e for e in all_episodes if id(e) not in explained), key=lambda e: e.opened_at)
+    out.false_alarms = len(out.false_episodes)
     return out
 
 
