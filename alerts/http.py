@@ -175,5 +175,7 @@ def start_api(service: AlertService, host: str, port: int) -> ThreadingHTTPServe
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="vigil-alerts-http", daemon=True).start()
-    log.info("alerts API listening on http://%s:%d", host, server.server_port)
+    # alerts.http_port = 0 binds a free port: this line (and server.server_port) tells which.
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    log.info("listening on http://%s:%d (alerts API)", shown, server.server_port)
     return server

@@ -357,8 +357,10 @@ def start_http(metrics: ServiceMetrics, port: int, host: str = "127.0.0.1") -> M
     bound = int(httpd.server_address[1])
     thread = threading.Thread(target=httpd.serve_forever, name=f"metrics-http-{metrics.service}", daemon=True)
     thread.start()
-    log.info("metrics for %s on http://%s:%d/metrics (health: /healthz, /readyz)", metrics.service, host, bound)
-    return MetricsServer(host, bound, httpd, thread)
+    server = MetricsServer(host, bound, httpd, thread)
+    # One line a script can parse for the port actually bound (port 0 picks a free one): /metrics, /healthz, /readyz.
+    log.info("listening on %s (metrics)", server.url)
+    return server
 
 
 def add_metrics_arguments(
