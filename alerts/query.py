@@ -6,8 +6,10 @@
     vigil query false-alarms                false alarms per machine type, per machine-week
 
 Each runs the InfluxQL shown in ``docs/influx-schema.md`` over the v1 API (or the v1-compat API of 2.x/3.x),
-over ``--days`` back from ``--end``. By default the window is the span of the recorded predictions (at most 90
-days), ending now or at the latest prediction when the data runs ahead of the clock (a simulated plant does).
+over ``--days`` back from ``--end``. By default the window is the span of the recorded data: from the first to the
+last prediction or maintenance event, whenever that was (a plant replayed from last spring, a simulated plant
+running ahead of the clock); the listing questions (open alerts, one machine) run on to now as well, so a
+planner's acknowledgement stamped with the wall clock is seen.
 Scoring uses :mod:`vigil.outcomes`, the same code as the demo's summary, with ``models.horizon_s`` and
 ``models.min_lead_s`` from the configuration. Options go before or after the question.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 from vigil.config import VigilConfig, load_config
 from vigil.exceptions import ConfigError, VigilError
-from vigil.influx import ALERTS, MAINTENANCE, InfluxSink, from_ns
+from vigil.influx import ALERTS, MAINTENANCE, PREDICTIONS, InfluxSink, from_ns
 from vigil.outcomes import Episode as OutcomeEpisode
 from vigil.outcomes import Failure, Outcome, score
 
@@ -198,32 +200,51 @@ def _options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument("--config", default=d(None), help="plant configuration (default: $VIGIL_CONFIG, example)")
     parser.add_argument("--database", default=d(None), help="InfluxDB database (default: influx.database)")
     parser.add_argument(
-        "--days", type=float, default=d(None), help="window length (default: the data's span, at most 90 days)"
+        "--days", type=float, default=d(None), help="window length (default: the recorded data's whole span)"
     )
-    parser.add_argument("--end", default=d(None), help="window end, ISO 8601 (default: now or the latest data)")
+    parser.add_argument("--end", default=d(None), help="window end, ISO 8601 (default: the latest data)")
     parser.add_argument("--json", action="store_true", default=d(False), help="machine-readable output")
 
 
+SPAN_SOURCES = ((PREDICTIONS, "p_failure"), (MAINTENANCE, "event_kind"))
+"""What "the recorded data" is: every prediction and every maintenance event (a failure can follow the last
+prediction, a machine can be predicted on before its first maintenance record)."""
+
+
 def data_span(sink: InfluxSink) -> tuple[datetime, datetime] | None:
-    """First and last prediction time in the database (the period the plant was watched)."""
-    first = sink.query('SELECT first("p_failure") FROM "predictions"')
-    last = sink.query('SELECT last("p_failure") FROM "predictions"')
-    if not first or not last:
+    """First and last timestamp of the predictions and maintenance events, over all time (``None``: no data)."""
+    times: list[int] = []
+    for measurement, field_ in SPAN_SOURCES:
+        # No time condition: a selector without GROUP BY time() spans all data, past and future alike.
+        for q in (f'SELECT first("{field_}") FROM "{measurement}"', f'SELECT last("{field_}") FROM "{measurement}"'):
+            times += [int(r["time"]) for r in sink.query(q) if r.get("time") is not None]
+    if not times:
         return None
-    return from_ns(int(first[0]["time"])), from_ns(int(last[0]["time"]))
+    return from_ns(min(times)), from_ns(max(times))
 
 
-def window(sink: InfluxSink, days: float | None, end: datetime | None, now: datetime) -> Window:
-    """The question's time window: explicit, or the span of the predictions (simulated plants run ahead of now)."""
+def window(
+    sink: InfluxSink, days: float | None, end: datetime | None, now: datetime, *, until_now: bool = False
+) -> Window:
+    """The question's time window: ``--days`` back from ``--end``, each defaulting to the recorded data's span.
+
+    ``until_now`` runs the default end on to ``now`` when that is later (listing questions, where an alert
+    transition stamped with the wall clock must be seen; scoring keeps the data's span, so machine-weeks are
+    not padded with time nobody watched). With no data at all the window is the last 90 days.
+    """
     span = data_span(sink) if days is None or end is None else None
     if end is None:
-        end = max(now, span[1] + timedelta(microseconds=1)) if span else now
+        if span is None:
+            end = now
+        else:
+            end = span[1] + timedelta(microseconds=1)  # the window's end is exclusive
+            if until_now:
+                end = max(end, now)
     if days is not None:
         return Window(end - timedelta(days=days), end)
-    start = end - timedelta(days=90)
-    if span is not None and span[0] > start:
-        start = span[0]
-    return Window(start, end)
+    if span is not None and span[0] < end:
+        return Window(span[0], end)
+    return Window(end - timedelta(days=90), end)
 
 
 def main(argv: list[str]) -> int:
@@ -253,7 +274,7 @@ def main(argv: list[str]) -> int:
         end = end.replace(tzinfo=UTC)
     sink = InfluxSink(config.influx)
     try:
-        w = window(sink, args.days, end, datetime.now(UTC))
+        w = window(sink, args.days, end, datetime.now(UTC), until_now=args.question in ("open-alerts", "machine"))
         text, data = _answer(args, config, sink, w)
     except VigilError as exc:
         print(f"vigil query: {exc}", file=sys.stderr)  # noqa: T201
