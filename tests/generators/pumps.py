@@ -87,7 +87,7 @@ class FleetParams:
 
     duty: DutyCycle = field(default_factory=DutyCycle)
     healthy_share: float = 0.3
-    """Share of pumps that never fail (at least one pump fails when there are two or more)."""
+    """Share of pumps that never fail (below 1, at least one of two or more pumps is not healthy)."""
     mean_onset_h: float = 96.0
     short_life_share: float = 0.4
     short_life_h: tuple[float, float] = (3.0, 12.0)
@@ -128,8 +128,10 @@ class Fleet:
     dropouts: list[tuple[str, int, int]] = field(default_factory=list)
     drift: list[dict[str, Any]] = field(default_factory=list)
     stuck: list[dict[str, Any]] = field(default_factory=list)
-    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
-    """The exporters' own random stream (broken rows, work orders)."""
+
+    def export_rng(self, purpose: int) -> np.random.Generator:
+        """A fresh stream for one export file (child 1 of the seed, grandchild ``purpose``): writing twice is identical."""
+        return np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=(1, purpose))))
 
 
 def ambient_temperature(time: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -177,13 +179,13 @@ def generate_fleet(
     """
     root = np.random.default_rng(seed)
     streams = root.spawn(machines + 2)
-    fleet_rng, export_rng = streams[0], streams[1]
+    fleet_rng = streams[0]  # streams[1] is the exporters' (Fleet.export_rng)
     t0 = parse_start(start, BERLIN)
     n = round(days * 86400 / interval_s)
     time = t0 + np.arange(n, dtype="int64") * int(interval_s)
     ambient = ambient_temperature(time, fleet_rng)
     healthy = fleet_rng.random(machines) < params.healthy_share
-    if machines >= 2 and healthy.all():
+    if machines >= 2 and healthy.all() and params.healthy_share < 1.0:
         healthy[int(fleet_rng.integers(machines))] = False
     pumps: list[Pump] = []
     for i in range(machines):
@@ -202,7 +204,7 @@ def generate_fleet(
         )
         tag = f"P{101 + i}"
         pumps.append(Pump(tag, f"PMP-{tag}", design, truth, instrument(truth, rng), bool(healthy[i])))
-    fleet = Fleet(seed, time, interval_s, pumps, [], rng=export_rng)
+    fleet = Fleet(seed, time, interval_s, pumps, [])
     fleet.site_gaps = episodes(
         fleet_rng, n, interval_s, params.gaps_per_week, (params.gap_h[0] * 3600, params.gap_h[1] * 3600)
     )
@@ -301,7 +303,7 @@ def write_historian(fleet: Fleet, path: Path, parquet: Path | None = None) -> li
     """The wide ``;`` export with a handful of broken rows; returns them (line numbers count the header as 1)."""
     steps, header, columns = historian_frame(fleet)
     rows = [list(r) for r in zip(*columns, strict=True)]
-    rng = fleet.rng
+    rng = fleet.export_rng(0)
     picks = rng.choice(np.arange(10, len(rows)), size=min(5, max(0, len(rows) - 10)), replace=False)
     kinds = ("bad_timestamp", "bad_timestamp", "value_text", "value_text", "missing_cell")
     broken: list[dict[str, Any]] = []
@@ -339,8 +341,8 @@ def _write_parquet(header: list[str], rows: list[list[str]], path: Path) -> None
 
 
 def write_workorders(fleet: Fleet, path: Path) -> list[dict[str, Any]]:
-    """The CMMS export: CM/EM at each failure, REP at each restart, weekly PM, some CAL, and three broken rows."""
-    rng = fleet.rng
+    """The CMMS export: CM/EM at each failure, REP at each restart, weekly PM, two CAL, and three broken PM rows."""
+    rng = fleet.export_rng(1)
     t_end = int(fleet.time[-1])
     entries: list[tuple[int, str, str, str, str]] = []  # (utc, asset, type, cause, description)
     for p in fleet.pumps:
@@ -363,11 +365,16 @@ def write_workorders(fleet: Fleet, path: Path) -> list[dict[str, Any]]:
         entries.append(
             (t, f"PUMP {p.tag}", "CAL", "", f"Calibration of pressure transmitter {p.tag}_PT_DIS, as found/as left OK")
         )
+    for kind in BROKEN_WORKORDERS:  # three extra inspections, broken once numbered
+        p = fleet.pumps[int(rng.integers(len(fleet.pumps)))]
+        entries.append(
+            (int(fleet.time[int(rng.integers(len(fleet.time)))]), f"PUMP {p.tag}", "PM", "", f"BROKEN:{kind}")
+        )
     entries.sort(key=lambda e: (e[0], e[1]))
     reported = local_strings(np.array([e[0] for e in entries], dtype="int64"), BERLIN, CMMS_TIME_FORMAT)
     wo = 4_100_000 + np.arange(len(entries)) * 3 + rng.integers(0, 3, len(entries))
     rows = [[e[1], rep, e[2], e[3], str(int(w)), e[4]] for e, rep, w in zip(entries, reported, wo, strict=True)]
-    broken = _break_workorders(rows, entries, rng)
+    broken = _break_workorders(rows, entries)
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["Asset", "Reported", "Type", "Cause", "WO", "Description"])
@@ -375,23 +382,24 @@ def write_workorders(fleet: Fleet, path: Path) -> list[dict[str, Any]]:
     return broken
 
 
-def _break_workorders(
-    rows: list[list[str]], entries: list[tuple[int, str, str, str, str]], rng: np.random.Generator
-) -> list[dict[str, Any]]:
-    """Break three PM rows (an unknown asset, an unparseable date, a 10,000-character text); failures stay intact."""
-    pm_rows = [i for i, r in enumerate(rows) if r[2] == "PM"]
-    if len(pm_rows) < 3:
-        return []
-    picks = sorted(int(i) for i in rng.choice(pm_rows, size=3, replace=False))
+BROKEN_WORKORDERS = ("unknown_asset", "bad_date", "oversized_text")
+
+
+def _break_workorders(rows: list[list[str]], entries: list[tuple[int, str, str, str, str]]) -> list[dict[str, Any]]:
+    """Break the three extra inspection rows (Description ``BROKEN:<kind>``); failures and repairs stay intact."""
     broken = []
-    for i, kind in zip(picks, ("unknown_asset", "bad_date", "oversized_text"), strict=True):
+    for i, row in enumerate(rows):
+        kind = row[5].removeprefix("BROKEN:")
+        if kind not in BROKEN_WORKORDERS:
+            continue
+        row[5] = "Weekly route: vibration check, grease top-up, seal leakage check"
         if kind == "unknown_asset":
-            rows[i][0] = "PUMP P999"
+            row[0] = "PUMP P999"
         elif kind == "bad_date":
-            rows[i][1] = "31.13.2026 25:00"
+            row[1] = "31.13.2026 25:00"
         else:
-            rows[i][5] = ("Inspection report follows. " + "Bearing noise nominal; " * 500)[:10_000]
-        broken.append({"line": i + 2, "utc": utc_iso(entries[i][0]), "kind": kind, "wo": rows[i][4]})
+            row[5] = ("Inspection report follows. " + "Bearing noise nominal; " * 500)[:10_000]
+        broken.append({"line": i + 2, "utc": utc_iso(entries[i][0]), "kind": kind, "wo": row[4]})
     return broken
 
 
