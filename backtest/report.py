@@ -48,8 +48,8 @@ RATIO_COLOUR = KIND_COLOURS["anomaly"]
 _WIDTH = 1000.0
 _GUTTER = 150.0
 _RIGHT = 16.0
-_PANEL_H = 58.0
-_PANEL_GAP = 8.0
+_PANEL_H = 62.0
+_PANEL_GAP = 14.0
 _LANE_H = 15.0
 _RATIO_CAP = 10.0
 """Anomaly ratios above this are drawn at the top: one spike must not flatten the rest of the line."""
@@ -113,9 +113,7 @@ def fmt_value(v: Any) -> str:
             return NA
         if f == int(f) and abs(f) < 1e15:
             return f"{int(f):,}"
-        if abs(f) >= 100:
-            return f"{f:,.0f}"
-        return f"{f:.2f}" if abs(f) >= 1 else f"{f:.3f}"
+        return f"{f:,.0f}" if abs(f) >= 100 else f"{f:.3g}"
     if isinstance(v, Mapping | list | tuple):
         return json.dumps(v, default=str, sort_keys=True)
     return str(v)
@@ -134,6 +132,11 @@ def fmt_rate(v: Any) -> str:
     if f is None:
         return NA
     return f"{f:.2f}" if 0 < abs(f) < 0.095 else f"{f:.1f}"
+
+
+def fmt_p(v: Any) -> str:
+    f = _num(v)
+    return NA if f is None else f"{f:.2f}"
 
 
 def fmt_share(v: Any) -> str:
@@ -521,22 +524,22 @@ def _sensor_panel(name: str, spec: Mapping[str, Any]) -> Panel:
             refs.append(RefLine(v, LIMIT_COLOUR, f"{label} {fmt_value(v)}"))
         else:
             off.append(f"{label} {fmt_value(v)} {unit} off scale".replace("  ", " "))
-    y_lo, y_hi, ticks = svg.nice_range(lo, hi, 3)
+    y_lo, y_hi, ticks = svg.nice_range(lo, hi, 2)
     note = "no data" if not values else "; ".join(off)
     return Panel(name, unit, y_lo, y_hi, ticks, [Series(points, SENSOR_COLOUR)], refs, note)
 
 
-def _risk_panels(risk: Any) -> list[Panel]:
+def _risk_panels(risk: Any, horizon_h: float | None) -> list[Panel]:
     p = _points(risk, 1)
     ratio = _points(risk, 2)
     top = max((v for _, v in ratio if v is not None), default=1.0)
     clipped = top > _RATIO_CAP
-    r_lo, r_hi, r_ticks = svg.nice_range(0.0, max(min(top, _RATIO_CAP), 1.2), 3)
+    r_lo, r_hi, r_ticks = svg.nice_range(0.0, max(min(top, _RATIO_CAP), 1.2), 2)
     ratio = [(t, min(v, r_hi) if v is not None else None) for t, v in ratio]
     return [
         Panel(
             "p(failure)",
-            "within the horizon",
+            f"within {fmt_hours(horizon_h)}" if horizon_h is not None else "within the horizon",
             0.0,
             1.0,
             [0.0, 0.5, 1.0],
@@ -584,7 +587,7 @@ def _timeline_svg(
     x = Scale(t0, t1, _GUTTER, _WIDTH - _RIGHT)
     ticks = svg.time_ticks(t0, t1, 9)
     panels = [_sensor_panel(str(n), _map(s)) for n, s in _map(tl.get("sensors")).items()]
-    panels += _risk_panels(tl.get("risk"))
+    panels += _risk_panels(tl.get("risk"), _num(settings.get("horizon_h")))
     top = 22.0
     parts: list[str] = [
         el(
@@ -712,7 +715,20 @@ def _markers(failure: Mapping[str, Any], x: Scale, top: float, bottom: float) ->
             },
         )
         mark = el("path", {"d": f"M{xx - 5:.1f},{top - 14:.1f}h10l-5,8z", "fill": colour})
-        label = text(xx + 7, top - 7, event, font_size=10, fill=colour, font_weight=600) if event == "failure" else ""
+        right = xx > x.b - 60  # near the right edge the label goes to the left of its marker
+        label = (
+            text(
+                xx + (-7 if right else 7),
+                top - 7,
+                event,
+                font_size=10,
+                fill=colour,
+                font_weight=600,
+                text_anchor="end" if right else "start",
+            )
+            if event == "failure"
+            else ""
+        )
         parts.append(el("g", {}, el("title", {}, escape(tip)) + line + mark + label))
     return "".join(parts)
 
@@ -757,8 +773,8 @@ def _calibration(result: Mapping[str, Any]) -> str:
         [
             _e(f"{fmt_value(b.get('bin_low'))} to {fmt_value(b.get('bin_high'))}"),
             _e(fmt_value(b.get("n"))),
-            _e(fmt_value(_num(b.get("mean_p")))),
-            _e(fmt_value(_num(b.get("observed")))),
+            _e(fmt_p(b.get("mean_p"))),
+            _e(fmt_p(b.get("observed"))),
         ]
         for b in bins
     ]
@@ -776,49 +792,52 @@ def _calibration(result: Mapping[str, Any]) -> str:
 
 def reliability_svg(bins: Sequence[Mapping[str, Any]]) -> str:
     """The reliability diagram: mean predicted p against observed frequency per bin, and the bin counts below."""
-    left, size, top = 56.0, 300.0, 16.0
-    count_top, count_h = top + size + 44, 70.0
-    width, height = left + size + 20, count_top + count_h + 36
+    left, size, top = 56.0, 300.0, 34.0
     x = Scale(0.0, 1.0, left, left + size)
     y = Scale(0.0, 1.0, top + size, top)
-    ticks = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    count_top, count_h = top + size + 66, 64.0
+    content = _reliability_plot(bins, x, y) + _bin_counts(bins, x, count_top, count_h)
+    return svg.svg(left + size + 20, count_top + count_h + 22, content, "Reliability diagram of p(failure)")
+
+
+def _reliability_plot(bins: Sequence[Mapping[str, Any]], x: Scale, y: Scale) -> str:
+    left, top, size = x.a, y.b, x.b - x.a
     parts = [el("rect", {"x": left, "y": top, "width": size, "height": size, "fill": "#fbfcfd", "stroke": svg.GRID})]
-    for v in ticks:
+    for v in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
         parts.append(el("line", {"x1": x(v), "x2": x(v), "y1": top, "y2": top + size, "stroke": svg.GRID}))
         parts.append(el("line", {"x1": left, "x2": left + size, "y1": y(v), "y2": y(v), "stroke": svg.GRID}))
         parts.append(text(x(v), top + size + 14, f"{v:.1f}", text_anchor="middle", font_size=10, fill=svg.MUTED))
         parts.append(text(left - 6, y(v) + 3.5, f"{v:.1f}", text_anchor="end", font_size=10, fill=svg.MUTED))
-    parts.append(
-        text(left + size / 2, top + size + 30, "mean predicted p(failure)", text_anchor="middle", font_size=11)
-    )
-    parts.append(
+    middle = top + size / 2
+    parts += [
+        text(left + size / 2, top + size + 32, "mean predicted p(failure)", text_anchor="middle", font_size=11),
         text(
-            14,
-            top + size / 2,
-            "observed frequency",
-            text_anchor="middle",
-            font_size=11,
-            transform=f"rotate(-90 14 {top + size / 2:.1f})",
-        )
-    )
-    parts.append(
+            14, middle, "observed frequency", text_anchor="middle", font_size=11, transform=f"rotate(-90 14 {middle})"
+        ),
+        el("line", {"x1": x(0), "y1": y(0), "x2": x(1), "y2": y(1), "stroke": svg.MUTED, "stroke_dasharray": "4 3"}),
+        # The legend above the plot: inside it, it would hide the points of a badly calibrated model.
+        el("line", {"x1": left, "x2": left + 22, "y1": 12, "y2": 12, "stroke": svg.MUTED, "stroke_dasharray": "4 3"}),
+        text(left + 28, 15.5, "perfect calibration", font_size=10, fill=svg.MUTED),
         el(
             "line",
-            {"x1": x(0), "y1": y(0), "x2": x(1), "y2": y(1), "stroke": svg.MUTED, "stroke_dasharray": "4 3"},
-        )
-    )
-    parts.append(text(x(0.97), y(0.97) + 14, "perfect", text_anchor="end", font_size=9.5, fill=svg.MUTED))
-    points = [
+            {"x1": left + 150, "x2": left + 172, "y1": 12, "y2": 12, "stroke": SENSOR_COLOUR, "stroke_width": 1.5},
+        ),
+        el("circle", {"cx": left + 161, "cy": 12, "r": 3.5, "fill": SENSOR_COLOUR}),
+        text(left + 178, 15.5, "one bin of predictions", font_size=10, fill=svg.INK),
+    ]
+    points = sorted(
         (p, o, b)
         for b in bins
         if (p := _num(b.get("mean_p"))) is not None and (o := _num(b.get("observed"))) is not None
-    ]
-    points.sort(key=lambda q: q[0])
+    )
     d = svg.line_path([(p, o) for p, o, _ in points], x, y)
     if d:
         parts.append(el("path", {"d": d, "fill": "none", "stroke": SENSOR_COLOUR, "stroke_width": 1.5}))
     for p, o, b in points:
-        tip = f"bin {fmt_value(b.get('bin_low'))}-{fmt_value(b.get('bin_high'))}: {fmt_value(b.get('n'))} predictions, mean p {p:.3f}, observed {o:.3f}"
+        tip = (
+            f"p(failure) {fmt_value(b.get('bin_low'))} to {fmt_value(b.get('bin_high'))}: "
+            f"{fmt_value(b.get('n'))} predictions, mean p {p:.3f}, observed {o:.3f}"
+        )
         parts.append(
             el("circle", {"cx": x(p), "cy": y(o), "r": 4, "fill": SENSOR_COLOUR}, el("title", {}, escape(tip)))
         )
@@ -826,34 +845,41 @@ def reliability_svg(bins: Sequence[Mapping[str, Any]]) -> str:
         parts.append(
             text(left + 10, top + 20, "no scored prediction", font_size=10, fill=svg.MUTED, font_style="italic")
         )
-    # Counts on a log scale: the lowest bin usually holds most predictions and would hide every other bar.
+    return "".join(parts)
+
+
+def _bin_counts(bins: Sequence[Mapping[str, Any]], x: Scale, top: float, height: float) -> str:
+    """Predictions per bin as bars on a log scale: the lowest bin usually holds most predictions and a linear
+    scale would hide every other bar."""
     counts = [(_num(b.get("bin_low")), _num(b.get("bin_high")), _num(b.get("n")) or 0.0) for b in bins]
     biggest = max((n for _, _, n in counts), default=0.0)
     scale = math.log10(1 + biggest) if biggest > 0 else 1.0
-    parts.append(text(left, count_top - 8, "predictions per bin (log scale)", font_size=11, fill=svg.INK))
-    parts.append(
-        el(
-            "line",
-            {"x1": left, "x2": left + size, "y1": count_top + count_h, "y2": count_top + count_h, "stroke": svg.MUTED},
-        )
-    )
+    base = top + height
+    parts = [
+        text(x.a, top - 8, "predictions per bin (log scale)", font_size=11, fill=svg.INK),
+        el("line", {"x1": x.a, "x2": x.b, "y1": base, "y2": base, "stroke": svg.MUTED}),
+    ]
     for lo, hi, n in counts:
         if lo is None or hi is None:
             continue
-        h = count_h * math.log10(1 + n) / scale if n > 0 else 0.0
+        h = height * math.log10(1 + max(n, 0.0)) / scale
         xa, xb = x(max(lo, 0.0)) + 1, x(min(hi, 1.0)) - 1
-        parts.append(
-            el(
-                "rect",
-                {"x": xa, "y": count_top + count_h - h, "width": max(xb - xa, 1.0), "height": h, "fill": "#a5b4c8"},
-            )
-        )
-        parts.append(
-            text(
-                (xa + xb) / 2, count_top + count_h + 13, fmt_value(n), text_anchor="middle", font_size=9, fill=svg.MUTED
-            )
-        )
-    return svg.svg(width, height, "".join(parts), "Reliability diagram of p(failure)")
+        parts.append(el("rect", {"x": xa, "y": base - h, "width": max(xb - xa, 1.0), "height": h, "fill": "#a5b4c8"}))
+        parts.append(text((xa + xb) / 2, base + 13, fmt_count(n), text_anchor="middle", font_size=9, fill=svg.MUTED))
+    return "".join(parts)
+
+
+def fmt_count(n: float) -> str:
+    """A count short enough to sit under a narrow bar.
+
+    >>> [fmt_count(n) for n in (9, 640, 2100, 48000, 1_250_000)]
+    ['9', '640', '2.1k', '48k', '1.2M']
+    """
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if n >= size:
+            v = n / size
+            return f"{v:.1f}{suffix}" if v < 10 else f"{v:.0f}{suffix}"
+    return f"{n:.0f}"
 
 
 # ----------------------------------------------------------------------------------------- segments, run counts
@@ -909,6 +935,8 @@ table { border-collapse: collapse; margin: 8px 0 14px; font-size: 13px; }
 th, td { padding: 4px 10px; border-bottom: 1px solid var(--rule); text-align: left; vertical-align: top; }
 thead th { border-bottom: 1.5px solid var(--ink); font-weight: 600; background: #fff; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.scores { width: 100%; }
+table.scores td:first-child { min-width: 220px; }
 table.scores tbody tr:first-child { background: #eef3fa; }
 table.episodes { font-size: 12px; width: 100%; }
 .columns { display: flex; gap: 40px; flex-wrap: wrap; align-items: flex-start; }

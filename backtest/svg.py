@@ -231,14 +231,16 @@ def line_panel(
         parts.append(text(x.a - 5, yy + 3.5, tick_label(v, step), text_anchor="end", font_size=10, fill=MUTED))
     parts.append(text(6, top + 13, _clip_text(panel.title, gutter), font_size=11.5, font_weight=600, fill=INK))
     if panel.subtitle:
-        parts.append(text(6, top + 27, _clip_text(panel.subtitle, gutter), font_size=10, fill=MUTED))
+        parts.append(text(6, top + 26, _clip_text(panel.subtitle, gutter), font_size=10, fill=MUTED))
     lines = []
-    for ref in panel.refs:
+    # Reference labels sit in the gutter, under the title: inside the plot they collide with the data and markers.
+    for k, ref in enumerate(panel.refs):
         yy = y(ref.y)
         lines.append(
             el("line", {"x1": x.a, "x2": x.b, "y1": yy, "y2": yy, "stroke": ref.colour, "stroke_dasharray": "5 3"})
         )
-        lines.append(text(x.b - 4, yy - 3, ref.label, text_anchor="end", font_size=9.5, fill=ref.colour))
+        label = _clip_text(ref.label, gutter)
+        parts.append(text(6, top + 39 + 11 * k, label, font_size=9.5, fill=ref.colour))
     for s in panel.series:
         d = line_path(s.points, x, y)
         if d:
@@ -255,8 +257,8 @@ def line_panel(
 
 
 def _clip_text(s: str, gutter: float) -> str:
-    # About 6.2 px per character at these sizes; the full name is kept in the figure's accessible text.
-    room = max(int((gutter - 40) / 6.2), 4)
+    # About 6.5 px per character at these sizes; the full name is kept in the figure's accessible text.
+    room = max(int((gutter - 46) / 6.5), 4)
     return s if len(s) <= room else s[: room - 1] + "…"
 
 
