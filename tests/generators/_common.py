@@ -63,6 +63,19 @@ def local_weekdays(t: np.ndarray, zone: str) -> np.ndarray:
     return np.asarray(index.weekday, dtype=int)
 
 
+def ambient_temperature(time: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Machine-room air: 18 degC, a daily swing of +-5 K peaking mid-afternoon, and weather (an hourly AR(1))."""
+    hours = local_hours(time, BERLIN)
+    daily = 18.0 + 5.0 * np.sin(2 * np.pi * (hours - 9.0) / 24.0)
+    n_hours = int((time[-1] - time[0]) // 3600) + 2
+    weather = np.zeros(n_hours)
+    for i in range(1, n_hours):
+        weather[i] = 0.97 * weather[i - 1] + rng.normal(0.0, 0.5)
+    hour_index = ((time - time[0]) // 3600).astype(int)
+    frac = ((time - time[0]) % 3600) / 3600.0
+    return np.asarray(daily + weather[hour_index] * (1 - frac) + weather[hour_index + 1] * frac)
+
+
 def dst_transitions(start: int, end: int, zone: str) -> list[dict[str, Any]]:
     """The UTC-offset changes of ``zone`` in ``[start, end)``, found hour by hour."""
     hours = np.arange(start - start % 3600, end + 3600, 3600, dtype="int64")

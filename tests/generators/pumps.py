@@ -32,9 +32,9 @@ import pandas as pd
 
 from tests.generators._common import (
     BERLIN,
+    ambient_temperature,
     dst_transitions,
     episodes,
-    local_hours,
     local_strings,
     parse_start,
     toml_key,
@@ -132,19 +132,6 @@ class Fleet:
     def export_rng(self, purpose: int) -> np.random.Generator:
         """A fresh stream for one export file (child 1 of the seed, grandchild ``purpose``): writing twice is identical."""
         return np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=(1, purpose))))
-
-
-def ambient_temperature(time: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Pump-house air: 18 degC, a daily swing of +-5 K peaking mid-afternoon, and weather (an hourly AR(1))."""
-    hours = local_hours(time, BERLIN)
-    daily = 18.0 + 5.0 * np.sin(2 * np.pi * (hours - 9.0) / 24.0)
-    n_hours = int((time[-1] - time[0]) // 3600) + 2
-    weather = np.zeros(n_hours)
-    for i in range(1, n_hours):
-        weather[i] = 0.97 * weather[i - 1] + rng.normal(0.0, 0.5)
-    hour_index = ((time - time[0]) // 3600).astype(int)
-    frac = ((time - time[0]) % 3600) / 3600.0
-    return np.asarray(daily + weather[hour_index] * (1 - frac) + weather[hour_index + 1] * frac)
 
 
 def instrument(truth: PumpTruth, rng: np.random.Generator) -> dict[str, np.ndarray]:
