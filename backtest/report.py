@@ -300,7 +300,10 @@ def _scores(result: Mapping[str, Any]) -> str:
     rows = []
     for method, s in scores.items():
         s = _map(s)
-        kinds = ", ".join(f"{k} {fmt_value(n)}" for k, n in _map(s.get("episodes_by_kind")).items())
+        kinds = "<br>".join(
+            f'<span class="nowrap">{_e(k)} {_e(fmt_value(n))}</span>'
+            for k, n in _map(s.get("episodes_by_kind")).items()
+        )
         label = s.get("label") or method
         rows.append(
             [f"<strong>{_e(label)}</strong>"]
@@ -318,9 +321,9 @@ def _scores(result: Mapping[str, Any]) -> str:
                     fmt_value(s.get("false_alarms")),
                     fmt_rate(s.get("false_alarms_per_operating_machine_month")),
                     fmt_value(s.get("informational_episodes")),
-                    kinds or "none",
                 )
             ]
+            + [kinds or "none"]
         )
     numeric = [False] + [True] * 11 + [False]
     return (
@@ -936,7 +939,9 @@ th, td { padding: 4px 10px; border-bottom: 1px solid var(--rule); text-align: le
 thead th { border-bottom: 1.5px solid var(--ink); font-weight: 600; background: #fff; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.scores { width: 100%; }
-table.scores td:first-child { min-width: 220px; }
+table.scores td:first-child { min-width: 200px; }
+table.scores th, table.scores td { padding: 4px 7px; }
+.nowrap { white-space: nowrap; }
 table.scores tbody tr:first-child { background: #eef3fa; }
 table.episodes { font-size: 12px; width: 100%; }
 .columns { display: flex; gap: 40px; flex-wrap: wrap; align-items: flex-start; }

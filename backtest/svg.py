@@ -229,9 +229,11 @@ def line_panel(
         yy = y(v)
         parts.append(el("line", {"x1": x.a, "x2": x.b, "y1": yy, "y2": yy, "stroke": GRID}))
         parts.append(text(x.a - 5, yy + 3.5, tick_label(v, step), text_anchor="end", font_size=10, fill=MUTED))
-    parts.append(text(6, top + 13, _clip_text(panel.title, gutter), font_size=11.5, font_weight=600, fill=INK))
+    parts.append(
+        text(6, top + 13, _clip_text(panel.title, gutter - 36, 6.6), font_size=11.5, font_weight=600, fill=INK)
+    )
     if panel.subtitle:
-        parts.append(text(6, top + 26, _clip_text(panel.subtitle, gutter), font_size=10, fill=MUTED))
+        parts.append(text(6, top + 26, _clip_text(panel.subtitle, gutter - 36, 5.6), font_size=10, fill=MUTED))
     lines = []
     # Reference labels sit in the gutter, under the title: inside the plot they collide with the data and markers.
     for k, ref in enumerate(panel.refs):
@@ -239,7 +241,7 @@ def line_panel(
         lines.append(
             el("line", {"x1": x.a, "x2": x.b, "y1": yy, "y2": yy, "stroke": ref.colour, "stroke_dasharray": "5 3"})
         )
-        label = _clip_text(ref.label, gutter)
+        label = _clip_text(ref.label, gutter - 36, 5.4)
         parts.append(text(6, top + 39 + 11 * k, label, font_size=9.5, fill=ref.colour))
     for s in panel.series:
         d = line_path(s.points, x, y)
@@ -256,10 +258,10 @@ def line_panel(
     return el("g", {}, "".join(parts))
 
 
-def _clip_text(s: str, gutter: float) -> str:
-    # About 6.5 px per character at these sizes; the full name is kept in the figure's accessible text.
-    room = max(int((gutter - 46) / 6.5), 4)
-    return s if len(s) <= room else s[: room - 1] + "…"
+def _clip_text(s: str, room: float, char_px: float) -> str:
+    # Characters average about ``char_px`` at the given size; the full name stays in the figure's table and title.
+    fits = max(int(room / char_px), 4)
+    return s if len(s) <= fits else s[: fits - 1] + "…"
 
 
 def time_axis(x: Scale, y: float, ticks: Sequence[tuple[float, str, str]]) -> str:
