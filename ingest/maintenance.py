@@ -447,11 +447,11 @@ def main(argv: list[str]) -> int:
         return 2
     known = {m.id for m in config.machines}
     # Every file is read before anything is published: an unreadable second file publishes nothing.
-    results: list[tuple[Path, MaintenanceSource, ReadResult]] = []
+    results: list[tuple[Path, ReadResult]] = []
     try:
         source = pick_source(config, args.source)
         for path in args.files:
-            results.append((path, source, read_file(path, source, known)))
+            results.append((path, read_file(path, source, known)))
     except SourceError as exc:
         print(f"vigil collect maintenance: {exc}", file=sys.stderr)  # noqa: T201
         return 2
@@ -469,7 +469,7 @@ def main(argv: list[str]) -> int:
             print(f"vigil collect maintenance: Kafka at {config.kafka.bootstrap_servers}: {exc}", file=sys.stderr)  # noqa: T201
             return 1
     try:
-        for path, _, result in results:
+        for path, result in results:
             if producer is None:  # a dry run: duplicates across the files given, not against the topic
                 new = {e.event_id for e in result.events} - published
                 imported, already = len(new), len(result.events) - len(new)
