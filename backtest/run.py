@@ -34,6 +34,7 @@ import numpy.typing as npt
 from alerts.episodes import PlantInfo, Transition
 from alerts.lifecycle import Lifecycle
 from features.vector import window_engine
+from ingest.replay import label_due
 from ingest.tabular import Frame
 from models.pipeline import FleetModel
 from models.rules import HardLimits
@@ -155,9 +156,7 @@ def run(
     rules = _Rules(config, settings.margin_pct)
     events = sorted(maintenance, key=lambda e: (e.ts, e.event != MaintenanceKind.FAILURE))
     bt.maintenance = list(events)
-    due: list[tuple[float, int, MaintenanceEvent]] = [
-        (e.ts.timestamp() + config.windows.size_s + config.windows.grace_s, i, e) for i, e in enumerate(events)
-    ]
+    due = [(label_due(e, config.windows), i, e) for i, e in enumerate(events)]
     heapq.heapify(due)
     machine_ids, sensor_names = _names(config)
     step = config.windows.size_s

@@ -17,6 +17,13 @@ quality   no        ``good`` / ``uncertain`` / ``bad`` or an OPC UA status code;
 ``speed`` 0 replays as fast as the publisher takes it; ``speed`` 60 replays one hour of history in one minute,
 pacing each reading by its source timestamp relative to the first one (rows are expected in time order; an
 earlier row than the last is sent at once). Bad rows are counted by reason and sent to the dead-letter topic.
+
+With ``--source NAME`` (or a configured ``[[sources.file]]``) the file is read by that mapping instead
+(:mod:`ingest.tabular`: long or wide, any column names, time formats and zones, unit conversion), sorted by event
+time, and ``--maintenance FILE`` interleaves a CMMS export's records (``[[sources.maintenance]]``) with the
+readings: each record is published once the readings have passed it by a window and its grace
+(:func:`label_due`), so labels reach the models after the readings they label, as in a live plant and as
+``vigil backtest`` delivers them.
 """
 
 from __future__ import annotations
@@ -33,13 +40,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from ingest.exceptions import PayloadError, SourceError
 from ingest.publisher import KafkaPublisher
+from ingest.tabular import Frame, Refusal, TableReader
 from ingest.validation import Validator, coerce_quality, coerce_ts, coerce_value
-from vigil.bus import dead_letter
-from vigil.contracts import Reading
+from vigil.bus import dead_letter, machine_key
+from vigil.config import VigilConfig
+from vigil.config.mapping import FileSource
+from vigil.config.windows import WindowConfig
+from vigil.contracts import MaintenanceEvent, Reading, encode
 
 log = logging.getLogger(__name__)
 
@@ -199,12 +211,112 @@ def _looks_numeric(text: str) -> bool:
     return body.replace(".", "", 1).isdigit()
 
 
+def label_due(event: MaintenanceEvent, windows: WindowConfig) -> float:
+    """When (event time, epoch seconds) a maintenance record is delivered in a replay or a backtest: after the
+    window holding it has closed (its end plus the grace), so every window it labels was predicted first."""
+    return event.ts.timestamp() + windows.size_s + windows.grace_s
+
+
+class MappedReplayer:
+    """Replays files read by a ``[[sources.file]]`` mapping, in event-time order, with maintenance records."""
+
+    def __init__(
+        self,
+        config: VigilConfig,
+        source: FileSource,
+        publisher: KafkaPublisher,
+        validator: Validator,
+        speed: float = 0.0,
+        maintenance: list[MaintenanceEvent] | None = None,
+        producer: Any = None,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.publisher = publisher
+        self.validator = validator
+        self.speed = speed
+        self.maintenance = sorted(maintenance or [], key=lambda e: e.ts)
+        self.producer = producer
+        machines = {m.id: set(m.sensors) for m in config.machines_by_id.values()}
+        self.reader = TableReader(source.mapping, machines, delimiter=source.delimiter, encoding=source.encoding)
+        self.counters: Counter[str] = Counter()
+
+    def run(self, paths: list[Path], stop: threading.Event | None = None) -> Counter[str]:
+        frames = [frame for path in paths for frame, _ in self._read(path)]
+        order_source = f"replay:{self.source.name}"
+        if frames:
+            machine = np.concatenate([f.machine for f in frames])
+            sensor = np.concatenate([f.sensor for f in frames])
+            ts = np.concatenate([f.ts for f in frames])
+            value = np.concatenate([f.value for f in frames])
+            status = np.concatenate([f.status for f in frames])
+            order = np.argsort(ts, kind="stable")
+            merged = Frame(machine[order], sensor[order], ts[order], value[order], status[order])
+        else:
+            merged = Frame(*(np.empty(0, dtype=d) for d in (object, object, np.float64, np.float64, np.uint32)))
+        pending = list(self.maintenance)
+        started = time.monotonic()
+        first: float | None = None
+        for reading in merged.readings(order_source):
+            if stop is not None and stop.is_set():
+                break
+            t = reading.ts.timestamp()
+            while pending and label_due(pending[0], self.config.windows) <= t:
+                self._send_maintenance(pending.pop(0))
+            if self.speed > 0:
+                first = t if first is None else first
+                delay = started + (t - first) / self.speed - time.monotonic()
+                if delay > 0:
+                    (stop.wait if stop is not None else time.sleep)(delay)
+            checked = self.validator.check(reading)
+            if checked is None:
+                self.counters["rejected"] += 1
+                continue
+            self.publisher.add(checked)
+            self.counters["accepted"] += 1
+        if not (stop is not None and stop.is_set()):
+            self.publisher.flush()
+            for event in pending:
+                self._send_maintenance(event)
+        if self.producer is not None:
+            self.producer.flush(timeout=60)
+        return self.counters
+
+    def _read(self, path: Path) -> Iterator[tuple[Frame, list[Refusal]]]:
+        for frame, refusals in self.reader.read(path):
+            for r in refusals:
+                self.publisher.add_dead_letter(
+                    dead_letter(
+                        service="ingest.replay",
+                        reason=r.reason,
+                        error=f"row {r.row}, column {r.column}: {r.detail}",
+                        raw=r.raw_bytes(),
+                        source_topic=f"file:{path.name}",
+                        offset=r.row,
+                    )
+                )
+            yield frame, refusals
+
+    def _send_maintenance(self, event: MaintenanceEvent) -> None:
+        if self.producer is None:
+            return
+        # The readings before it must be on their topic first: the record labels them.
+        self.publisher.flush()
+        self.producer.send(self.config.topics.maintenance, key=machine_key(event.machine_id), value=encode(event))
+        self.counters["maintenance"] += 1
+
+
 def main(argv: list[str]) -> int:
     """``vigil collect replay FILE``: replay a CSV/Parquet history into Kafka."""
     from ingest.collector_cli import ensure_reading_topics, load_or_explain
 
     parser = argparse.ArgumentParser(prog="vigil collect replay", description=main.__doc__)
-    parser.add_argument("file", type=Path, help="a .csv or .parquet file (columns machine, sensor, ts, value, ...)")
+    parser.add_argument(
+        "file", type=Path, nargs="+", help=".csv or .parquet files (columns machine, sensor, ts, value, ...)"
+    )
+    parser.add_argument("--source", help="read the files with this [[sources.file]] mapping (default: the first one)")
+    parser.add_argument("--maintenance", type=Path, nargs="*", default=[], help="CMMS exports replayed in time order")
+    parser.add_argument("--maintenance-source", help="the [[sources.maintenance]] entry (default: the only one)")
     parser.add_argument("--config", help="plant configuration (default: $VIGIL_CONFIG, then the example)")
     parser.add_argument("--speed", type=float, default=0.0, help="0 = as fast as possible; 60 = 60x real time")
     parser.add_argument("--epoch-unit", choices=("s", "ms"), default="s", help="unit of numeric timestamps")
@@ -217,6 +329,11 @@ def main(argv: list[str]) -> int:
         return 2
     ensure_reading_topics(config)
     validator = Validator(config)
+    if args.source is not None or config.sources.file or args.maintenance:
+        return _mapped(args, config, validator)
+    if len(args.file) > 1:
+        parser.error("several files need a [[sources.file]] mapping (--source)")
+    args.file = args.file[0]
     publisher = KafkaPublisher(
         config.kafka, config.topics, config.spool, config.publish, source=f"replay:{args.file.name}"
     )
@@ -245,3 +362,74 @@ def main(argv: list[str]) -> int:
         )
     )
     return 0
+
+
+def _mapped(args: argparse.Namespace, config: VigilConfig, validator: Validator) -> int:
+    """The replay through a ``[[sources.file]]`` mapping, with maintenance records interleaved."""
+    from ingest.maintenance import pick_source, read_file
+    from vigil.bus import TopicSpec, ensure_topics, make_producer
+
+    try:
+        source = _file_source(config, args.source)
+        events: list[MaintenanceEvent] = []
+        letters: list[Any] = []
+        msummary: Counter[str] = Counter()
+        if args.maintenance:
+            msource = pick_source(config, args.maintenance_source)
+            for path in args.maintenance:
+                got = read_file(path, msource, set(config.machines_by_id))
+                events += got.events
+                msummary.update(r.reason for r in got.refusals)
+                letters += [r.dead_letter(f"file:{path.name}") for r in got.refusals]
+    except SourceError as exc:
+        print(f"vigil collect replay: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    ensure_topics(config.kafka, [TopicSpec(config.topics.maintenance, config.kafka.partitions)])
+    producer = make_producer(config.kafka) if events else None
+    publisher = KafkaPublisher(
+        config.kafka, config.topics, config.spool, config.publish, source=f"replay:{source.name}"
+    )
+    replayer = MappedReplayer(config, source, publisher, validator, args.speed, events, producer)
+    started = time.monotonic()
+    publisher.start()
+    for letter in letters:
+        publisher.add_dead_letter(letter)
+    try:
+        counters = replayer.run(list(args.file))
+    except SourceError as exc:
+        print(f"vigil collect replay: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    finally:
+        publisher.close()
+        if producer is not None:
+            producer.close()
+    refused = {k: v for k, v in replayer.reader.counters.items() if k not in ("rows", "readings")}
+    print(  # noqa: T201
+        json.dumps(
+            {
+                "files": [str(p) for p in args.file],
+                "source": source.name,
+                "rows": replayer.reader.counters["rows"],
+                "readings": replayer.reader.counters["readings"],
+                "refused": refused,
+                "refusals": [r.as_dict() for r in replayer.reader.refusals[:20]],
+                "seconds": round(time.monotonic() - started, 3),
+                "replay": dict(counters),
+                "maintenance": {"events": len(events), "refused": dict(msummary)},
+                "validation": dict(validator.counters),
+                "publisher": publisher.counters.as_dict(),
+            }
+        )
+    )
+    return 0
+
+
+def _file_source(config: VigilConfig, name: str | None) -> FileSource:
+    configured = config.sources.file
+    if name is None:
+        return configured[0] if configured else FileSource(name="default")
+    for source in configured:
+        if source.name == name:
+            return source
+    names = ", ".join(s.name for s in configured) or "none"
+    raise SourceError(f"no [[sources.file]] named {name!r} (configured: {names})")

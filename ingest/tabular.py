@@ -33,7 +33,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +138,11 @@ class TableReader:
         """Each chunk of ``path`` as a frame and its refusals (also added to ``self.refusals``)."""
         machine_from_name = self._machine_from_name(path)
         row0 = 2  # the first data row, as a spreadsheet numbers it
+        self._skipped: list[int] = []
         for chunk in self._chunks(path):
             frame, refusals = self.parse(chunk, row0, machine_from_name)
+            if self._skipped:
+                refusals = [replace(r, row=self._line(r.row)) for r in refusals]
             row0 += len(chunk)
             self.counters["rows"] += len(chunk)
             self.counters["readings"] += len(frame)
@@ -159,7 +162,6 @@ class TableReader:
         return match.group("machine")
 
     def _chunks(self, path: Path) -> Iterator[Any]:
-        import pandas as pd
         import pyarrow as pa
 
         suffix = path.suffix.lower()
@@ -172,27 +174,69 @@ class TableReader:
                 for batch in file.iter_batches(batch_size=self.chunk_rows):
                     yield batch.to_pandas()
             elif suffix in (".csv", ".txt"):
-                with pd.read_csv(
-                    path,
-                    sep=self.delimiter,
-                    dtype=str,
-                    keep_default_na=False,
-                    na_values=[""],
-                    encoding=self.encoding,
-                    chunksize=self.chunk_rows,
-                    on_bad_lines="warn",
-                    engine="c",
-                ) as reader:
-                    first = True
-                    for frame in reader:
-                        if first:
-                            self._check_columns(path, list(frame.columns))
-                            first = False
-                        yield frame
+                yield from self._csv(path)
             else:
                 raise SourceError(f"{path}: unknown file type {suffix!r} (use .csv or .parquet)")
-        except (OSError, UnicodeDecodeError, pa.ArrowException, pd.errors.ParserError) as exc:
+        except (OSError, UnicodeDecodeError, pa.ArrowException) as exc:
             raise SourceError(f"cannot read {path}: {exc}") from exc
+
+    def _csv(self, path: Path) -> Iterator[Any]:
+        """Every column as text (type inference on a first block would fail on a later odd row); a row with too
+        many fields is refused with its line (pandas reports it), not dropped silently."""
+        import warnings
+
+        import pandas as pd
+
+        self._skipped = []
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            pd.read_csv(
+                path,
+                sep=self.delimiter,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                encoding=self.encoding,
+                chunksize=self.chunk_rows,
+                on_bad_lines="warn",
+                engine="c",
+            ) as reader,
+        ):
+            warnings.simplefilter("always")
+            first = True
+            for frame in reader:
+                if first:
+                    self._check_columns(path, [str(c) for c in frame.columns])
+                    first = False
+                self._take_warnings(caught)
+                yield frame
+            self._take_warnings(caught)
+
+    def _take_warnings(self, caught: list[Any]) -> None:
+        broken: list[Refusal] = []
+        for w in caught:
+            for match in re.finditer(r"Skipping line (\d+): (.*)", str(w.message)):
+                line = int(match.group(1))
+                self._skipped.append(line)
+                broken.append(Refusal(line, "", "malformed_row", match.group(2).strip()))
+        caught.clear()
+        self._skipped.sort()
+        self._note(broken)
+
+    def _line(self, row: int) -> int:
+        """A data row number counted over the rows pandas kept, as the file's line number."""
+        for skipped in self._skipped:
+            if skipped <= row:
+                row += 1
+            else:
+                break
+        return row
+
+    def _note(self, refusals: list[Refusal]) -> None:
+        for r in refusals:
+            self.counters[r.reason] += 1
+            if len(self.refusals) < self.keep_refusals:
+                self.refusals.append(r)
 
     def _check_columns(self, path: Path, names: list[str]) -> None:
         m = self.mapping
