@@ -609,7 +609,7 @@ def ensure_target(settings: InfluxSettings) -> str:
     return _ensure_database(settings, settings.database, settings.retention_policy)
 
 
-class _Refused(Exception):
+class _Refused(InfluxError):
     """HTTP 401/403: the credentials are wrong, or lack the privilege for the statement."""
 
     def __init__(self, status: int, reason: str) -> None:
@@ -659,6 +659,14 @@ def _databases(settings: InfluxSettings) -> set[str]:
     return {str(r.get("name")) for r in rows}
 
 
+def _policies(settings: InfluxSettings, database: str, key: str) -> set[str]:
+    try:
+        rows = _statement(settings, f"SHOW RETENTION POLICIES ON {_ident(database)}")
+    except _Refused as exc:
+        raise InfluxError(f"{key}: cannot list the retention policies of database {database!r} ({exc})") from exc
+    return {str(r.get("name")) for r in rows}
+
+
 def _ensure_database(settings: InfluxSettings, database: str, retention_policy: str | None) -> str:
     # SHOW first, CREATE only when missing: a non-admin user may not run CREATE DATABASE even on a database
     # that exists (InfluxDB 1.x answers 403), and such a user is what a production deployment should use.
@@ -684,8 +692,7 @@ def _ensure_database(settings: InfluxSettings, database: str, retention_policy: 
             ) from exc
         found = f"created InfluxDB database {database!r} at {settings.url}"
     if retention_policy:
-        rows = _statement(settings, f"SHOW RETENTION POLICIES ON {_ident(database)}")
-        if retention_policy not in {str(r.get("name")) for r in rows}:
+        if retention_policy not in _policies(settings, database, "influx.retention_policy"):
             raise InfluxError(
                 f"influx.retention_policy: retention policy {retention_policy!r} does not exist on database "
                 f"{database!r} at {settings.url}; create it (e.g. CREATE RETENTION POLICY {_ident(retention_policy)}"
@@ -753,11 +760,9 @@ def _check_compat_target(s: InfluxSettings) -> str:
     missing, fix = "", ""
     if database not in _databases(s):
         missing, fix = f"database {database!r} does not exist", f"CREATE DATABASE {_ident(database)}"
-    elif policy:
-        rows = _statement(s, f"SHOW RETENTION POLICIES ON {_ident(database)}")
-        if policy not in {str(r.get("name")) for r in rows}:
-            missing = f"retention policy {policy!r} does not exist on database {database!r}"
-            fix = f"CREATE RETENTION POLICY {_ident(policy)} ON {_ident(database)} DURATION 52w REPLICATION 1"
+    elif policy and policy not in _policies(s, database, "influx.bucket"):
+        missing = f"retention policy {policy!r} does not exist on database {database!r}"
+        fix = f"CREATE RETENTION POLICY {_ident(policy)} ON {_ident(database)} DURATION 52w REPLICATION 1"
     if missing:
         raise InfluxError(
             f"influx.bucket: bucket {s.bucket!r} is not there: {missing}. {s.url} has no buckets API (InfluxDB "
