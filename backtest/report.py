@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -385,10 +386,22 @@ def _verdict_chips(failure: Mapping[str, Any], scores: Mapping[str, Any]) -> str
     return f'<div class="chips">{"".join(chips)}</div>'
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every failure's drawing needs from the rest of the result."""
+
+    settings: Mapping[str, Any]
+    scores: Mapping[str, Any]
+    colours: Mapping[str, str]
+    history: tuple[float | None, float | None]
+    """Start and end of the history: a timeline is not drawn over time that holds no data."""
+
+
 def _failures(result: Mapping[str, Any], colours: Mapping[str, str]) -> str:
     failures = [_map(f) for f in _list(result.get("failures"))]
-    settings = _map(result.get("settings"))
     scores = _map(result.get("scores"))
+    span = _map(result.get("span"))
+    ctx = _Context(_map(result.get("settings")), scores, colours, (_epoch(span.get("start")), _epoch(span.get("end"))))
     if not failures:
         return "<section><h2>Failures</h2><p>The history holds no failure.</p></section>"
     methods = list(scores) or list(_map(failures[0].get("verdicts")))
@@ -414,7 +427,7 @@ def _failures(result: Mapping[str, Any], colours: Mapping[str, str]) -> str:
         _legend(colours, failures),
     ]
     for i, f in enumerate(failures):
-        parts.append(_failure(i + 1, f, settings, scores, colours))
+        parts.append(_failure(i + 1, f, ctx))
     parts.append("</section>")
     return "".join(parts)
 
@@ -437,13 +450,7 @@ def _legend(colours: Mapping[str, str], failures: Sequence[Mapping[str, Any]]) -
     return f'<div class="legend">{"".join(items)}</div>'
 
 
-def _failure(
-    index: int,
-    failure: Mapping[str, Any],
-    settings: Mapping[str, Any],
-    scores: Mapping[str, Any],
-    colours: Mapping[str, str],
-) -> str:
+def _failure(index: int, failure: Mapping[str, Any], ctx: _Context) -> str:
     tl = _map(failure.get("timeline"))
     mode = failure.get("failure_mode")
     title = f"{failure.get('machine')}: failure {fmt_time(failure.get('ts'))} UTC" + (f" ({mode})" if mode else "")
@@ -456,8 +463,8 @@ def _failure(
     episodes = _episodes(failure)
     ep_rows = [
         [
-            f'<span class="dot" style="background:{colours.get(str(e.get("kind")), "#5c677d")}"></span>'
-            + _e(e.get("kind")),
+            f'<span class="nowrap"><span class="dot" style="background:{ctx.colours.get(str(e.get("kind")), "#5c677d")}">'
+            f"</span>{_e(e.get('kind'))}</span>",
             _e(fmt_time(e.get("opened"))),
             _e(fmt_time(e.get("closed")) if e.get("closed") else "still open"),
             _e(e.get("severity") or NA),
@@ -468,8 +475,8 @@ def _failure(
     ]
     return (
         f'<article class="timeline" id="failure-{index}"><h3>{_e(title)}</h3>'
-        + _verdict_chips(failure, scores)
-        + _timeline_svg(index, failure, settings, colours)
+        + _verdict_chips(failure, ctx.scores)
+        + _timeline_svg(index, failure, ctx)
         + (f'<ul class="maintenance">{notes}</ul>' if notes else "")
         + (
             _table(["Episode", "Opened", "Closed", "Severity", "Paged", "Summary"], ep_rows, cls="episodes")
@@ -490,7 +497,7 @@ def _points(raw: Any, column: int = 1) -> list[tuple[float, float | None]]:
     return out
 
 
-def _span(failure: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[float, float] | None:
+def _span(failure: Mapping[str, Any], ctx: _Context) -> tuple[float, float] | None:
     tl = _map(failure.get("timeline"))
     t0, t1 = _epoch(tl.get("start")), _epoch(tl.get("end"))
     if t0 is None or t1 is None or t1 <= t0:
@@ -498,11 +505,16 @@ def _span(failure: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[floa
         seen += [t for t, _ in _points(tl.get("risk"))]
         f_ts = _epoch(failure.get("ts"))
         if f_ts is not None:
-            horizon = (_num(settings.get("horizon_h")) or 48.0) * 3600
+            horizon = (_num(ctx.settings.get("horizon_h")) or 48.0) * 3600
             seen += [f_ts - 2 * horizon, f_ts + 6 * 3600]
         if not seen:
             return None
         t0, t1 = min(seen), max(seen)
+    first, last = ctx.history
+    if first is not None and t0 < first < t1:
+        t0 = first
+    if last is not None and t0 < last < t1:
+        t1 = last
     return (t0, t1) if t1 > t0 else (t0 - 3600, t0 + 3600)
 
 
@@ -576,11 +588,9 @@ def _lanes(bars: Sequence[tuple[float, float]]) -> list[int]:
     return out
 
 
-def _timeline_svg(
-    index: int, failure: Mapping[str, Any], settings: Mapping[str, Any], colours: Mapping[str, str]
-) -> str:
+def _timeline_svg(index: int, failure: Mapping[str, Any], ctx: _Context) -> str:
     """Sensors, risk, episodes and maintenance of one failure as small multiples on one shared time axis."""
-    span = _span(failure, settings)
+    span = _span(failure, ctx)
     machine = str(failure.get("machine"))
     label = f"Timeline of {machine} before its failure at {fmt_time(failure.get('ts'))} UTC"
     if span is None:
@@ -590,7 +600,7 @@ def _timeline_svg(
     x = Scale(t0, t1, _GUTTER, _WIDTH - _RIGHT)
     ticks = svg.time_ticks(t0, t1, 9)
     panels = [_sensor_panel(str(n), _map(s)) for n, s in _map(tl.get("sensors")).items()]
-    panels += _risk_panels(tl.get("risk"), _num(settings.get("horizon_h")))
+    panels += _risk_panels(tl.get("risk"), _num(ctx.settings.get("horizon_h")))
     top = 22.0
     parts: list[str] = [
         el(
@@ -613,7 +623,7 @@ def _timeline_svg(
     for k, panel in enumerate(panels):
         parts.append(svg.line_panel(panel, x, y, _PANEL_H, _GUTTER, f"clip-{index}-{k}", [t for t, _, _ in ticks]))
         y += _PANEL_H + _PANEL_GAP
-    band, band_h = _episode_band(index, failure, settings, colours, x, y, ticks)
+    band, band_h = _episode_band(index, failure, ctx, x, y, ticks)
     parts.append(band)
     bottom = y + band_h
     parts.append(_markers(failure, x, top, bottom))
@@ -632,8 +642,7 @@ def _grid(x: Scale, top: float, height: float, ticks: Sequence[tuple[float, str,
 def _episode_band(
     index: int,
     failure: Mapping[str, Any],
-    settings: Mapping[str, Any],
-    colours: Mapping[str, str],
+    ctx: _Context,
     x: Scale,
     top: float,
     ticks: Sequence[tuple[float, str, str]],
@@ -657,7 +666,7 @@ def _episode_band(
         text(6, top + 13, "alert episodes", font_size=11.5, font_weight=600, fill=svg.INK),
     ]
     f_ts = _epoch(failure.get("ts"))
-    horizon, min_lead = _num(settings.get("horizon_h")), _num(settings.get("min_lead_h"))
+    horizon, min_lead = _num(ctx.settings.get("horizon_h")), _num(ctx.settings.get("min_lead_h"))
     if f_ts is not None and horizon is not None and min_lead is not None:
         a, b = max(f_ts - horizon * 3600, t0), min(f_ts - min_lead * 3600, t1)
         if b > a:
@@ -672,7 +681,7 @@ def _episode_band(
         parts.append(text(x.a + 6, top + 13, "no episode", font_size=9.5, fill=svg.MUTED, font_style="italic"))
     for (a, b, e), lane in zip(bars, lanes, strict=True):
         kind = str(e.get("kind"))
-        colour = colours.get(kind, "#5c677d")
+        colour = ctx.colours.get(kind, "#5c677d")
         paged = bool(e.get("paged"))
         yy = top + 5 + lane * _LANE_H
         width = max(x(b) - x(a), 2.0)
@@ -944,6 +953,7 @@ table.scores th, table.scores td { padding: 4px 7px; }
 .nowrap { white-space: nowrap; }
 table.scores tbody tr:first-child { background: #eef3fa; }
 table.episodes { font-size: 12px; width: 100%; }
+table.episodes td:nth-child(-n+5), table.failures td { white-space: nowrap; }
 .columns { display: flex; gap: 40px; flex-wrap: wrap; align-items: flex-start; }
 .columns > div { min-width: 280px; }
 .calibration > div:first-child { width: 400px; }

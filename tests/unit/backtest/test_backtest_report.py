@@ -42,7 +42,9 @@ def _score(method: str, failures: int, caught: int, late: int, fa: int, lead: fl
         "false_alarms": fa,
         "false_alarms_per_operating_machine_month": fa / 9.6,
         "informational_episodes": 3 if method == "vigil" else 0,
-        "episodes_by_kind": {"failure_risk": caught + fa, "anomaly": 2} if method == "vigil" else {"hard_limit": caught},
+        "episodes_by_kind": {"failure_risk": caught + fa, "anomaly": 2}
+        if method == "vigil"
+        else {"hard_limit": caught},
     }
 
 
@@ -333,3 +335,14 @@ def test_write_report_writes_one_self_contained_file(tmp_path: Path) -> None:
     check(page)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert "<script" not in page and "<link" not in page
+
+
+def test_a_timeline_is_not_drawn_over_time_before_the_history() -> None:
+    result = build_result(failures=1)
+    drawing = re.search(r"<svg.*?</svg>", render_html(result), re.S)
+    assert drawing is not None and ">03 Mar<" in drawing.group(0)
+    result["span"]["start"] = iso(START + 3 * 24 * HOUR)  # the history begins on 5 March
+    drawing = re.search(r"<svg.*?</svg>", render_html(result), re.S)
+    assert drawing is not None
+    assert ">03 Mar<" not in drawing.group(0) and ">04 Mar<" not in drawing.group(0)
+    assert ">05 Mar<" in drawing.group(0)
