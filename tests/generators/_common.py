@@ -60,7 +60,7 @@ def local_hours(t: np.ndarray, zone: str) -> np.ndarray:
 
 def local_weekdays(t: np.ndarray, zone: str) -> np.ndarray:
     index = pd.to_datetime(np.asarray(t, dtype="int64"), unit="s", utc=True).tz_convert(zone)
-    return np.asarray(index.weekday, dtype=int)
+    return np.asarray(index.day_of_week, dtype=int)
 
 
 def ambient_temperature(time: np.ndarray, rng: np.random.Generator) -> np.ndarray:
