@@ -278,6 +278,7 @@ class TableReader:
             parts = self._wide(chunk, ts, ~bad_ts, rows, machine_from_name, refusals)
         else:
             parts = self._long(chunk, ts, ~bad_ts, rows, machine_from_name, refusals)
+        refusals.sort(key=lambda r: r.row)
         if not parts:
             empty = np.empty(0)
             return Frame(empty.astype(object), empty.astype(object), empty, empty, empty.astype(np.uint32)), refusals

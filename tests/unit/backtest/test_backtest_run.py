@@ -1,0 +1,90 @@
+"""The backtest on a fleet from an independent generator: real engine, models and lifecycle, three methods scored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backtest.cli import finite, main
+from backtest.cli import maintenance as read_maintenance
+from backtest.cli import readings as read_readings
+from backtest.run import METHODS, Settings, outcome, result, run
+from vigil.config import load_config
+
+pumps = pytest.importorskip("tests.generators.pumps")
+
+
+@pytest.fixture(scope="module")
+def plant(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("plant")
+    assert pumps.main(["--out", str(out), "--seed", "7", "--machines", "3", "--days", "5"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def backtest(plant: Path) -> dict[str, object]:
+    config = load_config(plant / "plant.toml", environ={})
+    events, _ = read_maintenance(config, config.sources.maintenance[0], [plant / "workorders.csv"])
+    _, frames = read_readings(config, config.sources.file[0], [plant / "historian.csv"])
+    bt = run(config, frames, events, Settings())
+    return {"bt": bt, "events": events, "result": finite(result(bt))}
+
+
+def test_every_failure_in_the_records_is_scored_by_every_method(plant: Path, backtest: dict[str, object]) -> None:
+    truth = json.loads((plant / "truth.json").read_text())
+    res = backtest["result"]
+    assert isinstance(res, dict)
+    for method in METHODS:
+        s = res["scores"][method]
+        assert s["failures"] == len(truth["failures"]) > 0
+        assert s["caught"] + s["missed"] == s["failures"]
+    assert len(res["failures"]) == len(truth["failures"])
+    json.dumps(res, allow_nan=False)  # the report's input is plain JSON
+
+
+def test_the_margin_rule_warns_no_later_than_the_hard_limits(backtest: dict[str, object]) -> None:
+    """Limits moved in toward normal are crossed first: every failure the hard limits catch, the margin rule
+    catches, with at least the same lead."""
+    bt = backtest["bt"]
+    hard = {(v.failure.machine_id, v.failure.ts): v for v in outcome(bt, "hard_limits")[0].verdicts}  # type: ignore[arg-type]
+    margin = {(v.failure.machine_id, v.failure.ts): v for v in outcome(bt, "margin")[0].verdicts}  # type: ignore[arg-type]
+    for key, v in hard.items():
+        if v.lead_time_h is not None:
+            assert margin[key].lead_time_h is not None and margin[key].lead_time_h >= v.lead_time_h - 1e-9
+
+
+def test_labels_arrive_after_the_windows_they_label(backtest: dict[str, object]) -> None:
+    """Every window that ends before a failure was predicted before the failure record reached the models: the
+    failure's machine has a prediction for the window holding the failure time or later."""
+    bt = backtest["bt"]
+    for f in bt.failures:  # type: ignore[attr-defined]
+        ends = [t for t, *_ in bt.series[f.machine_id]]  # type: ignore[attr-defined]
+        assert any(t >= f.ts.timestamp() for t in ends)
+
+
+def test_operating_time_excludes_stopped_machines(backtest: dict[str, object]) -> None:
+    bt = backtest["bt"]
+    calendar = 3 * (bt.end - bt.start)  # type: ignore[attr-defined]
+    assert 0 < sum(bt.operating_s.values()) < calendar  # type: ignore[attr-defined]
+
+
+def test_the_command_writes_json_and_html_and_refuses_bad_rows_by_row(
+    plant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--config", str(plant / "plant.toml"), "--out", str(tmp_path / "r")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "vigil" in out.out and "margin" in out.out
+    res = json.loads((tmp_path / "r" / "backtest.json").read_text())
+    refused = res["input"]["refused"]
+    assert refused.get("bad_timestamp", 0) >= 1 and refused.get("wrong_type", 0) >= 1
+    assert all({"row", "column", "reason", "detail"} <= set(r) for r in res["input"]["refusals"])
+    assert res["input"]["maintenance"]["refusals"], "the generator's broken work orders are refused"
+    assert (tmp_path / "r" / "backtest.html").read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_a_bad_configuration_key_exits_2_naming_the_source(plant: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(plant / "plant.toml"), "--source", "nope"]) == 2
+    assert "sources.file" in capsys.readouterr().err
