@@ -1,30 +1,33 @@
 """MQTT collector: sensors push JSON, a configured mapping turns it into readings, the publisher sends them.
 
 A payload is one JSON object or an array of them. ``[[sources.mqtt]]`` names the topics (wildcards allowed) and
-the mapping: which dotted fields hold the machine, sensor, time, value, unit and (optionally) quality, and the
-time format (``iso`` with a zone, ``epoch_s``, ``epoch_ms``). A payload that cannot become a reading is counted
-by reason (``json``, ``not_object``, ``missing_field``, ``bad_timestamp``, ``wrong_type``, ``invalid``) and sent
-to the dead-letter topic with its raw bytes; it never stops the collector. Readings then go through the
-:class:`Validator` (unknown machines are rejected, out-of-range values flagged).
+the mapping: a :class:`~vigil.config.mapping.ReadingMapping` (the model files and foreign Kafka topics use, read
+by :class:`~ingest.records.RecordMapper`): dotted fields for the machine, sensor or tag, time, value, unit and
+quality, long or wide layout, tags with unit conversion, renames, the time format and zone. ``machine_from_name``
+is matched against the MQTT topic (``plant/(?P<machine>[^/]+)/telemetry``). A payload that cannot become a
+reading is counted by reason (``json``, ``not_object``, ``missing_field``, ``bad_timestamp``, ``wrong_type``,
+``unknown_tag``, ``invalid``) and sent to the dead-letter topic with its raw bytes; it never stops the
+collector. Readings then go through the :class:`Validator` (unknown machines are rejected, out-of-range values
+flagged).
 
 paho-mqtt runs its own network thread and calls back per message; the collector is therefore a (synchronous)
 context manager around that thread rather than an async iterator, and every callback catches everything, so a
 bad message can never kill paho's loop.
 
 >>> from vigil.config import MqttMapping
->>> mapper = PayloadMapper(MqttMapping(machine="meta.machine", ts_format="epoch_ms"), source="mqtt:test")
+>>> mapping = MqttMapping.model_validate({"machine": "meta.machine", "ts_format": "epoch_ms"})
+>>> mapper = PayloadMapper(mapping, source="mqtt:test")
 >>> [(r.machine_id, r.sensor, r.value, r.ts.isoformat()) for r in mapper.parse(
 ...     b'{"meta": {"machine": "PMP-001"}, "sensor": "flow", "ts": 1767225600000, "value": 12.5}')]
 [('PMP-001', 'flow', 12.5, '2026-01-01T00:00:00+00:00')]
->>> mapper.parse(b'{"sensor": "flow"}')
+>>> mapper.parse(b'{"sensor": "flow", "ts": 1767225600000, "value": 1}')
 Traceback (most recent call last):
 ...
-ingest.exceptions.PayloadError: missing_field: 'meta' (mapping field machine = 'meta.machine')
+ingest.exceptions.PayloadError: missing_field: field 'meta.machine': absent or empty (mapping machine = 'meta.machine')
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -34,95 +37,31 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from pydantic import ValidationError
-
 from ingest.exceptions import PayloadError, SourceError
 from ingest.publisher import KafkaPublisher
-from ingest.validation import Validator, coerce_quality, coerce_ts, coerce_value
+from ingest.records import RecordMapper
+from ingest.validation import Validator
 from vigil.bus import dead_letter
 from vigil.config.connections import MqttSettings
-from vigil.config.sources import MqttMapping, MqttSource
+from vigil.config.sources import MqttSource
 from vigil.contracts import Reading
 
 log = logging.getLogger(__name__)
 
-_MISSING = object()
 
+class PayloadMapper(RecordMapper):
+    """A :class:`RecordMapper` for whole payloads; :meth:`parse` raises the first refusal."""
 
-def _lookup(obj: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(obj, dict) or part not in obj:
-            return _MISSING
-        obj = obj[part]
-    return obj
-
-
-class PayloadMapper:
-    """Maps one JSON payload to readings by a :class:`MqttMapping`; raises :class:`PayloadError` with the reason."""
-
-    def __init__(self, mapping: MqttMapping, source: str | None = None) -> None:
-        self.mapping = mapping
-        self.source = source
-
-    def parse(self, payload: bytes) -> list[Reading]:
+    def parse(self, payload: bytes, topic: str | None = None) -> list[Reading]:
         """Every reading of a payload (an object or an array of objects); the first bad item fails it all."""
-        readings, errors = self.parse_all(payload)
+        readings, errors = self.parse_all(payload, topic)
         if errors:
             raise errors[0]
         return readings
 
-    def parse_all(self, payload: bytes) -> tuple[list[Reading], list[PayloadError]]:
+    def parse_all(self, payload: bytes, topic: str | None = None) -> tuple[list[Reading], list[PayloadError]]:
         """The readings of every good item and the error of every bad one (an array may be partly good)."""
-        try:
-            doc = json.loads(payload)
-        except (UnicodeDecodeError, ValueError) as exc:
-            return [], [PayloadError("json", str(exc)[:200])]
-        items = doc if isinstance(doc, list) else [doc]
-        readings: list[Reading] = []
-        errors: list[PayloadError] = []
-        for item in items:
-            try:
-                readings.append(self.to_reading(item))
-            except PayloadError as exc:
-                errors.append(exc)
-        return readings, errors
-
-    def to_reading(self, item: Any) -> Reading:
-        if not isinstance(item, dict):
-            raise PayloadError("not_object", f"expected a JSON object, got {type(item).__name__}")
-        m = self.mapping
-        machine = self._field(item, "machine", m.machine)
-        sensor = self._field(item, "sensor", m.sensor)
-        raw_ts = self._field(item, "ts", m.ts)
-        raw_value = self._field(item, "value", m.value)
-        unit = _lookup(item, m.unit) if m.unit else None
-        raw_quality = _lookup(item, m.quality) if m.quality else None
-        ts = coerce_ts(raw_ts, m.ts_format)
-        value = coerce_value(raw_value)
-        quality, status = coerce_quality(None if raw_quality is _MISSING else raw_quality)
-        if not isinstance(machine, str) or not isinstance(sensor, str):
-            raise PayloadError("wrong_type", "machine and sensor must be strings")
-        try:
-            return Reading(
-                machine_id=machine,
-                sensor=sensor,
-                ts=ts,
-                value=value,
-                unit=None if unit is _MISSING or unit is None else str(unit),
-                quality=quality,
-                status_code=status,
-                source=self.source,
-            )
-        except ValidationError as exc:
-            first = exc.errors(include_url=False, include_input=False)[0]
-            raise PayloadError("invalid", f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-
-    @staticmethod
-    def _field(item: dict[str, Any], name: str, path: str) -> Any:
-        value = _lookup(item, path)
-        if value is _MISSING:
-            raise PayloadError("missing_field", f"{path.split('.')[0]!r} (mapping field {name} = {path!r})")
-        return value
+        return self.map_payload(payload, topic)
 
 
 class MqttCollector:
@@ -230,7 +169,7 @@ class MqttCollector:
         """Map, validate and publish one payload; bad items are counted and dead-lettered."""
         with self._lock:
             self.counters["received"] += 1
-        readings, errors = self.mapper.parse_all(payload)
+        readings, errors = self.mapper.parse_all(payload, topic)
         for error in errors:
             with self._lock:
                 self.counters[error.reason] += 1

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 
 from vigil.config._base import Section
-from vigil.config.mapping import FileSource, KafkaSource, MaintenanceSource
+from vigil.config.mapping import FileSource, KafkaSource, MaintenanceSource, ReadingMapping
 
 
 class OpcUaSecurity(Section):
@@ -96,17 +96,38 @@ class OpcUaSource(Section):
     """Full output queue: ``block`` (back-pressure) or ``drop_oldest`` (counted as ``dropped_overflow``)."""
 
 
-class MqttMapping(Section):
-    """Which JSON fields of a pushed payload hold what (dotted paths, e.g. ``meta.machine``)."""
+class MqttMapping(ReadingMapping):
+    """A :class:`~vigil.config.mapping.ReadingMapping` for pushed JSON payloads, with MQTT's earlier defaults.
 
-    machine: str = "machine"
-    sensor: str = "sensor"
-    ts: str = "ts"
-    value: str = "value"
+    The same model as files and foreign Kafka topics (layouts, tags, renames, time zones); MQTT keeps its
+    ``unit = "unit"`` default, and the keys of the earlier MQTT-only mapping still work: ``ts = "t"`` and
+    ``ts_format = "epoch_ms"`` mean ``time = {column = "t", format = "epoch_ms"}``.
+
+    >>> MqttMapping.model_validate({"ts": "t", "ts_format": "epoch_ms"}).time
+    TimeSpec(column='t', format='epoch_ms', zone='UTC')
+    """
+
     unit: str | None = "unit"
-    quality: str | None = None
-    """Optional field with ``good``/``uncertain``/``bad`` or an OPC UA status code (missing means good)."""
-    ts_format: Literal["iso", "epoch_s", "epoch_ms"] = "iso"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not ({"ts", "ts_format"} & data.keys()):
+            return data
+        data = dict(data)
+        legacy = {"column": data.pop("ts", None), "format": data.pop("ts_format", None)}
+        legacy = {k: v for k, v in legacy.items() if v is not None}
+        time = data.get("time")
+        if time is None:
+            data["time"] = legacy
+        elif isinstance(time, dict):
+            clash = sorted(k for k in legacy if k in time)
+            if clash:
+                raise ValueError(f"give the time as time.{clash[0]} or the older ts/ts_format key, not both")
+            data["time"] = {**time, **legacy}
+        else:
+            raise ValueError("give the time as time = {...} or the older ts/ts_format keys, not both")
+        return data
 
 
 class MqttSource(Section):
