@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("vigil.tail", "print a topic's messages as JSON lines (any wire form; undecodable ones with the reason)"),
     "smoke": ("vigil.smoke", "send one message of every contract through Kafka and a point through InfluxDB"),
     "models": ("models.service", "online failure prediction, anomaly and drift detection from features and labels"),
-    "evaluate": ("models.evaluate", "score the models on the simulated fleet: recall, lead time, false alarms"),
+    "evaluate": ("backtest.simulated", "the backtest on the simulated fleet: recall, lead time, false alarms vs rules"),
     "backtest": (
         "backtest.cli",
         "score Vigil and the rule baselines on a plant's own history (files in, JSON + HTML report out)",
