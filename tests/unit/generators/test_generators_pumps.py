@@ -171,6 +171,35 @@ def test_healthy_pumps_never_fail_and_stay_inside_the_limits() -> None:
         assert p.truth.flow[running].min() > FLOW_LOW_M3_H * 1.1
 
 
+def test_the_drift_and_the_stuck_sensor_are_in_the_measurements_not_the_physics(fleet: Fleet) -> None:
+    (drift,), (stuck,) = fleet.drift, fleet.stuck
+    pump = next(p for p in fleet.pumps if p.machine_id == drift["machine"])
+    sensor = drift["sensor"]
+    measured, physical = pump.measured[sensor], getattr(pump.truth, sensor)
+    start = int(np.searchsorted(fleet.time, utc(drift["start"])))
+    days = (np.arange(len(fleet.time)) - start) * fleet.interval_s / 86400
+    usable = np.isfinite(measured) & (physical > 50 if sensor == "flow" else True)
+    if stuck["machine"] == pump.machine_id and stuck["sensor"] == sensor:
+        usable &= (fleet.time < utc(stuck["start"])) | (fleet.time >= utc(stuck["end"]))
+    last = np.flatnonzero(usable)[-120:]
+    before = np.flatnonzero(usable[:start])
+
+    def residual(i: np.ndarray) -> np.ndarray:
+        return np.asarray(measured[i] / physical[i] - 1 if drift["kind"] == "span" else measured[i] - physical[i])
+
+    assert days[last].mean() > 1.5
+    assert residual(last).mean() == pytest.approx(drift["rate_per_day"] * days[last].mean(), rel=0.25)
+    if len(before) > 60:
+        assert abs(residual(before).mean()) < abs(drift["rate_per_day"]) / 4
+    pump = next(p for p in fleet.pumps if p.machine_id == stuck["machine"])
+    inside = (fleet.time >= utc(stuck["start"])) & (fleet.time < utc(stuck["end"]))
+    values = pump.measured[stuck["sensor"]][inside]
+    values = values[np.isfinite(values)]
+    assert len(values) > 60 and (values == stuck["value"]).all()
+    outside = pump.measured[stuck["sensor"]][~inside][:2000]
+    assert np.nanmax(outside) > np.nanmin(outside)
+
+
 # ---------------------------------------------------------------- historian.csv
 
 
