@@ -1,4 +1,4 @@
-"""``vigil collect <opcua|mqtt|replay|maintenance> ...``: one entry point for every collector."""
+"""``vigil collect <opcua|mqtt|replay|kafka|maintenance> ...``: one entry point for every collector."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ COLLECTORS = {
     "opcua": ("ingest.opcua.runner", "subscribe to or poll OPC UA servers ([[sources.opcua]])"),
     "mqtt": ("ingest.mqtt", "receive pushed JSON over MQTT ([[sources.mqtt]])"),
     "replay": ("ingest.replay", "replay a CSV or Parquet history into Kafka"),
+    "kafka": ("ingest.kafka_topic", "map another team's Kafka topic into the readings ([[sources.kafka]])"),
     "maintenance": (
         "ingest.maintenance",
         "import a CMMS export of failures, repairs, inspections ([[sources.maintenance]])",

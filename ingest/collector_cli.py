@@ -25,7 +25,7 @@ from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 
 log = logging.getLogger(__name__)
 
-SourceKind = Literal["mqtt", "opcua"]
+SourceKind = Literal["mqtt", "opcua", "kafka"]
 
 
 @dataclass
@@ -88,16 +88,26 @@ def ensure_reading_topics(config: VigilConfig) -> None:
         log.warning("could not ensure topics (%s); continuing", exc)
 
 
-def open_collector(kind: SourceKind, argv: Sequence[str], description: str | None) -> CollectorRun | int:
-    """Parse ``argv``, load and check the configuration, start the publisher and metrics; or an exit code."""
+def open_collector(
+    kind: SourceKind, argv: Sequence[str], description: str | None, one_source: bool = False
+) -> CollectorRun | int:
+    """Parse ``argv``, load and check the configuration, start the publisher and metrics; or an exit code.
+
+    ``one_source``: the process runs exactly one source (named by ``--source`` unless only one is configured),
+    and its publisher (so its spool file) is named after it, so that two such processes never share a spool.
+    """
     args = collector_parser(kind, description).parse_args(list(argv))
     config = load_or_explain(args.config)
     if config is None:
         return 2
-    configured = config.sources.mqtt if kind == "mqtt" else config.sources.opcua
+    configured = getattr(config.sources, kind)
     sources = [s for s in configured if not args.source or s.name in args.source]
     if not sources:
         print(f"no [[sources.{kind}]] configured (or none matches --source)", file=sys.stderr)  # noqa: T201
+        return 2
+    if one_source and len(sources) > 1:
+        names = ", ".join(s.name for s in sources)
+        print(f"{len(sources)} [[sources.{kind}]] ({names}): name one with --source", file=sys.stderr)  # noqa: T201
         return 2
     ensure_reading_topics(config)
     metrics = ServiceMetrics(f"collect-{kind}")
@@ -106,6 +116,7 @@ def open_collector(kind: SourceKind, argv: Sequence[str], description: str | Non
     except OSError as exc:  # a metrics port in use must not stop data collection
         log.warning("metrics endpoint not started (%s)", exc)
         server = None
-    publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source=kind)
+    publisher_source = f"{kind}:{sources[0].name}" if one_source else kind
+    publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source=publisher_source)
     publisher.start()
     return CollectorRun(args, config, sources, Validator(config), publisher, metrics, IngestMetrics(metrics), server)

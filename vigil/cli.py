@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alert": ("alerts.ctl", "acknowledge, assign, list and silence alerts (talks to the alerts service)"),
     "query": ("alerts.query", "open-alerts | machine ID | failures | false-alarms, answered from InfluxDB"),
     "simulate": ("ingest.simulator.cli", "serve the degrading fleet simulator over OPC UA (failures to Kafka)"),
-    "collect": ("ingest.cli", "run a collector: opcua | mqtt | replay, publishing readings to Kafka"),
+    "collect": ("ingest.cli", "run a collector: opcua | mqtt | replay | kafka | maintenance, publishing to Kafka"),
     "demo": ("vigil.demo", "run the whole pipeline on the simulated fleet with a live view and a summary"),
     "features": ("features.service", "feature worker: event-time windows per machine -> feature vectors"),
 }
