@@ -204,9 +204,9 @@ class VigilConfig(BaseSettings):
         return problems
 
     def _mapped_machines(self, machine_types: dict[str, str]) -> list[tuple[str, str]]:
-        """Mappings of files and foreign topics name machines and sensors that exist (checked at start-up)."""
+        """Mappings of files, foreign topics and MQTT name machines and sensors that exist (checked at start-up)."""
         problems: list[tuple[str, str]] = []
-        for kind in ("file", "kafka"):
+        for kind in ("file", "kafka", "mqtt"):
             sources = getattr(self.sources, kind)
             problems += _duplicates(f"sources.{kind}", [src.name for src in sources])
             for s, src in enumerate(sources):
