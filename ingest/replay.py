@@ -212,9 +212,11 @@ def _looks_numeric(text: str) -> bool:
 
 
 def label_due(event: MaintenanceEvent, windows: WindowConfig) -> float:
-    """When (event time, epoch seconds) a maintenance record is delivered in a replay or a backtest: after the
-    window holding it has closed (its end plus the grace), so every window it labels was predicted first."""
-    return event.ts.timestamp() + windows.size_s + windows.grace_s
+    """When (event time, epoch seconds) a maintenance record is delivered in a replay or a backtest: one window
+    after the window holding it has closed (its end plus the grace), so every window it labels was predicted first
+    (the extra window leaves the feature worker time to hand the closing window on, as a record written after a
+    failure comes later than the failure's last readings)."""
+    return event.ts.timestamp() + 2 * windows.size_s + windows.grace_s
 
 
 class MappedReplayer:
