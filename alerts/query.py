@@ -28,7 +28,7 @@ from vigil.config import VigilConfig, load_config
 from vigil.exceptions import ConfigError, VigilError
 from vigil.influx import ALERTS, MAINTENANCE, PREDICTIONS, InfluxSink, from_ns
 from vigil.outcomes import Episode as OutcomeEpisode
-from vigil.outcomes import Failure, Outcome, score
+from vigil.outcomes import Failure, Outcome, Repair, score
 
 ALERT_KINDS = ("failure_risk", "hard_limit", "anomaly")
 """Episode kinds that count as a warning of a machine failure (drift and sensor faults do not)."""
@@ -79,7 +79,8 @@ def machine_history(sink: InfluxSink, machine: str, w: Window) -> list[dict[str,
 
 
 def failures_query(w: Window) -> str:
-    return f'SELECT "failure_mode" FROM "{MAINTENANCE}" WHERE "event" = \'failure\' AND {w.where} GROUP BY "machine", "type"'
+    # event_kind is always written; failure_mode only when the record had one (a SELECT of it alone skips the rest)
+    return f'SELECT "event_kind", "failure_mode" FROM "{MAINTENANCE}" WHERE "event" = \'failure\' AND {w.where} GROUP BY "machine", "type"'
 
 
 def episodes_query(w: Window) -> str:
@@ -90,40 +91,79 @@ def episodes_query(w: Window) -> str:
     )
 
 
-def load_outcome_inputs(
-    sink: InfluxSink, w: Window, horizon_s: float
-) -> tuple[list[tuple[Failure, str]], list[tuple[OutcomeEpisode, str]]]:
-    """Failures (with machine type) and alert episodes (with machine type) in the window.
+def repairs_query(w: Window) -> str:
+    return f'SELECT "event_kind" FROM "{MAINTENANCE}" WHERE "event" = \'repair\' AND {w.where} GROUP BY "machine"'
+
+
+def operating_query(w: Window) -> str:
+    """Predictions of running machines (decision other than ``off``), per machine type: operating windows."""
+    return f'SELECT count("decision") FROM "{PREDICTIONS}" WHERE "decision" <> \'off\' AND {w.where} GROUP BY "type"'
+
+
+@dataclass
+class OutcomeInputs:
+    """What :func:`vigil.outcomes.score` needs, read from InfluxDB: the same inputs as ``vigil backtest``."""
+
+    failures: list[tuple[Failure, str]]
+    """Failures with their machine type."""
+    episodes: list[tuple[OutcomeEpisode, str]]
+    """Alert episodes (paged kinds) with their machine type; ``closed_at`` from their latest transition."""
+    repairs: list[Repair]
+    operating_s: dict[str, float]
+    """Operating (running) seconds per machine type: predictions of running machines times the window length."""
+
+
+def load_outcome_inputs(sink: InfluxSink, w: Window, horizon_s: float, window_s: float) -> OutcomeInputs:
+    """Failures, repairs, operating time and alert episodes in the window.
 
     Episodes are read from ``horizon_s`` before the window, so a failure early in the window still counts as
-    caught by an alert opened before it.
+    caught by an alert opened before it; an episode whose latest transition is not ``resolved`` is open at the
+    window's end (an early warning still open at a failure is a catch).
     """
     failures = [
         (Failure(r["machine"], from_ns(int(r["time"])), r.get("failure_mode")), r.get("type") or "?")
         for r in sink.query(failures_query(w))
     ]
     wide = Window(w.start - timedelta(seconds=horizon_s), w.end)
+    closed: dict[str, datetime | None] = {
+        str(r.get("alert_id")): (from_ns(int(r["time"])) if r.get("status") == "resolved" else w.end)
+        for r in sink.query(open_alerts_query(wide))
+    }
     episodes = [
-        (OutcomeEpisode(r["machine"], from_ns(int(r["opened_at_ns"])), r.get("kind") or "?"), r.get("type") or "?")
+        (
+            OutcomeEpisode(
+                r["machine"],
+                from_ns(int(r["opened_at_ns"])),
+                r.get("kind") or "?",
+                closed.get(str(r.get("alert_id"))),
+                r.get("alert_id"),
+            ),
+            r.get("type") or "?",
+        )
         for r in sink.query(episodes_query(wide))
         if r.get("opened_at_ns") is not None
     ]
-    return failures, episodes
+    repairs = [Repair(r["machine"], from_ns(int(r["time"]))) for r in sink.query(repairs_query(wide))]
+    operating = {
+        str(r.get("type") or "?"): float(r.get("count") or 0) * window_s for r in sink.query(operating_query(w))
+    }
+    return OutcomeInputs(failures, episodes, repairs, operating)
 
 
 def failures_report(config: VigilConfig, sink: InfluxSink, w: Window) -> tuple[Outcome, list[dict[str, Any]]]:
     m = config.models
-    failures, episodes = load_outcome_inputs(sink, w, m.horizon_s)
-    eps = [e for e, _ in episodes]
+    inputs = load_outcome_inputs(sink, w, m.horizon_s, config.windows.size_s)
     outcome = score(
-        [f for f, _ in failures],
-        eps,
+        [f for f, _ in inputs.failures],
+        [e for e, _ in inputs.episodes],
         min_lead_s=m.min_lead_s,
         horizon_s=m.horizon_s,
         machines=len(config.machines),
         span_s=w.span_s,
+        repairs=inputs.repairs,
+        operating_s=sum(inputs.operating_s.values()) or None,
     )
-    types = {id(f): type_ for f, type_ in failures}
+    types = {id(f): type_ for f, type_ in inputs.failures}
     rows = [
         {
             "machine": v.failure.machine_id,
@@ -132,6 +172,7 @@ def failures_report(config: VigilConfig, sink: InfluxSink, w: Window) -> tuple[O
             "failure_mode": v.failure.failure_mode,
             "verdict": v.verdict,
             "lead_time_h": None if v.lead_time_h is None else round(v.lead_time_h, 2),
+            "alert_id": v.alert_id,
         }
         for v in outcome.verdicts
     ]
@@ -139,26 +180,38 @@ def failures_report(config: VigilConfig, sink: InfluxSink, w: Window) -> tuple[O
 
 
 def false_alarms_report(config: VigilConfig, sink: InfluxSink, w: Window) -> list[dict[str, Any]]:
+    """False alarms per machine type, per operating machine-month (running time from the predictions; calendar
+    time when no prediction was recorded)."""
     m = config.models
-    failures, episodes = load_outcome_inputs(sink, w, m.horizon_s)
+    inputs = load_outcome_inputs(sink, w, m.horizon_s, config.windows.size_s)
     per_type = {t: sum(1 for x in config.machines if x.type == t) for t in config.machine_types}
     rows = []
     for type_, machines in per_type.items():
         # Only episodes that opened inside the window are judged; earlier ones only explain failures.
-        eps = [e for e, t in episodes if t == type_ and e.opened_at >= w.start]
-        fails = [f for f, t in failures if t == type_]
+        eps = [e for e, t in inputs.episodes if t == type_ and e.opened_at >= w.start]
+        fails = [f for f, t in inputs.failures if t == type_]
         # A failure just after the window can still explain an alert inside it; the window end is a cut-off.
-        o = score(fails, eps, min_lead_s=m.min_lead_s, horizon_s=m.horizon_s, machines=machines, span_s=w.span_s)
+        o = score(
+            fails,
+            eps,
+            min_lead_s=m.min_lead_s,
+            horizon_s=m.horizon_s,
+            machines=machines,
+            span_s=w.span_s,
+            repairs=inputs.repairs,
+            operating_s=inputs.operating_s.get(type_) or None,
+        )
         rows.append(
             {
                 "type": type_,
                 "machines": machines,
                 "episodes": o.episodes,
                 "false_alarms": o.false_alarms,
-                "machine_weeks": round(o.machine_weeks, 2),
-                "false_alarms_per_machine_week": None
+                "machine_months": round(o.machine_weeks * 7 / 30, 3),
+                "operating_time": o.operating,
+                "false_alarms_per_machine_month": None
                 if not o.machine_weeks
-                else round(o.false_alarms_per_machine_week, 3),
+                else round(o.false_alarms_per_machine_month, 3),
             }
         )
     return rows
@@ -319,5 +372,13 @@ def _answer(args: argparse.Namespace, config: VigilConfig, sink: InfluxSink, w: 
         )
         return text, {"summary": summary, "failures": rows}
     rows = false_alarms_report(config, sink, w)
-    cols = ["type", "machines", "episodes", "false_alarms", "machine_weeks", "false_alarms_per_machine_week"]
+    cols = [
+        "type",
+        "machines",
+        "episodes",
+        "false_alarms",
+        "machine_months",
+        "operating_time",
+        "false_alarms_per_machine_month",
+    ]
     return _table(rows, cols), rows

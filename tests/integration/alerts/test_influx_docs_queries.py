@@ -94,7 +94,7 @@ def test_influx_documented_open_alerts_answer(populated: Any) -> None:
         (["open-alerts"], "MTR-001.failure_risk.b"),
         (["machine", "PMP-001"], "failure"),
         (["failures"], "failures 1: caught 1, missed 0"),
-        (["false-alarms"], "false_alarms_per_machine_week"),
+        (["false-alarms"], "false_alarms_per_machine_month"),
     ],
 )
 def test_influx_vigil_query_command(
