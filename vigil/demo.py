@@ -25,7 +25,7 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -46,7 +46,7 @@ from vigil.contracts import (
     decode,
 )
 from vigil.exceptions import ConfigError, ContractError
-from vigil.outcomes import Episode, Failure, Outcome, confirmable, score
+from vigil.outcomes import Episode, Failure, Outcome, Repair, confirmable, score
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,12 @@ class Observed:
     predictions: int = 0
     failures: list[Failure] = field(default_factory=list)
     repairs: int = 0
+    repair_events: list[Repair] = field(default_factory=list)
+    running_predictions: int = 0
+    """Predictions of running machines (decision other than ``off``): operating windows."""
     episodes: list[Episode] = field(default_factory=list)
+    closed: dict[str, datetime] = field(default_factory=dict)
+    """Alert id -> when its latest ``resolved`` transition happened (absent: open)."""
     episode_ids: set[str] = field(default_factory=set)
     open_alerts: dict[str, Alert] = field(default_factory=dict)
     alert_transitions: Counter[str] = field(default_factory=Counter)
@@ -94,8 +99,10 @@ class Observed:
                 self.failures.append(Failure(message.machine_id, message.ts, message.failure_mode))
             elif message.event is MaintenanceKind.REPAIR:
                 self.repairs += 1
+                self.repair_events.append(Repair(message.machine_id, message.ts))
         elif isinstance(message, Prediction):
             self.predictions += 1
+            self.running_predictions += message.decision != Decision.OFF
             self.latest[message.machine_id] = message
         elif isinstance(message, Alert):
             self.alert_transitions[message.state.value] += 1
@@ -103,10 +110,14 @@ class Observed:
                 # An episode reopened within its cooldown keeps its id: one episode, not two.
                 if message.alert_id not in self.episode_ids:
                     self.episode_ids.add(message.alert_id)
-                    self.episodes.append(Episode(message.machine_id, message.opened_at, message.alert_kind))
+                    self.episodes.append(
+                        Episode(message.machine_id, message.opened_at, message.alert_kind, alert_id=message.alert_id)
+                    )
                 self.open_alerts[message.alert_id] = message
+                self.closed.pop(message.alert_id, None)
             elif message.state is AlertState.RESOLVED:
                 self.open_alerts.pop(message.alert_id, None)
+                self.closed[message.alert_id] = message.ts
             elif message.alert_id in self.open_alerts:
                 self.open_alerts[message.alert_id] = message
         elif isinstance(message, DeadLetter):
@@ -282,7 +293,12 @@ def _render(
 def _summary(
     obs: Observed, config: VigilConfig, topics: Topics, database: str, span_s: float, elapsed: float
 ) -> dict[str, Any]:
-    failure_episodes = [e for e in obs.episodes if e.kind in ("failure_risk", "anomaly", "hard_limit")]
+    end = obs.last_reading_ts or datetime.now(UTC)
+    failure_episodes = [
+        replace(e, closed_at=obs.closed.get(e.alert_id or "", end))
+        for e in obs.episodes
+        if e.kind in ("failure_risk", "anomaly", "hard_limit")
+    ]
     horizon_s = config.models.horizon_s
     unconfirmed, scored_s = 0, span_s
     if obs.last_reading_ts is not None and span_s > horizon_s:
@@ -298,6 +314,9 @@ def _summary(
         horizon_s=horizon_s,
         machines=len(config.machines),
         span_s=scored_s,
+        repairs=obs.repair_events,
+        # Operating time as the backtest counts it, cut like the calendar time at the last horizon.
+        operating_s=obs.running_predictions * config.windows.size_s * (scored_s / span_s) if span_s > 0 else None,
     )
     return {
         "simulated_days": span_s / 86400,
@@ -327,7 +346,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"missed {o['missed']} (of which alerted too late: {o['late']})",
         f"  recall {o['recall']:.0%}; lead time median {o['lead_time_median_h']:.1f} h, p10 {o['lead_time_p10_h']:.1f} h",
         f"  alert episodes {o['episodes']}, false alarms {o['false_alarms']} "
-        f"({o['false_alarms_per_machine_week']:.2f} per machine-week); "
+        f"({o['false_alarms_per_machine_month']:.2f} per operating machine-month); "
         f"{summary['unconfirmed_episodes']} opened in the last horizon not counted (no failure could follow yet)",
     ]
     if summary["missed"]:
