@@ -180,7 +180,7 @@ class RecordMapper:
                 return [], [_error("missing_field", m.tag, f"absent (mapping tag = {m.tag!r})")]
             # A CSV reads every tag as text; a JSON number names the same tag.
             key = str(raw_tag) if isinstance(raw_tag, str | int) and not isinstance(raw_tag, bool) else None
-            spec = m.tags.get(key) if key is not None else None
+            spec = m.resolve_tag(key) if key is not None else None
             if spec is None:
                 return [], [_error("unknown_tag", m.tag, f"tag {str(raw_tag)[:60]!r} is not in mapping.tags")]
             machine, sensor, field = spec.machine, spec.sensor, m.tag
@@ -217,7 +217,7 @@ class RecordMapper:
                 machine = self._machine(record, None)
             elif m.machine_from_name is not None and name is not None:
                 machine = self._machine(record, name)
-            elif not m.tags:
+            elif not m.tags and not m.tag_pattern:
                 where = m.machine or "machine_from_name"
                 return [], [
                     _error("missing_field", where, "absent: the record names no machine and no tags are mapped")
@@ -229,7 +229,7 @@ class RecordMapper:
         for path, raw_value in leaves(record):
             if path in skip or any(path.startswith(f"{s}.") for s in skip):
                 continue
-            spec = m.tags.get(path)
+            spec = m.resolve_tag(path)
             if spec is not None:
                 reading_machine, sensor = spec.machine, spec.sensor
             elif machine is not None:

@@ -249,7 +249,7 @@ class TableReader:
                 wanted["sensor"] = m.sensor or ""
                 if m.machine_from_name is None:
                     wanted["machine"] = m.machine or ""
-        elif m.machine is not None and not m.tags:
+        elif m.machine is not None and not m.tags and not m.tag_pattern:
             wanted["machine"] = m.machine
         missing = [f"{column!r} (mapping key {key})" for key, column in wanted.items() if column not in names]
         if missing:
@@ -315,7 +315,7 @@ class TableReader:
         for column in chunk.columns:
             if column in skip:
                 continue
-            spec: TagSpec | None = m.tags.get(column)
+            spec: TagSpec | None = m.resolve_tag(str(column))
             if spec is not None:
                 machine: Any = spec.machine
                 sensor = spec.sensor
@@ -395,7 +395,7 @@ class TableReader:
             scale = np.ones(n)
             offset = np.zeros(n)
             for tag in set(tags[keep].tolist()):
-                spec = m.tags.get(tag) if isinstance(tag, str) else None
+                spec = m.resolve_tag(tag) if isinstance(tag, str) else None
                 where = tags == tag
                 if spec is None:
                     for i in np.flatnonzero(where & keep):

@@ -81,6 +81,15 @@ class TagSpec(Section):
     """The unit the source writes (documentation, and the unit a reading is stamped with before conversion)."""
 
 
+class Conversion(Section):
+    """A linear unit conversion for every tag of one sensor found by ``tag_pattern``."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str | None = None
+    """The unit the source writes."""
+
+
 class ReadingMapping(Section):
     """Where a reading's parts are in a record; see the module documentation."""
 
@@ -99,6 +108,13 @@ class ReadingMapping(Section):
     quality: str | None = None
     """Column/field with ``good``/``uncertain``/``bad`` or an OPC UA status code; missing means good."""
     tags: dict[str, TagSpec] = {}
+    tag_pattern: str | None = None
+    """A regular expression with groups ``machine`` and ``sensor`` for tags not listed in ``tags`` (wide columns or
+    long tag values), e.g. ``(?P<machine>P\\d+)_(?P<sensor>.+)``; both parts are renamed by ``machines`` and
+    ``sensors``, and ``conversions`` converts the sensor's unit. Adding a pump to the export then needs no new
+    mapping lines."""
+    conversions: dict[str, Conversion] = {}
+    """Sensor name (after renaming) -> unit conversion of the tags ``tag_pattern`` finds."""
     machines: dict[str, str] = {}
     """Source machine name -> machine id in ``[[machines]]``."""
     sensors: dict[str, str] = {}
@@ -107,6 +123,45 @@ class ReadingMapping(Section):
     """Wide layout: columns that are neither the time, the machine nor a sensor (counted once, never an error)."""
     decimal: Literal[".", ","] = "."
     """Decimal separator of numbers written as text (many European historians write ``3,14``)."""
+
+    @field_validator("tag_pattern")
+    @classmethod
+    def _tag_regex(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            pattern = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if not {"machine", "sensor"} <= set(pattern.groupindex):
+            raise ValueError("needs named groups (?P<machine>...) and (?P<sensor>...)")
+        return value
+
+    def resolve_tag(self, tag: str) -> TagSpec | None:
+        r"""The tag's machine, sensor and conversion: from ``tags``, else from ``tag_pattern``; None if neither.
+
+        >>> m = ReadingMapping(layout="wide", machine=None, tag_pattern=r"(?P<machine>P\d+)_(?P<sensor>TT|FT)",
+        ...                    machines={"P7": "PMP-007"}, sensors={"TT": "bearing_temp", "FT": "flow"},
+        ...                    conversions={"bearing_temp": Conversion(scale=0.5, offset=-10)})
+        >>> m.resolve_tag("P7_TT"), m.resolve_tag("P7_XX")
+        (TagSpec(machine='PMP-007', sensor='bearing_temp', scale=0.5, offset=-10.0, unit=None), None)
+        """
+        spec = self.tags.get(tag)
+        if spec is not None or self.tag_pattern is None:
+            return spec
+        match = re.fullmatch(self.tag_pattern, tag)
+        if match is None:
+            return None
+        machine, sensor = match.group("machine"), match.group("sensor")
+        sensor = self.sensors.get(sensor, sensor)
+        conversion = self.conversions.get(sensor, _IDENTITY)
+        return TagSpec(
+            machine=self.machines.get(machine, machine),
+            sensor=sensor,
+            scale=conversion.scale,
+            offset=conversion.offset,
+            unit=conversion.unit,
+        )
 
     @field_validator("machine_from_name")
     @classmethod
@@ -126,9 +181,12 @@ class ReadingMapping(Section):
         if self.layout == "long":
             if self.tag is None and (self.sensor is None or (self.machine is None and not self.machine_from_name)):
                 raise ValueError("a long layout needs a tag column, or a sensor column and a machine column/name")
-        elif not self.tags and self.machine is None and self.machine_from_name is None:
-            raise ValueError("a wide layout needs tags, a machine column, or machine_from_name")
+        elif not self.tags and not self.tag_pattern and self.machine is None and self.machine_from_name is None:
+            raise ValueError("a wide layout needs tags, a tag_pattern, a machine column, or machine_from_name")
         return self
+
+
+_IDENTITY = Conversion()
 
 
 class FileSource(Section):

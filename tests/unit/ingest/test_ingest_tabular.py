@@ -183,3 +183,29 @@ def test_numbers_with_a_decimal_comma_and_spelled_nan(tmp_path: Path) -> None:
     rows, reader = _read(tmp_path / "n.csv", ReadingMapping(decimal=","), delimiter=";")
     assert rows[0][3] == 1.25 and np.isnan(rows[1][3])
     assert reader.refusals == []
+
+
+def test_a_tag_pattern_maps_every_pump_of_an_export_without_a_line_per_tag(tmp_path: Path) -> None:
+    """A wide export and a long one by tag read the same with one pattern, renames and a unit conversion."""
+    from ingest.records import RecordMapper
+    from vigil.config.mapping import Conversion
+
+    (tmp_path / "w.csv").write_text("Time,P001_TT,P002_TT,P002_FT,P009_TT\n2026-01-01T00:00:00Z,212,32,5,1\n")
+    common = {
+        "tag_pattern": r"(?P<machine>P\d+)_(?P<sensor>TT|FT)",
+        "machines": {"P001": "PMP-001", "P002": "PMP-002"},
+        "sensors": {"TT": "bearing_temp", "FT": "flow"},
+        "conversions": {"bearing_temp": Conversion(scale=5 / 9, offset=-160 / 9, unit="degF")},
+        "time": TimeSpec(column="Time"),
+    }
+    wide = ReadingMapping(layout="wide", machine=None, sensor=None, **common)  # type: ignore[arg-type]
+    rows, reader = _read(tmp_path / "w.csv", wide)
+    got = sorted((m, s, round(v, 6)) for m, s, _, v in rows)
+    assert got == [("PMP-001", "bearing_temp", 100.0), ("PMP-002", "bearing_temp", 0.0), ("PMP-002", "flow", 5.0)]
+    # P009 matches the pattern but is no configured machine: refused with its column, not silently dropped.
+    assert [(r.column, r.reason) for r in reader.refusals] == [("P009_TT", "unknown_machine")]
+    long = ReadingMapping(tag="Tag", value="Value", **common)  # type: ignore[arg-type]
+    mapper = RecordMapper(long, "t")
+    readings, errors = mapper.map({"Time": "2026-01-01T00:00:00Z", "Tag": "P001_TT", "Value": 212})
+    assert [(r.machine_id, r.sensor, round(r.value or 0, 6)) for r in readings] == [("PMP-001", "bearing_temp", 100.0)]
+    assert not errors
