@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -242,8 +243,10 @@ class MappedReplayer:
         machines = {m.id: set(m.sensors) for m in config.machines_by_id.values()}
         self.reader = TableReader(source.mapping, machines, delimiter=source.delimiter, encoding=source.encoding)
         self.counters: Counter[str] = Counter()
+        self._last = -math.inf
 
-    def run(self, paths: list[Path], stop: threading.Event | None = None) -> Counter[str]:
+    def run(self, paths: list[Path], stop: threading.Event | None = None, limit: int | None = None) -> Counter[str]:
+        """Replay ``paths`` (at most ``limit`` readings) with the maintenance records; returns the counters."""
         frames = [frame for path in paths for frame, _ in self._read(path)]
         order_source = f"replay:{self.source.name}"
         if frames:
@@ -260,9 +263,10 @@ class MappedReplayer:
         started = time.monotonic()
         first: float | None = None
         for reading in merged.readings(order_source):
-            if stop is not None and stop.is_set():
+            if (stop is not None and stop.is_set()) or (limit is not None and self.counters["readings"] >= limit):
                 break
-            t = reading.ts.timestamp()
+            self.counters["readings"] += 1
+            t = self._last = reading.ts.timestamp()
             while pending and label_due(pending[0], self.config.windows) <= t:
                 self._send_maintenance(pending.pop(0))
             if self.speed > 0:
@@ -278,7 +282,7 @@ class MappedReplayer:
             self.counters["accepted"] += 1
         if not (stop is not None and stop.is_set()):
             self.publisher.flush()
-            for event in pending:
+            for event in pending if limit is None else [e for e in pending if e.ts.timestamp() <= self._last]:
                 self._send_maintenance(event)
         if self.producer is not None:
             self.producer.flush(timeout=60)
@@ -397,7 +401,7 @@ def _mapped(args: argparse.Namespace, config: VigilConfig, validator: Validator)
     for letter in letters:
         publisher.add_dead_letter(letter)
     try:
-        counters = replayer.run(list(args.file))
+        counters = replayer.run(list(args.file), limit=args.limit)
     except SourceError as exc:
         print(f"vigil collect replay: {exc}", file=sys.stderr)  # noqa: T201
         return 2
