@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from queue import Empty, Queue
 from typing import Any
 
+from alerts.digest import Digester, is_finding
 from alerts.exceptions import AlertsError
 from alerts.lifecycle import Lifecycle, PlantInfo, Transition
 from alerts.outbox import Outbox
@@ -74,6 +75,8 @@ class _Pending:
     offsets: dict[Any, int] = field(default_factory=dict)
     futures: list[tuple[Future[Any], Any]] = field(default_factory=list)
     alerts_sent: int = 0
+    findings: list[Alert] = field(default_factory=list)
+    """Informational transitions for the digest, recorded with the lifecycle state."""
 
     def empty(self) -> bool:
         return not (self.alerts or self.transitions or self.offsets or self.futures)
@@ -109,6 +112,7 @@ class AlertService:
         self.lifecycle = Lifecycle(config.alerts, plant)
         self.schema = Schema(dict(plant.machines))
         self.store = AlertStore(config.alerts.outbox_path)
+        self.digest = Digester.for_alerts(config.alerts.digest, [r.name for r in config.alerts.receivers])
         self.commands: Queue[tuple[Command, Future[Any]]] = Queue()
         self.blocked = False
         self._pending = _Pending()
@@ -223,6 +227,7 @@ class AlertService:
         self.metrics.heartbeat()
         now = self.clock()
         self._run_commands(now)
+        self._send_digest(now)
         if self.blocked:
             # Keep the group membership alive while paused. Partitions assigned by a rebalance during the outage
             # are not paused, so a poll can return records: rewind to them and pause, never drop them.
@@ -246,6 +251,20 @@ class AlertService:
             if self._pending.empty() and not due:
                 return
         self._commit()
+
+    def _send_digest(self, now: float) -> None:
+        """At a period boundary (wall clock), queue the period's digest; sqlite only, so also while blocked."""
+        if self.digest is None:
+            return
+        try:
+            queued = self.digest.run(self.store, now, lambda: self.ack_url)
+        except AlertsError as exc:
+            self.metrics.errors.labels("digest").inc()
+            log.warning("digest not queued (%s); retried on the next loop", exc)
+            return
+        if queued and self.outbox is not None:
+            self.stats.notifications += queued
+            self.outbox.wake()
 
     def _handle(self, record: Any, now: float) -> None:
         self.stats.records += 1
@@ -291,6 +310,8 @@ class AlertService:
             self.sink.add_all(self.schema.points(t.alert))
             self._pending.alerts.append(t.alert)
         self._pending.transitions += transitions
+        if self.digest is not None:
+            self._pending.findings += [t.alert for t in transitions if is_finding(t.alert)]
         self.stats.transitions += len(transitions)
         events = {"open": "opened", "escalated": "escalated", "resolved": "resolved"}
         for t in transitions:
@@ -330,7 +351,7 @@ class AlertService:
             notifications = self._notifications()
             flags = self.lifecycle.export_flags() if self.lifecycle.dirty_flags else None
             self.stats.notifications += self.store.commit(
-                self.lifecycle.export_dirty(), flags, notifications, self.clock()
+                self.lifecycle.export_dirty(), flags, notifications, self.clock(), p.findings
             )
             if p.offsets:
                 from kafka.structs import OffsetAndMetadata

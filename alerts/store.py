@@ -1,4 +1,5 @@
-"""Durable state in one sqlite file: the lifecycle (episodes, silences, inhibitions) and the notification outbox.
+"""Durable state in one sqlite file: the lifecycle (episodes, silences, inhibitions), the notification outbox and
+the digest's findings (informational transitions waiting for their period's digest, see :mod:`alerts.digest`).
 
 Both are written in one transaction, so after a crash either the new episode states *and* their notifications
 exist, or neither does; the Kafka offsets (committed afterwards) then replay what was lost, and the lifecycle's
@@ -11,11 +12,12 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alerts.digest import DigestNotification, Period
 from alerts.exceptions import StoreError
 from alerts.render import Notification
 from vigil.contracts import Alert
@@ -35,6 +37,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, delivered_at, dead, seq);
+CREATE TABLE IF NOT EXISTS findings (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    recorded REAL NOT NULL,
+    digest_end REAL,
+    UNIQUE (alert_id, seq)
+);
+CREATE INDEX IF NOT EXISTS findings_unsent ON findings (digest_end, recorded);
 """
 
 
@@ -54,20 +66,24 @@ class OutboxEntry:
 
 
 def _dump(n: Notification) -> str:
-    return json.dumps(
-        {
-            "id": n.id,
-            "receiver": n.receiver,
-            "group": n.group,
-            "ack_url": n.ack_url,
-            "alerts": [a.model_dump(mode="json") for a in n.alerts],
-        }
-    )
+    data: dict[str, Any] = {
+        "id": n.id,
+        "receiver": n.receiver,
+        "group": n.group,
+        "ack_url": n.ack_url,
+        "alerts": [a.model_dump(mode="json") for a in n.alerts],
+    }
+    if isinstance(n, DigestNotification) and n.period is not None:
+        data["digest"] = n.period.as_json()
+    return json.dumps(data)
 
 
 def _load(payload: str) -> Notification:
     d = json.loads(payload)
     alerts = tuple(Alert.model_validate(a) for a in d["alerts"])
+    if "digest" in d:
+        period = Period.from_json(d["digest"])
+        return DigestNotification(d["id"], d["receiver"], d["group"], alerts, d["ack_url"], period=period)
     return Notification(id=d["id"], receiver=d["receiver"], group=d["group"], alerts=alerts, ack_url=d["ack_url"])
 
 
@@ -114,13 +130,19 @@ class AlertStore:
         flags: Mapping[str, Any] | None,
         notifications: Iterable[Notification],
         now: float,
+        findings: Iterable[Alert] = (),
     ) -> int:
-        """Save changed lifecycle state and enqueue notifications atomically; returns how many were new."""
+        """Save changed lifecycle state, enqueue notifications and record the digest's findings atomically; returns
+        how many notifications were new. A finding already recorded (same alert id and transition) is ignored."""
         added = 0
         with self._lock:
             db = self.db
             try:
                 db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT OR IGNORE INTO findings (alert_id, seq, payload, recorded) VALUES (?, ?, ?, ?)",
+                    [(a.alert_id, a.seq, a.model_dump_json(), now) for a in findings],
+                )
                 db.executemany(
                     "INSERT OR REPLACE INTO tracks (key, data) VALUES (?, ?)",
                     [(k, json.dumps(v)) for k, v in tracks.items()],
@@ -137,6 +159,57 @@ class AlertStore:
             except sqlite3.Error as exc:
                 db.execute("ROLLBACK")
                 raise StoreError(f"cannot write {self.path}: {exc}") from exc
+        return added
+
+    def digest_sent_until(self) -> float | None:
+        """The end (UTC seconds) of the last digest period sent; ``None`` for a store that never ran a digest."""
+        with self._lock:
+            row = self.db.execute("SELECT data FROM flags WHERE key = 'digest'").fetchone()
+        return float(json.loads(row[0])["sent_until"]) if row else None
+
+    def unsent_findings(self) -> list[Alert]:
+        """Findings no digest has carried yet, in the order recorded."""
+        with self._lock:
+            rows = self.db.execute("SELECT payload FROM findings WHERE digest_end IS NULL ORDER BY n").fetchall()
+        return [Alert.model_validate_json(r[0]) for r in rows]
+
+    def close_digest(
+        self,
+        end: float,
+        notifications: Callable[[list[Alert]], Iterable[Notification]],
+        now: float,
+        keep_s: float,
+    ) -> int:
+        """One period's digest, atomically: the findings recorded before ``end`` and not sent yet are handed to
+        ``notifications``, what it returns is queued in the outbox, the findings are marked as sent and the
+        period is recorded as sent (so a restart does not send it again). Findings sent more than ``keep_s``
+        ago are deleted. Returns how many notifications were new."""
+        added = 0
+        with self._lock:
+            db = self.db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                rows = db.execute(
+                    "SELECT payload FROM findings WHERE digest_end IS NULL AND recorded < ? ORDER BY n", (end,)
+                ).fetchall()
+                for n in notifications([Alert.model_validate_json(r[0]) for r in rows]):
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO outbox (id, receiver, payload, created) VALUES (?, ?, ?, ?)",
+                        (n.id, n.receiver, _dump(n), now),
+                    )
+                    added += cur.rowcount
+                db.execute("UPDATE findings SET digest_end = ? WHERE digest_end IS NULL AND recorded < ?", (end, end))
+                db.execute("DELETE FROM findings WHERE digest_end IS NOT NULL AND digest_end < ?", (now - keep_s,))
+                db.execute(
+                    "INSERT OR REPLACE INTO flags (key, data) VALUES ('digest', ?)", (json.dumps({"sent_until": end}),)
+                )
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                raise StoreError(f"cannot write {self.path}: {exc}") from exc
+            except BaseException:
+                db.execute("ROLLBACK")  # building the digest failed: nothing is marked as sent
+                raise
         return added
 
     def pending(self, receiver: str, limit: int = 100) -> list[OutboxEntry]:

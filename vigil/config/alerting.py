@@ -95,13 +95,26 @@ Receiver = Annotated[
 ]
 
 
+ALERT_KINDS = ("failure_risk", "hard_limit", "anomaly", "drift", "sensor_fault")
+"""Every episode kind the lifecycle opens."""
+INFORMATIONAL_KINDS = ("drift", "sensor_fault")
+"""Findings for the digest, not the pager: a route hears about them only when it asks (``kinds``/``include_informational``)."""
+
+AlertKind = Literal["failure_risk", "hard_limit", "anomaly", "drift", "sensor_fault"]
+
+
 class Route(Section):
-    """First matching route wins; an empty matcher matches everything."""
+    """First matching route wins; an empty matcher matches everything, except informational kinds (drift, sensor
+    faults), which a route matches only when it names them in ``kinds`` or sets ``include_informational``."""
 
     receiver: str
     sites: list[str] = []
     lines: list[str] = []
     machine_types: list[str] = []
+    kinds: list[AlertKind] = []
+    """Only these episode kinds (empty: every paged kind: failure_risk, hard_limit, anomaly)."""
+    include_informational: bool = False
+    """Also drift and sensor-fault episodes (which otherwise go to the digest only)."""
     min_severity: Literal["info", "warning", "critical"] = "info"
     escalate_to: str | None = None
     escalate_after_s: float | None = Field(default=None, gt=0)
@@ -141,6 +154,46 @@ class SilenceSpec(Section):
         return self.starts_at <= at < self.ends_at
 
 
+_CLOCK = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class DigestConfig(Section):
+    """Informational findings (drift, sensor faults) collected per shift or per day into one notification."""
+
+    enabled: bool = True
+    interval: Literal["shift", "day"] = "day"
+    """``shift``: one digest per shift (periods start at each of ``shift_starts``); ``day``: one per day, the day
+    starting at the first of ``shift_starts``."""
+    shift_starts: list[Annotated[str, Field(pattern=_CLOCK)]] = Field(default=["06:00", "14:00", "22:00"], min_length=1)
+    """Local times (``HH:MM``, in ``timezone``) at which shifts start."""
+    timezone: str = "UTC"
+    """IANA time zone of ``shift_starts`` (e.g. ``Europe/Berlin``); DST changes move the boundaries with the clock."""
+    receivers: list[str] = []
+    """Who gets the digest (empty: every configured receiver)."""
+    send_empty: bool = False
+    """Send a digest for a period without findings too (default: nothing to say, nothing sent)."""
+    keep_days: float = Field(default=30.0, gt=0)
+    """How long findings already sent in a digest are kept in the store."""
+
+    @field_validator("shift_starts")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("shift start times must be distinct")
+        return sorted(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Europe/Berlin')") from exc
+        return value
+
+
 class AlertConfig(Section):
     open_threshold: float = Field(default=0.5, gt=0, lt=1)
     close_threshold: float = Field(default=0.3, gt=0, lt=1)
@@ -168,6 +221,8 @@ class AlertConfig(Section):
     """Outbox retry backoff per receiver: starts at ``retry_initial_s``, doubles up to this."""
     silences: list[SilenceSpec] = []
     """Planned maintenance known in advance (more can be added at run time through the HTTP API/CLI)."""
+    digest: DigestConfig = DigestConfig()
+    """Drift and sensor-fault findings, per shift or per day (they page nobody unless a route asks for them)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -175,4 +230,8 @@ class AlertConfig(Section):
             raise ValueError(
                 f"close_threshold {self.close_threshold:g} must be < open_threshold {self.open_threshold:g}"
             )
+        names = {r.name for r in self.receivers}
+        unknown = [r for r in self.digest.receivers if r not in names]
+        if unknown:
+            raise ValueError(f"digest.receivers: unknown receiver(s) {', '.join(repr(r) for r in unknown)}")
         return self
