@@ -119,6 +119,7 @@ class TableReader:
         delimiter: str = ",",
         encoding: str = "utf-8",
         chunk_rows: int = 100_000,
+        chunk_cells: int = 1_000_000,
         keep_refusals: int = 1_000,
     ) -> None:
         self.mapping = mapping
@@ -126,6 +127,7 @@ class TableReader:
         self.delimiter = delimiter
         self.encoding = encoding
         self.chunk_rows = chunk_rows
+        self.chunk_cells = chunk_cells
         self.keep_refusals = keep_refusals
         self.refusals: list[Refusal] = []
         """The first ``keep_refusals`` refusals (all are counted in ``counters``)."""
@@ -188,6 +190,10 @@ class TableReader:
         import pandas as pd
 
         self._skipped = []
+        columns = len(pd.read_csv(path, sep=self.delimiter, nrows=0, encoding=self.encoding).columns)
+        # Every cell of a chunk is a Python string until parsed: bound the cells, not the rows (a wide export of
+        # 30 pumps has 181 columns; 100,000 of its rows held ~1 GB of strings).
+        rows = max(1_000, min(self.chunk_rows, self.chunk_cells // max(columns, 1)))
         with (
             warnings.catch_warnings(record=True) as caught,
             pd.read_csv(
@@ -197,7 +203,7 @@ class TableReader:
                 keep_default_na=False,
                 na_values=[""],
                 encoding=self.encoding,
-                chunksize=self.chunk_rows,
+                chunksize=rows,
                 on_bad_lines="warn",
                 engine="c",
             ) as reader,
