@@ -126,6 +126,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--source", help="which [[sources.file]] mapping reads the readings")
     parser.add_argument("--maintenance-source", help="which [[sources.maintenance]] mapping reads the records")
     parser.add_argument("--out", type=Path, default=Path("backtest-report"), help="folder for backtest.json/.html")
+    parser.add_argument(
+        "--from-influx",
+        nargs=2,
+        metavar=("START", "END"),
+        help="read readings and maintenance of this time range (ISO 8601) from InfluxDB ([influx]) instead of files",
+    )
     parser.add_argument("--margin-pct", type=float, default=5.0, help="margin rule: %% of each valid range")
     parser.add_argument("--burn-in-days", type=float, default=0.0, help="days whose false alarms are not counted")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
@@ -137,12 +143,17 @@ def main(argv: list[str]) -> int:
         msource = _pick(list(config.sources.maintenance), args.maintenance_source, "maintenance") or MaintenanceSource(
             name="default"
         )
-        reading_paths = _files(args.readings, source.path, "readings")
-        if not reading_paths:
-            raise ConfigError([("sources.file.path", "no readings: give --readings FILE or a path")], "command line")
-        maintenance_paths = _files(args.maintenance, msource.path, "maintenance")
-        events, msummary = maintenance(config, msource, maintenance_paths) if maintenance_paths else ([], {})
-        reader, frames = readings(config, source, reading_paths)
+        if args.from_influx:
+            reader, reading_paths, frames, events, msummary = _from_influx(config, *args.from_influx)
+        else:
+            reading_paths = _files(args.readings, source.path, "readings")
+            if not reading_paths:
+                raise ConfigError(
+                    [("sources.file.path", "no readings: give --readings FILE or a path")], "command line"
+                )
+            maintenance_paths = _files(args.maintenance, msource.path, "maintenance")
+            events, msummary = maintenance(config, msource, maintenance_paths) if maintenance_paths else ([], {})
+            reader, frames = readings(config, source, reading_paths)
         bt = run(config, frames, events, Settings(margin_pct=args.margin_pct, burn_in_days=args.burn_in_days))
     except VigilError as exc:
         print(f"vigil backtest: {exc}", file=sys.stderr)  # noqa: T201
@@ -173,6 +184,35 @@ def main(argv: list[str]) -> int:
     print(json.dumps(res, default=str) if args.json else render(res))  # noqa: T201
     print(f"report: {args.out / 'backtest.html'}  data: {args.out / 'backtest.json'}", file=sys.stderr)  # noqa: T201
     return 0
+
+
+def _from_influx(
+    config: VigilConfig, start: str, end: str
+) -> tuple[TableReader, list[Path], Iterator[Frame], list[MaintenanceEvent], dict[str, Any]]:
+    """Readings and maintenance of ``[start, end)`` from InfluxDB (``[influx]``), as the file path provides them."""
+    from datetime import UTC, datetime
+
+    from backtest import influx_source
+
+    def when(text: str, key: str) -> datetime:
+        try:
+            ts = datetime.fromisoformat(text)
+        except ValueError:
+            raise ConfigError([(key, f"{text!r} is not an ISO 8601 time")], "command line") from None
+        return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+    t0, t1 = when(start, "--from-influx START"), when(end, "--from-influx END")
+    events = influx_source.maintenance(config.influx, t0, t1)
+    counted = TableReader(FileSource(name="influx").mapping, {})
+
+    def frames() -> Iterator[Frame]:
+        for frame in influx_source.readings(config.influx, t0, t1):
+            counted.counters["rows"] += len(frame)
+            counted.counters["readings"] += len(frame)
+            yield frame
+
+    summary = {"source": f"influx {config.influx.url} {config.influx.database}", "imported": len(events)}
+    return counted, [], frames(), events, summary
 
 
 def finite(value: Any) -> Any:
