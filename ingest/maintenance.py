@@ -39,6 +39,7 @@ import json
 import logging
 import math
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -437,7 +438,9 @@ def main(argv: list[str]) -> int:
     from ingest.collector_cli import load_or_explain
 
     parser = argparse.ArgumentParser(prog="vigil collect maintenance", description=main.__doc__)
-    parser.add_argument("files", nargs="+", type=Path, help=".csv or .parquet exports")
+    parser.add_argument("files", nargs="*", type=Path, help=".csv or .parquet exports")
+    parser.add_argument("--mqtt", action="store_true", help="subscribe to the source's mqtt_topics instead of files")
+    parser.add_argument("--duration", type=float, default=None, help="with --mqtt: stop after this many seconds")
     parser.add_argument("--source", help="the [[sources.maintenance]] entry (default: the only one)")
     parser.add_argument("--config", help="plant configuration (default: $VIGIL_CONFIG, then the example)")
     parser.add_argument("--dry-run", action="store_true", help="read and check only: nothing is sent to Kafka")
@@ -445,6 +448,10 @@ def main(argv: list[str]) -> int:
     config = load_or_explain(args.config)
     if config is None:
         return 2
+    if args.mqtt:
+        return _subscribe(config, args.source, args.duration)
+    if not args.files:
+        parser.error("give export files, or --mqtt")
     known = {m.id for m in config.machines}
     # Every file is read before anything is published: an unreadable second file publishes nothing.
     results: list[tuple[Path, ReadResult]] = []
@@ -492,4 +499,40 @@ def main(argv: list[str]) -> int:
     finally:
         if producer is not None:
             producer.close(timeout=30)
+    return 0
+
+
+def _subscribe(config: VigilConfig, source_name: str | None, duration: float | None) -> int:
+    """``--mqtt``: import records pushed to the source's MQTT topics until SIGTERM/Ctrl-C (or ``duration``)."""
+    import signal
+
+    from ingest.maintenance_mqtt import MaintenanceSubscriber
+    from vigil.bus import TopicSpec, ensure_topics, make_producer
+
+    try:
+        source = pick_source(config, source_name)
+        names = (config.topics.maintenance, config.topics.dead_letter)
+        ensure_topics(config.kafka, [TopicSpec(t, config.kafka.partitions) for t in names])
+        published = published_event_ids(config.kafka, config.topics.maintenance)
+        producer = make_producer(config.kafka)
+        known = {m.id for m in config.machines}
+        subscriber = MaintenanceSubscriber(source, config.mqtt, producer, config.topics, known, published)
+    except SourceError as exc:
+        print(f"vigil collect maintenance: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        subscriber.start()
+        log.info("maintenance source %s: subscribed to %s", source.name, ", ".join(source.mqtt_topics))
+        stop.wait(duration)
+    except SourceError as exc:
+        print(f"vigil collect maintenance: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    finally:
+        subscriber.stop()
+        producer.close(timeout=30)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    print(json.dumps({"source": source.name, "mqtt": dict(subscriber.counters)}))  # noqa: T201
     return 0

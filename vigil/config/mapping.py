@@ -262,4 +262,7 @@ class MaintenanceSource(Section):
     path: str | None = None
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: str = "utf-8"
+    mqtt_topics: list[str] = []
+    """MQTT topics (on the ``[mqtt]`` broker) where a maintenance system publishes records as JSON (an object or an
+    array, keyed like the export's columns): ``vigil collect maintenance --mqtt``."""
     mapping: MaintenanceMapping = MaintenanceMapping()
