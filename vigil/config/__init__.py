@@ -225,7 +225,9 @@ class VigilConfig(BaseSettings):
         for s, msrc in enumerate(self.sources.maintenance):
             for name, machine in msrc.mapping.machines.items():
                 if machine not in machine_types:
-                    problems.append((f"sources.maintenance[{s}].mapping.machines.{name}", f"unknown machine {machine!r}"))
+                    problems.append(
+                        (f"sources.maintenance[{s}].mapping.machines.{name}", f"unknown machine {machine!r}")
+                    )
         return problems
 
 
