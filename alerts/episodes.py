@@ -106,13 +106,19 @@ class Episode:
 
 @dataclass
 class Track:
-    """Per (machine, kind): the hysteresis counter, the last event time seen, the open episode, the cooldown."""
+    """Per (machine, kind): the hysteresis counter, the last event time seen, the open episode and its recovery, the
+    last resolved episode (the cooldown)."""
 
     above: int = 0
     last_ts: datetime | None = None
     episode: Episode | None = None
     resolved: Episode | None = None
     """The last resolved episode (reopened when the condition returns within the cooldown)."""
+    clear_s: float = 0.0
+    """Operating seconds the open episode's condition has not held (since ``clear_since``); it resolves at
+    ``resolve_after_s``. Back to 0 whenever the condition holds again."""
+    clear_since: datetime | None = None
+    """Event time of the first observation without the condition in the current recovery (None: not recovering)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,13 +126,19 @@ class Track:
             "last_ts": self.last_ts.isoformat() if self.last_ts else None,
             "episode": self.episode.to_json() if self.episode else None,
             "resolved": self.resolved.to_json() if self.resolved else None,
+            "clear_s": self.clear_s,
+            "clear_since": self.clear_since.isoformat() if self.clear_since else None,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Track:
+        """Also reads the state saved before recovery was tracked (no ``clear_s``: not recovering)."""
+        since = data.get("clear_since")
         return cls(
             above=int(data["above"]),
             last_ts=datetime.fromisoformat(data["last_ts"]) if data["last_ts"] else None,
             episode=Episode.from_json(data["episode"]) if data["episode"] else None,
             resolved=Episode.from_json(data["resolved"]) if data["resolved"] else None,
+            clear_s=float(data.get("clear_s", 0.0)),
+            clear_since=datetime.fromisoformat(since) if since else None,
         )

@@ -1,19 +1,23 @@
 """The alert lifecycle: a pure, single-threaded state machine over predictions, features, drift and maintenance.
 
-An *episode* is one stretch of a condition on one machine: ``(machine, kind)``. The model's decision is the
-verdict: ``failure_risk`` opens after ``open_after`` consecutive predictions the classifier decided as alerts and
-holds while p_failure stays at or above ``close_threshold`` (hysteresis); ``anomaly`` likewise for alerts decided
-by degradation or anomaly signals (held while the score is above the threshold scaled by close/open);
-``hard_limit`` while a fail-safe rule fires; ``drift`` and ``sensor_fault`` from drift events. Every change is a *transition*: an
+An *episode* is one problem on one machine: ``(machine, kind)``. The model's decision is the verdict:
+``failure_risk`` opens after ``open_after`` consecutive predictions the classifier decided as alerts and holds while
+p_failure stays at or above ``close_threshold`` (hysteresis); ``anomaly`` likewise for alerts decided by degradation
+or anomaly signals (held while the score is above the threshold scaled by close/open); ``hard_limit`` while a
+fail-safe rule fires; ``drift`` and ``sensor_fault`` from drift events. Every change is a *transition*: an
 :class:`~vigil.contracts.Alert` message (the audit history) plus the receivers to notify, if any.
 
 Rules that keep planners from being spammed:
 
 - hysteresis and ``open_after`` (no flapping around one threshold);
+- ``resolve_after_s``: an episode resolves only after that much *operating* time without its condition (the
+  running windows of its predictions; while the machine is off nothing counts), or at a repair; stops, duty
+  cycles and short recoveries stay one episode, whose severity and summary follow the condition;
 - ``cooldown_s``: a condition that returns within the cooldown after a resolve *reopens the same episode*
   (same id, audited) instead of starting a new one, and notifies again only if it got more severe;
 - silences (planned maintenance) and inhibition (machine off, line down) record transitions as ``silenced`` /
-  ``inhibited`` without notifying; when they end and the condition persists, the planner is told then;
+  ``inhibited`` without notifying; when they end and the condition persists, the planner is told then, except
+  when only the machine ran again (a duty cycle) and the planner already knows at that severity;
 - acknowledgement stops escalation and reminders.
 
 Observation timestamps are event time (a replay gives the same episodes and ids); escalation and reminders run
@@ -23,12 +27,16 @@ on wall-clock time (``now``), because they are about people not having reacted.
 >>> from vigil.config import AlertConfig
 >>> from vigil.contracts import Prediction
 >>> t = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
->>> life = Lifecycle(AlertConfig(open_after=2))
+>>> life = Lifecycle(AlertConfig(open_after=2, resolve_after_s=1800))
 >>> def p(i, prob):
-...     return Prediction(machine_id="PMP-001", machine_type="pump", ts=t + timedelta(minutes=10 * i), model="m",
-...                       p_failure=prob, horizon_s=172800, decision="alert" if prob >= 0.5 else "ok")
->>> [tr.alert.state.value for i, prob in enumerate([0.6, 0.7, 0.9, 0.4, 0.2]) for tr in life.observe(p(i, prob), 0.0)]
-['open', 'updated', 'updated', 'resolved']
+...     end = t + timedelta(minutes=10 * i)
+...     return Prediction(machine_id="PMP-001", machine_type="pump", ts=end, window_start=end - timedelta(minutes=10),
+...                       model="m", p_failure=prob, horizon_s=172800, decision="alert" if prob >= 0.5 else "ok")
+>>> probs = [0.6, 0.7, 0.9, 0.2, 0.2, 0.7, 0.2, 0.2, 0.2]
+>>> [(i, tr.alert.state.value) for i, prob in enumerate(probs) for tr in life.observe(p(i, prob), 0.0)]
+[(1, 'open'), (2, 'updated'), (5, 'updated'), (8, 'resolved')]
+
+The dip at 3-4 was 20 minutes of operation, shorter than ``resolve_after_s``: the same episode went on.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from alerts.episodes import Episode, PlantInfo, Silence, Track, Transition
 from alerts.exceptions import UnknownAlertError
 from alerts.render import SEVERITY_RANK, checks_for, summarize
 from alerts.routing import Router
+from models.rules import during_warmup
 from vigil.config import AlertConfig
 from vigil.config.alerting import SilenceSpec
 from vigil.contracts import (
@@ -84,6 +93,10 @@ class _Signal:
     rule_violations: tuple[str, ...] = ()
     open_after: int = 1
     tags: MachineTags = field(default_factory=MachineTags)
+    operating_s: float | None = None
+    """Running time this observation covers (the prediction's window); None: not known (see ``_operating_s``)."""
+    sustained: bool = True
+    """Resolve only after ``resolve_after_s`` of operation without the condition; False: at once (drift outcomes)."""
 
 
 def alert_id_for(machine_id: str, kind: str, opened_at: datetime) -> str:
@@ -130,6 +143,7 @@ class Lifecycle:
             summary="",
             contributions=p.contributions,
             tags=tags,
+            operating_s=(p.ts - p.window_start).total_seconds() if p.window_start is not None else None,
         )
         # The model's decision is the verdict (it already weighs the classifier, degradation, trends and anomaly
         # scores, with its gates and fail-safes); the probability and the anomaly score only hold an episode open
@@ -163,7 +177,8 @@ class Lifecycle:
                 kind="hard_limit",
                 opening=violated,
                 holding=violated,
-                severity=Severity.CRITICAL,
+                # A crossing that persisted only during warm-up is reported, as a warning (models.rules).
+                severity=Severity.WARNING if during_warmup(p.rule_violations) else Severity.CRITICAL,
                 summary=summarize("hard_limit", rule_violations=p.rule_violations),
                 rule_violations=p.rule_violations,
                 p_failure=p.p_failure,
@@ -225,17 +240,25 @@ class Lifecycle:
             severity=Severity.WARNING if kind == "sensor_fault" else Severity.INFO,
             summary=summarize(kind, detail=detail),
             tags=tags,
+            sustained=False,  # a retraining outcome is a verdict, not a reading that may come back
         )
         return self._step(signal, now)
 
     def observe_maintenance(self, event: MaintenanceEvent, now: float) -> list[Transition]:
-        """A repair closes the machine's open episodes (the condition was dealt with)."""
+        """A repair closes the machine's open episodes (the condition was dealt with); a problem after it is a new
+        episode, never one reopened within the cooldown."""
         if event.event != MaintenanceKind.REPAIR:
             return []
         out = []
-        for (machine, _kind), track in sorted(self.tracks.items()):
-            if machine == event.machine_id and track.episode is not None and event.ts >= track.episode.opened_at:
-                out += self._resolve(track, (machine, _kind), event.ts, f"repair recorded: {event.text}".strip(": "))
+        for key, track in sorted(self.tracks.items()):
+            if key[0] != event.machine_id:
+                continue
+            if track.episode is not None and event.ts >= track.episode.opened_at:
+                note = f"repair recorded: {event.text}".strip(": ")
+                out += self._resolve(track, key, event.ts, note, reopenable=False)
+            elif track.resolved is not None and event.ts >= track.resolved.last_ts:
+                track.resolved = None
+                self.dirty.add(key)
         return out
 
     # ------------------------------------------------------------------------------------------- planner actions
@@ -406,11 +429,16 @@ class Lifecycle:
         out = []
         for key, track in sorted(self.tracks.items()):
             if key[0] == machine_id and track.episode is not None:
-                out += self._reconsider(key, track.episode, ts, now)
+                out += self._reconsider(key, track.episode, ts, now, quiet=not off)
         return out
 
-    def _reconsider(self, key: tuple[str, str], ep: Episode, at: datetime, now: float) -> list[Transition]:
-        """Suppression may have started or ended: record it, and tell planners once it ended."""
+    def _reconsider(
+        self, key: tuple[str, str], ep: Episode, at: datetime, now: float, *, quiet: bool = False
+    ) -> list[Transition]:
+        """Suppression may have started or ended: record it, and tell planners once it ended.
+
+        ``quiet`` (the machine runs again): planners already told about the episode are not told again unless it got
+        more severe; a pump that stops and starts with its duty cycle is not news."""
         suppression = self._suppression(ep.machine_id, at)
         if suppression is not None:
             state, why = suppression
@@ -420,7 +448,15 @@ class Lifecycle:
         if not ep.suppressed:
             return []
         ep.state = AlertState.OPEN if not ep.notified else AlertState.UPDATED
+        if quiet and ep.notified and not self._more_severe(ep):
+            self.dirty.add(key)
+            return [Transition(self._alert(ep, ep.state, at, note="machine running again"))]
         return [self._notify(key, ep, ep.state, at, "no longer silenced or inhibited", now)]
+
+    @staticmethod
+    def _more_severe(ep: Episode) -> bool:
+        """More severe than what planners were last told (never told: yes)."""
+        return ep.notified_severity is None or SEVERITY_RANK[ep.severity] > SEVERITY_RANK[ep.notified_severity]
 
     def _suppress(self, key: tuple[str, str], ep: Episode, state: AlertState, at: datetime, why: str) -> Transition:
         ep.state = state
@@ -445,7 +481,8 @@ class Lifecycle:
             if not s.opening:
                 return []  # nothing to remember about a machine that never alerted
             track = self.tracks[key] = Track()
-        if track.last_ts is not None and s.ts <= track.last_ts:
+        previous = track.last_ts
+        if previous is not None and s.ts <= previous:
             return []  # already seen: a replay after a restart must not repeat transitions
         track.last_ts = s.ts
         self.dirty.add(key)
@@ -456,8 +493,25 @@ class Lifecycle:
                 return []
             return [self._open(key, track, s, now)]
         if not s.holding:
-            return self._resolve(track, key, s.ts, None)
+            return self._recover(track, key, s, previous)
+        track.clear_s, track.clear_since = 0.0, None
         return self._update(key, ep, s, now)
+
+    def _recover(self, track: Track, key: tuple[str, str], s: _Signal, previous: datetime | None) -> list[Transition]:
+        """The open episode's condition did not hold: it resolves after ``resolve_after_s`` of *operation* without
+        it. Time while the machine is off (or its line down) is not counted, so stops and duty cycles never end an
+        episode; a return of the condition before then resets the count (the same episode goes on)."""
+        after = self.config.resolve_after_s if s.sustained else 0.0
+        if track.clear_since is None:
+            track.clear_since = s.ts
+        if self._inhibition_for(s.machine_id) is None:
+            track.clear_s += _operating_s(s, previous)
+        if track.clear_s < after:
+            return []
+        note = None
+        if after > 0:
+            note = f"condition clear for {track.clear_s / 3600:.1f} h of operation since {_hhmm(track.clear_since)}"
+        return self._resolve(track, key, s.ts, note)
 
     def _open(self, key: tuple[str, str], track: Track, s: _Signal, now: float) -> Transition:
         previous = track.resolved
@@ -484,6 +538,7 @@ class Lifecycle:
         self._absorb(ep, s)
         ep.reported_p = ep.p_failure
         track.episode, track.resolved, track.above = ep, None, 0
+        track.clear_s, track.clear_since = 0.0, None
         suppression = self._suppression(s.machine_id, s.ts)
         if suppression is not None:
             return self._suppress(key, ep, suppression[0], s.ts, suppression[1])
@@ -528,13 +583,17 @@ class Lifecycle:
         checks = self.plant.what_to_check.get(s.tags.type or "", {})
         ep.what_to_check = checks_for(ep.contributions, s.rule_violations, checks) or ep.what_to_check
 
-    def _resolve(self, track: Track, key: tuple[str, str], ts: datetime, note: str | None) -> list[Transition]:
+    def _resolve(
+        self, track: Track, key: tuple[str, str], ts: datetime, note: str | None, *, reopenable: bool = True
+    ) -> list[Transition]:
+        """``reopenable``: the cooldown may reopen it; not after a repair (a problem after it is a new one)."""
         ep = track.episode
         assert ep is not None
         receivers = () if ep.suppressed else ep.notified
         ep.state = AlertState.RESOLVED
         ep.last_ts = max(ep.last_ts, ts)
-        track.episode, track.resolved, track.above = None, ep, 0
+        track.episode, track.resolved, track.above = None, ep if reopenable else None, 0
+        track.clear_s, track.clear_since = 0.0, None
         self.dirty.add(key)
         return [Transition(self._alert(ep, AlertState.RESOLVED, ts, note=note), receivers)]
 
@@ -577,6 +636,23 @@ class Lifecycle:
 
 def _wall(now: float) -> datetime:
     return datetime.fromtimestamp(now, UTC)
+
+
+_MAX_STEP_S = 3600.0
+"""A prediction without its window counts the time since the condition's previous observation, at most this (a
+longer gap is a stop or an outage, not operation)."""
+
+
+def _operating_s(s: _Signal, previous: datetime | None) -> float:
+    if s.operating_s is not None:
+        return max(0.0, s.operating_s)
+    if previous is None:
+        return 0.0
+    return min(max(0.0, (s.ts - previous).total_seconds()), _MAX_STEP_S)
+
+
+def _hhmm(ts: datetime) -> str:
+    return f"{ts.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def transitions_alerts(transitions: Iterable[Transition]) -> list[Alert]:

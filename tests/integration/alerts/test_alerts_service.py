@@ -56,6 +56,7 @@ def build_config(
         {
             "open_after": 2,
             "cooldown_s": 0,
+            "resolve_after_s": 0,  # resolve at the first clear prediction (sustained recovery: unit tests)
             "http_port": 0,
             "outbox_path": str(tmp / "outbox.sqlite3"),
             "retry_initial_s": 0.2,

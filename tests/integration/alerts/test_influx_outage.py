@@ -87,7 +87,7 @@ def test_influx_killed_mid_stream_nothing_lost_offsets_held(
 ) -> None:
     url = private_influx.cfg.influx_url
     influx = InfluxSettings(url=url, database="vigil", max_retries=1, retry_backoff_s=0.1, timeout_s=3, batch_size=50)
-    alerts = AlertConfig(open_after=2, cooldown_s=0, outbox_path=str(tmp_path / "outbox.sqlite3"))
+    alerts = AlertConfig(open_after=2, cooldown_s=0, resolve_after_s=0, outbox_path=str(tmp_path / "outbox.sqlite3"))
     config = example_config.model_copy(
         update={"kafka": kafka_settings, "topics": topics, "influx": influx, "alerts": alerts}
     )

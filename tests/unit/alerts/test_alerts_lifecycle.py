@@ -46,6 +46,9 @@ def config(**kw: object) -> AlertConfig:
         "close_threshold": 0.3,
         "open_after": 2,
         "cooldown_s": 3600,
+        # These tests are about hysteresis, cooldown, routing and suppression: an episode resolves at the first
+        # prediction without its condition. Sustained recovery (resolve_after_s) is tested in test_alerts_episodes.
+        "resolve_after_s": 0,
         "receivers": RECEIVERS,
         "routes": [
             {"receiver": "south", "sites": ["south"]},
@@ -224,7 +227,12 @@ def test_machine_off_inhibits_and_running_again_lifts_it() -> None:
     assert states(inhibited) == ["inhibited"] and inhibited[0].alert.note == "machine off"
     assert life.observe(pred(4, None, decision=Decision.OFF), 0.0) == []
     back = life.observe_features(off.model_copy(update={"state": MachineState.RUNNING}), 0.0)
-    assert states(back) == ["updated"] and back[0].receivers == ("planners",)
+    assert states(back) == ["updated"] and back[0].alert.note == "machine running again"
+    assert back[0].receivers == (), "planners already know: a restart is not news"
+    assert states(life.observe_features(off, 0.0)) == ["inhibited"]
+    worse = life.observe(pred(5, 0.9), 0.0)  # running again, and more severe than what planners were told
+    assert states(worse) == ["updated", "updated"] and worse[0].receivers == ()
+    assert worse[1].alert.note == "severity now critical" and worse[1].receivers == ("planners",)
 
 
 def test_episode_opened_while_line_down_is_inhibited() -> None:
