@@ -50,7 +50,7 @@ from ingest.tabular import Frame, Refusal, TableReader
 from ingest.validation import Validator, coerce_quality, coerce_ts, coerce_value
 from vigil.bus import dead_letter, machine_key
 from vigil.config import VigilConfig
-from vigil.config.mapping import FileSource
+from vigil.config.mapping import FileSource, ReadingMapping, TimeSpec
 from vigil.config.windows import WindowConfig
 from vigil.contracts import MaintenanceEvent, Reading, encode
 
@@ -335,7 +335,7 @@ def main(argv: list[str]) -> int:
         return 2
     ensure_reading_topics(config)
     validator = Validator(config)
-    if args.source is not None or config.sources.file or args.maintenance:
+    if args.source is not None or config.sources.file or args.maintenance or _contract_names(args.file[0]):
         return _mapped(args, config, validator)
     if len(args.file) > 1:
         parser.error("several files need a [[sources.file]] mapping (--source)")
@@ -376,7 +376,7 @@ def _mapped(args: argparse.Namespace, config: VigilConfig, validator: Validator)
     from vigil.bus import TopicSpec, ensure_topics, make_producer
 
     try:
-        source = _file_source(config, args.source)
+        source = _file_source(config, args.source, args.file[0])
         events: list[MaintenanceEvent] = []
         letters: list[Any] = []
         msummary: Counter[str] = Counter()
@@ -430,10 +430,30 @@ def _mapped(args: argparse.Namespace, config: VigilConfig, validator: Validator)
     return 0
 
 
-def _file_source(config: VigilConfig, name: str | None) -> FileSource:
+def _contract_names(path: Path) -> ReadingMapping | None:
+    """A long CSV that names its columns as the contract does (``machine_id``, ``sensor``, ``ts``/``time``,
+    ``value``) rather than this collector's ``machine``: read it by the mapping those names imply."""
+    if path.suffix.lower() not in (".csv", ".txt"):
+        return None
+    try:
+        with path.open() as handle:
+            header = {h.strip() for h in handle.readline().split(",")}
+    except OSError:
+        return None
+    if "machine" in header or "machine_id" not in header:
+        return None
+    ts = next((c for c in ("ts", "time", "timestamp") if c in header), "ts")
+    quality = "quality" if "quality" in header else None
+    return ReadingMapping(machine="machine_id", time=TimeSpec(column=ts), quality=quality)
+
+
+def _file_source(config: VigilConfig, name: str | None, path: Path | None = None) -> FileSource:
     configured = config.sources.file
     if name is None:
-        return configured[0] if configured else FileSource(name="default")
+        if configured:
+            return configured[0]
+        implied = _contract_names(path) if path is not None else None
+        return FileSource(name="default", mapping=implied) if implied is not None else FileSource(name="default")
     for source in configured:
         if source.name == name:
             return source

@@ -118,3 +118,31 @@ def test_parquet_replay_is_paced_by_source_timestamps(
     assert publisher.counters.sent == n
     readings = _readings(consume(kafka_settings, [topics.readings], lambda out: len(_readings(out)) >= n, settle_s=2))
     assert [r.ts for r in readings] == [T0 + timedelta(seconds=i) for i in range(n)]
+
+
+def test_a_file_with_the_contracts_column_names_replays_without_a_mapping(
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An export that says ``machine_id`` and ``time`` (the contract's names) instead of ``machine`` and ``ts``."""
+    ensure_topics(kafka_settings, pipeline_topics(kafka_settings, topics))
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "machine_id,sensor,time,value\n"
+        + "".join(f"PMP-001,vibration_rms,{(T0 + timedelta(minutes=i)).isoformat()},{i / 10}\n" for i in range(50))
+        + "PMP-001,vibration_rms,yesterday,1\n"
+    )
+    monkeypatch.setenv("VIGIL_KAFKA__BOOTSTRAP_SERVERS", kafka_settings.bootstrap_servers)
+    monkeypatch.setenv("VIGIL_TOPICS__READINGS", topics.readings)
+    monkeypatch.setenv("VIGIL_TOPICS__DEAD_LETTER", topics.dead_letter)
+    monkeypatch.setenv("VIGIL_SPOOL__PATH", str(tmp_path / "spool.sqlite"))
+    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
+    assert main([str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["readings"] == 50 and summary["refused"] == {"bad_timestamp": 1}
+    assert summary["refusals"][0]["row"] == 52 and summary["refusals"][0]["column"] == "time"
+    messages = consume(kafka_settings, [topics.readings], lambda out: len(_readings(out)) >= 50, settle_s=1)
+    assert sorted(r.value for r in _readings(messages)) == [i / 10 for i in range(50)]
