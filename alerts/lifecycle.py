@@ -51,6 +51,7 @@ from alerts.episodes import Episode, PlantInfo, Silence, Track, Transition
 from alerts.exceptions import UnknownAlertError
 from alerts.render import SEVERITY_RANK, checks_for, summarize
 from alerts.routing import Router
+from models.rules import during_warmup
 from vigil.config import AlertConfig
 from vigil.config.alerting import SilenceSpec
 from vigil.contracts import (
@@ -176,7 +177,8 @@ class Lifecycle:
                 kind="hard_limit",
                 opening=violated,
                 holding=violated,
-                severity=Severity.CRITICAL,
+                # A crossing that persisted only during warm-up is reported, as a warning (models.rules).
+                severity=Severity.WARNING if during_warmup(p.rule_violations) else Severity.CRITICAL,
                 summary=summarize("hard_limit", rule_violations=p.rule_violations),
                 rule_violations=p.rule_violations,
                 p_failure=p.p_failure,

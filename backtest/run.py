@@ -327,7 +327,9 @@ class _Rules:
         self.limits: dict[str, dict[str, HardLimits]] = {}
         for m in config.machines_by_id.values():
             moved = {name: _moved_in(spec, margin_pct / 100.0) for name, spec in m.sensors.items()}
-            self.limits[m.id] = {"hard_limits": HardLimits(m.sensors), "margin": HardLimits(moved)}
+            # The persistence measures are taken at the plant file's limits: the moved-in limits judge the mean.
+            plant = HardLimits(m.sensors, persistence_s=config.models.limit_persistence_s)
+            self.limits[m.id] = {"hard_limits": plant, "margin": HardLimits(moved, persistence_s=None)}
 
     def predict(self, method: str, fv: FeatureVector) -> Prediction:
         off = fv.state == MachineState.OFF

@@ -1,8 +1,10 @@
 """One machine's window contents -> :class:`vigil.contracts.FeatureVector`.
 
 Feature names are ``<sensor>.<aggregation>`` for every sensor of the machine's type and every registered
-aggregation, ``<sensor>.bad_share`` (share of the sensor's readings that were unusable), and the machine type's
-derived features (``ratio`` / ``difference`` of two sensors' means) under their own names.
+aggregation, ``<sensor>.bad_share`` (share of the sensor's readings that were unusable), the machine type's
+derived features (``ratio`` / ``difference`` of two sensors' means) under their own names, and for every sensor
+with a hard limit how long it stayed beyond it sample by sample (``<sensor>.over_high_s`` and the others of
+:mod:`features.persistence`, whose state is kept with the machine's like :data:`HELD`).
 
 A sensor without a usable reading is never a silent zero: its value features are ``None`` and it is listed in
 ``missing``; with ``windows.impute = "last"`` they take the values of its last window that had data and it is also
@@ -39,6 +41,8 @@ import numpy as np
 import orjson
 
 from features.aggregations import AGGREGATIONS, Aggregation, SegmentArrays
+from features.persistence import HELD as HELD
+from features.persistence import LimitPlan, Segment
 
 # Re-exported: the window data types are defined upstream in streaming (imports flow streaming -> features).
 from streaming.window_types import BuildResult as BuildResult
@@ -51,9 +55,8 @@ from vigil.contracts import FeatureVector, MachineState, encode
 
 _INF = math.inf
 _NAN = math.nan
-HELD = "@running"
-"""Key, in a machine's ``previous`` (the window engine's checkpointed memory), of the running sensor's last usable
-reading: ``{"value": ..., "ts": epoch seconds}``. Not a sensor name: a reading's sensor cannot contain ``@``."""
+# HELD: key, in a machine's ``previous`` (the window engine's checkpointed memory), of the running sensor's last
+# usable reading: ``{"value": ..., "ts": epoch seconds}``. Not a sensor name: a reading's sensor cannot contain "@".
 EMPTY = SensorWindow(ts=np.empty(0), values=np.empty(0), total=0)
 
 
@@ -63,6 +66,7 @@ class FeatureBuilder:
     def __init__(self, config: VigilConfig, aggregations: Mapping[str, Aggregation] | None = None) -> None:
         self.config = config
         self.aggregations = dict(aggregations if aggregations is not None else AGGREGATIONS)
+        self._plans: dict[str, LimitPlan | None] = {}
 
     def build(
         self,
@@ -171,6 +175,9 @@ class FeatureBuilder:
             else:
                 derived = (a / b if b != 0 else _NAN) if d.op == "ratio" else a - b
                 features[d.name] = derived if -_INF < derived < _INF else None
+        plan = self._plans[machine_id] if machine_id in self._plans else self._plan(machine, mtype)
+        if plan is not None:
+            self._persistence(plan, window, position, results, previous, features, latest)
         state, held = self._state(mtype, window, end, closed_by, means, previous, latest)
         vector = FeatureVector(
             machine_id=machine_id,
@@ -191,6 +198,48 @@ class FeatureBuilder:
             state_held_ts=_dt(held[0]) if held is not None else None,
         )
         return BuildResult(vector, latest)
+
+    def _plan(self, machine: ResolvedMachine, mtype: MachineType) -> LimitPlan | None:
+        limited = tuple(
+            (name, spec.limits.low, spec.limits.high)
+            for name, spec in machine.sensors.items()
+            if spec.limits.low is not None or spec.limits.high is not None
+        )
+        plan = None
+        if limited:
+            warmup = mtype.warmup_s if mtype.warmup_s is not None else self.config.models.warmup_s
+            plan = LimitPlan(limited, mtype.running_sensor, mtype.off_below, warmup, mtype.data_gap_s)
+        self._plans[machine.id] = plan
+        return plan
+
+    @staticmethod
+    def _persistence(
+        plan: LimitPlan,
+        window: WindowColumns,
+        position: Mapping[str, int],
+        results: Mapping[str, list[float]],
+        previous: Mapping[str, SensorFeatures] | None,
+        features: dict[str, float | None],
+        latest: dict[str, SensorFeatures],
+    ) -> None:
+        """The persistence features of the limited sensors (see :mod:`features.persistence`)."""
+        segments: dict[str, Segment] = {}
+        extremes: dict[str, tuple[float, float]] = {}
+        lows, highs = results.get("min"), results.get("max")
+        bounds = window.bounds
+        names = [s for s, _, _ in plan.sensors]
+        if plan.running is not None:
+            names.append(plan.running)
+        for name in names:
+            j = position.get(name)
+            if j is None:
+                continue
+            i = window.sensors.index(name)
+            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            segments[name] = (window.ts[lo:hi], window.values[lo:hi])
+            if lows is not None and highs is not None:
+                extremes[name] = (lows[j], highs[j])
+        plan.measure(segments, previous or {}, features, latest, extremes)
 
     def _state(
         self,

@@ -169,7 +169,7 @@ class FleetModel:
                 sensors = self.machine_types[machine_type].sensors
             else:
                 sensors = {}
-            rules = self._rules[machine_id] = HardLimits(sensors)
+            rules = self._rules[machine_id] = HardLimits(sensors, persistence_s=self.config.limit_persistence_s)
         return rules
 
     _HEALTH_AGGS = ("mean", "std", "max")

@@ -20,6 +20,9 @@ class ModelConfig(Section):
     anomaly_quantile: float = Field(default=0.995, gt=0.5, lt=1)
     warmup_s: float = Field(default=5400.0, ge=0)
     """After a machine starts, this long is warm-up: no anomaly alerts."""
+    limit_persistence_s: float = Field(default=120.0, gt=0)
+    """A hard limit is violated when a sensor stays beyond it this long (first to last sample of a run of samples
+    while running, outside warm-up: 3 samples at 60 s); windows without that measure fall back to the mean."""
     cold_start_windows: int = Field(default=50, ge=0)
     """Windows a machine needs of its own before its per-machine normalisation is trusted."""
     negative_sample_rate: float = Field(default=0.25, gt=0, le=1)

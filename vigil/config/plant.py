@@ -69,6 +69,13 @@ class MachineType(Section):
     running_sensor: Name | None = None
     """A sensor whose mean below ``off_below`` means the machine is off (windows get state ``off``)."""
     off_below: float = 0.0
+    warmup_s: float | None = Field(default=None, ge=0)
+    """After a start (the running sensor rising through ``off_below``) or after a sensor's data resumes from a gap,
+    this long is warm-up: a hard-limit crossing in it is reported as one during warm-up (a warning), not as a
+    hard-limit alert. Unset: ``[models] warmup_s`` (which also keeps anomalies quiet after a start)."""
+    data_gap_s: float = Field(default=600.0, gt=0)
+    """A sensor silent for longer than this (and longer than three of its sample intervals) resumes as after a
+    start: the machine may have stopped and restarted unseen."""
     what_to_check: dict[str, list[str]] = {}
     """Per sensor (or failure mode), what a technician should check; copied into alerts."""
 
