@@ -89,6 +89,7 @@ class LimitPlan:
         starts = self._starts(segments, previous, machine.get("start"))
         latest[MACHINE_KEY] = {"start": starts[-1] if starts else None}
         running_seg = segments.get(self.running) if self.running is not None else None
+        stopped = self._stopped(running_seg, previous, extremes)
         for sensor, low, high in self.sensors:
             state = previous.get(SENSOR_KEY + sensor) or {}
             seg = segments.get(sensor)
@@ -103,6 +104,8 @@ class LimitPlan:
                 else:
                     extreme = extremes.get(sensor) if extremes is not None else None
                 if len(ts):
+                    if stopped:
+                        extreme = (math.inf, _NINF)  # no sample was taken while running: none can be beyond
                     new = self._sensor(sensor, low, high, ts, values, state, starts, running_seg, previous, extreme)
                     features.update(new[0])
                     latest[SENSOR_KEY + sensor] = new[1]
@@ -111,6 +114,25 @@ class LimitPlan:
                 if limit is not None:
                     features[f"{sensor}.{side}_s"] = None
                     features[f"{sensor}.warmup_{side}_s"] = None
+
+    def _stopped(
+        self,
+        running_seg: Segment | None,
+        previous: Mapping[str, SensorFeatures],
+        extremes: Mapping[str, tuple[float, float]] | None,
+    ) -> bool:
+        """Whether the machine was off throughout the window (held off, and every running reading below
+        ``off_below``): then no sample counts, whatever its value."""
+        if self.running is None:
+            return False
+        held = (previous.get(HELD) or {}).get("value")
+        if held is None or held >= self.off_below:
+            return False
+        if running_seg is None:
+            return True
+        extreme = extremes.get(self.running) if extremes is not None else None
+        top = extreme[1] if extreme is not None else float(running_seg[1].max())
+        return top < self.off_below
 
     def _starts(
         self, segments: Mapping[str, Segment], previous: Mapping[str, SensorFeatures], carried: float | None
@@ -128,6 +150,9 @@ class LimitPlan:
             ts, values = ts[cut:], values[cut:]
         if not len(ts):
             return out
+        held_on = held_value is None or held_value >= self.off_below
+        if (held_on and float(values.min()) >= self.off_below) or float(values.max()) < self.off_below:
+            return out  # ran throughout, or was off throughout: nothing rose through off_below
         on = values >= self.off_below
         if held_value is None:
             # Nothing known before: the first reading is not a start (a sensor's first sample is a resume anyway).
@@ -156,7 +181,9 @@ class LimitPlan:
         last, interval, resume = state.get("last"), state.get("interval"), state.get("resume")
         # Resumes: the first sample ever, and samples after more than gap_s (and 3 sample intervals) of silence.
         resumes: list[float] = []
-        gaps = np.diff(ts) if len(ts) > 1 else None
+        n = len(ts)
+        # A window no longer than gap_s cannot hold a gap: no diff over its samples needed.
+        gaps = np.diff(ts) if n > 1 and float(ts[-1]) - float(ts[0]) > self.gap_s else None
         silent = ts[0] - last if last is not None else math.inf
         # With no interval known yet (a sensor's second sample) the silence is taken as its interval.
         if last is None or (interval is not None and silent > self.gap_s and silent > _RESUME_FACTOR * interval):
@@ -166,8 +193,9 @@ class LimitPlan:
                 before = gaps[i - 1] if i else (silent if not resumes else interval)
                 if before is not None and gaps[i] > _RESUME_FACTOR * before:
                     resumes.append(float(ts[i + 1]))
-        if gaps is not None and gaps[-1] <= self.gap_s:
-            new_interval: float | None = float(gaps[-1])
+        step = float(ts[-1]) - float(ts[-2]) if n > 1 else math.inf
+        if step <= self.gap_s:
+            new_interval: float | None = step
         elif last is not None and not resumes:
             new_interval = float(ts[0] - last)
         else:
