@@ -40,6 +40,49 @@ def make_drift_detector(kind: str, warning: bool = False) -> Any:
     return drift.ADWIN(delta=0.05 if warning else 0.002)
 
 
+class LevelShift:
+    """A lasting shift of one feature's deviation from the machine's normal, for the feature-drift events.
+
+    The input is the deviation (z) of a key sensor from this machine's normal at its operating point. Its slow
+    average (weight ``alpha`` per window, about ``1/alpha`` windows of memory) crossing ``level`` is a drift; the
+    detector re-arms once the average is back within ``level / 2``, so a shift is reported once, not once per
+    window. A warm-up, a duty cycle or a new operating point while the normal learns it move the deviation for
+    hours and then back: they average out, which a cumulative-sum test (Page-Hinkley) over the same deviations does
+    not do (it fired on healthy pumps every few days). ``drift_detected`` is true after the window that crossed.
+
+    >>> detector = LevelShift(alpha=0.1, level=2.0, min_instances=5)
+    >>> fired = []
+    >>> for i, z in enumerate([0.5, -0.5] * 10 + [4.0] * 20 + [0.0] * 30):
+    ...     detector.update(z)
+    ...     if detector.drift_detected:
+    ...         fired.append(i)
+    >>> fired
+    [26]
+    """
+
+    name = "level_shift"
+
+    def __init__(self, alpha: float = 0.01, level: float = 3.0, min_instances: int = 100) -> None:
+        self.alpha = alpha
+        self.level = level
+        self.min_instances = min_instances
+        self.n = 0
+        self.average = 0.0
+        self.armed = True
+        self.drift_detected = False
+
+    def update(self, x: float) -> None:
+        self.n += 1
+        self.average += (x - self.average) * max(self.alpha, 1.0 / self.n)
+        self.drift_detected = False
+        if self.n < self.min_instances:
+            return
+        if self.armed and abs(self.average) >= self.level:
+            self.drift_detected, self.armed = True, False
+        elif not self.armed and abs(self.average) < self.level / 2:
+            self.armed = True
+
+
 def _log_loss(p: float, y: bool) -> float:
     p = min(max(p, _EPS), 1 - _EPS)
     return -math.log(p if y else 1 - p)

@@ -22,7 +22,7 @@ from typing import Any
 
 from models.anomaly import AdaptiveThreshold, make_detector
 from models.base import AnomalyDetector
-from models.drift import ManagedClassifier
+from models.drift import LevelShift, ManagedClassifier
 from models.labels import PendingLabels, Resolved
 from models.metrics import SegmentAudit
 from models.operating import OperatingNormal, regressors
@@ -155,7 +155,7 @@ class FleetModel:
                 fv.site,
                 fv.line,
                 OperatingNormal(self.config.cold_start_windows, self.config.normal_forget),
-                SensorHealth(),
+                SensorHealth.for_sensors(self.rules(fv.machine_id, fv.machine_type).sensors),
             )
         return memory
 
@@ -289,7 +289,7 @@ class FleetModel:
             machine.settled_at = ts + timedelta(seconds=_SETTLE_S)
         machine.load_prev = load
         steady = not warmup and (machine.settled_at is None or ts >= machine.settled_at)
-        for sensor, fault, detail in machine.health.update(x, z_all, fv.missing, usual_std, steady):
+        for sensor, fault, detail in machine.health.update(fv.features, fv.missing, usual_std, steady, ts.timestamp()):
             drift.append(
                 DriftEvent(
                     ts=ts,
@@ -520,7 +520,8 @@ class FleetModel:
             kind.detector.learn_one(self.orient(fv.machine_type, smooth))
         anomaly = score if has_reference else math.nan
         drift = self._learn(self.pending.add(fv.machine_id, fv.window_end, features, risk, anomaly))
-        drift += self._feature_drift(fv, machine, smooth)
+        if has_reference:  # deviations at an operating point no normal covers are no drift (a new point is normal)
+            drift += self._feature_drift(fv, machine, smooth)
         return drift
 
     def _learn(self, resolved: list[Resolved]) -> list[DriftEvent]:
@@ -552,8 +553,6 @@ class FleetModel:
         return drift
 
     def _feature_drift(self, fv: FeatureVector, machine: MachineMemory, smooth: dict[str, float]) -> list[DriftEvent]:
-        from river import drift as river_drift
-
         types = self.machine_types.get(fv.machine_type)
         keys = [f"{s}.mean" for s, spec in types.sensors.items() if spec.key] if types else []
         out: list[DriftEvent] = []
@@ -563,8 +562,7 @@ class FleetModel:
                 continue
             detector = machine.feature_drift.get(key)
             if detector is None:
-                ph: Any = river_drift.PageHinkley
-                detector = machine.feature_drift[key] = ph(min_instances=30, delta=0.5, threshold=50.0)
+                detector = machine.feature_drift[key] = LevelShift()
             detector.update(value)
             if detector.drift_detected:
                 out.append(
@@ -572,7 +570,7 @@ class FleetModel:
                         ts=fv.window_end,
                         machine_type=fv.machine_type,
                         machine_id=fv.machine_id,
-                        detector="page_hinkley",
+                        detector=getattr(detector, "name", "page_hinkley"),  # older checkpoints: Page-Hinkley
                         target=key,
                         event="drift",
                         detail=f"{key} moved from this machine's normal (z={value:+.1f})",

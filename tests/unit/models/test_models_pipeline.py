@@ -108,11 +108,11 @@ def test_gap_bad_quality_and_warm_up_windows_never_train(trained: FleetModel) ->
 
 def test_a_stuck_sensor_is_a_sensor_fault_not_degradation(trained: FleetModel) -> None:
     rng = random.Random(8)
+    # Stuck: the same value in every reading of every window, while the other sensors keep changing.
+    frozen: dict[str, float | None] = {"bearing_temp.mean": 54.6, "bearing_temp.max": 54.6, "bearing_temp.std": 0.0}
     events = []
     for i in range(3):
-        out = trained.process(
-            pump_vector("PMP-001", window(151 + i), load=0.8, rng=rng, overrides={"bearing_temp.std": 0.0})
-        )
+        out = trained.process(pump_vector("PMP-001", window(151 + i), load=0.8, rng=rng, overrides=frozen))
         events += out.drift
     faults = [e for e in events if e.event == "sensor_fault"]
     assert len(faults) == 1 and faults[0].target == "bearing_temp" and faults[0].detail.startswith("stuck")
