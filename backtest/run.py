@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,7 +38,7 @@ from ingest.replay import label_due
 from ingest.tabular import Frame
 from models.pipeline import FleetModel
 from models.rules import HardLimits
-from vigil.config import Limits, SensorSpec, VigilConfig
+from vigil.config import Limits, SensorOverride, SensorSpec, VigilConfig
 from vigil.contracts import (
     AlertState,
     Decision,
@@ -151,9 +151,14 @@ def run(
     methods = {name: _Method(Lifecycle(config.alerts, plant)) for name in METHODS}
     bt = Backtest(config, settings, methods)
     codes, ts, values = _sorted_columns(config, frames, bt)
-    engine = window_engine(config, max_late=0)
     model = FleetModel(config.models, config.machines_by_id, config.machine_types)
-    rules = _Rules(config, settings.margin_pct)
+    margin = margin_config(config, settings.margin_pct)
+    rules = _Rules(config, margin)
+    # The pipeline's engine feeds Vigil and the hard-limit rule; the margin rule has an engine on its own limits.
+    engines: list[tuple[Any, Callable[[FeatureVector], None]]] = [
+        (window_engine(config, max_late=0), lambda fv: _vector(bt, model, rules, fv)),
+        (window_engine(margin, max_late=0), lambda fv: _rule(bt, rules, "margin", fv)),
+    ]
     events = sorted(maintenance, key=lambda e: (e.ts, e.event != MaintenanceKind.FAILURE))
     bt.maintenance = list(events)
     due = [(label_due(e, config.windows), i, e) for i, e in enumerate(events)]
@@ -167,10 +172,11 @@ def run(
         while due and due[0][0] <= t0:
             _maintenance(bt, model, heapq.heappop(due)[2])
         j = int(np.searchsorted(ts, t0 + step, side="left"))
-        _feed(bt, engine, model, rules, codes[i:j], ts[i:j], values[i:j], machine_ids, sensor_names)
+        _feed(engines, codes[i:j], ts[i:j], values[i:j], machine_ids, sensor_names)
         i = j
-    for fv in engine.flush():
-        _vector(bt, model, rules, fv)
+    for engine, handle in engines:
+        for fv in engine.flush():
+            handle(fv)
     while due:
         _maintenance(bt, model, heapq.heappop(due)[2])
     bt.segments = model.audit.report()
@@ -243,10 +249,7 @@ def _sorted_columns(
 
 
 def _feed(
-    bt: Backtest,
-    engine: Any,
-    model: FleetModel,
-    rules: _Rules,
+    engines: list[tuple[Any, Callable[[FeatureVector], None]]],
     codes: npt.NDArray[np.int64],
     ts: npt.NDArray[np.float64],
     values: npt.NDArray[np.float64],
@@ -271,8 +274,9 @@ def _feed(
             lengths.append(int(ends[k] - starts[k]))
             last = ends[k]
             k += 1
-        for fv in engine.add_columns(machine_ids[machine], sensors, lengths, ts[first:last], values[first:last]):
-            _vector(bt, model, rules, fv)
+        for engine, handle in engines:
+            for fv in engine.add_columns(machine_ids[machine], sensors, lengths, ts[first:last], values[first:last]):
+                handle(fv)
 
 
 # --------------------------------------------------------------------------------------------- the stages
@@ -300,10 +304,14 @@ def _vector(bt: Backtest, model: FleetModel, rules: _Rules, fv: FeatureVector) -
             bt.predictions[fv.machine_id].append((now, p.p_failure))
     means = {k.removesuffix(".mean"): v for k, v in fv.features.items() if k.endswith(".mean")}
     bt.series[fv.machine_id].append((now, means, p.p_failure if p is not None else None, ratio))
-    for name in ("hard_limits", "margin"):
-        method = bt.methods[name]
-        method.take(method.lifecycle.observe_features(fv, now))
-        method.take(method.lifecycle.observe(rules.predict(name, fv), now))
+    _rule(bt, rules, "hard_limits", fv)
+
+
+def _rule(bt: Backtest, rules: _Rules, name: str, fv: FeatureVector) -> None:
+    now = fv.window_end.timestamp()
+    method = bt.methods[name]
+    method.take(method.lifecycle.observe_features(fv, now))
+    method.take(method.lifecycle.observe(rules.predict(name, fv), now))
 
 
 def _maintenance(bt: Backtest, model: FleetModel, event: MaintenanceEvent) -> None:
@@ -322,14 +330,16 @@ def _maintenance(bt: Backtest, model: FleetModel, event: MaintenanceEvent) -> No
 class _Rules:
     """The two rule baselines as predictions the lifecycle understands (``decided_by = "rule"``)."""
 
-    def __init__(self, config: VigilConfig, margin_pct: float) -> None:
+    def __init__(self, config: VigilConfig, margin: VigilConfig) -> None:
         self.config = config
         self.limits: dict[str, dict[str, HardLimits]] = {}
+        persistence = config.models.limit_persistence_s
+        moved = margin.machines_by_id
         for m in config.machines_by_id.values():
-            moved = {name: _moved_in(spec, margin_pct / 100.0) for name, spec in m.sensors.items()}
-            # The persistence measures are taken at the plant file's limits: the moved-in limits judge the mean.
-            plant = HardLimits(m.sensors, persistence_s=config.models.limit_persistence_s)
-            self.limits[m.id] = {"hard_limits": plant, "margin": HardLimits(moved, persistence_s=None)}
+            self.limits[m.id] = {
+                "hard_limits": HardLimits(m.sensors, persistence_s=persistence),
+                "margin": HardLimits(moved[m.id].sensors, persistence_s=persistence),
+            }
 
     def predict(self, method: str, fv: FeatureVector) -> Prediction:
         off = fv.state == MachineState.OFF
@@ -357,13 +367,31 @@ class _Rules:
         )
 
 
+def margin_config(config: VigilConfig, margin_pct: float) -> VigilConfig:
+    """The plant file with every hard limit moved toward normal by ``margin_pct`` % of its sensor's valid range.
+
+    The margin rule is the hard-limit rule run on this plant file: its own window engine measures how long each
+    sensor stays beyond the moved limits (the same persistence, warm-up and running-state rules), so the baseline
+    is the rule a plant would actually configure, not a noisier one."""
+    machines = []
+    resolved = config.machines_by_id
+    for m in config.machines:
+        sensors = {
+            name: SensorOverride(limits=_moved_in(spec, margin_pct / 100.0).limits)
+            for name, spec in resolved[m.id].sensors.items()
+            if spec.limits.low is not None or spec.limits.high is not None
+        }
+        machines.append(m.model_copy(update={"sensors": {**m.sensors, **sensors}}))
+    return config.model_copy(update={"machines": machines})
+
+
 def _moved_in(spec: SensorSpec, share: float) -> SensorSpec:
     span = spec.range.max - spec.range.min
     low = spec.limits.low + share * span if spec.limits.low is not None else None
     high = spec.limits.high - share * span if spec.limits.high is not None else None
-    if low is not None and high is not None and low > high:
-        low = high = (low + high) / 2
-    return spec.model_copy(update={"limits": Limits.model_construct(low=low, high=high)})
+    if low is not None and high is not None and low >= high:
+        low, high = (low + high) / 2 - 1e-9, (low + high) / 2 + 1e-9
+    return spec.model_copy(update={"limits": Limits(low=low, high=high)})
 
 
 # --------------------------------------------------------------------------------------------- scoring
