@@ -202,9 +202,10 @@ class AlertConfig(Section):
     """Consecutive predictions above the threshold before an episode opens."""
     cooldown_s: float = Field(default=3600.0, ge=0)
     """After an episode resolved: a condition returning within this much event time reopens the same episode."""
-    resolve_after_s: float = Field(default=3 * 3600.0, ge=0)
+    resolve_after_s: float = Field(default=6 * 3600.0, ge=0)
     """Operating seconds (running windows; stops do not count) without the condition before an episode resolves:
-    one episode per problem across stops and duty cycles. 0 resolves at the first window without it."""
+    one episode per problem across stops and duty cycles. 0 resolves at the first window without it. 6 h: the
+    longest that kept recall on the tuning fleets (docs/alerts.md, "One episode per problem")."""
     critical_threshold: float = Field(default=0.8, gt=0, le=1)
     group_by: Literal["machine", "line", "site"] = "machine"
     receivers: list[Receiver] = []
