@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -83,6 +84,31 @@ class MachineMemory:
     last_window_end: datetime | None = None
     """The newest window processed: an older or equal one is a re-emitted duplicate (see ``process``)."""
     feature_drift: dict[str, Any] = field(default_factory=dict)
+    trend_points: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+    """Per limited key sensor, (steady running hours, share of the way to the limit) of the recent steady windows:
+    the trend is the slope of the operating-point residual over running time, across duty cycles and stops."""
+    trend_level: dict[str, float] = field(default_factory=dict)
+    """The trend line's share of the way to the limit at the newest steady window."""
+    run_h: float = 0.0
+    load_lag: float | None = None
+    """The load filtered with the type's thermal time constant (``thermal_tau_s``): the thermal operating point."""
+    load_lag_ts: datetime | None = None
+    """Steady running hours counted so far (the time axis of ``trend_points``)."""
+    trend_ref: str | None = None
+    """Which normal the points were measured against (``own`` / ``type``): a switch restarts the trend."""
+    trend_settled_at: datetime | None = None
+    """After a start or a step of the running sensor, the trend neither learns nor alerts until then (warm-up)."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Checkpoints written before the operating-point trend have none of its fields.
+        state.setdefault("trend_points", {})
+        state.setdefault("run_h", 0.0)
+        state.setdefault("load_lag", None)
+        state.setdefault("load_lag_ts", None)
+        state.setdefault("trend_level", {})
+        state.setdefault("trend_ref", None)
+        state.setdefault("trend_settled_at", None)
+        self.__dict__.update(state)
 
 
 @dataclass
@@ -101,6 +127,24 @@ class ModelOutput:
 
 def sensor_of(feature: str) -> str:
     return feature.split(".", 1)[0]
+
+
+def _slope(points: deque[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares slope of ``(t, y)`` points and the fitted ``y`` at the newest ``t`` (None when flat in t).
+
+    >>> _slope(deque([(0.0, 0.1), (1.0, 0.2), (2.0, 0.3)]))
+    (0.1, 0.3)
+    """
+    n = len(points)
+    if n < 3:
+        return None
+    mt = sum(t for t, _ in points) / n
+    my = sum(y for _, y in points) / n
+    stt = sum((t - mt) ** 2 for t, _ in points)
+    if stt <= 0:
+        return None
+    rate = sum((t - mt) * (y - my) for t, y in points) / stt
+    return round(rate, 12), round(my + rate * (points[-1][0] - mt), 12)
 
 
 class FleetModel:
@@ -249,6 +293,7 @@ class FleetModel:
         state, inferred = self._state(fv, machine)
         state_held = self._running_sensor(fv.machine_type) in fv.missing and machine.running_last is not None
         if state == MachineState.OFF:
+            self._lag(machine, 0.0, ts)
             machine.running_since = None
             machine.smooth.clear()
             machine.slow.clear()
@@ -278,17 +323,30 @@ class FleetModel:
             # the load is still the last one reported (judging the window at load 0 makes every sensor deviate).
             load = self.load(fv.machine_type, {f"{self._running_sensor(fv.machine_type)}.mean": machine.running_last})
         hour = ts.hour + ts.minute / 60.0
-        r = regressors(load, machine.load, hour)
+        lag = self._lag(machine, load, ts) if cfg.thermal_tau_s > 0 else machine.load
+        r = regressors(load, lag, hour)
         machine.load = load
         cold_start = not machine.normal.ready
         unseen_load = not cold_start and not machine.normal.covers(r)
         reference = kind.normal if cold_start or unseen_load else machine.normal
         z_all = reference.z(x, r)
         usual_std = {k: reference.mean(k) for k in x if k.endswith(".std")}
+        stepped = self._stepped(fv.machine_type, fv.features)
         if load is not None and machine.load_prev is not None and abs(load - machine.load_prev) > _LOAD_STEP:
             machine.settled_at = ts + timedelta(seconds=_SETTLE_S)
+            stepped = True
+        if stepped:
+            machine.trend_settled_at = ts + timedelta(seconds=cfg.trend_settle_s)
         machine.load_prev = load
         steady = not warmup and (machine.settled_at is None or ts >= machine.settled_at)
+        # The trend learns only from windows at a settled operating point: not in warm-up after a start, not in the
+        # window of a speed step or while the sensors settle after one, not right after a gap in the data.
+        trend_steady = (
+            not warmup
+            and not stepped
+            and not fv.gap
+            and (machine.trend_settled_at is None or ts >= machine.trend_settled_at)
+        )
         for sensor, fault, detail in machine.health.update(fv.features, fv.missing, usual_std, steady, ts.timestamp()):
             drift.append(
                 DriftEvent(
@@ -320,16 +378,23 @@ class FleetModel:
         has_reference = reference.ready and reference.covers(r) and not blind
         anomalous = has_reference and not warmup and score >= threshold
         margin, margin_key, eta_h, eta_key = (
-            (0.0, None, math.inf, None) if blind else self._margin(fv, machine, x_ok, reference, r)
+            (0.0, None, math.inf, None)
+            if blind
+            else self._margin(
+                fv, machine, x_ok, reference, r, trend_steady, "type" if reference is kind.normal else "own"
+            )
         )
         worn = has_reference and not warmup and margin >= cfg.margin_alert
         # Fast wear alerts earlier: a limit that the current trend reaches soon, from a visible start.
+        # A trend is judged only at a settled operating point, and in cold start (the type's normal, coarser than
+        # the machine's own) only once the sensor is further on its way.
+        trend_margin = cfg.trend_min_margin * (cfg.cold_start_trend_factor if cold_start else 1.0)
         rising = (
             has_reference
-            and not warmup
+            and trend_steady
             and eta_key is not None
             and eta_h <= cfg.trend_alert_h
-            and machine.margin.get(eta_key, 0.0) >= cfg.trend_min_margin
+            and machine.trend_level.get(eta_key, 0.0) >= trend_margin
         )
         features = self._classifier_inputs(machine, oriented)
         p = kind.classifier.predict_proba_one(features)
@@ -389,10 +454,11 @@ class FleetModel:
             )
         elif rising:
             decision, decided_by = Decision.ALERT, "anomaly"
-            share = machine.margin.get(eta_key or "", 0.0)
+            share = machine.trend_level.get(eta_key or "", 0.0)
             reasons.append(
-                f"degradation trend: {eta_key} is {share:.0%} of the way to its hard limit and rising "
-                f"{machine.margin_rate.get(eta_key or '', 0.0):.1%}/h: the limit in about {eta_h:.0f} h"
+                f"degradation trend: {eta_key} is {share:.0%} of the way to its hard limit at this operating point "
+                f"and rising {machine.margin_rate.get(eta_key or '', 0.0):.1%} per running hour (over the last "
+                f"{self._trend_span(machine, eta_key or ''):.1f} running hours): the limit in about {eta_h:.0f} h"
             )
         elif anomalous:
             decision, decided_by = Decision.ALERT, "anomaly"
@@ -453,6 +519,7 @@ class FleetModel:
             machine.margin.clear()
             machine.margin_rate.clear()
             machine.margin_ts = None
+            machine.trend_points.clear()
             machine.health.reset()
             machine.running_since = None
         return drift
@@ -579,20 +646,69 @@ class FleetModel:
                 )
         return out
 
+    def _lag(self, machine: MachineMemory, load: float | None, ts: datetime) -> float | None:
+        """The load seen through a first-order lag of ``thermal_tau_s`` (a stopped machine cools towards 0): the
+        regressor that lets the normal follow a bearing warming up after a start or a speed step, which the
+        previous window's load alone cannot (a time constant of 30-60 min spans 3-6 windows)."""
+        if load is None or not math.isfinite(load):
+            return machine.load_lag
+        last, machine.load_lag_ts = machine.load_lag_ts, ts
+        if machine.load_lag is None or last is None:
+            machine.load_lag = load
+        else:
+            dt = max((ts - last).total_seconds(), 0.0)
+            machine.load_lag = load + (machine.load_lag - load) * math.exp(-dt / self.config.thermal_tau_s)
+        return machine.load_lag
+
+    def _stepped(self, machine_type: str, features: Mapping[str, float | None]) -> bool:
+        """Whether the running sensor moved by more than a load step within this window (a start, a stop or a
+        speed change inside it: its mean is a mix of two operating points and its sensors are not settled)."""
+        spec = self.machine_types.get(machine_type)
+        if spec is None or spec.running_sensor is None:
+            return False
+        lo, hi = features.get(f"{spec.running_sensor}.min"), features.get(f"{spec.running_sensor}.max")
+        top = spec.sensors[spec.running_sensor].range.max
+        if lo is None or hi is None or not math.isfinite(lo) or not math.isfinite(hi) or top <= 0:
+            return False
+        return (hi - lo) / top > _LOAD_STEP
+
+    @staticmethod
+    def _trend_span(machine: MachineMemory, key: str) -> float:
+        points = machine.trend_points.get(key)
+        return points[-1][0] - points[0][0] if points else 0.0
+
     def _margin(
-        self, fv: FeatureVector, machine: MachineMemory, x: dict[str, float], reference: OperatingNormal, r: Any
+        self,
+        fv: FeatureVector,
+        machine: MachineMemory,
+        x: dict[str, float],
+        reference: OperatingNormal,
+        r: Any,
+        steady: bool = True,
+        ref_tag: str = "own",
     ) -> tuple[float, str | None, float, str | None]:
         """How far each limited sensor has moved from its normal (at this operating point) towards its hard
         limit, as a share of the margin, and how fast. Deviations are measured in what matters to the machine
         (the margin to the limit), not in noise, so a noisy sensor does not alert early and a quiet one does not
         alert on its noise. Returns the largest share and its feature, and the shortest projected time (hours)
-        to the limit at the current rate and its feature."""
+        to the limit at the current rate and its feature.
+
+        The rate is the least-squares slope of the share over the last ``trend_window_h`` hours of *steady
+        running time* (windows at a settled operating point only, across duty cycles and stops), so the warm-up
+        after a start or a speed step, which a per-window regression on the load cannot follow, is not a trend:
+        over several duty cycles its rises and falls cancel, while wear keeps rising. It needs
+        ``trend_min_span_h`` hours of such running time before it projects anything."""
+        cfg = self.config
         worst, worst_key = 0.0, None
         soonest, soonest_key = math.inf, None
-        alpha = self.config.smoothing
-        last = machine.margin_ts
-        hours = (fv.window_end - last).total_seconds() / 3600 if last is not None else 0.0
+        alpha = cfg.smoothing
         machine.margin_ts = fv.window_end
+        if machine.trend_ref != ref_tag:
+            machine.trend_points.clear()
+            machine.trend_ref = ref_tag
+        if steady:
+            length = (fv.window_end - fv.window_start).total_seconds() / 3600.0
+            machine.run_h += min(max(length, 0.0), 1.0)
         spec = self.machine_types.get(fv.machine_type)
         # Trends only of the key sensors (``key = true``): load-following ones (currents) swing too much.
         key_sensors = {name for name, sensor in spec.sensors.items() if sensor.key} if spec else set()
@@ -606,21 +722,33 @@ class FleetModel:
                 share = max(share, (value - expected) / (high - expected))
             if low is not None and low < expected:
                 share = max(share, (expected - value) / (expected - low))
+            raw = share
             previous = machine.margin.get(key)
             share = share if previous is None else alpha * share + (1 - alpha) * previous
             machine.margin[key] = share
-            if previous is not None and 0 < hours <= 1.0 and sensor_of(key) in key_sensors:
-                rate = machine.margin_rate.get(key, 0.0)
-                rate += _RATE_SMOOTHING * ((share - previous) / hours - rate)
-                machine.margin_rate[key] = rate
-                if rate > 0 and share > 0:
-                    eta = (1.0 - share) / rate
-                    if eta < soonest:
-                        soonest, soonest_key = eta, key
-            else:
-                machine.margin_rate.pop(key, None)
             if share > worst:
                 worst, worst_key = share, key
+            if sensor_of(key) not in key_sensors:
+                continue
+            points = machine.trend_points.get(key)
+            if points is None:
+                points = machine.trend_points[key] = deque()
+            if steady:
+                points.append((machine.run_h, raw))
+                while points and points[0][0] < machine.run_h - cfg.trend_window_h:
+                    points.popleft()
+            fit = _slope(points) if points and points[-1][0] - points[0][0] >= cfg.trend_min_span_h else None
+            if fit is None:
+                machine.margin_rate.pop(key, None)
+                machine.trend_level.pop(key, None)
+                continue
+            rate, now = fit
+            machine.margin_rate[key] = rate
+            level = machine.trend_level[key] = max(now, 0.0)  # the trend's level, not the unsettled window's
+            if rate > 0 and level > 0:
+                eta = (1.0 - level) / rate
+                if eta < soonest:
+                    soonest, soonest_key = eta, key
         return worst, worst_key, soonest, soonest_key
 
     @staticmethod

@@ -44,6 +44,20 @@ class ModelConfig(Section):
     """Trend alert: the current rate reaches a hard limit within this many hours (0 = off)."""
     trend_min_margin: float = Field(default=0.12, ge=0, le=1)
     """A trend alerts only once the sensor is this share of the way to its limit (noise stays quiet)."""
+    trend_window_h: float = Field(default=4.0, gt=0)
+    """The trend is the slope of a sensor's share of the way to its limit (measured against normal at the current
+    operating point) over this many hours of steady running time (duty cycles and stops in between)."""
+    trend_min_span_h: float = Field(default=2.0, ge=0)
+    """Steady running hours the trend needs before it projects a time to the limit."""
+    trend_settle_s: float = Field(default=3600.0, ge=0)
+    """After a step of the running sensor (a speed change, a start inside a window), windows this long neither
+    feed nor trigger the trend (the sensors' thermal lag: the warm-up is not wear)."""
+    thermal_tau_s: float = Field(default=2700.0, ge=0)
+    """Time constant of the load lag the normal regresses on (sensors that follow the load thermally, like a
+    bearing warming after a speed step); 0 = the previous window's load."""
+    cold_start_trend_factor: float = Field(default=1.0, ge=1)
+    """In cold start (judged against the type's normal) a trend alerts only at this multiple of
+    ``trend_min_margin``."""
     classifier_min_margin: float = Field(default=0.8, ge=0, le=1)
     """The classifier alerts only when a limited sensor is at least this share of ``margin_alert`` on its way."""
     rereference_on_repair: bool = False
