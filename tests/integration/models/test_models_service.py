@@ -25,7 +25,8 @@ def vectors(count: int, seed: int = 1) -> list[FeatureVector]:
     out = []
     for k in range(count):
         wear = max(0.0, (k - 140) * 0.008)
-        stuck = {"flow.std": 0.0} if 100 <= k < 103 else None
+        # A stuck transmitter: the same value, no spread, for three windows (while the other sensors move).
+        stuck = {"flow.std": 0.0, "flow.mean": 95.0, "flow.max": 95.0} if 100 <= k < 103 else None
         end = T0 + timedelta(seconds=WINDOW_S * (k + 1))
         out.append(pump_vector("PMP-001", end, load=0.6 + 0.1 * (k // 10 % 4), wear=wear, rng=rng, overrides=stuck))
     return out
