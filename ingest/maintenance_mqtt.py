@@ -52,20 +52,11 @@ class MaintenanceSubscriber:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        from paho.mqtt.client import Client
-        from paho.mqtt.enums import CallbackAPIVersion
+        from ingest.mqtt import make_client
 
-        client = Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"vigil-maintenance-{self.source.name}-{uuid.uuid4().hex[:8]}",
-            manual_ack=True,
+        client = make_client(
+            self.broker, f"vigil-maintenance-{self.source.name}-{uuid.uuid4().hex[:8]}", manual_ack=True
         )
-        if self.broker.username is not None:
-            password = self.broker.password.get_secret_value() if self.broker.password else None
-            client.username_pw_set(self.broker.username, password)
-        if self.broker.tls:
-            client.tls_set()
-        client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_subscribe = lambda *_: self.subscribed.set()
         client.on_disconnect = lambda *_: self.subscribed.clear()

@@ -64,6 +64,21 @@ class PayloadMapper(RecordMapper):
         return self.map_payload(payload, topic)
 
 
+def make_client(broker: MqttSettings, client_id: str, *, manual_ack: bool = False) -> Any:
+    """A paho client for ``[mqtt]``: login, TLS, reconnect backoff (1-30 s); callbacks and connect are the caller's."""
+    from paho.mqtt.client import Client
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = Client(CallbackAPIVersion.VERSION2, client_id=client_id, manual_ack=manual_ack)
+    if broker.username is not None:
+        password = broker.password.get_secret_value() if broker.password else None
+        client.username_pw_set(broker.username, password)
+    if broker.tls:
+        client.tls_set()
+    client.reconnect_delay_set(1, 30)
+    return client
+
+
 class MqttCollector:
     """Subscribes to one MQTT source's topics and publishes what arrives.
 
@@ -92,16 +107,7 @@ class MqttCollector:
 
     def start(self) -> None:
         """Connect and subscribe (again after every reconnect); raises :class:`SourceError` when unreachable."""
-        from paho.mqtt.client import Client
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        client = Client(CallbackAPIVersion.VERSION2, client_id=self.client_id)
-        if self.broker.username is not None:
-            password = self.broker.password.get_secret_value() if self.broker.password else None
-            client.username_pw_set(self.broker.username, password)
-        if self.broker.tls:
-            client.tls_set()
-        client.reconnect_delay_set(1, 30)
+        client = make_client(self.broker, self.client_id)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

@@ -339,16 +339,7 @@ class TableReader:
                     log.warning("column %r maps to no machine and sensor (add it to tags or ignore)", column)
                 continue
             values, present, wrong = _numbers(chunk[column], m.decimal)
-            for i in np.flatnonzero(wrong & ok):
-                refusals.append(
-                    Refusal(
-                        int(rows[i]),
-                        column,
-                        "wrong_type",
-                        f"{str(chunk[column].iloc[i])[:40]!r} is not a number",
-                        _row(chunk, i),
-                    )
-                )
+            refusals += _not_numbers(chunk, column, wrong & ok, rows)
             keep = present & ok
             if spec is not None:
                 values = values * spec.scale + spec.offset
@@ -381,16 +372,7 @@ class TableReader:
     ) -> list[tuple[Any, ...]]:
         m = self.mapping
         values, present, wrong = _numbers(chunk[m.value], m.decimal)
-        for i in np.flatnonzero(wrong & ok):
-            refusals.append(
-                Refusal(
-                    int(rows[i]),
-                    m.value,
-                    "wrong_type",
-                    f"{str(chunk[m.value].iloc[i])[:40]!r} is not a number",
-                    _row(chunk, i),
-                )
-            )
+        refusals += _not_numbers(chunk, m.value, wrong & ok, rows)
         del present  # an empty value is a reading without a value (NaN), as the replay collector has always read it
         keep = ok & ~wrong
         n = len(chunk)
@@ -603,6 +585,16 @@ def _numbers(column: Any, decimal: str) -> tuple[npt.NDArray[np.float64], npt.ND
     wrong |= present & boolean
     values[boolean] = np.nan
     return values, present & ~wrong, wrong
+
+
+def _not_numbers(chunk: Any, column: str, where: npt.NDArray[np.bool_], rows: npt.NDArray[np.int64]) -> list[Refusal]:
+    """``wrong_type`` refusals of the cells of ``column`` marked in ``where``."""
+    return [
+        Refusal(
+            int(rows[i]), column, "wrong_type", f"{str(chunk[column].iloc[i])[:40]!r} is not a number", _row(chunk, i)
+        )
+        for i in np.flatnonzero(where)
+    ]
 
 
 def _status(column: Any) -> npt.NDArray[np.uint32]:

@@ -127,15 +127,7 @@ class ReadingMapping(Section):
     @field_validator("tag_pattern")
     @classmethod
     def _tag_regex(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            pattern = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
-        if not {"machine", "sensor"} <= set(pattern.groupindex):
-            raise ValueError("needs named groups (?P<machine>...) and (?P<sensor>...)")
-        return value
+        return _pattern(value, ("machine", "sensor"))
 
     def resolve_tag(self, tag: str) -> TagSpec | None:
         r"""The tag's machine, sensor and conversion: from ``tags``, else from ``tag_pattern``; None if neither.
@@ -166,15 +158,7 @@ class ReadingMapping(Section):
     @field_validator("machine_from_name")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            pattern = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
-        if "machine" not in pattern.groupindex:
-            raise ValueError("needs a named group (?P<machine>...)")
-        return value
+        return _pattern(value, ("machine",))
 
     @model_validator(mode="after")
     def _addressable(self) -> Self:
@@ -187,6 +171,20 @@ class ReadingMapping(Section):
 
 
 _IDENTITY = Conversion()
+
+
+def _pattern(value: str | None, groups: tuple[str, ...]) -> str | None:
+    """A configured regular expression, checked to compile and to name ``groups``."""
+    if value is None:
+        return None
+    try:
+        pattern = re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    missing = [g for g in groups if g not in pattern.groupindex]
+    if missing:
+        raise ValueError("needs named group(s) " + " and ".join(f"(?P<{g}>...)" for g in missing))
+    return value
 
 
 class FileSource(Section):
