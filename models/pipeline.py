@@ -384,7 +384,10 @@ class FleetModel:
                 fv, machine, x_ok, reference, r, trend_steady, "type" if reference is kind.normal else "own"
             )
         )
-        worn = has_reference and not warmup and margin >= cfg.margin_alert
+        # In cold start a machine is judged against its type's normal, which is coarser than its own (machines of a
+        # type differ): a deviation from it needs to be larger before it is a degradation.
+        margin_bar = cfg.margin_alert * (cfg.cold_start_margin_factor if cold_start else 1.0)
+        worn = has_reference and not warmup and margin >= margin_bar
         # Fast wear alerts earlier: a limit that the current trend reaches soon, from a visible start.
         # A trend is judged only at a settled operating point, and in cold start (the type's normal, coarser than
         # the machine's own) only once the sensor is further on its way.
@@ -450,7 +453,7 @@ class FleetModel:
             decision, decided_by = Decision.ALERT, "anomaly"
             reasons.append(
                 f"degradation: {margin_key} is {margin:.0%} of the way from its normal to its hard limit "
-                f"(alerts at {cfg.margin_alert:.0%})"
+                f"(alerts at {margin_bar:.0%})"
             )
         elif rising:
             decision, decided_by = Decision.ALERT, "anomaly"

@@ -88,3 +88,28 @@ def test_a_step_inside_a_window_is_not_steady(example_config: VigilConfig) -> No
     assert model._stepped("pump", {"speed.min": 1480.0, "speed.max": 2950.0})
     assert not model._stepped("pump", {"speed.min": 2940.0, "speed.max": 2955.0})
     assert not model._stepped("pump", {"speed.mean": 2950.0})
+
+
+def _cold_start_level_alerts(config: VigilConfig, wear: float, **models: Any) -> list[str]:
+    """A second pump judged against the type's normal (cold start) with a constant deviation: its level alerts."""
+    model = make(config, **models)
+    rng = random.Random(1)
+    for k in range(150):  # PMP-001 teaches the type its normal
+        load = 0.6 + 0.4 * ((k // 7) % 5) / 4
+        model.process(pump_vector("PMP-001", T0 + timedelta(seconds=WINDOW_S * (k + 1)), load=load, rng=rng))
+    reasons: list[str] = []
+    for k in range(150, 175):
+        end = T0 + timedelta(seconds=WINDOW_S * (k + 1))
+        p = model.process(pump_vector("PMP-002", end, load=0.8, wear=wear, rng=rng)).prediction
+        assert p is not None and p.cold_start
+        reasons += [r for r in p.reasons if r.startswith("degradation:")] if p.decision == Decision.ALERT else []
+    return reasons
+
+
+def test_cold_start_needs_a_larger_deviation_from_the_types_normal(example_config: VigilConfig) -> None:
+    # About 28 % of the way from the type's normal to the bearing limit: a degradation for a machine judged
+    # against its own normal (25 %), not yet for one judged against its type's (x 1.6 = 40 %).
+    assert _cold_start_level_alerts(example_config, 0.32, cold_start_margin_factor=1.0)
+    assert _cold_start_level_alerts(example_config, 0.32, cold_start_margin_factor=1.6) == []
+    bigger = _cold_start_level_alerts(example_config, 0.6, cold_start_margin_factor=1.6)
+    assert bigger and "(alerts at 40%)" in bigger[0]
