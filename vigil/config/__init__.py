@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -127,6 +127,12 @@ class VigilConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment overrides the file (the file arrives as init kwargs).
         return env_settings, init_settings
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; what is derived from the plant (``machines_by_id``) is derived again, not copied stale."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("machines_by_id", None)
+        return copy
 
     @cached_property
     def machines_by_id(self) -> dict[str, ResolvedMachine]:

@@ -88,3 +88,15 @@ def test_the_command_writes_json_and_html_and_refuses_bad_rows_by_row(
 def test_a_bad_configuration_key_exits_2_naming_the_source(plant: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(plant / "plant.toml"), "--source", "nope"]) == 2
     assert "sources.file" in capsys.readouterr().err
+
+
+def test_the_margin_rule_judges_moved_in_limits_even_after_the_plant_was_resolved() -> None:
+    """A copy of the configuration derives its machines again (a cached resolution made the margin rule the
+    hard-limit rule: both scored identically on every fleet)."""
+    from backtest.run import margin_config
+
+    config = load_config(environ={})
+    before = config.machines_by_id["PMP-001"].sensors["bearing_temp"].limits.high
+    moved = margin_config(config, 5.0).machines_by_id["PMP-001"].sensors["bearing_temp"]
+    span = moved.range.max - moved.range.min
+    assert before is not None and moved.limits.high == pytest.approx(before - 0.05 * span)
