@@ -24,7 +24,7 @@ def vectors(count: int, seed: int = 1) -> list[FeatureVector]:
     rng = random.Random(seed)
     out = []
     for k in range(count):
-        wear = max(0.0, (k - 140) * 0.008)
+        wear = max(0.0, (k - 120) * 0.008)  # ~7 h of wear: the level alert, not a short trend, decides
         # A stuck transmitter: the same value, no spread, for three windows (while the other sensors move).
         stuck = {"flow.std": 0.0, "flow.mean": 95.0, "flow.max": 95.0} if 100 <= k < 103 else None
         end = T0 + timedelta(seconds=WINDOW_S * (k + 1))
