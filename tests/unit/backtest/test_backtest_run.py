@@ -11,9 +11,8 @@ from backtest.cli import finite, main
 from backtest.cli import maintenance as read_maintenance
 from backtest.cli import readings as read_readings
 from backtest.run import METHODS, Settings, outcome, result, run
+from tests.generators import pumps
 from vigil.config import load_config
-
-pumps = pytest.importorskip("tests.generators.pumps")
 
 
 @pytest.fixture(scope="module")
