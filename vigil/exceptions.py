@@ -40,3 +40,15 @@ class BusError(VigilError):
 
 class ServiceError(VigilError):
     """A managed service (Kafka, InfluxDB, Mosquitto) could not be installed, started or stopped."""
+
+
+class TransactionAborted(BusError):
+    """A Kafka transaction did not commit and was aborted: nothing of it is visible to read_committed readers.
+
+    The caller throws away what it did since its last commit (restore state, seek back) and goes on.
+    """
+
+
+class ProducerFenced(BusError):
+    """Another producer with the same transactional id (a newer owner of the partitions) took over: this worker
+    is a zombie and must stop writing (exit; a supervisor restarts it and it rejoins the group)."""

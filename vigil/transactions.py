@@ -1,0 +1,234 @@
+"""Exactly once between Kafka topics: a transactional producer per worker and read_committed consumers.
+
+A stage that reads a topic and writes others (feature worker, model service, alert service) writes, per
+checkpoint, its outputs, its changelog records and the offsets it consumed in *one* Kafka transaction
+(:class:`TransactionalProducer`): either all of them become visible to ``read_committed`` readers
+(:func:`make_read_committed_consumer`) or none does. A crash before the commit leaves the committed offsets and the
+changelog at the previous checkpoint, and the restarted worker recomputes exactly what the dead one had not
+committed; its aborted records are never seen downstream.
+
+The transactional id: ``<group>-<service>-p<lowest assigned partition number>``
+(:func:`transactional_id`). Why this one:
+
+* **It fences the zombie at once in the common case.** A worker killed mid-transaction and restarted (or the
+  worker that takes its partitions over) gets the same assignment back and so the same id; its
+  ``init_transactions`` aborts the dead one's open transaction immediately, instead of read_committed readers
+  stalling behind it until ``transaction_timeout_ms`` runs out. An id per process (host and pid) would not.
+* **It needs no configuration, and live workers never share it.** Assignments of one group are disjoint, so two
+  live workers have two lowest partitions; a constant per-service id (or a per-host one) would let two workers
+  started side by side fence each other.
+* **Zombies are fenced even when the id changed** (assignments are reshuffled by a rebalance): the consumed
+  offsets go into the transaction with the consumer's group metadata (generation and member id, KIP-447), and the
+  group coordinator refuses them from a member of an older generation, so the zombie's transaction cannot commit;
+  the broker aborts it after ``transaction_timeout_ms``.
+
+The producer therefore follows the assignment: :meth:`TransactionalProducer.assign` after every rebalance keeps it
+when the id is unchanged and otherwise replaces it (a worker owning nothing has none). One id per input
+partition with a producer each (Kafka Streams' first exactly-once mode) fences as well, but multiplies producers
+and transaction commits by the partition count for nothing the generation check does not already give.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from vigil.bus import make_consumer, make_producer
+from vigil.config.connections import KafkaSettings
+from vigil.exceptions import ProducerFenced, TransactionAborted
+
+log = logging.getLogger(__name__)
+
+
+def transactional_id(group_id: str, service: str, partitions: Iterable[int]) -> str | None:
+    """The transactional id of a worker of ``group_id`` owning ``partitions``; None when it owns none.
+
+    >>> transactional_id("vigil-features", "features", {3, 1, 2})
+    'vigil-features-features-p1'
+    >>> transactional_id("g", "models", []) is None
+    True
+    """
+    lowest = min(partitions, default=None)
+    return None if lowest is None else f"{group_id}-{service}-p{lowest}"
+
+
+def make_read_committed_consumer(
+    kafka: KafkaSettings, group_id: str | None, topics: Iterable[str] = (), **overrides: Any
+) -> Any:
+    """A consumer (manual commits) that sees only committed transactions: aborted records are skipped, and a
+    partition is read only up to its last stable offset (the first record of a transaction still open)."""
+    return make_consumer(kafka, group_id, topics, **{**overrides, "isolation_level": "read_committed"})
+
+
+def _fatal(exc: BaseException) -> bool:
+    from kafka.errors import InvalidProducerEpochError, ProducerFencedError, TransactionalIdAuthorizationFailedError
+
+    return isinstance(exc, (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError))
+
+
+class TransactionalProducer:
+    """A kafka-python transactional producer that follows the worker's assignment.
+
+    ``send()`` opens a transaction when none is open; ``commit(offsets, group_metadata)`` adds the consumed offsets
+    to it and commits; ``abort()`` drops it. A commit that fails raises :class:`~vigil.exceptions.TransactionAborted`
+    after aborting (the caller restores its state and seeks back to the committed offsets);
+    a fenced producer raises :class:`~vigil.exceptions.ProducerFenced` (the worker must stop).
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        group_id: str,
+        service: str,
+        *,
+        transaction_timeout_ms: int = 60_000,
+        **producer_overrides: Any,
+    ) -> None:
+        self.kafka = kafka
+        self.group_id = group_id
+        self.service = service
+        self.transaction_timeout_ms = transaction_timeout_ms
+        self.producer_overrides = producer_overrides
+        self.transactional_id: str | None = None
+        self.commits = 0
+        self.aborts = 0
+        self._producer: Any = None
+        self._open = False
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._open
+
+    @property
+    def producer(self) -> Any:
+        """The underlying KafkaProducer (None while the worker owns no partition)."""
+        return self._producer
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """Use the transactional id of this assignment: keep the producer when it is unchanged, otherwise abort
+        what is open, close it and start (``init_transactions``, which fences the id's previous owner) a new one."""
+        wanted = transactional_id(self.group_id, self.service, partitions)
+        if wanted == self.transactional_id and (self._producer is not None or wanted is None):
+            return
+        self.close()
+        self.transactional_id = wanted
+        if wanted is not None:
+            self._start(wanted)
+
+    def _start(self, wanted: str) -> None:
+        producer = make_producer(
+            self.kafka,
+            **{
+                **self.producer_overrides,
+                "transactional_id": wanted,
+                "transaction_timeout_ms": self.transaction_timeout_ms,
+            },
+        )
+        try:
+            producer.init_transactions()
+        except Exception as exc:
+            producer.close(timeout=5)
+            if _fatal(exc):
+                raise ProducerFenced(f"transactional id {wanted}: {exc}") from exc
+            raise
+        self._producer = producer
+        log.info("transactional producer %s ready", wanted)
+
+    def send(
+        self,
+        topic: str,
+        *,
+        key: bytes | None = None,
+        value: bytes | None = None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any:
+        """Send within the open transaction (opening one first); returns the send future."""
+        self.begin()
+        return self._producer.send(topic, key=key, value=value, partition=partition, headers=headers)
+
+    def begin(self) -> None:
+        if self._producer is None:
+            raise TransactionAborted(f"{self.service}: no transactional producer (no partition assigned)")
+        if not self._open:
+            self._call(self._producer.begin_transaction)
+            self._open = True
+
+    def commit(self, offsets: dict[Any, Any], group_metadata: Any) -> bool:
+        """Commit the open transaction with ``offsets`` ({TopicPartition: OffsetAndMetadata}) of the consumer whose
+        ``group_metadata()`` is given; returns False when there was nothing to commit."""
+        if not offsets and not self._open:
+            return False
+        self.begin()
+        try:
+            if offsets:
+                self._producer.send_offsets_to_transaction(offsets, group_metadata)
+            self._producer.commit_transaction()
+        except Exception as exc:
+            self._failed(exc, "commit")
+        self._open = False
+        self.commits += 1
+        return True
+
+    def abort(self) -> None:
+        """Drop the open transaction (nothing of it becomes visible). A producer that cannot abort is replaced
+        at the next :meth:`assign` (or :meth:`restart`)."""
+        if not self._open:
+            return
+        self._open = False
+        self.aborts += 1
+        try:
+            self._producer.abort_transaction()
+        except Exception as exc:
+            log.warning("abort of transaction %s failed (%s); the producer is replaced", self.transactional_id, exc)
+            self._drop()
+            if _fatal(exc):
+                raise ProducerFenced(f"transactional id {self.transactional_id}: {exc}") from exc
+
+    def restart(self) -> None:
+        """A new producer for the current id when the old one had to be dropped (after a failed abort)."""
+        if self._producer is None and self.transactional_id is not None:
+            self._start(self.transactional_id)
+
+    def flush(self, timeout: float | None = None) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout=timeout)
+
+    def close(self) -> None:
+        """Abort what is open (a clean stop commits first) and close the producer."""
+        if self._producer is None:
+            return
+        with contextlib.suppress(ProducerFenced):
+            self.abort()
+        if self._producer is not None:
+            self._producer.close(timeout=30)
+        self._producer = None
+
+    def _drop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception:  # a broken producer's close; it is gone either way
+                log.debug("closing a broken transactional producer failed", exc_info=True)
+
+    def _call(self, method: Any) -> None:
+        try:
+            method()
+        except Exception as exc:
+            if _fatal(exc):
+                self._drop()
+                raise ProducerFenced(f"transactional id {self.transactional_id}: {exc}") from exc
+            raise
+
+    def _failed(self, exc: Exception, what: str) -> None:
+        """A failed commit: abort (or drop a fenced producer) and raise."""
+        if _fatal(exc):
+            self._open = False
+            self._drop()
+            raise ProducerFenced(f"{what} of transaction {self.transactional_id}: {exc}") from exc
+        log.warning("%s of transaction %s failed (%s); aborting", what, self.transactional_id, exc)
+        self.abort()
+        raise TransactionAborted(f"{what} of transaction {self.transactional_id} failed: {exc}") from exc
