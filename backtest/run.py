@@ -33,12 +33,13 @@ import numpy.typing as npt
 
 from alerts.episodes import PlantInfo, Transition
 from alerts.lifecycle import Lifecycle
-from features.vector import window_engine
+from backtest.margin import margin_config as margin_config
+from backtest.margin import margin_engine
 from ingest.replay import label_due
 from ingest.tabular import Frame
 from models.pipeline import FleetModel
 from models.rules import HardLimits
-from vigil.config import Limits, SensorOverride, SensorSpec, VigilConfig
+from vigil.config import VigilConfig
 from vigil.contracts import (
     AlertState,
     Decision,
@@ -154,11 +155,14 @@ def run(
     model = FleetModel(config.models, config.machines_by_id, config.machine_types)
     margin = margin_config(config, settings.margin_pct)
     rules = _Rules(config, margin)
-    # The pipeline's engine feeds Vigil and the hard-limit rule; the margin rule has an engine on its own limits.
-    engines: list[tuple[Any, Callable[[FeatureVector], None]]] = [
-        (window_engine(config, max_late=0), lambda fv: _vector(bt, model, rules, fv)),
-        (window_engine(margin, max_late=0), lambda fv: _rule(bt, rules, "margin", fv)),
-    ]
+    # One window pass feeds Vigil and both rules: the builder measures the margin limits on the same samples.
+    engine, builder = margin_engine(config, margin)
+
+    def on_vector(fv: FeatureVector) -> None:
+        _vector(bt, model, rules, fv)
+        _rule(bt, rules, "margin", builder.margin_vector(fv))
+
+    engines: list[tuple[Any, Callable[[FeatureVector], None]]] = [(engine, on_vector)]
     events = sorted(maintenance, key=lambda e: (e.ts, e.event != MaintenanceKind.FAILURE))
     bt.maintenance = list(events)
     due = [(label_due(e, config.windows), i, e) for i, e in enumerate(events)]
@@ -365,33 +369,6 @@ class _Rules:
             contributions=(),
             rule_violations=violations,
         )
-
-
-def margin_config(config: VigilConfig, margin_pct: float) -> VigilConfig:
-    """The plant file with every hard limit moved toward normal by ``margin_pct`` % of its sensor's valid range.
-
-    The margin rule is the hard-limit rule run on this plant file: its own window engine measures how long each
-    sensor stays beyond the moved limits (the same persistence, warm-up and running-state rules), so the baseline
-    is the rule a plant would actually configure, not a noisier one."""
-    machines = []
-    resolved = config.machines_by_id
-    for m in config.machines:
-        sensors = {
-            name: SensorOverride(limits=_moved_in(spec, margin_pct / 100.0).limits)
-            for name, spec in resolved[m.id].sensors.items()
-            if spec.limits.low is not None or spec.limits.high is not None
-        }
-        machines.append(m.model_copy(update={"sensors": {**m.sensors, **sensors}}))
-    return config.model_copy(update={"machines": machines})
-
-
-def _moved_in(spec: SensorSpec, share: float) -> SensorSpec:
-    span = spec.range.max - spec.range.min
-    low = spec.limits.low + share * span if spec.limits.low is not None else None
-    high = spec.limits.high - share * span if spec.limits.high is not None else None
-    if low is not None and high is not None and low >= high:
-        low, high = (low + high) / 2 - 1e-9, (low + high) / 2 + 1e-9
-    return spec.model_copy(update={"limits": Limits(low=low, high=high)})
 
 
 # --------------------------------------------------------------------------------------------- scoring
