@@ -403,6 +403,8 @@ def run(args: argparse.Namespace) -> int:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # Each child takes a free metrics port unless one was asked for: a second demo on the host must not collide.
+    env.setdefault("VIGIL_METRICS_PORT", "0")
     if args.window_s is not None:
         env["VIGIL_WINDOWS__SIZE_S"] = str(args.window_s)
     skew = config.windows.max_clock_skew_s
