@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -113,8 +114,65 @@ def partition_count(kafka: KafkaSettings, topic: str, timeout_s: float = 30.0) -
         consumer.close(autocommit=False)
 
 
-def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec]) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created. Existing topics are left alone."""
+def ensure_topics(
+    kafka: KafkaSettings,
+    specs: Iterable[TopicSpec],
+    *,
+    stop: threading.Event | None = None,
+    max_wait_s: float | None = None,
+    initial_backoff_s: float = 0.5,
+    max_backoff_s: float = 30.0,
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Existing topics are left alone.
+
+    A broker that cannot be reached (or times out) is weather, not a configuration mistake: the call retries with
+    exponential backoff until it succeeds, ``stop`` is set or ``max_wait_s`` has passed (then :class:`BusError`),
+    logging the first failure and then one line a minute. Errors retrying cannot fix (a replication factor the
+    cluster cannot meet, a refused authorisation) raise at once.
+    """
+    from kafka.errors import KafkaError
+
+    wanted = list(specs)
+    started = time.monotonic()
+    delay = initial_backoff_s
+    attempts = 0
+    last_logged = float("-inf")
+    while True:
+        try:
+            created = _create_missing_topics(kafka, wanted)
+        except (KafkaError, OSError) as exc:
+            if isinstance(exc, KafkaError) and not exc.retriable:
+                raise BusError(f"kafka: cannot create topics: {type(exc).__name__}: {exc}") from exc
+            attempts += 1
+            waited = time.monotonic() - started
+            if stop is not None and stop.is_set():
+                raise BusError(f"kafka: stopped while waiting for {kafka.bootstrap_servers} ({exc})") from exc
+            if max_wait_s is not None and waited >= max_wait_s:
+                raise BusError(
+                    f"kafka.bootstrap_servers: {kafka.bootstrap_servers} unreachable for {waited:.0f}s ({exc})"
+                ) from exc
+            if time.monotonic() - last_logged >= 60.0:
+                last_logged = time.monotonic()
+                log.warning(
+                    "kafka at %s unreachable (%s: %s); creating topics again in %.1fs (attempt %d)",
+                    kafka.bootstrap_servers,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    attempts,
+                )
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
+            delay = min(delay * 2, max_backoff_s)
+            continue
+        if attempts:
+            log.info("kafka at %s reachable again after %d failed attempt(s)", kafka.bootstrap_servers, attempts)
+        return created
+
+
+def _create_missing_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError

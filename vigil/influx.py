@@ -70,6 +70,10 @@ class InfluxError(VigilError):
     """InfluxDB is unreachable, refuses our credentials, or lacks the configured database/bucket."""
 
 
+class InfluxUnavailable(InfluxError):
+    """InfluxDB does not answer (refused connection, timeout, 5xx): an outage to wait out, not a mistake to fix."""
+
+
 class InfluxWriteError(InfluxError):
     """A flush did not complete; the unwritten lines stay buffered and Kafka offsets must not be committed."""
 
@@ -437,12 +441,16 @@ class V1Transport:
             ) as resp:
                 resp.read()
         except (urllib.error.URLError, OSError) as exc:
-            raise InfluxError(f"influx.url: InfluxDB at {self.settings.url} does not answer /ping ({exc})") from exc
+            raise InfluxUnavailable(
+                f"influx.url: InfluxDB at {self.settings.url} does not answer /ping ({exc})"
+            ) from exc
 
     def check(self) -> None:
         try:
             rows = self.query("SHOW DATABASES")
-        except (_Transient, _Rejected) as exc:
+        except _Transient as exc:
+            raise InfluxUnavailable(f"influx.url: cannot list databases at {self.settings.url}: {exc}") from exc
+        except _Rejected as exc:
             raise InfluxError(f"influx.url: cannot list databases at {self.settings.url}: {exc}") from exc
         names = {str(r.get("name")) for r in rows}
         if self.settings.database not in names:
@@ -589,7 +597,13 @@ def make_transport(settings: InfluxSettings) -> Transport:
 # ------------------------------------------------------------------------------------------------ start-up
 
 
-def ensure_target(settings: InfluxSettings) -> str:
+def ensure_target(
+    settings: InfluxSettings,
+    *,
+    wait_s: float = 0.0,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
     """Make sure the configured database (v1) or bucket (v2) is there before a service writes; what it found.
 
     Every service that writes to InfluxDB calls this once at start-up, and so does ``vigil demo``.
@@ -602,11 +616,34 @@ def ensure_target(settings: InfluxSettings) -> str:
       ``database/retention_policy``, and that database and policy must exist.
 
     Raises :class:`InfluxError` naming the setting to fix and, where an administrator must act, the statement
-    to run. Credentials never appear in a message.
+    to run. Credentials never appear in a message. A server that does not answer (:class:`InfluxUnavailable`) is
+    asked again with backoff for up to ``wait_s`` seconds (``math.inf``: until it answers or ``stop`` is set), so a
+    service started during an InfluxDB outage waits for it instead of exiting.
     """
-    if settings.api == "v2":
-        return _ensure_bucket(settings)
-    return _ensure_database(settings, settings.database, settings.retention_policy)
+    started = time.monotonic()
+    delay = 0.5
+    attempts = 0
+    while True:
+        try:
+            if settings.api == "v2":
+                found = _ensure_bucket(settings)
+            else:
+                found = _ensure_database(settings, settings.database, settings.retention_policy)
+        except InfluxUnavailable as exc:
+            attempts += 1
+            if time.monotonic() - started >= wait_s or (stop is not None and stop.is_set()):
+                raise
+            if attempts == 1 or attempts % 10 == 0:
+                log.warning("%s; asking again in %.1fs (attempt %d)", exc, delay, attempts)
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                sleep(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        if attempts:
+            log.info("InfluxDB at %s answers again after %d failed attempt(s)", settings.url, attempts)
+        return found
 
 
 class _Refused(InfluxError):
@@ -643,9 +680,10 @@ def _statement(settings: InfluxSettings, q: str) -> list[dict[str, Any]]:
         reason = _error_text(exc.read().decode(errors="replace")) or f"HTTP {exc.code}"
         if exc.code in (401, 403):
             raise _Refused(exc.code, reason) from exc
-        raise InfluxError(f"influx.url: {settings.url} answered HTTP {exc.code} to {q!r}: {reason}") from exc
+        kind = InfluxUnavailable if exc.code >= 500 else InfluxError
+        raise kind(f"influx.url: {settings.url} answered HTTP {exc.code} to {q!r}: {reason}") from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise InfluxError(f"influx.url: InfluxDB at {settings.url} does not answer ({exc})") from exc
+        raise InfluxUnavailable(f"influx.url: InfluxDB at {settings.url} does not answer ({exc})") from exc
     return parse_influxql(json.loads(raw))
 
 
@@ -685,6 +723,8 @@ def _ensure_database(settings: InfluxSettings, database: str, retention_policy: 
                 + (f"; {grant}" if grant else "")
                 + "; or set influx.database to a database this user may write"
             ) from exc
+        except InfluxUnavailable:
+            raise
         except InfluxError as exc:
             raise InfluxError(
                 f"influx.database: database {database!r} does not exist at {settings.url} and could not be "
@@ -720,7 +760,7 @@ def _ensure_bucket(settings: InfluxSettings) -> str:
         body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body or "")
         return _bucket_refused(s, int(exc.status or 0), body)
     except Exception as exc:  # urllib3's connection errors are not OSErrors
-        raise InfluxError(f"influx.url: cannot look up bucket {s.bucket!r} at {s.url}: {exc}") from exc
+        raise InfluxUnavailable(f"influx.url: cannot look up bucket {s.bucket!r} at {s.url}: {exc}") from exc
     finally:
         client.close()
     if not any(b.name == s.bucket for b in buckets):

@@ -131,6 +131,8 @@ class ServiceMetrics:
         self._not_ready_reason = "starting"
         self._last_heartbeat = time.monotonic()
         self._last_lag_update = float("-inf")
+        self._lag_failures = 0
+        self._down: dict[str, str] = {}
         self._lock = threading.Lock()
         r = self.registry
 
@@ -187,14 +189,41 @@ class ServiceMetrics:
     # ------------------------------------------------------------------ health
     @property
     def ready(self) -> bool:
-        return self._ready
+        return self.readiness()[0]
 
     def set_ready(self, ready: bool, reason: str = "") -> None:
         """Flip readiness; ``reason`` is shown by ``/readyz`` while not ready (e.g. ``"restoring state"``)."""
         with self._lock:
             self._ready = ready
             self._not_ready_reason = "" if ready else (reason or "not ready")
-        self.ready_gauge.set(1 if ready else 0)
+        self._update_gauge()
+
+    def dependency_down(self, name: str, reason: str) -> None:
+        """A dependency (``kafka``, ``influxdb``) does not answer: not ready until :meth:`dependency_up`.
+
+        Independent of :meth:`set_ready`: a service that is set up stays set up, and is ready again once every
+        dependency it reported down answers again.
+
+        >>> m = ServiceMetrics("doc")
+        >>> m.set_ready(True)
+        >>> m.dependency_down("kafka", "broker unreachable")
+        >>> m.readiness()
+        (False, {'service': 'doc', 'ready': False, 'reason': 'kafka: broker unreachable'})
+        >>> m.dependency_up("kafka")
+        >>> m.readiness()[0]
+        True
+        """
+        with self._lock:
+            self._down[name] = reason
+        self._update_gauge()
+
+    def dependency_up(self, name: str) -> None:
+        with self._lock:
+            self._down.pop(name, None)
+        self._update_gauge()
+
+    def _update_gauge(self) -> None:
+        self.ready_gauge.set(1 if self.readiness()[0] else 0)
 
     def heartbeat(self) -> None:
         """Tell the liveness probe the main loop is turning (only checked when ``liveness_timeout_s`` is set)."""
@@ -209,6 +238,8 @@ class ServiceMetrics:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         with self._lock:
             ready, reason = self._ready, self._not_ready_reason
+            if ready and self._down:
+                ready, reason = False, "; ".join(f"{k}: {v}" for k, v in sorted(self._down.items()))
         details: dict[str, Any] = {"service": self.service, "ready": ready}
         if not ready:
             details["reason"] = reason
@@ -233,13 +264,30 @@ class ServiceMetrics:
         kafka-python consumers are not thread-safe, so call this from the thread that polls. It asks the broker
         at most every ``lag_interval_s`` (returns ``None`` when it skipped); partitions no longer assigned are
         removed from the gauge so a rebalance does not leave stale series behind.
+
+        A broker that does not answer never raises out of here: the failure is logged once per outage, counted
+        (``vigil_errors_total{kind="consumer_lag"}``), the service reports itself not ready (``kafka``) and the
+        next attempts back off (up to a minute apart) until the broker answers again.
         """
         now = time.monotonic()
-        if not force and now - self._last_lag_update < self.lag_interval_s:
+        interval = min(60.0, self.lag_interval_s * 2 ** min(self._lag_failures, 6))
+        if not force and now - self._last_lag_update < interval:
             return None
         self._last_lag_update = now
         group = str(getattr(consumer, "config", {}).get("group_id") or "")
-        lags = consumer_lag(consumer, timeout_ms=timeout_ms)
+        try:
+            lags = consumer_lag(consumer, timeout_ms=timeout_ms)
+        except Exception as exc:  # any client error (timeouts, resets, no coordinator): weather, not a crash
+            self.errors.labels("consumer_lag").inc()
+            if self._lag_failures == 0:
+                log.warning("consumer lag unavailable (%s: %s); not ready until Kafka answers", type(exc).__name__, exc)
+            self._lag_failures += 1
+            self.dependency_down("kafka", f"consumer lag unavailable ({type(exc).__name__})")
+            return None
+        if self._lag_failures:
+            log.info("consumer lag available again after %d failed attempt(s)", self._lag_failures)
+            self._lag_failures = 0
+            self.dependency_up("kafka")
         current = {(group, topic, str(partition)) for topic, partition in lags}
         for labels in _label_sets(self.consumer_lag):
             if labels[0] == group and labels not in current:
