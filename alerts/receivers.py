@@ -57,7 +57,12 @@ class WebhookSender:
     def send(self, notification: Notification) -> None:
         body = json.dumps(notification.as_json(), separators=(",", ":")).encode()
         timestamp = int(time.time())
-        headers = {"webhook-id": notification.id, "webhook-timestamp": str(timestamp)}
+        # webhook-id (Standard Webhooks) and Idempotency-Key carry the same key: stable across redeliveries.
+        headers = {
+            "webhook-id": notification.id,
+            "Idempotency-Key": notification.id,
+            "webhook-timestamp": str(timestamp),
+        }
         if self.config.secret is not None:
             headers["webhook-signature"] = sign(self.config.secret.get_secret_value(), notification.id, timestamp, body)
         _post_json(self.config.url, body, headers, self.config.timeout_s)
@@ -73,7 +78,7 @@ class ChatSender:
     def send(self, notification: Notification) -> None:
         payload = notification.slack() if self.config.flavor == "slack" else notification.teams()
         # Slack and Teams ignore the header; a relay in between can use it to drop a redelivery.
-        headers = {"webhook-id": notification.id}
+        headers = {"webhook-id": notification.id, "Idempotency-Key": notification.id}
         _post_json(self.config.url, json.dumps(payload).encode(), headers, self.config.timeout_s)
 
 

@@ -2,15 +2,28 @@
 
 One loop, one batch at a time::
 
-    poll -> decode (bad messages -> dead-letter topic) -> lifecycle -> points + Alert messages + notifications
-         -> InfluxDB flush (acknowledged) -> Alert messages sent (acknowledged)
-         -> lifecycle state + outbox committed to sqlite (one transaction) -> Kafka offsets committed
+    poll (read_committed) -> decode (bad messages -> dead letters) -> lifecycle -> transitions + notifications
+         -> the input's InfluxDB points flushed (acknowledged; idempotent, so a replay rewrites the same points)
+         -> sqlite, one transaction: lifecycle state, outbox notifications, the batch's Kafka records
+            (transitions, dead letters), its alert points for InfluxDB and its input offsets   <- the batch is decided
+         -> Kafka, one transaction: the recorded records + the offsets (send_offsets_to_transaction)
+         -> the recorded alert points written to InfluxDB (acknowledged)
+         -> the outbox thread delivers the notifications (marked delivered only after the receiver answered 2xx)
 
-If InfluxDB (or Kafka) does not acknowledge, nothing after it happens: the batch stays in memory, the consumer's
-partitions are paused (it keeps polling, so it stays in its group), and the same step is retried with backoff
-until it succeeds. Offsets therefore advance only after the write is acknowledged. The outbox thread delivers
-what was committed; the HTTP API (acknowledge, assign, silence, line down) hands commands to this loop, so the
-lifecycle is only ever touched by one thread.
+A batch is decided once, in sqlite, and after that only *published*: a crash before the sqlite commit leaves no
+trace anywhere (the Kafka transaction of the batch was never begun, its alert points never written, its
+notifications never queued) and the input is consumed again; a crash after it re-publishes the recorded
+transitions, with the sequence numbers they were recorded with, when the service starts again. Whether Kafka
+already committed a recorded batch is read from the group's committed offsets, whose metadata names the last
+batch committed with them. So the alerts topic (read with read_committed), InfluxDB and the notifications hold
+each transition exactly once (InfluxDB: the same point rewritten is the same point; notifications: at least once
+with a stable idempotency key, see docs/alerts.md).
+
+If InfluxDB or Kafka does not acknowledge, nothing after it happens: the batch stays pending, the consumer's
+partitions are paused (it keeps polling, so it stays in its group), ``/readyz`` answers 503 naming what is down,
+and the same step is retried with backoff until it succeeds. The HTTP API (acknowledge, assign, silence, line
+down) hands commands to this loop, so the lifecycle is only ever touched by one thread; while a batch is held,
+commands wait for it.
 
 The lifecycle is global to a deployment (it lives in one sqlite file), so run one alerts service per plant.
 """
@@ -19,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -36,7 +50,7 @@ from alerts.lifecycle import Lifecycle, PlantInfo, Transition
 from alerts.outbox import Outbox
 from alerts.receivers import Sender, build_senders
 from alerts.render import Notification
-from alerts.store import AlertStore, notification_id
+from alerts.store import AlertStore, Batch, Offsets, OutRecord, notification_id
 from vigil.bus import (
     dead_letter,
     ensure_topics,
@@ -44,7 +58,6 @@ from vigil.bus import (
     make_consumer,
     make_producer,
     pipeline_topics,
-    send_dead_letter,
 )
 from vigil.config import VigilConfig, load_config
 from vigil.contracts import (
@@ -57,12 +70,14 @@ from vigil.contracts import (
     encode,
 )
 from vigil.exceptions import ConfigError, ContractError, VigilError
-from vigil.influx import InfluxSink, Schema, dead_letter_rejected, ensure_target
+from vigil.influx import InfluxError, InfluxSink, RejectedLine, Schema, dead_letter_rejected, ensure_target
 from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 
 log = logging.getLogger(__name__)
 
 SERVICE = "alerts"
+BATCH_MARK = "vigil-alerts batch "
+"""Metadata of the offsets committed in a batch's Kafka transaction: ``BATCH_MARK + str(batch)``."""
 Command = Callable[[Lifecycle, float], tuple[Any, list[Transition]]]
 
 
@@ -74,12 +89,17 @@ class _Pending:
     transitions: list[Transition] = field(default_factory=list)
     offsets: dict[Any, int] = field(default_factory=dict)
     futures: list[tuple[Future[Any], Any]] = field(default_factory=list)
-    alerts_sent: int = 0
+    dead_letters: list[OutRecord] = field(default_factory=list)
     findings: list[Alert] = field(default_factory=list)
     """Informational transitions for the digest, recorded with the lifecycle state."""
+    recorded: bool = False
+    record: dict[str, Any] | None = None
+    """What the sqlite transaction writes, computed once (a retry after a failed commit writes the same)."""
+    """The batch is in sqlite: from here on it is only published, never recomputed."""
+    notifications: int = 0
 
     def empty(self) -> bool:
-        return not (self.alerts or self.transitions or self.offsets or self.futures)
+        return not (self.alerts or self.transitions or self.offsets or self.futures or self.dead_letters)
 
 
 @dataclass
@@ -121,11 +141,20 @@ class AlertService:
         self._retry_at = 0.0
         self._consumer: Any = None
         self._producer: Any = None
+        self._txn: Any = None
+        self._offsets: Offsets = {}
+        self.stop = threading.Event()
         self.sink: InfluxSink | None = None
+        self._alert_sink: InfluxSink | None = None
         self.outbox: Outbox | None = None
         self.http: Any = None
 
     # ------------------------------------------------------------------------------------------- start/stop
+
+    @property
+    def transactional_id(self) -> str:
+        """One per deployment (per consumer group): a second instance fences the first."""
+        return f"vigil-alerts.{self.group_id}"
 
     def setup(self, *, http: bool = True) -> None:
         c = self.config
@@ -133,17 +162,23 @@ class AlertService:
         tracks, flags = self.store.load()
         self.lifecycle.restore(tracks, flags)
         log.info("restored %d alert track(s), %d open episode(s)", len(tracks), len(self.lifecycle.open_episodes()))
-        ensure_topics(c.kafka, pipeline_topics(c.kafka, c.topics))
+        # Outages at start-up are waited out (until stopped); a missing database is created, a missing bucket or
+        # retention policy stops here, named.
+        ensure_topics(c.kafka, pipeline_topics(c.kafka, c.topics), stop=self.stop)
+        ensure_target(c.influx, wait_s=math.inf, stop=self.stop)
+        # The plain idempotent producer is for what is not part of a batch: POST /maintenance and the dead letters
+        # of alert points InfluxDB refused. A batch's records go through the transactional producer (_txn).
         self._producer = make_producer(c.kafka)
-        ensure_target(c.influx)  # creates a missing v1 database; a missing bucket or policy stops here, named
-        self.sink = InfluxSink(c.influx, on_rejected=dead_letter_rejected(self._producer, c.topics, SERVICE))
-        self.sink.setup()
+        self.sink = InfluxSink(c.influx, on_rejected=self._input_rejected)
+        self._alert_sink = InfluxSink(c.influx, on_rejected=dead_letter_rejected(self._producer, c.topics, SERVICE))
         self._consumer = make_consumer(
             c.kafka,
             self.group_id,
             [c.topics.predictions, c.topics.drift, c.topics.features, c.topics.maintenance],
             max_poll_records=1000,
+            isolation_level="read_committed",
         )
+        self._recover()
         self.outbox = Outbox(
             self.store,
             self.senders if self.senders is not None else build_senders(c.alerts),
@@ -181,11 +216,14 @@ class AlertService:
             self.outbox.stop()
         if self._consumer is not None:
             self._consumer.close(autocommit=False)
+        self._drop_txn(timeout_s=30)
         if self._producer is not None:
             self._producer.flush(timeout=30)
             self._producer.close(timeout=30)
         if self.sink is not None:
             self.sink.close()
+        if self._alert_sink is not None:
+            self._alert_sink.close()
         self.store.close()
 
     def committed(self) -> dict[str, int]:
@@ -226,7 +264,8 @@ class AlertService:
     def run_once(self, timeout_s: float = 1.0) -> None:
         self.metrics.heartbeat()
         now = self.clock()
-        self._run_commands(now)
+        if not self._pending.recorded:
+            self._run_commands(now)  # a recorded batch is final: commands join the next one
         self._send_digest(now)
         if self.blocked:
             # Keep the group membership alive while paused. Partitions assigned by a rebalance during the outage
@@ -248,6 +287,7 @@ class AlertService:
             self._add(self.lifecycle.tick(now))
             self.metrics.update_lag(self._consumer)
             due = self.sink is not None and (self.sink.due() or len(self.sink) >= self.config.influx.batch_size)
+            due = due or bool(self.store.influx_pending(1))
             if self._pending.empty() and not due:
                 return
         self._commit()
@@ -299,16 +339,33 @@ class AlertService:
             offset=record.offset,
             key=record.key,
         )
-        # Sent now, acknowledged by the producer flush in _commit before offsets move.
-        send_dead_letter(self._producer, self.config.topics, letter)
+        # Recorded with the batch and published in its Kafka transaction: once, whatever crashes.
+        self._pending.dead_letters.append(self._dead_letter_record(letter))
+
+    def _dead_letter_record(self, letter: Any) -> OutRecord:
+        if self.stats.dead_letters == 1 or self.stats.dead_letters % 1000 == 0:
+            log.warning("dead letter #%d: %s (%s)", self.stats.dead_letters, letter.reason, letter.error[:200])
+        return OutRecord(self.config.topics.dead_letter, (letter.key or "").encode() or None, encode(letter))
+
+    def _input_rejected(self, rejected: list[RejectedLine]) -> None:
+        """InfluxDB refused lines derived from the input: dead letters of the batch being decided."""
+        for r in rejected:
+            self.stats.dead_letters += 1
+            self.metrics.dead_letters.labels("influx_rejected").inc()
+            letter = dead_letter(
+                service=SERVICE,
+                reason="influx_rejected",
+                error=r.reason,
+                raw=r.line.encode(),
+                key=r.line.split(" ", 1)[0].encode(),
+            )
+            self._pending.dead_letters.append(self._dead_letter_record(letter))
 
     def _add(self, transitions: list[Transition]) -> None:
         if not transitions:
             return
-        assert self.sink is not None
         for t in transitions:
-            self.sink.add_all(self.schema.points(t.alert))
-            self._pending.alerts.append(t.alert)
+            self._pending.alerts.append(t.alert)  # its InfluxDB point is recorded with the batch
         self._pending.transitions += transitions
         if self.digest is not None:
             self._pending.findings += [t.alert for t in transitions if is_finding(t.alert)]
@@ -333,35 +390,25 @@ class AlertService:
         ]
 
     def _commit(self) -> None:
-        """Acknowledged writes in order; any failure leaves the batch pending and pauses consumption."""
+        """Decide the batch (sqlite), publish it (Kafka transaction), write its alert points; any failure leaves the
+        rest pending and pauses consumption until a retry gets through."""
         p = self._pending
         assert self.sink is not None
         started = time.monotonic()
         try:
-            self.sink.flush()
-            futures = [
-                self._producer.send(self.config.topics.alerts, key=machine_key(a.machine_id), value=encode(a))
-                for a in p.alerts[p.alerts_sent :]
-            ]
-            # Also acknowledges the dead letters sent while handling the batch.
-            self._producer.flush(timeout=60)
-            for f in futures:
-                f.get(timeout=60)
-            p.alerts_sent = len(p.alerts)
-            notifications = self._notifications()
-            flags = self.lifecycle.export_flags() if self.lifecycle.dirty_flags else None
-            self.stats.notifications += self.store.commit(
-                self.lifecycle.export_dirty(), flags, notifications, self.clock(), p.findings
-            )
-            if p.offsets:
-                from kafka.structs import OffsetAndMetadata
-
-                self._consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in p.offsets.items()})
-        except Exception as exc:  # anything unacknowledged (InfluxWriteError, Kafka, sqlite) holds the offsets
+            if not p.recorded:
+                self.sink.flush()  # the input's own points; InfluxDB refusals become dead letters of this batch
+                self._record(p)
+            self._publish()
+            self._write_alert_points()
+        except ProducerFenced:
+            raise
+        except Exception as exc:  # anything unacknowledged (InfluxDB, Kafka, sqlite) holds the rest of the batch
             self._block(exc)
             return
         for future, result in p.futures:
             future.set_result(result)
+        self.stats.notifications += p.notifications
         self.metrics.processing.labels("commit").observe(time.monotonic() - started)
         self.metrics.messages_out.labels(self.config.topics.alerts).inc(len(p.alerts))
         self.metrics.alerts_open.set(len(self.lifecycle.open_episodes()))
@@ -377,11 +424,141 @@ class AlertService:
             self._consumer.resume(*self._consumer.assignment())
             self.blocked = False
             self._backoff = 0.0
-        if notifications and self.outbox is not None:
+        for name in ("influxdb", "kafka-writes", "store"):
+            self.metrics.dependency_up(name)
+        if p.notifications and self.outbox is not None:
             self.outbox.wake()
+
+    def _record(self, p: _Pending) -> None:
+        """The one sqlite transaction that decides the batch."""
+        offsets = {(tp.topic, tp.partition): off for tp, off in p.offsets.items()}
+        records = [
+            OutRecord(self.config.topics.alerts, machine_key(a.machine_id), encode(a)) for a in p.alerts
+        ] + p.dead_letters
+        lines = [line for a in p.alerts for point in self.schema.points(a) if (line := point.line()) is not None]
+        if records and not offsets:
+            # Commands and wall-clock transitions consumed nothing; their transaction still commits offsets
+            # (unchanged) so that a restart can tell whether it committed.
+            offsets = dict(self._offsets) or self._positions()
+            if not offsets:
+                raise AlertsError("no partition assigned yet: the batch waits for the group's assignment")
+        if p.record is None:
+            p.record = {
+                "tracks": self.lifecycle.export_dirty(),
+                "flags": self.lifecycle.export_flags() if self.lifecycle.dirty_flags else None,
+                "notifications": self._notifications(),
+                "now": self.clock(),
+                "findings": p.findings,
+                "records": records,
+                "influx_lines": lines,
+                "offsets": offsets,
+            }
+        p.notifications = self.store.commit(**p.record)
+        p.recorded = True
+
+    def _positions(self) -> Offsets:
+        out: Offsets = {}
+        for tp in self._consumer.assignment():
+            out[(tp.topic, tp.partition)] = int(self._consumer.position(tp, timeout_ms=10_000))
+        return out
+
+    # ------------------------------------------------------------------------------------------- publishing
+
+    def _txn_producer(self) -> Any:
+        if self._txn is None:
+            producer = make_producer(self.config.kafka, transactional_id=self.transactional_id)
+            try:
+                # Fences an earlier instance with this id and aborts the transaction it left open.
+                producer.init_transactions()
+            except Exception:
+                producer.close(timeout=0)
+                raise
+            self._txn = producer
+        return self._txn
+
+    def _drop_txn(self, timeout_s: float = 0.0) -> None:
+        if self._txn is not None:
+            try:
+                self._txn.close(timeout=timeout_s)
+            except Exception as exc:  # closing a producer whose broker is gone
+                log.debug("closing the transactional producer: %s", exc)
+            self._txn = None
+
+    def _publish(self) -> None:
+        """Every recorded, unpublished batch, oldest first, each in one Kafka transaction with its offsets."""
+        for batch in self.store.unpublished():
+            self._publish_batch(batch)
+            self.store.published(batch.batch)
+
+    def _publish_batch(self, batch: Batch) -> None:
+        from kafka.errors import ProducerFencedError
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        producer = self._txn_producer()
+        mark = f"{BATCH_MARK}{batch.batch}"
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, mark, -1) for (t, p), o in batch.offsets.items()}
+        try:
+            producer.begin_transaction()
+            for r in batch.records:
+                producer.send(r.topic, key=r.key, value=r.value)
+            if offsets:
+                producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
+            producer.commit_transaction()
+        except ProducerFencedError as exc:
+            self._drop_txn()
+            raise ProducerFenced(
+                f"another alerts service took over transactional id {self.transactional_id!r} (group "
+                f"{self.group_id!r}); run one alerts service per deployment"
+            ) from exc
+        except Exception:
+            # The next attempt starts a new producer; its init_transactions aborts whatever this one left open.
+            self._drop_txn()
+            raise
+        self._offsets.update(batch.offsets)
+
+    def _recover(self) -> None:
+        """Batches recorded before a crash: publish those Kafka has not committed (the group's committed offsets
+        carry the number of the last batch committed with them)."""
+        pending = self.store.unpublished()
+        if not pending:
+            return
+        from kafka.structs import TopicPartition
+
+        self._txn_producer()  # aborts a transaction the crashed instance left open, before offsets are read
+        committed: dict[tuple[str, int], int] = {}
+        for tp in {tp for b in pending for tp in b.offsets}:
+            meta = self._consumer.committed(TopicPartition(*tp), metadata=True)
+            text = str(getattr(meta, "metadata", "") or "")
+            if text.startswith(BATCH_MARK):
+                committed[tp] = int(text.removeprefix(BATCH_MARK))
+        republished = 0
+        for b in pending:
+            if any(committed.get(tp, 0) >= b.batch for tp in b.offsets):
+                self.store.published(b.batch)
+                continue
+            self._publish_batch(b)
+            self.store.published(b.batch)
+            republished += 1
+        log.info(
+            "%d batch(es) recorded before the restart: %d already in Kafka, %d published now",
+            len(pending),
+            len(pending) - republished,
+            republished,
+        )
+
+    def _write_alert_points(self) -> None:
+        assert self._alert_sink is not None
+        while rows := self.store.influx_pending():
+            self._alert_sink.add_all(line for _, line in rows)
+            self._alert_sink.flush()
+            self.store.influx_written(rows[-1][0])
 
     def _block(self, exc: BaseException) -> None:
         self.metrics.errors.labels("commit_held").inc()
+        what = (
+            "influxdb" if isinstance(exc, InfluxError) else "store" if isinstance(exc, AlertsError) else "kafka-writes"
+        )
+        self.metrics.dependency_down(what, f"{type(exc).__name__}: {str(exc)[:200]}")
         if not self.blocked:
             self.blocked = True
             self._blocked_at = self.clock()
@@ -391,6 +568,10 @@ class AlertService:
         log.warning(
             "commit held (%s: %s); offsets not committed, retry in %.1fs", type(exc).__name__, exc, self._backoff
         )
+
+
+class ProducerFenced(AlertsError):
+    """Another instance with this service's transactional id started: this one must stop."""
 
 
 def main(argv: list[str]) -> int:
@@ -407,7 +588,7 @@ def main(argv: list[str]) -> int:
     metrics = ServiceMetrics(SERVICE, liveness_timeout_s=120.0)
     server = start_http(metrics, args.metrics_port, args.metrics_host)
     service = AlertService(config, group_id=args.group, metrics=metrics)
-    stop = threading.Event()
+    stop = service.stop
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:

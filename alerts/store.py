@@ -1,9 +1,13 @@
 """Durable state in one sqlite file: the lifecycle (episodes, silences, inhibitions), the notification outbox and
 the digest's findings (informational transitions waiting for their period's digest, see :mod:`alerts.digest`).
 
-Both are written in one transaction, so after a crash either the new episode states *and* their notifications
-exist, or neither does; the Kafka offsets (committed afterwards) then replay what was lost, and the lifecycle's
-event-time guard plus the notification ids (``INSERT OR IGNORE``) make that replay a no-op where it was not.
+Also the *output log*: every Kafka record (transitions, dead letters) and InfluxDB line a batch produced, with
+the input offsets it consumed. One sqlite transaction records all of it, so after a crash either a batch's new
+episode states, notifications, Kafka records, InfluxDB lines and offsets all exist, or none does (and the input is
+consumed again from the offsets Kafka holds). A recorded batch is then *published*, never recomputed: its records
+and offsets go to Kafka in one Kafka transaction (:meth:`AlertStore.unpublished` / :meth:`AlertStore.published`),
+its InfluxDB lines are written until acknowledged, its notifications are delivered from the outbox. A restart
+therefore re-sends exactly the transitions it recorded, with the sequence numbers it recorded.
 """
 
 from __future__ import annotations
@@ -47,14 +51,58 @@ CREATE TABLE IF NOT EXISTS findings (
     UNIQUE (alert_id, seq)
 );
 CREATE INDEX IF NOT EXISTS findings_unsent ON findings (digest_end, recorded);
+CREATE TABLE IF NOT EXISTS batches (batch INTEGER PRIMARY KEY, offsets TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS kafka_out (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    key BLOB,
+    value BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kafka_out_batch ON kafka_out (batch, n);
+CREATE TABLE IF NOT EXISTS influx_out (n INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);
 """
+
+Offsets = dict[tuple[str, int], int]
+"""``{(topic, partition): next offset to consume}``."""
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    """One Kafka record a batch produced (a transition, a dead letter)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A recorded batch waiting to be published in one Kafka transaction with its input offsets."""
+
+    batch: int
+    offsets: Offsets
+    records: tuple[OutRecord, ...]
 
 
 def notification_id(receiver: str, alerts: Iterable[Alert]) -> str:
-    """Deterministic id: the same transitions to the same receiver are the same message (dedup on replay)."""
+    """The delivery's idempotency key, from the receiver and each transition's episode and sequence number.
+
+    A transition is ``(alert_id, seq)``: numbered once by the lifecycle and recorded before anything is sent, so
+    a redelivery after a crash carries the same key and a receiver can drop it.
+
+    >>> from datetime import datetime, timezone
+    >>> t = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    >>> a = Alert(alert_id="PMP-001.failure_risk.20261207T000000Z", machine_id="PMP-001", alert_kind="failure_risk",
+    ...           state="resolved", severity="warning", ts=t, opened_at=t, summary="", seq=3)
+    >>> notification_id("planners", [a]) == notification_id("planners", [a.model_copy(update={"note": "x"})])
+    True
+    >>> notification_id("planners", [a]) == notification_id("planners", [a.model_copy(update={"seq": 4})])
+    False
+    """
     h = hashlib.sha256(receiver.encode())
     for a in alerts:
-        h.update(f"|{a.alert_id}|{a.state.value}|{a.ts.isoformat()}|{a.note or ''}".encode())
+        h.update(f"|{a.alert_id}|{a.seq}|{a.state.value}".encode())
     return "msg_" + h.hexdigest()[:32]
 
 
@@ -131,14 +179,34 @@ class AlertStore:
         notifications: Iterable[Notification],
         now: float,
         findings: Iterable[Alert] = (),
+        *,
+        records: Iterable[OutRecord] = (),
+        influx_lines: Iterable[str] = (),
+        offsets: Offsets | None = None,
     ) -> int:
-        """Save changed lifecycle state, enqueue notifications and record the digest's findings atomically; returns
-        how many notifications were new. A finding already recorded (same alert id and transition) is ignored."""
+        """Save changed lifecycle state, enqueue notifications, record the digest's findings and the batch's output
+        log (Kafka ``records`` with the input ``offsets``, ``influx_lines``) atomically; returns how many
+        notifications were new. A finding already recorded (same alert id and transition) is ignored. A batch to
+        publish is recorded when there are records or offsets."""
         added = 0
+        records = list(records)
         with self._lock:
             db = self.db
             try:
                 db.execute("BEGIN IMMEDIATE")
+                if records or offsets:
+                    row = db.execute("SELECT data FROM flags WHERE key = 'batch'").fetchone()
+                    batch = (int(json.loads(row[0])) if row else 0) + 1
+                    db.execute("INSERT OR REPLACE INTO flags (key, data) VALUES ('batch', ?)", (json.dumps(batch),))
+                    db.execute(
+                        "INSERT INTO batches (batch, offsets, created) VALUES (?, ?, ?)",
+                        (batch, json.dumps([[t, p, o] for (t, p), o in sorted((offsets or {}).items())]), now),
+                    )
+                    db.executemany(
+                        "INSERT INTO kafka_out (batch, topic, key, value) VALUES (?, ?, ?, ?)",
+                        [(batch, r.topic, r.key, r.value) for r in records],
+                    )
+                db.executemany("INSERT INTO influx_out (line) VALUES (?)", [(line,) for line in influx_lines])
                 db.executemany(
                     "INSERT OR IGNORE INTO findings (alert_id, seq, payload, recorded) VALUES (?, ?, ?, ?)",
                     [(a.alert_id, a.seq, a.model_dump_json(), now) for a in findings],
@@ -160,6 +228,48 @@ class AlertStore:
                 db.execute("ROLLBACK")
                 raise StoreError(f"cannot write {self.path}: {exc}") from exc
         return added
+
+    def unpublished(self) -> list[Batch]:
+        """Recorded batches not yet published to Kafka, oldest first."""
+        with self._lock:
+            rows = self.db.execute("SELECT batch, offsets FROM batches ORDER BY batch").fetchall()
+            out = []
+            for batch, offsets in rows:
+                records = self.db.execute(
+                    "SELECT topic, key, value FROM kafka_out WHERE batch = ? ORDER BY n", (batch,)
+                ).fetchall()
+                out.append(
+                    Batch(
+                        int(batch),
+                        {(str(t), int(p)): int(o) for t, p, o in json.loads(offsets)},
+                        tuple(OutRecord(str(t), k, v) for t, k, v in records),
+                    )
+                )
+        return out
+
+    def published(self, batch: int) -> None:
+        """Kafka committed the batch's transaction: forget its records."""
+        with self._lock:
+            db = self.db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("DELETE FROM kafka_out WHERE batch = ?", (batch,))
+                db.execute("DELETE FROM batches WHERE batch = ?", (batch,))
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                raise StoreError(f"cannot write {self.path}: {exc}") from exc
+
+    def influx_pending(self, limit: int = 5000) -> list[tuple[int, str]]:
+        """Recorded InfluxDB lines not yet acknowledged, oldest first: ``(n, line)``."""
+        with self._lock:
+            rows = self.db.execute("SELECT n, line FROM influx_out ORDER BY n LIMIT ?", (limit,)).fetchall()
+        return [(int(n), str(line)) for n, line in rows]
+
+    def influx_written(self, up_to: int) -> None:
+        """InfluxDB acknowledged every recorded line up to ``n = up_to``."""
+        with self._lock:
+            self.db.execute("DELETE FROM influx_out WHERE n <= ?", (up_to,))
 
     def digest_sent_until(self) -> float | None:
         """The end (UTC seconds) of the last digest period sent; ``None`` for a store that never ran a digest."""
