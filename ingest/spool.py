@@ -1,17 +1,29 @@
-"""A bounded, durable, ordered on-disk spool for Kafka messages that could not be delivered.
+"""The publisher's durable, ordered, bounded write-ahead log of Kafka messages (the "spool").
 
-Why SQLite and not append-only segment files: the spool is written only while Kafka is away and drained in
-order when it returns, and a drain can succeed partly (some messages acknowledged, the rest not). A table keyed
-by the publisher's emission sequence gives ordered reads, exact deletion of what was acknowledged, a cheap
-drop-oldest and crash-safe commits (write-ahead log) without writing a segment format, its compaction and its
-recovery by hand. The cost, one small transaction per appended message, is only paid during an outage, and a
-message is a whole batch of readings, so it is a few hundred commits per second at 100k readings/s.
+Every message the publisher emits is appended here, and committed, *before* it is handed to Kafka; it is removed
+once Kafka acknowledged it. So whatever Kafka has not acknowledged (in flight, failed, or never sent because
+Kafka is away) is on disk and replayed, in emission order, by the next drain or the next process.
+
+Why SQLite and not append-only segment files: a drain can succeed partly (some messages acknowledged, the rest
+not), acknowledgements arrive out of order across partitions, and the bound drops the oldest. A table keyed by
+the publisher's emission sequence gives ordered reads, exact deletion of what was acknowledged, a cheap
+drop-oldest and crash-safe commits (SQLite's write-ahead log, whose frames carry checksums: a torn last commit is
+ignored at the next open) without writing a segment format, its compaction and its recovery by hand. A message is
+a whole batch of readings, so it is a few hundred commits per second at 100k readings/s.
 
 Values are stored zlib-compressed (level 1, ~0.2 us per reading): reading batches are repetitive JSON, so the
 same ``max_bytes`` holds about 15 times more of an outage. ``max_bytes`` bounds the stored (compressed) bytes.
 
-Durability: WAL journal with ``synchronous=NORMAL``, so a committed message survives the collector process
-being killed (the case that matters: restart, crash, deploy); a power cut can lose the last commits.
+Durability (``spool.fsync``): ``batch`` (default) commits with ``synchronous=FULL``, so each appended batch is
+fsynced before it goes to Kafka and survives a power cut; ``os`` commits with ``synchronous=NORMAL``: the batch
+is in the operating system's cache before it goes to Kafka, which survives the process being killed (kill -9,
+OOM, crash) but not a power cut. Removals never need an fsync: a lost removal replays a message, it loses none.
+
+Reconciliation (why a replay sends nothing twice): the spool also keeps, per Kafka partition, a *mark*: an offset
+below which none of this spool's messages is still stored. A message whose acknowledgement was lost (the process
+was killed after Kafka wrote it, or the broker answered too late) is found again by reading the partition from its
+mark on (:meth:`Spool.marks`); its ``vigil-spool`` header names this spool (:attr:`Spool.spool_id`) and the
+sequence, and it is removed instead of being sent again.
 
 >>> import tempfile, pathlib
 >>> from vigil.config import SpoolSettings
@@ -31,10 +43,12 @@ being killed (the case that matters: restart, crash, deploy); a power cut can lo
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -52,8 +66,18 @@ CREATE TABLE IF NOT EXISTS spool (
     value    BLOB    NOT NULL,
     readings INTEGER NOT NULL,
     size     INTEGER NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS marks (
+    topic     TEXT    NOT NULL,
+    partition INTEGER NOT NULL,
+    offset    INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
 """
+
+Partition = tuple[str, int]
+"""A Kafka topic and partition."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,7 @@ class Spool:
         self._bytes = 0
         self._messages = 0
         self._readings = 0
+        self._id = ""
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -100,8 +125,11 @@ class Spool:
             self._lock_file = _exclusive_lock(path.with_name(path.name + ".lock"))
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
+            db.execute("PRAGMA synchronous=FULL" if self.settings.fsync == "batch" else "PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('id', ?)", (secrets.token_hex(8),))
+            db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('seq_hwm', '0')")
+            self._id = str(db.execute("SELECT value FROM meta WHERE name = 'id'").fetchone()[0])
             count, size, readings = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(readings), 0) FROM spool"
             ).fetchone()
@@ -138,11 +166,36 @@ class Spool:
     def size_bytes(self) -> int:
         return self._bytes
 
+    @property
+    def spool_id(self) -> str:
+        """A random identity made when the spool file was created; the ``vigil-spool`` header carries it."""
+        self._conn()
+        return self._id
+
     def last_seq(self) -> int:
-        """The highest sequence number stored (0 when empty), so a restarted publisher continues after it."""
+        """The highest sequence number this spool ever held (0 when new), so a restarted publisher continues after
+        it: a sequence is never reused, which reconciliation relies on."""
         with self._lock:
-            row = self._conn().execute("SELECT COALESCE(MAX(seq), 0) FROM spool").fetchone()
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM spool), 0), "
+                    "(SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'seq_hwm'))"
+                )
+                .fetchone()
+            )
         return int(row[0])
+
+    def topics(self) -> set[str]:
+        """The topics of the stored messages."""
+        with self._lock:
+            return {str(r[0]) for r in self._conn().execute("SELECT DISTINCT topic FROM spool")}
+
+    def marks(self) -> dict[Partition, int]:
+        """Per partition, an offset below which no stored message can have been written by Kafka."""
+        with self._lock:
+            rows = self._conn().execute("SELECT topic, partition, offset FROM marks").fetchall()
+        return {(str(t), int(p)): int(o) for t, p, o in rows}
 
     # ------------------------------------------------------------------ writing
     def append(self, seq: int, topic: str, key: bytes | None, value: bytes, readings: int) -> tuple[bool, int]:
@@ -193,6 +246,11 @@ class Spool:
             victims.append((seq, size, readings))
             freed += size
         db.executemany("DELETE FROM spool WHERE seq = ?", [(v[0],) for v in victims])
+        if victims:
+            db.execute(
+                "UPDATE meta SET value = CAST(MAX(CAST(value AS INTEGER), ?) AS TEXT) WHERE name = 'seq_hwm'",
+                (victims[-1][0],),
+            )
         dropped_readings = sum(v[2] for v in victims)
         self._bytes -= freed
         self._messages -= len(victims)
@@ -223,24 +281,39 @@ class Spool:
             )
         return [SpooledMessage(int(r[0]), str(r[1]), r[2], zlib.decompress(r[3]), int(r[4])) for r in rows]
 
-    def remove(self, seqs: Iterable[int]) -> None:
-        """Forget messages Kafka acknowledged."""
+    def remove(self, seqs: Iterable[int], marks: Mapping[Partition, int] | None = None) -> tuple[int, int]:
+        """Forget messages Kafka acknowledged and, in the same commit, raise the partitions' marks.
+
+        ``marks``: per partition, the offset after the last of these messages Kafka wrote there (or, after a
+        reconciliation, the partition's end): marks only ever rise. Returns how many messages and readings were
+        removed (sequences not stored are ignored).
+        """
         wanted = list(seqs)
-        if not wanted:
-            return
+        if not wanted and not marks:
+            return 0, 0
         size = readings = count = 0
         with self._lock:
             db = self._conn()
             try:
                 db.execute("BEGIN IMMEDIATE")
+                if wanted:
+                    db.execute(
+                        "UPDATE meta SET value = CAST(MAX(CAST(value AS INTEGER), ?) AS TEXT) WHERE name = 'seq_hwm'",
+                        (max(wanted),),
+                    )
+                db.executemany(
+                    "INSERT INTO marks (topic, partition, offset) VALUES (?, ?, ?) ON CONFLICT (topic, partition) "
+                    "DO UPDATE SET offset = MAX(offset, excluded.offset)",
+                    [(t, p, o) for (t, p), o in (marks or {}).items()],
+                )
                 for i in range(0, len(wanted), 500):  # SQLite bounds the parameters of one statement
                     chunk = wanted[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
+                    params = ",".join("?" * len(chunk))
                     s, r, c = db.execute(
-                        f"SELECT COALESCE(SUM(size), 0), COALESCE(SUM(readings), 0), COUNT(*) FROM spool WHERE seq IN ({marks})",
+                        f"SELECT COALESCE(SUM(size), 0), COALESCE(SUM(readings), 0), COUNT(*) FROM spool WHERE seq IN ({params})",
                         chunk,
                     ).fetchone()
-                    db.execute(f"DELETE FROM spool WHERE seq IN ({marks})", chunk)
+                    db.execute(f"DELETE FROM spool WHERE seq IN ({params})", chunk)
                     size, readings, count = size + int(s), readings + int(r), count + int(c)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -250,11 +323,28 @@ class Spool:
             self._bytes -= size
             self._readings -= readings
             self._messages -= count
+        return count, readings
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise SpoolError("spool is not open (call open() first)")
         return self._db
+
+
+def spool_path(settings: SpoolSettings, source: str | None) -> Path:
+    """The spool file of one publisher: the source name goes into ``spool.path``'s file name.
+
+    The OPC UA collector, the MQTT collector and the simulator of one host share a configuration, and two
+    processes must never share a spool (each would replay, and delete, the other's messages).
+
+    >>> spool_path(SpoolSettings(path=Path("/var/lib/vigil/ingest.sqlite")), "replay:history 2026.csv")
+    PosixPath('/var/lib/vigil/ingest.replay_history_2026.csv.sqlite')
+    """
+    path = settings.path
+    if not source:
+        return path
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", source).strip("._") or "source"
+    return path.with_name(f"{path.stem}.{safe}{path.suffix}")
 
 
 def _exclusive_lock(path: Path) -> IO[str]:

@@ -11,7 +11,7 @@ from vigil.config._base import Section
 
 
 class SpoolSettings(Section):
-    """The bounded on-disk store-and-forward spool every collector writes to while Kafka is unreachable."""
+    """The bounded on-disk write-ahead spool of every collector: each batch is on disk before it goes to Kafka."""
 
     path: Path = Path(".vigil/spool/ingest.sqlite")
     """The spool file (SQLite); one per collector process. Survives a restart and is replayed first."""
@@ -21,6 +21,9 @@ class SpoolSettings(Section):
     """``drop_oldest`` keeps the freshest data; ``drop_newest`` refuses new messages and keeps the history."""
     retry_interval_s: float = Field(default=2.0, gt=0, le=600)
     """How often Kafka is probed while readings are spooled."""
+    fsync: Literal["batch", "os"] = "batch"
+    """When an appended batch is durable (it is appended before it goes to Kafka): ``batch`` fsyncs each one
+    (survives a power cut); ``os`` leaves it to the operating system (survives kill -9, not a power cut)."""
 
 
 class PublishSettings(Section):
