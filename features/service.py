@@ -3,22 +3,29 @@
 ``vigil features --config plant.toml`` runs one worker; start more with the same ``windows.group_id`` and Kafka
 splits the partitions of the readings topics between them.
 
-Delivery (at least once, no double counting):
+Delivery (exactly once between Kafka topics, :mod:`vigil.transactions`):
 
 1. Records are decoded (:mod:`streaming.decoding`); a malformed one becomes a dead letter with the raw bytes, the
    reason and its topic/partition/offset, and the worker goes on. Late readings are dead-lettered too
    (reason ``late``), and so are readings too far ahead of the wall clock (reason ``clock_skew``); unknown
    machines and sensors are counted and logged.
-2. Feature vectors are produced to ``topics.features`` keyed by machine as windows close.
-3. Every ``windows.checkpoint_interval_s`` (and when partitions are revoked, and at shutdown) the worker waits
-   until Kafka acknowledged every vector and dead letter, then writes the state of each machine that changed to
-   the compacted changelog topic ``<changelog_prefix>features`` (key ``<group>/<machine>``) *together with the
-   offsets that state reflects*, waits for that too, and only then commits the consumer offsets.
-4. On assignment (start, rebalance) the state of the machines of the assigned partitions is restored from the
-   changelog. Records before a machine's checkpointed offset are skipped, so a record that is delivered again
-   after a crash (offsets not yet committed) is never counted twice; one after it is processed normally.
+2. Feature vectors are produced to ``topics.features`` keyed by machine as windows close, inside an open Kafka
+   transaction (readers of the features topic read ``read_committed``: they see a vector once its transaction
+   commits, i.e. up to ``windows.checkpoint_interval_s`` later).
+3. Every ``windows.checkpoint_interval_s`` (and when partitions are revoked, and at shutdown) the worker writes
+   the state of each machine that changed to the compacted changelog topic ``<changelog_prefix>features`` (key
+   ``<group>/<machine>``, with the offsets that state reflects) and the consumed offsets into the same
+   transaction, and commits it: vectors, dead letters, state and offsets become visible together or not at all.
+4. On assignment (start, rebalance) the transactional producer takes the id of the assignment (which aborts a
+   dead predecessor's open transaction and fences it), then the state of the machines of the assigned partitions
+   is restored from the changelog (read_committed): it reflects exactly the committed offsets, so the worker
+   recomputes exactly what was not committed and the committed output equals an uninterrupted run's. Records
+   before a machine's checkpointed offset are still skipped (a changelog written by the at-least-once worker of
+   earlier versions can be ahead of the committed offsets).
+5. A transaction that fails to commit is aborted; the worker then forgets all its machines, seeks back to the
+   committed offsets and restores from the changelog (nothing of the aborted transaction was ever visible).
 
-The worker dies (exit 1) when Kafka does not acknowledge; offsets stay uncommitted and a restart replays.
+A fenced worker (another owner took its transactional id) stops with exit 1.
 Reading topics must be co-partitioned (same partition count, keyed by machine id); the range assignor then
 gives one worker a machine's partitions on every topic.
 """
@@ -54,14 +61,13 @@ from vigil.bus import (
     dead_letter,
     ensure_topics,
     machine_key,
-    make_consumer,
-    make_producer,
     partition_count,
     send_dead_letter,
 )
 from vigil.config import VigilConfig, load_config
 from vigil.contracts import FeatureVector, encode
-from vigil.exceptions import BusError, ConfigError, ContractError
+from vigil.exceptions import BusError, ConfigError, ContractError, TransactionAborted
+from vigil.transactions import TransactionalProducer, make_read_committed_consumer
 
 if TYPE_CHECKING:
     from vigil.metrics import ServiceMetrics
@@ -84,7 +90,9 @@ class ServiceStats:
     checkpoint_bytes: int = 0
     """Their bytes: a changed machine's new readings (a delta) or its whole open windows (a base)."""
     commits: int = 0
+    """Transactions committed (outputs, state and offsets together)."""
     commit_failures: int = 0
+    """Transactions aborted (the worker went back to its last commit)."""
     restored_machines: int = 0
 
 
@@ -135,8 +143,7 @@ class FeatureService:
         self.decoder = ReadingDecoder(accept_uncertain=config.windows.accept_uncertain)
         self.stats = ServiceStats()
         self.changelog = Changelog(config.kafka, changelog_topic(config.topics, SERVICE), config.windows.group_id)
-        self._producer: Any = None
-        self._state_producer: Any = None
+        self._tx: TransactionalProducer | None = None
         self._consumer: Any = None
         self._influx: Any = None
         self._positions: dict[Any, int] = {}
@@ -150,14 +157,11 @@ class FeatureService:
         """Per machine: the changelog partition its records go to, fixed once known (restored or first written),
         so that its base, deltas and tombstones never spread over two partitions."""
         self._pending_assignment: set[Any] | None = None
-        self._send_errors: list[BaseException] = []
         self._last_report = time.monotonic()
         self._reported_unknown: set[str] = set()
         self._dropped_reported: dict[str, int] = {}
         self._open_gauge: Any = None
         self._bytes_counter: Any = None
-        self._broken = False
-        """Kafka refused a record: nothing may be checkpointed or committed any more (a restart replays)."""
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self) -> None:
@@ -173,18 +177,17 @@ class FeatureService:
         # topics may not exist yet: the configured count then).
         readings = kafka.partitions if topics.readings_pattern is not None else partition_count(kafka, topics.readings)
         self.changelog.ensure(readings)
-        self._producer = make_producer(
-            kafka, client_id=f"{kafka.client_id}-{SERVICE}", max_request_size=MAX_STATE_BYTES + 64 * 1024
-        )
-        # Checkpoint records are zlib-compressed already: batch compression (gzip level 9 in kafka-python) would
-        # only burn CPU on them. Vectors keep the configured compression, which shrinks what the CRC covers.
-        self._state_producer = make_producer(
+        # One producer for vectors, dead letters and state: a transaction is one producer's. Started on the first
+        # assignment (its transactional id is the assignment's).
+        self._tx = TransactionalProducer(
             kafka,
-            client_id=f"{kafka.client_id}-{SERVICE}-state",
-            compression_type=None,
+            self.config.windows.group_id,
+            SERVICE,
+            transaction_timeout_ms=_transaction_timeout_ms(self.config.windows.checkpoint_interval_s),
+            client_id=f"{kafka.client_id}-{SERVICE}",
             max_request_size=MAX_STATE_BYTES + 64 * 1024,
         )
-        self._consumer = make_consumer(
+        self._consumer = make_read_committed_consumer(
             kafka,
             self.config.windows.group_id,
             client_id=f"{kafka.client_id}-{SERVICE}",
@@ -230,12 +233,10 @@ class FeatureService:
         self.checkpoint()
 
     def close(self) -> None:
+        if self._tx is not None:
+            self._tx.close()  # aborts what a failed run() left open
         if self._consumer is not None:
             self._consumer.close(autocommit=False)
-        if self._producer is not None:
-            self._producer.close(timeout=30)
-        if self._state_producer is not None:
-            self._state_producer.close(timeout=30)
         if self._influx is not None:
             self._influx.close()
         self._report(force=True)
@@ -329,13 +330,13 @@ class FeatureService:
 
     def _emit(self, vector: FeatureVector) -> None:
         topic = self.config.topics.features
-        future = self._producer.send(
+        assert self._tx is not None
+        self._tx.send(
             topic,
             key=machine_key(vector.machine_id),
             value=encode_vector(vector),
             headers=[("worker", self.worker_id.encode())],
         )
-        future.add_errback(self._send_errors.append)
         self.stats.vectors += 1
         if self.metrics is not None:
             self.metrics.messages_out.labels(topic).inc()
@@ -357,13 +358,14 @@ class FeatureService:
             offset=offset,
             key=key,
         )
+        assert self._tx is not None
         if reason in ("late", "clock_skew"):
             # Late readings can come by the thousand after an outage: counted and reported periodically,
             # not one warning each.
-            future = self._producer.send(self.config.topics.dead_letter, key=key, value=encode(letter))
+            self._tx.send(self.config.topics.dead_letter, key=key, value=encode(letter))
         else:
-            future = send_dead_letter(self._producer, self.config.topics, letter)
-        future.add_errback(self._send_errors.append)
+            self._tx.begin()
+            send_dead_letter(self._tx.producer, self.config.topics, letter)
         self.stats.dead_letters += 1
         if self.metrics is not None:
             self.metrics.dead_letters.labels(reason).inc()
@@ -396,22 +398,13 @@ class FeatureService:
             log.warning("readings of unknown machine %r are counted and ignored (add it to the configuration)", machine)
 
     # ------------------------------------------------------------------ durability
-    def _raise_send_errors(self) -> None:
-        if self._send_errors:
-            self._broken = True
-            first, count = self._send_errors[0], len(self._send_errors)
-            raise DeliveryError(f"Kafka did not acknowledge {count} record(s): {first}")
-        if self._broken:
-            raise DeliveryError("an earlier record was not acknowledged; state is not checkpointed any more")
-
     def _write_state(self) -> None:
-        """Acknowledged vectors and dead letters first, then the state that reflects them (with its offsets)."""
-        self._producer.flush(timeout=120)
-        self._raise_send_errors()
+        """The state of every changed machine (with its offsets) into the open transaction."""
         if self._influx is not None:
             self._influx.flush()
         if not self._dirty:
             return
+        assert self._tx is not None
         started = time.perf_counter()
         records = written = 0
         topic = self.changelog.topic.name
@@ -445,12 +438,9 @@ class FeatureService:
                 sends += [(self.changelog.key(machine, k), None) for k in range(1, highest + 1)]
                 self._lineage[machine] = [new, 0, 0]
             for key, payload in sends:
-                future = self._state_producer.send(topic, key=key, value=payload, partition=partition)
-                future.add_errback(self._send_errors.append)
+                self._tx.send(topic, key=key, value=payload, partition=partition)
                 records += 1
                 written += len(payload or b"")
-        self._state_producer.flush(timeout=120)
-        self._raise_send_errors()
         self._dirty.clear()
         self.stats.checkpoints += 1
         self.stats.checkpoint_records += records
@@ -470,36 +460,62 @@ class FeatureService:
         }
 
     def checkpoint(self) -> None:
-        """Make everything processed so far durable, then commit the offsets (main thread only)."""
+        """Commit outputs, state and offsets in one transaction (main thread only); on failure go back to the last
+        commit (:meth:`rewind`)."""
+        try:
+            self._commit()
+        except TransactionAborted as exc:
+            self.stats.commit_failures += 1
+            log.warning("features: %s; going back to the last committed checkpoint", exc)
+            self.rewind()
+
+    def _commit(self) -> None:
+        assert self._tx is not None
         self._write_state()
         offsets = self._offsets_to_commit()
-        if not offsets:
-            return
-        from kafka.errors import CommitFailedError, KafkaError
+        if self._tx.commit(offsets, self._consumer.group_metadata()):
+            self.stats.commits += 1
+            self._committed.update({tp: o.offset for tp, o in offsets.items()})
 
-        try:
-            self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            # The state is in the changelog with its offsets; a later owner skips what it reflects.
-            self.stats.commit_failures += 1
-            log.warning("offset commit failed (%s); records may be redelivered, never double counted", exc)
-            return
-        self.stats.commits += 1
-        self._committed.update({tp: o.offset for tp, o in offsets.items()})
+    def rewind(self) -> None:
+        """Forget every machine and everything handled since the last commit, seek back to the committed offsets
+        and restore from the changelog at the next step (the aborted transaction's outputs were never visible)."""
+        assigned = set(self._consumer.assignment())
+        self._forget(assigned)
+        for machine in self.engine.machines:
+            self.engine.drop_machine(machine)
+        self._machine_offsets.clear()
+        self._lineage.clear()
+        self._changelog_partition.clear()
+        self._skip.clear()
+        self._dirty.clear()
+        for tp in assigned:
+            committed = self._consumer.committed(tp)
+            if committed is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+        assert self._tx is not None
+        self._tx.restart()
+        self._pending_assignment = assigned
 
     def on_revoked(self, revoked: set[Any], *, lost: bool) -> None:
-        """Rebalance listener (runs inside ``poll()``): checkpoint what we own, then forget the partitions."""
-        if not lost:
-            try:
-                self._write_state()
-                offsets = self._offsets_to_commit(revoked)
-                if offsets:
-                    # A blocking commit is not allowed on the consumer's I/O thread; the changelog already holds
-                    # the state with its offsets, so if this commit loses the race the next owner still skips.
-                    self._consumer.commit_async(offsets)
-                    self._committed.update({tp: o.offset for tp, o in offsets.items()})
-            except Exception:
-                log.exception("checkpoint on revocation failed; the next owner replays from the last checkpoint")
+        """Rebalance listener (runs inside ``poll()``): commit what we own (abort when the partitions were lost:
+        the group moved on without us), then forget the partitions."""
+        assert self._tx is not None
+        try:
+            if lost:
+                self._tx.abort()
+            else:
+                self._commit()
+        except TransactionAborted as exc:
+            self.stats.commit_failures += 1
+            log.warning("features: %s on revocation; the next owner replays from the last commit", exc)
+        self._forget(revoked)
+        if revoked:
+            log.info("partitions %s %s", sorted(_tpk(tp) for tp in revoked), "lost" if lost else "revoked")
+
+    def _forget(self, revoked: set[Any]) -> None:
         gone = {_tpk(tp) for tp in revoked}
         for machine, offsets in list(self._machine_offsets.items()):
             if set(offsets) & gone:
@@ -512,8 +528,6 @@ class FeatureService:
         for tp in revoked:
             self._positions.pop(tp, None)
             self._committed.pop(tp, None)
-        if gone:
-            log.info("partitions %s %s", sorted(gone), "lost" if lost else "revoked")
 
     def on_assigned(self, assigned: set[Any]) -> None:
         # Restoring reads a topic; that must not run on the consumer's I/O thread, so step() does it before it
@@ -540,6 +554,10 @@ class FeatureService:
     def restore(self, assigned: set[Any]) -> None:
         """Load the checkpointed state of every machine of the assigned partitions."""
         self._check_co_partitioned()
+        # First the producer of this assignment: its init_transactions aborts a dead owner's open transaction, so
+        # the changelog read below is not cut short at that transaction's start (read_committed).
+        assert self._tx is not None
+        self._tx.assign(tp.partition for tp in assigned)
         owned = {_tpk(tp) for tp in assigned}
         started = time.monotonic()
         restored = merged = 0
@@ -639,6 +657,17 @@ class FeatureService:
             for reason, total in totals.items():
                 self.metrics.dropped.labels(reason).inc(total - self._dropped_reported.get(reason, 0))
                 self._dropped_reported[reason] = total
+
+
+def _transaction_timeout_ms(checkpoint_interval_s: float) -> int:
+    """A transaction stays open for about one checkpoint interval: the broker aborts it after this (60 s, or four
+    intervals when they are longer, up to the broker's default ``transaction.max.timeout.ms`` of 15 minutes), so a
+    dead worker whose id nobody takes over blocks read_committed readers no longer.
+
+    >>> _transaction_timeout_ms(5.0), _transaction_timeout_ms(120.0), _transaction_timeout_ms(3600.0)
+    (60000, 480000, 900000)
+    """
+    return int(min(max(60.0, 4 * checkpoint_interval_s), 900.0) * 1000)
 
 
 def _top(counter: Counter[str], n: int = 5) -> str:

@@ -450,7 +450,7 @@ def test_bad_messages_land_in_dead_letters_with_reasons_while_good_ones_flow(
     assert sorted(got) == sorted(expected)
 
 
-def test_state_checkpointed_but_offsets_not_committed_skips_the_redelivered_records(
+def test_a_crash_before_the_transaction_commits_leaves_nothing_visible_and_the_restart_emits_each_vector_once(
     kafka_settings: KafkaSettings, created: Topics, group: str
 ) -> None:
     config = make_config(kafka_settings, created, group)
@@ -462,22 +462,23 @@ def test_state_checkpointed_but_offsets_not_committed_skips_the_redelivered_reco
     crashed.setup()
     try:
         wait_for(lambda: crashed.step() >= 0 and crashed.stats.messages >= len(messages), 60, "all records")
-        crashed._write_state()  # the changelog now reflects every record ...
-        crashed._positions.clear()  # ... but the crash comes before the offset commit
+        crashed._write_state()  # vectors and state are in the open transaction ...
+        assert crashed.stats.vectors == len(expected)
     finally:
-        crashed.close()
+        crashed.close()  # ... which the crash aborts before the commit
     resumed = FeatureService(config)
     resumed.setup()
     try:
-        wait_for(lambda: resumed.step() >= 0 and resumed.stats.replay_skipped >= len(messages), 60, "the replay")
-        assert resumed.stats.vectors == 0
-        assert resumed.stats.restored_machines == 1
+        wait_for(lambda: resumed.step() >= 0 and resumed.stats.messages >= len(messages), 60, "the replay")
+        resumed.checkpoint()
+        assert resumed.stats.restored_machines == 0  # the aborted state was never visible
+        wait_for(lambda: len(features.records) >= len(expected), 30, "the committed vectors")
     finally:
         resumed.close()
         features.close()
     got = unique_by_window(features.vectors())
     assert sorted(got) == sorted(expected)
-    assert len(features.records) == len(expected)  # nothing emitted twice
+    assert len(features.records) == len(expected)  # the aborted vectors were never read
 
 
 def test_pattern_subscription_unknown_machines_counted_and_features_in_influxdb(
@@ -521,18 +522,22 @@ def test_a_machine_state_larger_than_a_default_kafka_record_checkpoints_and_rest
 ) -> None:
     import random
 
+    from kafka import TopicPartition
+
     config = make_config(kafka_settings, created, group)
     config = config.model_copy(update={"windows": config.windows.model_copy(update={"size_s": 3600.0})})
     service = FeatureService(config)
     service.setup()
     try:
+        service.restore({TopicPartition(created.readings, 0)})  # (what the first poll does): the producer
         rng = random.Random(1)
         sensors = list(config.machines_by_id["PMP-001"].sensors)
         samples = [(sensors[i % 6], oracle.T0 + i * 0.02, rng.random()) for i in range(120_000)]
         service.engine.add_samples("PMP-001", samples)
         service._machine_offsets["PMP-001"] = {f"{created.readings}:0": 42}
         service._dirty.add("PMP-001")
-        service._write_state()  # > 1 MB compressed: the default record limit would refuse it
+        service.checkpoint()  # > 1 MB compressed: the default record limit would refuse it
+        assert service.stats.commits == 1
         checkpoint = service.changelog.read()["PMP-001"]
         assert checkpoint.offsets == {f"{created.readings}:0": 42}
         restored = window_engine(config)
@@ -824,7 +829,7 @@ def test_the_changelog_is_partitioned_like_the_readings_and_a_worker_restores_on
         moved = sorted(restored)[0]
         second._machine_offsets[moved][f"{created.readings}:0"] = 0
         second._dirty.add(moved)
-        second._write_state()
+        second.checkpoint()
     finally:
         second.close()
     assert restored == {m for m, p in home.items() if p == 1}
