@@ -11,15 +11,22 @@ Behind the iterator a supervisor task owns the connection:
 - a **new asyncua client per connection attempt** (no state of a broken session is reused), configured by
   :func:`~ingest.opcua.security.apply_security`; a refused secure connection raises
   :class:`~ingest.exceptions.OpcUaSecurityError` out of the iterator and is not retried;
-- failed attempts are retried with exponential **backoff with jitter** (``reconnect_initial_s`` ..
-  ``reconnect_max_s``), reset after a connection that worked;
+- failed attempts are retried after waits that grow with the **length of the outage** (10 %, jittered, within
+  ``reconnect_initial_s`` .. ``reconnect_max_s``; :mod:`ingest.opcua.backoff`): the first attempts come within a
+  second, a server back after 20 s is found within ~2 s;
 - on every connection the nodes, browse paths and patterns are resolved again and the **subscription is
   re-created** (data change, per-node sampling interval, ``queue_size``, ``discard_oldest``, absolute/percent
   deadband via ``DataChangeFilter``), or the variables are **polled** (``mode = "poll"``);
-- a **watchdog** treats a subscription without any publish response (data or keep-alive) for ``watchdog_s``
-  as lost; a lost connection or a silent subscription ends the connection;
-- after a loss, the first reading of each machine is preceded by a :class:`Gap` from that machine's last
-  reading before the loss to this one (event time), so downstream knows data is missing rather than zero.
+- a dead connection is detected within ``watchdog_s``: asyncua probes the server every ``watchdog_s / 2``
+  (fires the connection-lost callback), and a subscription without any publish response (data or keep-alive)
+  for ``watchdog_s`` is lost too; either ends the connection;
+- on a reconnect, what was missed is **backfilled**: for every node whose AccessLevel allows HistoryRead the raw
+  history from its last value to now is read and published in order, flagged ``backfilled`` (before any new
+  live value, which is then skipped where the history already had it); for every other node a :class:`Gap`
+  with reason ``connection_lost``, from the last value received to the reconnect on the **collector's clock**
+  (a server's clock may be wrong or replaying), is published before its first new value;
+- a node that cannot be monitored or read is logged with its NodeId and status code name (``BadNodeIdUnknown``)
+  and left out, not polled as one Bad reading after another.
 
 The output queue is bounded (``queue_maxsize``) with an explicit ``overflow`` policy: ``block`` (back-pressure
 into asyncua's own bounded subscription queue) or ``drop_oldest`` (counted as ``dropped_overflow``).
@@ -35,7 +42,7 @@ import logging
 import math
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
 
@@ -48,7 +55,7 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from ingest.exceptions import OpcUaError, OpcUaSecurityError
 from ingest.opcua.backoff import Backoff
-from ingest.opcua.mapping import Binding, Resolver
+from ingest.opcua.mapping import Binding, Resolver, status_name
 from ingest.opcua.security import apply_security
 from vigil.config import OpcUaSource, VigilConfig
 from vigil.contracts import Gap, Quality, Reading, utcnow
@@ -73,10 +80,25 @@ _SECURITY_CODES = {
     )
 }
 _RETRYABLE = (OSError, TimeoutError, ConnectionError, UaError, OpcUaError)
+_UNREADABLE = {
+    getattr(StatusCodes, name)
+    for name in (
+        "BadNodeIdUnknown",
+        "BadNodeIdInvalid",
+        "BadAttributeIdInvalid",
+        "BadNotReadable",
+        "BadUserAccessDenied",
+        "BadNotSupported",
+        "BadIndexRangeInvalid",
+    )
+}
+"""Read results that say the address is wrong, not that the value is bad: the node is named and left out."""
+_HISTORY_READ = 1 << 2
+"""The AccessLevel bit of a node whose history can be read."""
 
 
 class _Lost(Exception):
-    """The connection ended; ``reason`` goes into the Gap."""
+    """The connection ended; ``reason`` (how it was noticed) is counted as ``lost:<reason>``."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -127,15 +149,19 @@ class OpcUaCollector:
         self.queue_maxsize = source.queue_maxsize
         self.overflow = source.overflow
         self.counters: Counter[str] = Counter()
-        """``readings``, ``gaps``, ``connects``, ``connect_failed``, ``lost:<reason>``, ``duplicate``,
-        ``wrong_type``, ``dropped_overflow``, ``subscribe_failed`` and the resolver's rejection reasons."""
+        """``readings``, ``gaps``, ``backfilled``, ``connects``, ``connect_failed``, ``lost:<reason>``,
+        ``duplicate``, ``wrong_type``, ``dropped_overflow``, ``subscribe_failed``, ``unreadable``, ``pattern_empty``
+        and the resolver's rejection reasons."""
         self.bindings: list[Binding] = []
         self._queue: asyncio.Queue[Event | BaseException | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_ts: dict[tuple[str, str], datetime] = {}
-        self._machine_last: dict[str, datetime] = {}
-        self._lost: dict[str, tuple[datetime, str]] = {}
+        self._received: dict[tuple[str, str], datetime] = {}
+        """Collector clock when each (machine, sensor) last delivered a value."""
+        self._lost_at: datetime | None = None
+        self._backfilled: dict[tuple[str, str], datetime] = {}
         self._connected = asyncio.Event()
+        self.ever_connected = False
 
     # ------------------------------------------------------------------ context manager / iterator
     async def __aenter__(self) -> OpcUaCollector:
@@ -188,10 +214,7 @@ class OpcUaCollector:
         backoff = Backoff(self.source.reconnect_initial_s, self.source.reconnect_max_s)
         try:
             while True:
-                reason = await self._one_connection(backoff)
-                if reason is not None:
-                    self.counters[f"lost:{reason}"] += 1
-                    self._mark_lost(reason)
+                await self._one_connection(backoff)
                 delay = backoff.next()
                 log.info("opcua %s: reconnecting in %.1f s (attempt %d)", self.source.name, delay, backoff.attempt)
                 await asyncio.sleep(delay)
@@ -205,8 +228,11 @@ class OpcUaCollector:
             await self._put_control(exc)
 
     async def _one_connection(self, backoff: Backoff) -> str | None:
-        """Connect, resolve, collect until the connection is lost; the loss reason (None: never connected)."""
-        client = Client(self.source.endpoint, timeout=self.source.timeout_s)
+        """Connect, resolve, collect until the connection is lost; how it was lost (None: never connected)."""
+        # asyncua's supervisor probes the server every watchdog_intervall, waiting as long for the answer.
+        client = Client(
+            self.source.endpoint, timeout=self.source.timeout_s, watchdog_intervall=max(self.source.watchdog_s / 2, 0.2)
+        )
         lost = asyncio.Event()
 
         async def on_lost(exc: Exception) -> None:
@@ -233,6 +259,7 @@ class OpcUaCollector:
                 log.warning("opcua %s: cannot connect to %s: %r", self.source.name, self.source.endpoint, exc)
                 return None
             self.counters["connects"] += 1
+            self.ever_connected = True
             log.info("opcua %s: connected to %s (%s)", self.source.name, self.source.endpoint, self.source.mode)
             try:
                 self.bindings = await Resolver(self.source, self.config, self.counters).resolve(client)
@@ -244,14 +271,22 @@ class OpcUaCollector:
                 else:
                     await self._poll(client, lost)
             except _Lost as exc:
-                log.warning("opcua %s: %s", self.source.name, exc.reason.replace("_", " "))
-                return exc.reason
+                reason = exc.reason
+                log.warning("opcua %s: %s", self.source.name, reason.replace("_", " "))
             except _RETRYABLE as exc:
                 if isinstance(exc, OpcUaSecurityError):
                     raise
                 log.warning("opcua %s: connection lost: %r", self.source.name, exc)
-                return "connection_lost"
-            return "connection_lost"
+                reason = "connection_lost"
+            else:
+                reason = "connection_lost"
+            # Counted and timed when noticed, not after the goodbye below (which a dead peer never answers).
+            self.counters[f"lost:{reason}"] += 1
+            self._lost_at = self._lost_at or utcnow()
+            self._connected.clear()
+            with contextlib.suppress(Exception):
+                client.disconnect_socket()
+            return reason
         finally:
             self._connected.clear()
             with contextlib.suppress(Exception):
@@ -270,8 +305,9 @@ class OpcUaCollector:
             PublishingEnabled=True,
             Priority=0,
         )
+        # Live values wait in asyncua's queue while a backfill runs; sized so that a long one loses none.
         sub = await client.create_subscription(
-            params, handler=None, queue_maxsize=max(self.queue_maxsize, 1000), overflow=OverflowPolicy.DROP_OLDEST
+            params, handler=None, queue_maxsize=max(self.queue_maxsize, 100_000), overflow=OverflowPolicy.DROP_OLDEST
         )
         handles: dict[int, Binding] = {}
         by_node = {b.nodeid: b for b in self.bindings}
@@ -280,12 +316,21 @@ class OpcUaCollector:
             handles[1000 + i] = binding
             requests.append(self._monitored_item(1000 + i, binding))
         if requests:
+            failed = set()
             for binding, result in zip(self.bindings, await sub.create_monitored_items(requests), strict=True):
                 if isinstance(result, ua.StatusCode):
                     self.counters["subscribe_failed"] += 1
+                    failed.add(binding)
                     log.warning(
-                        "opcua %s: cannot monitor %s/%s: %s", source.name, binding.machine_id, binding.sensor, result
+                        "opcua %s: cannot monitor %s/%s (node %s): %s",
+                        source.name,
+                        binding.machine_id,
+                        binding.sensor,
+                        binding.address or binding.nodeid.to_string(),
+                        result.name,
                     )
+            self.bindings = [b for b in self.bindings if b not in failed]
+        await self._recover(client)
         self._connected.set()
         started = time.monotonic()
         while True:
@@ -302,7 +347,8 @@ class OpcUaCollector:
                 if bound is not None:
                     await self._emit(to_reading(bound, event.data.monitored_item.Value, source.name, source.event_time))
             elif isinstance(event, StatusChangeEvent) and not event.notification.Status.is_good():
-                raise _Lost("subscription_status")
+                # asyncua reports a lost transport as BadShutdown after firing the connection-lost callback.
+                raise _Lost("connection_lost" if lost.is_set() else f"status_{event.notification.Status.name}")
 
     def _monitored_item(self, handle: int, binding: Binding) -> ua.MonitoredItemCreateRequest:
         params = ua.MonitoringParameters()
@@ -323,11 +369,36 @@ class OpcUaCollector:
         item.RequestedParameters = params
         return item
 
-    async def _poll(self, client: Any, lost: asyncio.Event) -> None:
+    def _read_params(self) -> ua.ReadParameters:
         params = ua.ReadParameters()
         params.NodesToRead = [ua.ReadValueId(NodeId=b.nodeid, AttributeId=AttributeIds.Value) for b in self.bindings]
         params.TimestampsToReturn = ua.TimestampsToReturn.Both
         params.MaxAge = 0
+        return params
+
+    async def _poll(self, client: Any, lost: asyncio.Event) -> None:
+        timeout = min(self.source.timeout_s, self.source.watchdog_s)
+        first: list[ua.DataValue] = []
+        if self.bindings:
+            first = await asyncio.wait_for(client.uaclient.read(self._read_params()), timeout)
+            readable = []
+            for binding, dv in zip(self.bindings, first, strict=True):
+                code = dv.StatusCode.value if dv.StatusCode is not None else 0
+                if code in _UNREADABLE:
+                    self.counters["unreadable"] += 1
+                    log.warning(
+                        "opcua %s: cannot read %s/%s (node %s): %s; not polled",
+                        self.source.name,
+                        binding.machine_id,
+                        binding.sensor,
+                        binding.address or binding.nodeid.to_string(),
+                        ua.StatusCode(ua.UInt32(code)).name,
+                    )
+                else:
+                    readable.append(binding)
+            self.bindings = readable
+        params = self._read_params()
+        await self._recover(client)
         self._connected.set()
         interval = self.source.poll_interval_ms / 1000.0
         while True:
@@ -335,10 +406,92 @@ class OpcUaCollector:
                 raise _Lost("connection_lost")
             started = time.monotonic()
             if params.NodesToRead:
-                values = await asyncio.wait_for(client.uaclient.read(params), self.source.timeout_s)
+                values = await asyncio.wait_for(client.uaclient.read(params), timeout)
                 for binding, dv in zip(self.bindings, values, strict=True):
                     await self._emit(to_reading(binding, dv, self.source.name, self.source.event_time))
             await asyncio.sleep(max(interval - (time.monotonic() - started), 0.0))
+
+    # ------------------------------------------------------------------ after a reconnect: backfill or Gap
+    async def _recover(self, client: Any) -> None:
+        """Backfill what each node missed while the connection was down (HistoryRead), else publish its Gap."""
+        lost_at, self._lost_at = self._lost_at, None
+        self._backfilled.clear()
+        if lost_at is None:
+            return
+        now = utcnow()
+        missing: dict[str, list[Binding]] = {}
+        historized = await self._historized(client) if self.source.backfill else set()
+        for binding in self.bindings:
+            key = (binding.machine_id, binding.sensor)
+            since = self._last_ts.get(key)
+            if since is None:
+                continue  # it never delivered a value: nothing is known to be missing
+            if binding.nodeid in historized and await self._backfill(client, binding, since, now):
+                continue
+            missing.setdefault(binding.machine_id, []).append(binding)
+        for machine, bindings in missing.items():
+            received = [self._received[(b.machine_id, b.sensor)] for b in bindings]
+            start = min(min(received), lost_at)
+            whole = {b.sensor for b in bindings} >= {b.sensor for b in self.bindings if b.machine_id == machine}
+            for sensor in [None] if whole else [b.sensor for b in bindings]:
+                self.counters["gaps"] += 1
+                await self._put(
+                    Gap(
+                        machine_id=machine,
+                        sensor=sensor,
+                        start=start,
+                        end=max(now, start),
+                        reason="connection_lost",
+                        source=self.source.name,
+                    )
+                )
+
+    async def _historized(self, client: Any) -> set[ua.NodeId]:
+        """The bound nodes whose AccessLevel allows HistoryRead."""
+        if not self.bindings:
+            return set()
+        params = ua.ReadParameters()
+        params.NodesToRead = [
+            ua.ReadValueId(NodeId=b.nodeid, AttributeId=AttributeIds.AccessLevel) for b in self.bindings
+        ]
+        try:
+            values = await asyncio.wait_for(client.uaclient.read(params), self.source.timeout_s)
+        except (*_RETRYABLE, TimeoutError) as exc:
+            log.warning("opcua %s: cannot read access levels for backfill: %r", self.source.name, exc)
+            return set()
+        out = set()
+        for binding, dv in zip(self.bindings, values, strict=True):
+            level = dv.Value.Value if dv.Value is not None else None
+            if isinstance(level, int) and level & _HISTORY_READ:
+                out.add(binding.nodeid)
+        return out
+
+    async def _backfill(self, client: Any, binding: Binding, since: datetime, until: datetime) -> bool:
+        """Publish the node's history after ``since`` (its last value) up to ``until``; False if unreadable."""
+        start = max(since, until - timedelta(seconds=self.source.backfill_max_s))
+        node = client.get_node(binding.nodeid)
+        try:
+            history = await asyncio.wait_for(
+                node.read_raw_history(start, until, numvalues=0, return_bounds=False), self.source.timeout_s * 3
+            )
+        except (*_RETRYABLE, TimeoutError) as exc:
+            log.warning(
+                "opcua %s: HistoryRead of %s/%s failed (%s); marking a gap",
+                self.source.name,
+                binding.machine_id,
+                binding.sensor,
+                status_name(exc),
+            )
+            return False
+        if start > since:
+            return False  # older than backfill_max_s: the rest stays a gap
+        key = (binding.machine_id, binding.sensor)
+        readings = [to_reading(binding, dv, self.source.name, self.source.event_time) for dv in history]
+        for reading in sorted((r for r in readings if r.ts > since), key=lambda r: r.ts):
+            await self._emit(reading.model_copy(update={"flags": (*reading.flags, "backfilled")}))
+            self.counters["backfilled"] += 1
+            self._backfilled[key] = reading.ts
+        return True
 
     # ------------------------------------------------------------------ output
     async def _emit(self, reading: Reading) -> None:
@@ -346,32 +499,18 @@ class OpcUaCollector:
         if self._last_ts.get(key) == reading.ts:
             self.counters["duplicate"] += 1
             return
+        backfilled = self._backfilled.get(key)
+        if backfilled is not None and reading.ts <= backfilled and "backfilled" not in reading.flags:
+            self.counters["duplicate"] += 1  # a live value the history already delivered
+            return
         if "wrong_type" in reading.flags:
             self.counters["wrong_type"] += 1
         if reading.value is not None and not math.isfinite(reading.value):
             self.counters["not_finite"] += 1
         self._last_ts[key] = reading.ts
-        lost = self._lost.pop(reading.machine_id, None)
-        if lost is not None and reading.ts > lost[0]:
-            self.counters["gaps"] += 1
-            await self._put(
-                Gap(
-                    machine_id=reading.machine_id,
-                    start=lost[0],
-                    end=reading.ts,
-                    reason=lost[1],
-                    source=self.source.name,
-                )
-            )
-        previous = self._machine_last.get(reading.machine_id)
-        if previous is None or reading.ts > previous:
-            self._machine_last[reading.machine_id] = reading.ts
+        self._received[key] = utcnow()
         self.counters["readings"] += 1
         await self._put(reading)
-
-    def _mark_lost(self, reason: str) -> None:
-        for machine, last in self._machine_last.items():
-            self._lost.setdefault(machine, (last, reason))
 
     async def _put(self, event: Event) -> None:
         assert self._queue is not None

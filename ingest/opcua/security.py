@@ -5,13 +5,19 @@ endpoints up over an unsecured *discovery* request (allowed by OPC UA, no sessio
 when it offers no endpoint with that policy and mode, when its certificate differs from the pinned
 ``server_certificate`` (untrusted), or when a certificate (the server's or our own) is expired or not yet valid.
 Each refusal is an :class:`~ingest.exceptions.OpcUaSecurityError` that says which and why; it is not retried.
+
+The client announces ``security.application_uri`` (default ``urn:vigil:collector``) as its ApplicationUri, and
+its certificate must carry the same URI in its subjectAltName, or servers refuse it
+(``BadCertificateUriInvalid``). :func:`make_client_certificate` (``vigil opcua cert``) writes such a pair; a
+configured certificate without the URI is refused before connecting, naming both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, datetime
+import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +26,10 @@ from asyncua.client.client import Client
 from asyncua.crypto import security_policies
 from asyncua.ua.uaerrors import UaError
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ingest.exceptions import OpcUaError, OpcUaSecurityError
 from vigil.config import OpcUaSecurity
@@ -68,6 +77,86 @@ def check_validity(cert: x509.Certificate, what: str, now: datetime | None = Non
         )
 
 
+def certificate_uris(cert: x509.Certificate) -> list[str]:
+    """The URIs in a certificate's subjectAltName (an OPC UA application's ApplicationUri is one of them)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    return list(san.value.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+def check_application_uri(cert: x509.Certificate, application_uri: str, path: Path | str) -> None:
+    """Refuse a client certificate that does not carry the configured application URI."""
+    uris = certificate_uris(cert)
+    if application_uri not in uris:
+        raise OpcUaSecurityError(
+            f"client certificate {path} carries the URI(s) {', '.join(uris) or '(none)'}, not the configured "
+            f"security.application_uri {application_uri!r}; servers refuse that (BadCertificateUriInvalid). "
+            f"Make one with `vigil opcua cert` or set application_uri to the certificate's URI"
+        )
+
+
+def make_client_certificate(
+    certificate: Path,
+    private_key: Path,
+    application_uri: str,
+    common_name: str = "Vigil collector",
+    hostname: str | None = None,
+    days: int = 730,
+    key_size: int = 2048,
+) -> x509.Certificate:
+    """Write a self-signed OPC UA client certificate (DER) and its key (PEM, unencrypted, mode 0600).
+
+    The subjectAltName holds the application URI and the host name, the key usages are those OPC UA Part 6
+    asks of an application instance certificate. The server's administrator trusts this certificate (copies it
+    into the server's trusted folder).
+    """
+    hostname = hostname or socket.gethostname()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(application_uri), x509.DNSName(hostname)]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=True,
+                data_encipherment=True,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    certificate.parent.mkdir(parents=True, exist_ok=True)
+    private_key.parent.mkdir(parents=True, exist_ok=True)
+    certificate.write_bytes(cert.public_bytes(Encoding.DER))
+    private_key.write_bytes(
+        key.private_bytes(Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    )
+    private_key.chmod(0o600)
+    return cert
+
+
 def _first_cert(der: bytes) -> bytes:
     # A server may send its certificate followed by its chain; the first DER SEQUENCE is its own.
     length = int.from_bytes(der[2:4], "big") + 4
@@ -108,9 +197,12 @@ async def verify_server(endpoint: str, security: OpcUaSecurity, timeout_s: float
 
 async def apply_security(client: Any, endpoint: str, security: OpcUaSecurity, timeout_s: float) -> None:
     """Configure a fresh client with the configured policy, certificates and user; refuse what is unsafe."""
+    client.application_uri = security.application_uri
     if security.policy != "None":
         assert security.certificate is not None and security.private_key is not None  # the config validated it
-        check_validity(load_certificate(security.certificate), "client")
+        own = load_certificate(security.certificate)
+        check_validity(own, "client")
+        check_application_uri(own, security.application_uri, security.certificate)
         await verify_server(endpoint, security, timeout_s)
         await client.set_security(
             POLICY_CLASSES[security.policy],

@@ -39,6 +39,9 @@ from vigil.config.plant import (
     Site,
 )
 from vigil.config.sources import (
+    ModbusGroup,
+    ModbusRegister,
+    ModbusSource,
     MqttMapping,
     MqttSource,
     OpcUaNode,
@@ -61,6 +64,9 @@ __all__ = [
     "Line",
     "Machine",
     "MachineType",
+    "ModbusGroup",
+    "ModbusRegister",
+    "ModbusSource",
     "ModelConfig",
     "MqttMapping",
     "MqttSettings",
@@ -189,6 +195,15 @@ class VigilConfig(BaseSettings):
                         )
                     )
         problems += _duplicates("sources.opcua", [src.name for src in self.sources.opcua])
+        for s, msrc in enumerate(self.sources.modbus):
+            for g, group in enumerate(msrc.groups):
+                for r, reg in enumerate(group.registers):
+                    where = f"sources.modbus[{s}].groups[{g}].registers[{r}]"
+                    if reg.machine not in machine_types:
+                        problems.append((f"{where}.machine", f"unknown machine {reg.machine!r}"))
+                    elif reg.sensor not in self.machine_types[machine_types[reg.machine]].sensors:
+                        problems.append((f"{where}.sensor", f"machine {reg.machine!r} has no sensor {reg.sensor!r}"))
+        problems += _duplicates("sources.modbus", [src.name for src in self.sources.modbus])
         problems += self._mapped_machines(machine_types)
         receivers = [r.name for r in self.alerts.receivers]
         problems += _duplicates("alerts.receivers", receivers)

@@ -1,14 +1,69 @@
-"""Collectors' configuration: OPC UA endpoints with node mappings and patterns, MQTT payload mappings."""
+"""Collectors' configuration: OPC UA endpoints with node mappings and patterns, Modbus TCP register maps, MQTT
+payload mappings."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from vigil.config._base import Section
 from vigil.config.mapping import FileSource, KafkaSource, MaintenanceSource, ReadingMapping
+
+NODE_ID = re.compile(
+    r"^(?:ns=\d+;|nsu=[^;]+;)?"
+    r"(?:i=\d+|s=.+|g=[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|b=[A-Za-z0-9+/=]+)$"
+)
+"""OPC UA's NodeId string form: namespace by index (``ns=2;``) or by URI (``nsu=urn:x;``), then the identifier."""
+BROWSE_PART = re.compile(r"(?:(\d+):|nsu=([^;]+);)([^/]+)")
+"""One browse path part: ``<namespace index>:<name>`` or ``nsu=<namespace uri>;<name>`` (a URI may hold ``/``)."""
+
+
+def check_node_id(node_id: str) -> str:
+    """A NodeId string as OPC UA writes it, or ValueError saying what it should look like.
+
+    >>> check_node_id("nsu=urn:vigil:simulator;s=PMP-001.flow")
+    'nsu=urn:vigil:simulator;s=PMP-001.flow'
+    >>> check_node_id("P-101.speed")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'P-101.speed' is not a NodeId: write ns=<index>;s=<name> or nsu=<namespace uri>;s=<name> (or i=, g=, b=)
+    """
+    if not NODE_ID.match(node_id):
+        raise ValueError(
+            f"{node_id!r} is not a NodeId: write ns=<index>;s=<name> or nsu=<namespace uri>;s=<name> (or i=, g=, b=)"
+        )
+    return node_id
+
+
+def split_browse_path(path: str) -> list[tuple[int | str, str]]:
+    """``"0:Objects/nsu=urn:x;Plant"`` -> ``[(0, "Objects"), ("urn:x", "Plant")]``: each part's namespace (index or
+    URI) and name, or ValueError naming the first part without a namespace.
+
+    >>> split_browse_path("/0:Objects/nsu=http://vigil.example/ns;Plant/2:PMP-001")
+    [(0, 'Objects'), ('http://vigil.example/ns', 'Plant'), (2, 'PMP-001')]
+    >>> split_browse_path("Objects/Plant")
+    Traceback (most recent call last):
+    ...
+    ValueError: browse path 'Objects/Plant': part 'Objects' is not <namespace index>:<name> or nsu=<namespace uri>;<name> (e.g. 0:Objects)
+    """
+    parts: list[tuple[int | str, str]] = []
+    pos, text = 0, path.strip("/")
+    while pos < len(text):
+        m = BROWSE_PART.match(text, pos)
+        if m is None or (m.end() < len(text) and text[m.end()] != "/"):
+            bad = text[pos:].split("/", 1)[0]
+            raise ValueError(
+                f"browse path {path!r}: part {bad!r} is not <namespace index>:<name> or nsu=<namespace uri>;<name>"
+                f" (e.g. 0:{bad.rsplit(':', 1)[-1]})"
+            )
+        parts.append((int(m.group(1)) if m.group(1) is not None else m.group(2), m.group(3)))
+        pos = m.end() + 1
+    if not parts:
+        raise ValueError(f"browse path {path!r} is empty")
+    return parts
 
 
 class OpcUaSecurity(Section):
@@ -23,6 +78,9 @@ class OpcUaSecurity(Section):
     """The trusted (pinned) server certificate; a server presenting another one is refused."""
     username: str | None = None
     password: SecretStr | None = None
+    application_uri: str = Field(default="urn:vigil:collector", pattern=r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
+    """The client's ApplicationUri: announced in the session and written into the certificate by
+    ``vigil opcua cert`` (servers refuse a certificate whose URI differs: ``BadCertificateUriInvalid``)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -48,6 +106,18 @@ class OpcUaNode(Section):
     deadband_abs: float | None = Field(default=None, ge=0)
     deadband_pct: float | None = Field(default=None, ge=0, le=100)
 
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str | None) -> str | None:
+        return None if value is None else check_node_id(value)
+
+    @field_validator("browse_path")
+    @classmethod
+    def _browse_path(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_browse_path(value)
+        return value
+
     @model_validator(mode="after")
     def _one_address(self) -> Self:
         if (self.node_id is None) == (self.browse_path is None):
@@ -69,6 +139,12 @@ class OpcUaPattern(Section):
     id_template: str = "{name}"
     sensor_names: dict[str, str] = {}
 
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        split_browse_path(value)
+        return value
+
 
 class OpcUaSource(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -85,15 +161,89 @@ class OpcUaSource(Section):
     security: OpcUaSecurity = OpcUaSecurity()
     nodes: list[OpcUaNode] = []
     patterns: list[OpcUaPattern] = []
-    watchdog_s: float = Field(default=30.0, gt=0)
-    """A subscription silent for this long is treated as lost: reconnect and mark a gap."""
-    reconnect_initial_s: float = Field(default=1.0, gt=0)
+    watchdog_s: float = Field(default=5.0, gt=0)
+    """A dead connection is detected within this: the client probes the server every ``watchdog_s / 2`` (that
+    long to answer), and a subscription without any publish response (data or keep-alive) for this long is lost."""
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+    """Reconnect waits are 10 % of the outage so far, within ``reconnect_initial_s`` .. ``reconnect_max_s``."""
+    backfill: bool = True
+    """On reconnect, read what was missed with HistoryRead (raw) where the server historizes a node; published
+    in order with the flag ``backfilled``. Nodes without history get a Gap (``connection_lost``)."""
+    backfill_max_s: float = Field(default=3600.0, gt=0)
+    """Backfill at most this much of an outage (the rest stays a Gap)."""
     timeout_s: float = Field(default=10.0, gt=0)
     queue_maxsize: int = Field(default=10_000, ge=1, le=1_000_000)
     """Bound of the collector's output queue (readings and gaps waiting for the publisher)."""
     overflow: Literal["block", "drop_oldest"] = "block"
     """Full output queue: ``block`` (back-pressure) or ``drop_oldest`` (counted as ``dropped_overflow``)."""
+
+
+ModbusTable = Literal["holding", "input", "coil", "discrete"]
+ModbusType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64", "bool"]
+MODBUS_WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4, "bool": 1}
+"""16-bit registers per value type (coils and discrete inputs: one bit each)."""
+
+
+class ModbusRegister(Section):
+    """One value of one sensor: where it is (table, 0-based address), how it is encoded and scaled.
+
+    ``value = raw * scale + offset``. ``word_order`` is the order of the 16-bit registers of a 32/64-bit value
+    (``big``: most significant register first, Modbus' usual), ``byte_order`` the order inside each register.
+    """
+
+    machine: str
+    sensor: str
+    table: ModbusTable = "holding"
+    address: int = Field(ge=0, le=65535)
+    type: ModbusType = "uint16"
+    word_order: Literal["big", "little"] | None = None
+    """Default: the source's ``word_order``."""
+    byte_order: Literal["big", "little"] | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str | None = None
+    """The unit the device delivers; default: the sensor's configured unit."""
+
+    @model_validator(mode="after")
+    def _type_fits_table(self) -> Self:
+        bits = self.table in ("coil", "discrete")
+        if bits != (self.type == "bool"):
+            raise ValueError(
+                f"table {self.table!r} holds {'bits: type must be bool' if bits else 'registers: type must not be bool'}"
+            )
+        if self.address + MODBUS_WORDS[self.type] - 1 > 65535:
+            raise ValueError(f"a {self.type} at address {self.address} runs past register 65535")
+        return self
+
+
+class ModbusGroup(Section):
+    """Registers polled together every ``interval_ms`` (contiguous ones in one request)."""
+
+    name: str = Field(default="default", pattern=r"^[A-Za-z0-9_.\-]+$")
+    interval_ms: float = Field(default=1000, gt=0)
+    unit_id: int | None = Field(default=None, ge=0, le=255)
+    """Default: the source's ``unit_id`` (the device behind a gateway)."""
+    registers: list[ModbusRegister] = Field(min_length=1)
+
+
+class ModbusSource(Section):
+    """One Modbus TCP device (or gateway): its register map in polling groups."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
+    word_order: Literal["big", "little"] = "big"
+    byte_order: Literal["big", "little"] = "big"
+    timeout_s: float = Field(default=3.0, gt=0)
+    """Per request; a request without an answer in this time ends the connection (reconnect, Gap)."""
+    retries: int = Field(default=0, ge=0, le=5)
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    max_gap_registers: int = Field(default=8, ge=0, le=100)
+    """Registers of one group less than this far apart are read in one request (the unused ones discarded)."""
+    groups: list[ModbusGroup] = Field(min_length=1)
 
 
 class MqttMapping(ReadingMapping):
@@ -139,6 +289,7 @@ class MqttSource(Section):
 
 class Sources(Section):
     opcua: list[OpcUaSource] = []
+    modbus: list[ModbusSource] = []
     mqtt: list[MqttSource] = []
     file: list[FileSource] = []
     kafka: list[KafkaSource] = []

@@ -16,9 +16,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ingest.exceptions import OpcUaSecurityError
 from ingest.opcua.collector import OpcUaCollector
+from ingest.opcua.security import make_client_certificate
 from ingest.simulator.fleet import Fleet
 from ingest.simulator.server import NAMESPACE_URI, ServerSecurity, SimulatorServer
-from vigil.config import OpcUaSource, VigilConfig
+from vigil.config import OpcUaSecurity, OpcUaSource, VigilConfig
 from vigil.contracts import Reading
 
 pytestmark = pytest.mark.integration
@@ -84,15 +85,21 @@ def make_cert(
 def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     d = tmp_path_factory.mktemp("pki")
     server_uri = f"{NAMESPACE_URI}:server"
-    return {
+    out = {
         "server": make_cert(d, "server", server_uri, server=True),
         "other": make_cert(d, "other-server", server_uri, server=True),
         "expired": make_cert(d, "expired-server", server_uri, server=True, valid_from=datetime(2024, 1, 1, tzinfo=UTC)),
-        "client": make_cert(d, "client", "urn:freeopcua:client", server=False),
+        # As `vigil opcua cert` makes it: the configured application URI in the subjectAltName.
+        "client": (d / "client.der", d / "client.key.pem"),
+        "client-wrong-uri": make_cert(d, "client-wrong-uri", "urn:freeopcua:client", server=False),
     }
+    make_client_certificate(*out["client"], application_uri=OpcUaSecurity().application_uri)
+    return out
 
 
-def _source(port: int, certs: dict[str, tuple[Path, Path]], pinned: str, **security: Any) -> OpcUaSource:
+def _source(
+    port: int, certs: dict[str, tuple[Path, Path]], pinned: str, client: str = "client", **security: Any
+) -> OpcUaSource:
     return OpcUaSource.model_validate(
         {
             "name": "secure",
@@ -104,8 +111,8 @@ def _source(port: int, certs: dict[str, tuple[Path, Path]], pinned: str, **secur
             "timeout_s": 5,
             "nodes": [{"machine": "PMP-001", "sensor": "flow", "node_id": "ns=2;s=PMP-001.flow"}],
             "security": {
-                "certificate": str(certs["client"][0]),
-                "private_key": str(certs["client"][1]),
+                "certificate": str(certs[client][0]),
+                "private_key": str(certs[client][1]),
                 "server_certificate": str(certs[pinned][0]),
                 **security,
             },
@@ -193,3 +200,14 @@ def test_wrong_password_is_refused(
     )
     message = _refused(example_config, source, free_port, security)
     assert "refused the session" in message and "nope" not in message
+
+
+def test_client_certificate_without_the_application_uri_is_refused_naming_both(
+    example_config: VigilConfig, certs: dict[str, tuple[Path, Path]], free_port: int
+) -> None:
+    security = ServerSecurity(certs["server"][0], certs["server"][1])
+    source = _source(
+        free_port, certs, "server", client="client-wrong-uri", policy="Basic256Sha256", mode="SignAndEncrypt"
+    )
+    message = _refused(example_config, source, free_port, security)
+    assert "urn:freeopcua:client" in message and "urn:vigil:collector" in message and "vigil opcua cert" in message

@@ -54,5 +54,6 @@ def test_silent_subscription_is_recreated_and_the_gap_marked(example_config: Vig
     gaps, after, counters = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert after >= 20
     assert len(gaps) == 1 and gaps[0].machine_id == "MTR-003" and gaps[0].start < gaps[0].end
-    assert gaps[0].reason in ("subscription_silent", "subscription_status"), gaps
+    assert gaps[0].reason == "connection_lost", gaps  # how it was noticed is counted: lost:subscription_silent
+    assert counters["lost:subscription_silent"] == 1, counters
     assert counters["connects"] == 2, counters

@@ -55,10 +55,44 @@ def test_pattern_id_template_and_sensor_names(example_config: VigilConfig) -> No
     assert unknown == ["Colour"]
 
 
-def test_browse_paths_need_namespace_indexes() -> None:
-    assert parse_browse_path("/0:Objects/2:Plant/") == ["0:Objects", "2:Plant"]
+def test_browse_paths_need_a_namespace_index_or_uri() -> None:
+    assert parse_browse_path("/0:Objects/2:Plant/") == [(0, "Objects"), (2, "Plant")]
+    assert parse_browse_path("0:Objects/nsu=urn:vigil:simulator;Plant") == [
+        (0, "Objects"),
+        ("urn:vigil:simulator", "Plant"),
+    ]
     with pytest.raises(MappingError, match="Plant"):
         parse_browse_path("0:Objects/Plant")
+
+
+def _plant_with(source: dict[str, object]) -> dict[str, object]:
+    data = tomllib.loads((ROOT / "config" / "plant.example.toml").read_text())
+    data["sources"] = {"opcua": [{"name": "s", "endpoint": "opc.tcp://h:4840/", **source}]}
+    return data
+
+
+def test_config_check_refuses_node_id_and_browse_path_syntax_naming_the_key() -> None:
+    bad_node = _plant_with({"nodes": [{"machine": "PMP-001", "sensor": "flow", "node_id": "P-101.speed"}]})
+    with pytest.raises(
+        ConfigError, match=r"sources\.opcua\[0\]\.nodes\[0\]\.node_id: .*'P-101\.speed' is not a NodeId"
+    ):
+        load_config(data=bad_node, environ={})
+    bad_folder = _plant_with({"patterns": [{"folder": "Objects/Plant", "machine_type": "pump"}]})
+    with pytest.raises(ConfigError, match=r"sources\.opcua\[0\]\.patterns\[0\]\.folder: .*part 'Objects'"):
+        load_config(data=bad_folder, environ={})
+    bad_path = _plant_with({"nodes": [{"machine": "PMP-001", "sensor": "flow", "browse_path": "0:Objects/Plant/x"}]})
+    with pytest.raises(ConfigError, match=r"nodes\[0\]\.browse_path: .*part 'Plant'"):
+        load_config(data=bad_path, environ={})
+    fine = _plant_with(
+        {
+            "nodes": [
+                {"machine": "PMP-001", "sensor": "flow", "node_id": "nsu=urn:vigil:simulator;s=PMP-001.flow"},
+                {"machine": "PMP-001", "sensor": "speed", "node_id": "ns=2;i=1042"},
+            ],
+            "patterns": [{"folder": "0:Objects/nsu=http://vigil.example/ns;Plant", "machine_type": "pump"}],
+        }
+    )
+    assert len(load_config(data=fine, environ={}).sources.opcua[0].nodes) == 2
 
 
 def _dv(value: object, code: int = 0, source: datetime | None = T, server: datetime | None = None) -> ua.DataValue:
@@ -91,13 +125,21 @@ def test_wrong_types_become_flagged_none() -> None:
     assert to_reading(BINDING, _dv(3), "s", "source").value == 3.0
 
 
-def test_backoff_grows_with_jitter_and_resets() -> None:
-    b = Backoff(0.5, 10.0, jitter=0.5, seed=1)
-    delays = [b.next() for _ in range(8)]
-    for n, d in enumerate(delays):
-        base = min(0.5 * 2**n, 10.0)
-        assert base * 0.5 <= d <= base
-    assert len(set(delays)) == len(delays), "jittered"
+def test_backoff_follows_the_outage_with_jitter_and_resets() -> None:
+    now = [0.0]
+    b = Backoff(0.5, 60.0, jitter=0.25, seed=1, clock=lambda: now[0])
+    delays = []
+    for _ in range(40):
+        delays.append(b.next())
+        now[0] += delays[-1] + 0.01  # a refused connection fails at once
+    outage = 0.0
+    for d in delays:
+        base = max(0.5, min(60.0, 0.1 * outage))
+        assert base * 0.75 <= d <= base
+        outage += d + 0.01
+    # The case: a server back after 20 s is tried again within ~2 s (was 26-28 s).
+    assert all(d <= 2.5 for d, t in zip(delays, [sum(delays[:i]) for i in range(len(delays))], strict=True) if t < 25)
+    assert len(set(delays[5:])) == len(delays[5:]), "jittered"
     b.reset()
     assert b.next() <= 0.5
 
