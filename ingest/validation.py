@@ -38,6 +38,40 @@ log = logging.getLogger(__name__)
 
 REJECT_REASONS = ("unknown_machine", "unknown_sensor", "wrong_type")
 FLAG_REASONS = ("bad_quality", "uncertain_quality", "not_finite", "out_of_range", "unit_mismatch", "clock_skew")
+MAX_MAGNITUDE = 1e15
+"""No sensor value is believed beyond this magnitude, whatever range the plant file gives (``out_of_range``): it
+keeps every statistic of the accepted values far from float64's limits (a fourth power of 1e15 is 1e60) and no
+physical sensor Vigil reads (temperatures, pressures, currents, counters) gets near it."""
+
+
+def valid_ranges(config: VigilConfig) -> dict[str, dict[str, tuple[float, float]]]:
+    """Machine id -> sensor -> the valid range ``(min, max)`` a value must lie in, from the plant file (per-machine
+    overrides applied) and never wider than :data:`MAX_MAGNITUDE`. The one table of these rules: the collectors'
+    :class:`Validator` and the feature worker's decoder (:mod:`streaming.decoding`) both judge values with it.
+
+    >>> from vigil.config import load_config
+    >>> valid_ranges(load_config(environ={}))["PMP-001"]["bearing_temp"]
+    (-20.0, 150.0)
+    """
+    return {
+        machine.id: {
+            name: (max(spec.range.min, -MAX_MAGNITUDE), min(spec.range.max, MAX_MAGNITUDE))
+            for name, spec in machine.sensors.items()
+        }
+        for machine in config.machines_by_id.values()
+    }
+
+
+def value_flag(value: float, low: float, high: float) -> str | None:
+    """Why a number cannot be used as a reading of a sensor with the valid range ``[low, high]``: ``not_finite``
+    (NaN, infinity), ``out_of_range``, or ``None`` when it can.
+
+    >>> value_flag(20.0, -20.0, 150.0), value_flag(-5000.0, -20.0, 150.0), value_flag(float("inf"), -20.0, 150.0)
+    (None, 'out_of_range', 'not_finite')
+    """
+    if low <= value <= high:
+        return None
+    return "out_of_range" if math.isfinite(value) else "not_finite"
 
 
 def coerce_value(raw: Any) -> float | None:
@@ -144,10 +178,11 @@ class Validator:
         # (machine, sensor) -> (min, max, unit), resolved once: check() runs for every reading.
         self._specs: dict[tuple[str, str], tuple[float, float, str]] = {}
         self._machines: set[str] = set()
+        ranges = valid_ranges(config)
         for machine in config.machines_by_id.values():
             self._machines.add(machine.id)
             for name, spec in machine.sensors.items():
-                self._specs[(machine.id, name)] = (spec.range.min, spec.range.max, spec.unit)
+                self._specs[(machine.id, name)] = (*ranges[machine.id][name], spec.unit)
 
     def check(self, reading: Reading) -> Reading | None:
         """The reading with its flags set, or ``None`` when it must be rejected (unknown machine or sensor)."""
@@ -162,11 +197,11 @@ class Validator:
         elif reading.quality is Quality.UNCERTAIN:
             flags.append("uncertain_quality")
         if value is not None:
-            if not math.isfinite(value):
-                flags.append("not_finite")
-                value = None
-            elif not spec[0] <= value <= spec[1]:
-                flags.append("out_of_range")
+            flag = value_flag(value, spec[0], spec[1])
+            if flag is not None:
+                flags.append(flag)
+                if flag == "not_finite":
+                    value = None
         if reading.unit is not None and reading.unit != spec[2]:
             flags.append("unit_mismatch")
         # The cached horizon may be up to a second old; a reading beyond it is judged again on the clock now, so

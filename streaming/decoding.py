@@ -7,6 +7,17 @@ and turned straight into ``(sensor, epoch seconds, value or NaN)`` tuples for th
 path is not sure about falls through to :func:`vigil.contracts.decode`, which either accepts it or raises the
 :class:`~vigil.exceptions.ContractError` whose reason goes into the dead letter.
 
+The decoder is stricter than the contract's parser where a lax reading would let a wrong number through (the
+collector checked nothing of a record sent straight to the topic): a duplicate key in a JSON object or MessagePack
+map (``duplicate_key``: which value was meant is unknowable), a boolean anywhere or text as a value (``wrong_type``:
+a switch state is not a reading) are refused. Given the plant's valid ranges (:meth:`ReadingDecoder.for_plant`, what
+the worker uses) it also applies the collector's rules (:func:`ingest.validation.valid_ranges`): a record of an
+unknown machine is refused (``unknown_machine``); readings of an unknown sensor are refused (``unknown_sensor``: the
+record when it holds nothing else, else listed in :attr:`Decoded.refused` while its other readings are used); a
+value outside its sensor's range (and never beyond :data:`ingest.validation.MAX_MAGNITUDE`) is flagged as the
+collector flags it, ``out_of_range`` (or ``not_finite``), and made unusable (NaN: it counts in the window's bad
+share), counted in :attr:`ReadingDecoder.counters` and logged once per machine and sensor.
+
 >>> d = ReadingDecoder()
 >>> m = d.decode(b'{"v":1,"kind":"reading_batch","machine_id":"PMP-001","samples":['
 ...              b'{"sensor":"flow","ts":"2026-01-01T00:00:00Z","value":12.5},'
@@ -17,14 +28,20 @@ path is not sure about falls through to :func:`vigil.contracts.decode`, which ei
 Traceback (most recent call last):
 ...
 vigil.exceptions.ContractError: schema: reading.ts: Input should have timezone info; reading.value: Field required
+>>> d.decode(b'{"v":1,"kind":"reading","machine_id":"PMP-001","sensor":"flow","ts":"2026-01-01T00:00:00Z","value":true}')
+Traceback (most recent call last):
+...
+vigil.exceptions.ContractError: wrong_type: value: true is a boolean, not a number
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
@@ -32,9 +49,11 @@ from typing import Any
 
 import numpy as np
 
+from ingest.validation import MAX_MAGNITUDE, valid_ranges, value_flag
 from streaming.window_types import Array
 from streaming.windows import UNUSABLE_FLAGS as _UNUSABLE_FLAGS
 from streaming.windows import column_arrays, usable
+from vigil.config import VigilConfig
 from vigil.contracts import (
     PACKED_KEYS,
     Gap,
@@ -46,6 +65,8 @@ from vigil.contracts import (
     unpack_document,
 )
 from vigil.exceptions import ContractError
+
+log = logging.getLogger(__name__)
 
 # ``\Z``, not ``$``: Python's ``$`` also matches before a trailing newline, which the contract's pattern refuses.
 _IDENT = re.compile(r"[A-Za-z0-9_.:\-/]+\Z")
@@ -66,6 +87,11 @@ _NAN = math.nan
 _INF = math.inf
 _DIGITS = "0123456789"
 _fromiso = datetime.fromisoformat
+Bounds = tuple[float, float]
+"""A sensor's valid range ``(min, max)``."""
+_ANY: Bounds = (-MAX_MAGNITUDE, MAX_MAGNITUDE)
+"""The range of a sensor when no plant file says more."""
+_WARN_KEYS = 1000
 
 
 def _canonical(t: str) -> bool:
@@ -144,6 +170,9 @@ class Decoded:
     """Decoded by the fast path (for the benchmark and metrics)."""
     columns: Columns | None = None
     """Set for ``reading_columns`` messages (then :attr:`samples` is empty)."""
+    refused: tuple[str, str] | None = None
+    """``(reason, detail)`` when some readings of the record were refused (an unknown sensor) and the others kept:
+    the worker dead-letters the record with it."""
 
     @property
     def readings(self) -> int:
@@ -151,12 +180,104 @@ class Decoded:
 
 
 class ReadingDecoder:
-    """Decodes ``reading_batch``, ``reading`` and ``gap`` messages; anything else is a :class:`ContractError`."""
+    """Decodes ``reading_batch``, ``reading`` and ``gap`` messages; anything else is a :class:`ContractError`.
 
-    def __init__(self, accept_uncertain: bool = False, cache_size: int = 100_000) -> None:
+    ``ranges`` (machine id -> sensor -> valid range, see :func:`ingest.validation.valid_ranges`) are the plant's:
+    with them unknown machines and sensors are refused and values outside their range flagged; without them (a
+    tool reading any topic) every identifier is accepted and only :data:`~ingest.validation.MAX_MAGNITUDE` bounds
+    a value. ``counters`` counts every reading flagged and every record refused here, by reason.
+    """
+
+    def __init__(
+        self,
+        accept_uncertain: bool = False,
+        cache_size: int = 100_000,
+        ranges: Mapping[str, Mapping[str, Bounds]] | None = None,
+    ) -> None:
         self.accept_uncertain = accept_uncertain
         self.cache_size = cache_size
+        self.ranges = ranges
+        self.counters: Counter[str] = Counter()
         self._idents: set[str] = set()
+        self._warned: set[tuple[str, str, str]] = set()
+        # Machine -> sensor -> bounds: the plant's (names the contract would refuse are left out, so that the fast
+        # path, which skips the identifier check for a known name, never accepts one), else filled as names come.
+        self._known: dict[str, dict[str, Bounds]] = {}
+        if ranges is not None:
+            for machine, sensors in ranges.items():
+                if _is_ident(machine):
+                    self._known[machine] = {k: (float(b[0]), float(b[1])) for k, b in sensors.items() if _is_ident(k)}
+
+    @classmethod
+    def for_plant(cls, config: VigilConfig) -> ReadingDecoder:
+        """The feature worker's decoder: the plant file's machines, sensors and valid ranges, its
+        ``windows.accept_uncertain``.
+
+        >>> from vigil.config import load_config
+        >>> d = ReadingDecoder.for_plant(load_config(environ={}))
+        >>> r = d.decode(b'{"v":1,"kind":"reading","machine_id":"PMP-001","sensor":"bearing_temp",'
+        ...              b'"ts":"2026-01-01T00:00:00Z","value":-5000}')
+        >>> r.samples[0][2] != r.samples[0][2], dict(d.counters)
+        (True, {'out_of_range': 1})
+        >>> d.decode(b'{"v":1,"kind":"reading","machine_id":"PMP-999","sensor":"flow","ts":"2026-01-01T00:00:00Z","value":1}')
+        Traceback (most recent call last):
+        ...
+        vigil.exceptions.ContractError: unknown_machine: machine 'PMP-999' is not in the plant file's [[machines]]
+        """
+        return cls(accept_uncertain=config.windows.accept_uncertain, ranges=valid_ranges(config))
+
+    # ------------------------------------------------------------------ the plant's rules
+    def _machine(self, machine_id: Any) -> dict[str, Bounds]:
+        """The sensors of a machine not (yet) in :attr:`_known`: refused with a plant, else remembered."""
+        self._ident(machine_id)  # not an identifier: the contract says so
+        if self.ranges is not None:
+            self.counters["unknown_machine"] += 1
+            raise ContractError("unknown_machine", f"machine {machine_id!r} is not in the plant file's [[machines]]")
+        sensors: dict[str, Bounds] = {}
+        if len(self._known) < self.cache_size:
+            self._known[machine_id] = sensors
+        return sensors
+
+    def _sensor(self, sensors: dict[str, Bounds], sensor: Any) -> Bounds | None:
+        """The bounds of a sensor not (yet) in ``sensors``: ``None`` (refused) with a plant, else remembered."""
+        self._ident(sensor)
+        if self.ranges is not None:
+            return None
+        if len(sensors) < 1000:
+            sensors[sensor] = _ANY
+        return _ANY
+
+    def _sensors_of(self, machine_id: Any) -> dict[str, Bounds]:
+        sensors = self._known.get(machine_id)
+        return sensors if sensors is not None else self._machine(machine_id)
+
+    def _flagged(self, machine_id: str, flagged: list[tuple[str, float]]) -> None:
+        """Count (and log once per machine, sensor and reason) readings whose values were made unusable."""
+        for sensor, value in flagged:
+            bounds = self._known.get(machine_id, {}).get(sensor, _ANY)
+            reason = value_flag(value, *bounds) or "out_of_range"
+            self.counters[reason] += 1
+            key = (reason, machine_id, sensor)
+            if key not in self._warned and len(self._warned) < _WARN_KEYS:
+                self._warned.add(key)
+                log.warning(
+                    "%s: %s/%s read %r, outside its valid range [%g, %g]: unusable (logged once per sensor; see "
+                    "counters)",
+                    reason,
+                    machine_id,
+                    sensor,
+                    value,
+                    *bounds,
+                )
+
+    def _unknown(self, machine_id: str, names: list[str], kept: int) -> tuple[str, str]:
+        """Count readings of unknown sensors; the refusal, or :class:`ContractError` when nothing else is left."""
+        self.counters["unknown_sensor"] += len(names)
+        listed = ", ".join(repr(n) for n in dict.fromkeys(names))
+        detail = f"{len(names)} reading(s) of sensor(s) {listed[:400]} that machine {machine_id!r} does not have"
+        if not kept:
+            raise ContractError("unknown_sensor", detail)
+        return "unknown_sensor", f"{detail} (its other {kept} reading(s) were used)"
 
     def decode(self, payload: bytes | None) -> Decoded:
         """The message as :class:`Decoded`; :class:`ContractError` when the contract refuses it."""
@@ -185,36 +306,45 @@ class ReadingDecoder:
             if type(doc) is dict:
                 kind = doc.get("kind")
                 if kind == "reading":
-                    if len(doc) == 6 and doc["v"] == 1:
-                        # The bare reading (v, kind, machine_id, sensor, ts, value: with six keys, v and kind
-                        # among them, a missing one of the other four raises KeyError), read inline.
+                    # The bare reading (v, kind, machine_id, sensor, ts, value: with six keys, v and kind among
+                    # them, a missing one of the other four raises KeyError), read inline. Its ten strings (six keys,
+                    # kind, machine, sensor, time) are all it may quote: a 21st quote is a duplicate key (which
+                    # orjson reads as the last), or an escaped quote; the full path decides those.
+                    if len(doc) == 6 and (v := doc["v"]) == 1 and type(v) is int and payload.count(b'"') == 20:
                         machine_id, sensor, value = doc["machine_id"], doc["sensor"], doc["value"]
-                        idents = self._idents
-                        if machine_id not in idents or sensor not in idents:
-                            self._ident(machine_id)
-                            self._ident(sensor)
+                        sensors = self._known.get(machine_id)
+                        if sensors is None:
+                            sensors = self._machine(machine_id)
+                        bounds = sensors.get(sensor)
+                        if bounds is None:
+                            bounds = self._sensor(sensors, sensor)
+                            if bounds is None:
+                                self._unknown(machine_id, [sensor], 0)
+                        ts = _ts(doc["ts"])
                         vt = type(value)
-                        if vt is int:
-                            value = float(value)
-                        elif vt is not float and value is not None:
+                        if vt is float or vt is int:
+                            if not bounds[0] <= value <= bounds[1]:
+                                self._flagged(machine_id, [(sensor, float(value))])
+                                value = _NAN
+                            elif vt is int:
+                                value = float(value)
+                        elif value is None:
+                            value = _NAN
+                        else:
                             raise _Unsure("value")
-                        return (
-                            machine_id,
-                            sensor,
-                            _ts(doc["ts"]),
-                            _NAN if value is None or value - value != 0.0 else value,
-                        )
-                    return self._fast_reading(doc)
+                        return machine_id, sensor, ts, value
+                    return self._fast_reading(doc, payload)
                 if kind == "reading_batch":
-                    return self._fast_batch(doc)
+                    return self._fast_batch(doc, payload)
                 if kind == "reading_columns":
-                    return self._fast_columns(doc)
+                    return self._fast_columns(doc, payload)
         # RecursionError: the stdlib fallback parser on deeply nested JSON (orjson stops at depth 1024 itself).
         except (_Unsure, ValueError, TypeError, LookupError, AttributeError, OverflowError, RecursionError):
             pass
         return self._full(payload)
 
     def _full(self, payload: bytes) -> Decoded:
+        strict_check(payload)
         try:
             message = decode(payload)
         except (OverflowError, ValueError) as exc:
@@ -223,15 +353,90 @@ class ReadingDecoder:
             # A validator that overflowed (an offset pushing a timestamp out of years 1..9999): the message is
             # invalid, and one such record must become a dead letter, never stop the worker.
             raise ContractError("schema", f"{type(exc).__name__}: {exc}") from exc
+        try:
+            return self._judge(message)
+        except _Unsure as exc:  # the contract accepted what the fast path's identifier check does not: never a crash
+            raise ContractError("schema", f"{exc}: not an identifier") from exc
+
+    def _judge(self, message: Any) -> Decoded:
         if isinstance(message, ReadingBatch):
-            return Decoded(message.machine_id, [self._from_sample(s) for s in message.readings()])
+            return self._screen(message.machine_id, [self._from_sample(s) for s in message.readings()])
         if isinstance(message, Reading):
-            return Decoded(message.machine_id, [self._from_sample(message)])
+            return self._screen(message.machine_id, [self._from_sample(message)])
         if isinstance(message, ReadingColumns):
-            return Decoded(message.machine_id, [], columns=self._from_columns(message))
+            sensors = self._sensors_of(message.machine_id)
+            columns, refused = self._screen_columns(message.machine_id, sensors, self._from_columns(message))
+            return Decoded(message.machine_id, [], columns=columns, refused=refused)
         if isinstance(message, Gap):
+            self._sensors_of(message.machine_id)
             return Decoded(message.machine_id, [], gap=message)
         raise ContractError("kind", f"a {message.kind!r} message does not belong on a readings topic")
+
+    def _screen(self, machine_id: str, samples: list[tuple[str, float, float]]) -> Decoded:
+        """The plant's rules over decoded samples (the paths that do not apply them inline)."""
+        sensors = self._sensors_of(machine_id)
+        kept: list[tuple[str, float, float]] = []
+        unknown: list[str] = []
+        flagged: list[tuple[str, float]] = []
+        for sample in samples:
+            sensor, ts, value = sample
+            bounds = sensors.get(sensor)
+            if bounds is None:
+                bounds = self._sensor(sensors, sensor)
+                if bounds is None:
+                    unknown.append(sensor)
+                    continue
+            if value == value and not bounds[0] <= value <= bounds[1]:  # NaN: already unusable
+                flagged.append((sensor, value))
+                sample = (sensor, ts, _NAN)
+            kept.append(sample)
+        if flagged:
+            self._flagged(machine_id, flagged)
+        refused = self._unknown(machine_id, unknown, len(kept)) if unknown else None
+        return Decoded(machine_id, kept, refused=refused)
+
+    def _screen_columns(
+        self, machine_id: str, sensors: dict[str, Bounds], c: Columns
+    ) -> tuple[Columns, tuple[str, str] | None]:
+        """The plant's rules over a columns message: unknown sensors' columns dropped, values outside their
+        sensor's range NaN. The common message costs two numpy reductions (each column's extremes)."""
+        bounds: list[Bounds | None] = []
+        for name in c.sensors:
+            b = sensors.get(name)
+            bounds.append(b if b is not None else self._sensor(sensors, name))
+        refused = None
+        if None in bounds:
+            parts = zip(c.sensors, bounds, c.lengths, strict=True)
+            names = [name for name, b, n in parts if b is None for _ in range(n)]
+            refused = self._unknown(machine_id, names, len(c.ts) - len(names))
+            c, bounds = _drop_columns(c, bounds)
+        known = [b for b in bounds if b is not None]
+        values = c.values
+        # Each column's extremes; NaN (an unusable reading) propagates, and such a column is looked at reading by
+        # reading below (fmin/fmax skip a quiet NaN but not a signalling one, which a packed binary may hold).
+        if len(known) == 1:
+            lows, highs = [float(values.min())], [float(values.max())]
+        else:
+            starts = np.zeros(len(c.lengths), dtype=np.intp)
+            np.cumsum(c.lengths[:-1], out=starts[1:])
+            lows, highs = np.minimum.reduceat(values, starts).tolist(), np.maximum.reduceat(values, starts).tolist()
+        flagged: list[tuple[str, float]] = []
+        out: Array | None = None
+        start = 0
+        for name, (low, high), lo, hi, n in zip(c.sensors, known, lows, highs, c.lengths, strict=True):
+            if not (low <= lo and hi <= high):
+                if out is None:
+                    out = values.copy()
+                part = out[start : start + n]
+                bad = (part < low) | (part > high)
+                if bad.any():
+                    flagged += [(name, x) for x in part[bad].tolist()]
+                    part[bad] = _NAN
+            start += n
+        if flagged:
+            self._flagged(machine_id, flagged)
+            c = Columns(c.sensors, c.lengths, c.ts, out, c.span)  # type: ignore[arg-type]
+        return c, refused
 
     def _from_sample(self, r: Reading) -> tuple[str, float, float]:
         ok = usable(r.quality, r.value, r.flags, self.accept_uncertain)
@@ -240,13 +445,16 @@ class ReadingDecoder:
     def _from_columns(self, message: ReadingColumns) -> Columns:
         return Columns(*column_arrays(message, self.accept_uncertain))
 
-    def _fast_columns(self, doc: dict[str, Any]) -> Decoded:
-        if doc.get("v") != 1 or not _COLUMNS_KEYS.issuperset(doc):
+    def _fast_columns(self, doc: dict[str, Any], payload: bytes) -> Decoded:
+        if not _v1(doc) or not _COLUMNS_KEYS.issuperset(doc):
             raise _Unsure("columns")
         machine_id = self._envelope(doc)
         raw = doc["columns"]
         if type(raw) is not list or not raw:
             raise _Unsure("columns")
+        if b"true" in payload or b"false" in payload:  # numpy reads a boolean in a list of numbers as 1 or 0
+            raise _Unsure("boolean")
+        strings = _envelope_strings(doc)
         sensors: list[str] = []
         lengths: list[int] = []
         ts_lists: list[list[Any]] = []
@@ -261,6 +469,9 @@ class ReadingDecoder:
                 raise _Unsure("column")
             if len(c) > 3:
                 values = self._column_extras(c, values, n)
+                strings += _column_strings(c)
+            else:
+                strings += 4  # three keys and the sensor
             lengths.append(n)
             ts_lists.append(ts)
             value_lists.append(values)
@@ -279,13 +490,19 @@ class ReadingDecoder:
                 if vt is not float and vt is not int and v is not None:
                     raise _Unsure("value")
             values_ = np.array([_NAN if v is None else v for v in flat], dtype=np.float64)
-        return Decoded(machine_id, [], fast=True, columns=Columns(sensors, lengths, times, values_, span))
+        if 2 * strings != payload.count(b'"'):
+            raise _Unsure("duplicate key")
+        known = self._sensors_of(machine_id)
+        columns, refused = self._screen_columns(machine_id, known, Columns(sensors, lengths, times, values_, span))
+        return Decoded(machine_id, [], fast=True, columns=columns, refused=refused)
 
     def _fast_packed(self, payload: bytes) -> Decoded:
         """The packed form (:func:`vigil.contracts.pack_columns`): the numbers are used in place, as arrays."""
         doc = _unpack(payload)
-        if type(doc) is not dict or doc.get("v") != 1 or doc.get("kind") != "reading_columns":
+        if type(doc) is not dict or not _v1(doc) or doc.get("kind") != "reading_columns":
             raise _Unsure("packed")
+        if len(doc) != _map_size(payload):  # a repeated key (msgpack keeps the last): the full path names it
+            raise _Unsure("duplicate key")
         if not PACKED_KEYS.issuperset(doc):
             raise _Unsure("keys")
         machine_id = self._ident(doc["machine_id"])
@@ -336,7 +553,9 @@ class ReadingDecoder:
                 raise _Unsure("server_ts")
         if "quality" in doc or "flags" in doc or "status_code" in doc:
             values = self._packed_extras(doc, values, total)
-        return Decoded(machine_id, [], fast=True, columns=Columns(sensors, lengths, times, values, span))
+        known = self._sensors_of(machine_id)
+        columns, refused = self._screen_columns(machine_id, known, Columns(sensors, lengths, times, values, span))
+        return Decoded(machine_id, [], fast=True, columns=columns, refused=refused)
 
     def _packed_extras(self, doc: dict[str, Any], values: Array, n: int) -> Array:
         """Check the packed form's optional per-reading lists; returns the values with unusable readings NaN.
@@ -433,26 +652,36 @@ class ReadingDecoder:
                 self._idents.add(value)
         return value
 
-    def _fast_batch(self, doc: dict[str, Any]) -> Decoded:
-        if doc.get("v") != 1 or not _BATCH_KEYS.issuperset(doc):
+    def _fast_batch(self, doc: dict[str, Any], payload: bytes) -> Decoded:
+        if not _v1(doc) or not _BATCH_KEYS.issuperset(doc):
             raise _Unsure("batch")
         machine_id = self._envelope(doc)
         raw = doc["samples"]
         if type(raw) is not list or not raw:
             raise _Unsure("samples")
+        known = self._sensors_of(machine_id)
         samples: list[tuple[str, float, float]] = []
         append = samples.append
-        idents = self._idents
+        strings = _envelope_strings(doc)
+        others = 0
+        unknown: list[str] = []
+        flagged: list[tuple[str, float]] = []
         for s in raw:
             if type(s) is not dict:
                 raise _Unsure("sample")
             if len(s) != 3:
                 append(self._publisher_sample(s) if len(s) == 8 else self._full_sample(s))
+                strings += _sample_strings(s)
+                others += 1
                 continue
             # The common sample: exactly sensor, ts and value (a missing one raises KeyError: the contract decides).
             sensor = s["sensor"]
-            if sensor not in idents:
-                self._ident(sensor)
+            bounds = known.get(sensor)
+            if bounds is None:
+                bounds = self._sensor(known, sensor)
+                if bounds is None:
+                    unknown.append(sensor)
+                    bounds = _ANY  # still checked below: the contract must accept the record
             t = s["ts"]
             if type(t) is not str or not _canonical(t):
                 raise _Unsure("timestamp")
@@ -461,16 +690,31 @@ class ReadingDecoder:
                 raise _Unsure("timestamp")
             value = s["value"]
             vt = type(value)
-            if vt is float:
-                if value - value != 0.0:  # inf or NaN: unusable
+            if vt is float or vt is int:
+                if not bounds[0] <= value <= bounds[1]:
+                    flagged.append((sensor, float(value)))
                     value = _NAN
-            elif vt is int:
-                value = float(value)
+                elif vt is int:
+                    value = float(value)
             elif value is None:
                 value = _NAN
             else:
                 raise _Unsure("value")
             append((sensor, epoch, value))
+        # Five strings (three keys, sensor, time) per common sample: one more quote is a duplicate key.
+        if 2 * (strings + 5 * (len(raw) - others)) != payload.count(b'"'):
+            raise _Unsure("duplicate key")
+        if others or unknown:
+            # Rare: samples with optional keys, or unknown sensors: the screen judges them (a common sample already
+            # judged is NaN or in range, so it passes unchanged; one of an unknown sensor is refused there).
+            skip = set(unknown)
+            if flagged:
+                self._flagged(machine_id, [f for f in flagged if f[0] not in skip])
+            decoded = self._screen(machine_id, samples)
+            decoded.fast = True
+            return decoded
+        if flagged:
+            self._flagged(machine_id, flagged)
         return Decoded(machine_id, samples, fast=True)
 
     def _publisher_sample(self, s: dict[str, Any]) -> tuple[str, float, float]:
@@ -511,13 +755,19 @@ class ReadingDecoder:
             return sensor, epoch, _NAN
         return sensor, epoch, value
 
-    def _fast_reading(self, doc: dict[str, Any]) -> Decoded:
+    def _fast_reading(self, doc: dict[str, Any], payload: bytes) -> Decoded:
         """A ``reading`` with optional keys (the bare one is read inline in :meth:`decode_record`)."""
-        if doc.get("v") != 1 or not _READING_KEYS.issuperset(doc):
+        if not _v1(doc) or not _READING_KEYS.issuperset(doc):
             raise _Unsure("reading")
         machine_id = self._envelope(doc)
         # The keys were checked against the reading's (which include the sample's): read the sample in place.
-        return Decoded(machine_id, [self._full_sample(doc, keys_checked=True)], fast=True)
+        sample = self._full_sample(doc, keys_checked=True)
+        # The sample's strings count the record's keys; the envelope adds kind, machine and its optional strings.
+        if 2 * (_sample_strings(doc) + _envelope_strings(doc) - len(doc)) != payload.count(b'"'):
+            raise _Unsure("duplicate key")
+        decoded = self._screen(machine_id, [sample])
+        decoded.fast = True
+        return decoded
 
     def _envelope(self, doc: dict[str, Any]) -> str:
         machine_id = self._ident(doc["machine_id"])
@@ -562,6 +812,124 @@ class ReadingDecoder:
             flags = s["flags"]
             if type(flags) is not list or any(type(f) is not str for f in flags):
                 raise _Unsure("flags")
+
+
+def _is_ident(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= 200 and _IDENT.match(value) is not None
+
+
+def _v1(doc: dict[str, Any]) -> bool:
+    """Schema version 1, as the integer (``true == 1`` in Python, and the full path refuses a boolean)."""
+    v = doc.get("v")
+    return v == 1 and type(v) is int
+
+
+def _envelope_strings(doc: dict[str, Any]) -> int:
+    """The strings a checked envelope quotes in JSON: its keys, kind, machine and the optional ones."""
+    return len(doc) + 2 + ("ingest_ts" in doc) + (type(doc.get("source")) is str)
+
+
+def _sample_strings(s: dict[str, Any]) -> int:
+    """The strings a checked sample (or reading) quotes: its keys, sensor, time and the optional ones."""
+    n = len(s) + 2 + (type(s.get("unit")) is str) + ("quality" in s) + (type(s.get("server_ts")) is str)
+    flags = s.get("flags")
+    return n + len(flags) if flags else n
+
+
+def _column_strings(c: dict[str, Any]) -> int:
+    """The strings a checked column quotes: its keys, sensor, unit, qualities and flags."""
+    n = len(c) + 1 + (type(c.get("unit")) is str)
+    quality, flags = c.get("quality"), c.get("flags")
+    if quality is not None:
+        n += len(quality)
+    if flags is not None:
+        n += sum(len(f) for f in flags)
+    return n
+
+
+def _map_size(payload: bytes) -> int:
+    """The number of pairs a MessagePack map's header announces (:func:`~vigil.contracts.is_packed` payloads)."""
+    head = payload[0]
+    if head <= 0x8F:
+        return head & 0x0F
+    width = 2 if head == 0xDE else 4
+    return int.from_bytes(payload[1 : 1 + width], "big")
+
+
+def _drop_columns(c: Columns, bounds: list[Bounds | None]) -> tuple[Columns, list[Bounds | None]]:
+    """The columns whose bounds are known (at least one is)."""
+    keep: list[int] = []
+    start = 0
+    parts: list[slice] = []
+    for i, n in enumerate(c.lengths):
+        if bounds[i] is not None:
+            keep.append(i)
+            parts.append(slice(start, start + n))
+        start += n
+    ts = np.concatenate([c.ts[p] for p in parts])
+    values = np.concatenate([c.values[p] for p in parts])
+    columns = Columns([c.sensors[i] for i in keep], [c.lengths[i] for i in keep], ts, values)
+    columns.span = (float(ts.min()), float(ts.max()))
+    return columns, [bounds[i] for i in keep]
+
+
+_READINGS_KINDS = frozenset({"reading", "reading_batch", "reading_columns", "gap"})
+"""The kinds of a readings topic: none of their fields is a boolean."""
+
+
+def strict_check(payload: bytes) -> None:
+    """Refuse what the contract's parsers would let through: a repeated key (the parser keeps one of the values:
+    ``duplicate_key``) in any message; in a readings message a boolean anywhere or text as a value (pydantic's lax
+    mode reads them as numbers: ``wrong_type``). A payload that does not parse is left to the contract, which names
+    what is wrong. The fast paths decline all of these, so only the full path calls this.
+
+    >>> strict_check(b'{"v":1,"kind":"reading","machine_id":"M","sensor":"s","ts":"x","value":1,"value":1e9}')
+    Traceback (most recent call last):
+    ...
+    vigil.exceptions.ContractError: duplicate_key: key 'value' appears twice in one object
+    """
+    wrong: list[str] = []
+    if is_packed(payload):
+        try:
+            doc = unpack_document(payload)
+        except Exception:  # msgpack raises several unrelated types; the contract unpacks again and names it
+            return
+        if type(doc) is dict:
+            if len(doc) != _map_size(payload):
+                raise ContractError("duplicate_key", "a key appears twice in the message's map")
+            _wrong_types(list(doc.items()), wrong)
+    else:
+        try:
+            doc = json.loads(payload, object_pairs_hook=lambda pairs: _pairs(pairs, wrong))
+        except (ValueError, RecursionError):
+            return
+    if wrong and type(doc) is dict and doc.get("kind") in _READINGS_KINDS:
+        raise ContractError("wrong_type", wrong[0])
+
+
+def _pairs(pairs: list[tuple[str, Any]], wrong: list[str]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ContractError("duplicate_key", f"key {twice[:60]!r} appears twice in one object")
+    if not wrong:
+        _wrong_types(pairs, wrong)
+    return obj
+
+
+def _wrong_types(pairs: list[tuple[str, Any]], wrong: list[str]) -> None:
+    """Note (in ``wrong``) the first boolean, or text where a value belongs."""
+    for key, value in pairs:
+        if value is True or value is False:
+            wrong.append(f"{key}: {json.dumps(value)} is a boolean, not a number")
+        elif type(value) is list and any(x is True or x is False for x in value):
+            wrong.append(f"{key}: holds a boolean, not a number")
+        elif key == "value" and (type(value) is str or (type(value) is list and any(type(x) is str for x in value))):
+            wrong.append(f"{key}: text is not a number")
+        else:
+            continue
+        return
 
 
 def _numbers(values: list[Any]) -> Array | None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streaming.decoding import ReadingDecoder
+from streaming.decoding import ReadingDecoder, strict_check
 from vigil.contracts import decode
 from vigil.exceptions import ContractError
 
@@ -34,6 +34,7 @@ def _agrees(payload: bytes, accept_uncertain: bool = False) -> None:
     fast = _outcome(decoder, payload)
     try:
         decode(payload)
+        strict_check(payload)  # the decoder's own refusals: duplicate keys, booleans, text as a value
         contract_ok = True
     except ContractError:
         contract_ok = False

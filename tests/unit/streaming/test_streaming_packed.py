@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.publisher import encode_columns, encode_packed
-from streaming.decoding import ReadingDecoder
+from streaming.decoding import ReadingDecoder, strict_check
 from vigil.contracts import Quality, Reading, ReadingColumns, SensorColumn, decode, is_packed, pack_columns
 from vigil.exceptions import ContractError
 
@@ -60,6 +60,7 @@ def _agrees(payload: bytes, accept_uncertain: bool = False) -> tuple[str, Any]:
     fast = _outcome(decoder, payload)
     try:
         decode(payload)
+        strict_check(payload)  # the decoder's own refusals: duplicate keys, booleans
         contract_ok = True
     except ContractError:
         contract_ok = False
