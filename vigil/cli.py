@@ -32,7 +32,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alert": ("alerts.ctl", "acknowledge, assign, list and silence alerts (talks to the alerts service)"),
     "query": ("alerts.query", "open-alerts | machine ID | failures | false-alarms, answered from InfluxDB"),
     "simulate": ("ingest.simulator.cli", "serve the degrading fleet simulator over OPC UA (failures to Kafka)"),
-    "collect": ("ingest.cli", "run a collector: opcua | mqtt | replay | kafka | maintenance, publishing to Kafka"),
+    "collect": (
+        "ingest.cli",
+        "run a collector: opcua | modbus | mqtt | replay | kafka | maintenance, publishing to Kafka",
+    ),
+    "opcua": ("ingest.opcua.cert", "OPC UA tools: cert (a client certificate and key with the application URI)"),
     "demo": ("vigil.demo", "run the whole pipeline on the simulated fleet with a live view and a summary"),
     "features": ("features.service", "feature worker: event-time windows per machine -> feature vectors"),
 }

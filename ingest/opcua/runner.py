@@ -167,4 +167,8 @@ def main(argv: list[str]) -> int:
         run.close()
         exporter.update(publisher, validator.counters, live)
     run.summary(counters)
+    never = sorted(name for name, c in counters.items() if not c.get("connects"))
+    if never:  # a run that never reached its server did not collect: say so in the exit code
+        print(f"vigil collect opcua: never connected: {', '.join(never)}", file=sys.stderr)  # noqa: T201
+        return 1
     return 0

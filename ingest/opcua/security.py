@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -150,9 +151,11 @@ def make_client_certificate(
     certificate.parent.mkdir(parents=True, exist_ok=True)
     private_key.parent.mkdir(parents=True, exist_ok=True)
     certificate.write_bytes(cert.public_bytes(Encoding.DER))
-    private_key.write_bytes(
-        key.private_bytes(Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
-    )
+    pem = key.private_bytes(Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    # Created 0600 from the start: the key is never readable by others, not even for a moment.
+    fd = os.open(private_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
     private_key.chmod(0o600)
     return cert
 
