@@ -132,6 +132,13 @@ class SegmentArrays:
         ends[-1] = len(v)
         counts = ends - starts
         n = counts.astype(np.float64)
+        lows, highs = np.minimum.reduceat(v, starts).tolist(), np.maximum.reduceat(v, starts).tolist()
+        scale = [_scale(lo, hi) for lo, hi in zip(lows, highs, strict=True)]
+        if any(f != 1.0 for f in scale):
+            # Sums, squares and fourth powers of values this large (or small) overflow (or underflow): the moments
+            # are taken of the values times a power of two (exact), and the aggregations scale back what is not
+            # scale-free. Only such segments are scaled: others give the same numbers, bit for bit.
+            v = v * np.repeat(np.array(scale), counts)
         add = np.add.reduceat
         first = np.empty((2, len(v)))
         first[0] = v
@@ -150,27 +157,53 @@ class SegmentArrays:
         sums[:3] /= n
         m2, m3, m4, sum_sq, tt, tv = sums.tolist()
         last, last_ts = first[:, ends - 1].tolist()
+        mean = means[0].tolist()
+        if v is not self.values:
+            last = self.values[ends - 1].tolist()
+            mean = [m / f for m, f in zip(mean, scale, strict=True)]
         return SegmentStats(
             n=n.tolist(),
-            mean=means[0].tolist(),
+            mean=mean,
             m2=m2,
             m3=m3,
             m4=m4,
             sum_sq=sum_sq,
             tt=tt,
             tv=tv,
-            min=np.minimum.reduceat(v, starts).tolist(),
-            max=np.maximum.reduceat(v, starts).tolist(),
+            min=lows,
+            max=highs,
             last=last,
             last_ts=last_ts,
+            scale=scale,
         )
+
+
+_SCALE_ABOVE = 2.0**64
+_SCALE_BELOW = 2.0**-64
+
+
+def _scale(low: float, high: float) -> float:
+    """The power of two a segment's values are multiplied by before their moments: 1.0 unless its largest
+    magnitude is beyond 2**64 (a fourth power of the centred values could overflow) or below 2**-64 (underflow).
+
+    >>> _scale(-20.0, 150.0), _scale(0.0, 1.7e308) == 2.0**-1024, _scale(1e-30, 1e-30) == 2.0**99
+    (1.0, True, True)
+    """
+    magnitude = max(abs(low), abs(high))
+    if _SCALE_BELOW <= magnitude <= _SCALE_ABOVE or magnitude == 0.0 or not math.isfinite(magnitude):
+        return 1.0
+    # frexp: magnitude = m * 2**e with 0.5 <= m < 1, so the scaled magnitude is in [0.5, 1). 2**-1024 is
+    # subnormal, but multiplying or dividing by a power of two is exact while the result is a normal number.
+    # A subnormal magnitude (exponent down to -1073) is scaled by 2**1023 at most: 2**1074 is not a float.
+    return math.ldexp(1.0, min(-math.frexp(magnitude)[1], 1023))
 
 
 @dataclass(frozen=True)
 class SegmentStats:
     """Per segment: count, mean, central moments m2..m4 (divided by n), sum of squares, the time-centred sums of
     the slope (``tt`` = sum((t - mean_t)^2), ``tv`` = sum((t - mean_t)(v - mean))), min, max, the last value
-    and its time."""
+    and its time. ``m2``..``m4``, ``sum_sq`` and ``tv`` are of the values times ``scale`` (see :func:`_scale`; 1.0
+    for every ordinary segment); the others are of the values themselves."""
 
     n: list[float]
     mean: list[float]
@@ -184,6 +217,7 @@ class SegmentStats:
     max: list[float]
     last: list[float]
     last_ts: list[float]
+    scale: list[float]
 
 
 class Aggregation:
@@ -289,7 +323,10 @@ class Std(Aggregation):
 
     def compute_segments(self, s: SegmentArrays) -> list[float]:
         st = s.stats
-        return [0.0 if lo == hi else math.sqrt(max(m2, 0.0)) for m2, lo, hi in zip(st.m2, st.min, st.max, strict=True)]
+        return [
+            0.0 if lo == hi else math.sqrt(max(m2, 0.0)) / f
+            for m2, lo, hi, f in zip(st.m2, st.min, st.max, st.scale, strict=True)
+        ]
 
 
 class Min(Aggregation):
@@ -384,7 +421,8 @@ class Slope(Aggregation):
         return float(tc @ w.centered) / denom if denom > 0 else 0.0
 
     def compute_segments(self, s: SegmentArrays) -> list[float]:
-        return [tv / tt if tt > 0 else 0.0 for tt, tv in zip(s.stats.tt, s.stats.tv, strict=True)]
+        st = s.stats
+        return [tv / tt / f if tt > 0 else 0.0 for tt, tv, f in zip(st.tt, st.tv, st.scale, strict=True)]
 
 
 class Rms(Aggregation):
@@ -403,7 +441,8 @@ class Rms(Aggregation):
         return math.sqrt(float(w.values @ w.values) / w.n) if w.n else None
 
     def compute_segments(self, s: SegmentArrays) -> list[float]:
-        return [math.sqrt(q / n) for q, n in zip(s.stats.sum_sq, s.stats.n, strict=True)]
+        st = s.stats
+        return [math.sqrt(q / n) / f for q, n, f in zip(st.sum_sq, st.n, st.scale, strict=True)]
 
 
 class PeakToPeak(Aggregation):
@@ -467,8 +506,8 @@ class Skewness(Aggregation):
     def compute_segments(self, s: SegmentArrays) -> list[float]:
         st = s.stats
         return [
-            0.0 if lo == hi or _flat(m2, mean) else m3 / m2**1.5
-            for m2, m3, mean, lo, hi in zip(st.m2, st.m3, st.mean, st.min, st.max, strict=True)
+            0.0 if lo == hi or _flat(m2, mean * f) else m3 / m2**1.5
+            for m2, m3, mean, lo, hi, f in zip(st.m2, st.m3, st.mean, st.min, st.max, st.scale, strict=True)
         ]
 
 
@@ -499,8 +538,8 @@ class Kurtosis(Aggregation):
     def compute_segments(self, s: SegmentArrays) -> list[float]:
         st = s.stats
         return [
-            0.0 if lo == hi or _flat(m2, mean) else m4 / m2**2 - 3.0
-            for m2, m4, mean, lo, hi in zip(st.m2, st.m4, st.mean, st.min, st.max, strict=True)
+            0.0 if lo == hi or _flat(m2, mean * f) else m4 / m2**2 - 3.0
+            for m2, m4, mean, lo, hi, f in zip(st.m2, st.m4, st.mean, st.min, st.max, st.scale, strict=True)
         ]
 
 
@@ -523,6 +562,12 @@ class SinceLast(Aggregation):
 
     def compute_segments(self, s: SegmentArrays) -> list[float]:
         return [s.end - t for t in s.stats.last_ts]
+
+
+BUILT_IN = frozenset(AGGREGATIONS)
+"""The aggregations above: each gives a finite number for any window with a usable reading (the values are
+bounded, :data:`ingest.validation.MAX_MAGNITUDE`, and the moments scaled), so one that does not means the sensor's
+statistics could not be computed and the feature builder lists the sensor as missing."""
 
 
 def get(name: str) -> Aggregation:

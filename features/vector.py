@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 import numpy as np
 import orjson
 
-from features.aggregations import AGGREGATIONS, Aggregation, SegmentArrays
+from features.aggregations import AGGREGATIONS, BUILT_IN, Aggregation, SegmentArrays
 from features.persistence import HELD as HELD
 from features.persistence import LimitPlan, Segment
 
@@ -148,13 +148,17 @@ class FeatureBuilder:
             total += s_total
             bad += s_bad
             j = position.get(sensor)
-            values: dict[str, float | None]
+            values: dict[str, float | None] = {}
             if j is not None:
                 # Non-finite (NaN from a custom aggregation's None, or an overflow) is missing, never a number.
                 values = {name: (r[j] if -_INF < r[j] < _INF else None) for name, r in results.items()}
-                if impute:
+                if any(values[name] is None for name in BUILT_IN if name in values):
+                    # A statistic that could not be computed (e.g. the range of values near float64's limits):
+                    # the sensor is missing, not described by the statistics that happened to stay finite.
+                    j = None
+                elif impute:
                     latest[sensor] = values
-            else:
+            if j is None:
                 missing.append(sensor)
                 values = dict.fromkeys(self.aggregations)
                 if impute and previous and sensor in previous:
