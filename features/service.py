@@ -140,7 +140,7 @@ class FeatureService:
         self.max_poll_records = max_poll_records
         self.report_interval_s = report_interval_s
         self.engine = window_engine(config)
-        self.decoder = ReadingDecoder(accept_uncertain=config.windows.accept_uncertain)
+        self.decoder = ReadingDecoder.for_plant(config)
         self.stats = ServiceStats()
         self.changelog = Changelog(config.kafka, changelog_topic(config.topics, SERVICE), config.windows.group_id)
         self._tx: TransactionalProducer | None = None
@@ -290,6 +290,8 @@ class FeatureService:
             machine = decoded.machine_id
             if self._skip and self._replayed(machine, tpk, msg.offset):
                 return
+            if decoded.refused is not None:  # some readings refused (an unknown sensor), the others used below
+                self._dead(*decoded.refused, msg.value, tp, msg.offset, msg.key)
             if decoded.gap is not None:
                 self.engine.add_gap(decoded.gap)
                 vectors = ()
