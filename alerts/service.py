@@ -69,9 +69,10 @@ from vigil.contracts import (
     decode,
     encode,
 )
-from vigil.exceptions import ConfigError, ContractError, VigilError
+from vigil.exceptions import ConfigError, ContractError, ProducerFenced, TransactionAborted, VigilError
 from vigil.influx import InfluxError, InfluxSink, RejectedLine, Schema, dead_letter_rejected, ensure_target
 from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
+from vigil.transactions import TransactionalProducer
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class AlertService:
         self._retry_at = 0.0
         self._consumer: Any = None
         self._producer: Any = None
-        self._txn: Any = None
+        self._txn: TransactionalProducer | None = None
         self._offsets: Offsets = {}
         self.stop = threading.Event()
         self.sink: InfluxSink | None = None
@@ -150,11 +151,6 @@ class AlertService:
         self.http: Any = None
 
     # ------------------------------------------------------------------------------------------- start/stop
-
-    @property
-    def transactional_id(self) -> str:
-        """One per deployment (per consumer group): a second instance fences the first."""
-        return f"vigil-alerts.{self.group_id}"
 
     def setup(self, *, http: bool = True) -> None:
         c = self.config
@@ -216,7 +212,7 @@ class AlertService:
             self.outbox.stop()
         if self._consumer is not None:
             self._consumer.close(autocommit=False)
-        self._drop_txn(timeout_s=30)
+        self._drop_txn()
         if self._producer is not None:
             self._producer.flush(timeout=30)
             self._producer.close(timeout=30)
@@ -401,8 +397,11 @@ class AlertService:
                 self._record(p)
             self._publish()
             self._write_alert_points()
-        except ProducerFenced:
-            raise
+        except ProducerFenced as exc:
+            raise AlertsError(
+                f"another alerts service of group {self.group_id!r} took over (transactional id fenced: {exc}); "
+                "run one alerts service per deployment"
+            ) from exc
         except Exception as exc:  # anything unacknowledged (InfluxDB, Kafka, sqlite) holds the rest of the batch
             self._block(exc)
             return
@@ -464,22 +463,19 @@ class AlertService:
 
     # ------------------------------------------------------------------------------------------- publishing
 
-    def _txn_producer(self) -> Any:
+    def _txn_producer(self) -> TransactionalProducer:
         if self._txn is None:
-            producer = make_producer(self.config.kafka, transactional_id=self.transactional_id)
-            try:
-                # Fences an earlier instance with this id and aborts the transaction it left open.
-                producer.init_transactions()
-            except Exception:
-                producer.close(timeout=0)
-                raise
-            self._txn = producer
+            self._txn = TransactionalProducer(self.config.kafka, self.group_id, SERVICE)
+        # One alerts service owns every partition of its group (the lifecycle is global), so its transactional id
+        # is partition 0's whatever the assignment: a restarted instance fences the dead one (init_transactions
+        # aborts what it left open) before the first poll. A dropped producer is started again here.
+        self._txn.assign([0])
         return self._txn
 
-    def _drop_txn(self, timeout_s: float = 0.0) -> None:
+    def _drop_txn(self) -> None:
         if self._txn is not None:
             try:
-                self._txn.close(timeout=timeout_s)
+                self._txn.close()
             except Exception as exc:  # closing a producer whose broker is gone
                 log.debug("closing the transactional producer: %s", exc)
             self._txn = None
@@ -491,29 +487,29 @@ class AlertService:
             self.store.published(batch.batch)
 
     def _publish_batch(self, batch: Batch) -> None:
-        from kafka.errors import ProducerFencedError
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
-        producer = self._txn_producer()
+        txn = self._txn_producer()
         mark = f"{BATCH_MARK}{batch.batch}"
         offsets = {TopicPartition(t, p): OffsetAndMetadata(o, mark, -1) for (t, p), o in batch.offsets.items()}
+        # kafka-python's commit_transaction() waits without a timeout: if the broker vanishes mid-commit the loop
+        # waits for it, and /readyz must say so meanwhile.
+        watch = threading.Timer(
+            5.0, self.metrics.dependency_down, ("kafka-writes", "a transaction commit is waiting for the broker")
+        )
+        watch.daemon = True
+        watch.start()
         try:
-            producer.begin_transaction()
             for r in batch.records:
-                producer.send(r.topic, key=r.key, value=r.value)
-            if offsets:
-                producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
-            producer.commit_transaction()
-        except ProducerFencedError as exc:
-            self._drop_txn()
-            raise ProducerFenced(
-                f"another alerts service took over transactional id {self.transactional_id!r} (group "
-                f"{self.group_id!r}); run one alerts service per deployment"
-            ) from exc
+                txn.send(r.topic, key=r.key, value=r.value)
+            txn.commit(offsets, self._consumer.group_metadata())
+        except (ProducerFenced, TransactionAborted):
+            raise  # aborted already (or fenced: this instance must stop)
         except Exception:
-            # The next attempt starts a new producer; its init_transactions aborts whatever this one left open.
-            self._drop_txn()
+            txn.abort()  # a failed send: nothing of the batch becomes visible; published again on the next try
             raise
+        finally:
+            watch.cancel()
         self._offsets.update(batch.offsets)
 
     def _recover(self) -> None:
@@ -568,10 +564,6 @@ class AlertService:
         log.warning(
             "commit held (%s: %s); offsets not committed, retry in %.1fs", type(exc).__name__, exc, self._backoff
         )
-
-
-class ProducerFenced(AlertsError):
-    """Another instance with this service's transactional id started: this one must stop."""
 
 
 def main(argv: list[str]) -> int:

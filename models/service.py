@@ -49,6 +49,7 @@ from models.changelog import (
 )
 from models.checkpoint import dump_machine, dumps_shared, feature_schema, load_machine, loads, read_header
 from models.exceptions import CheckpointError, ModelsError
+from models.maintenance_input import MaintenanceRules, check_maintenance
 from models.metrics import quality_gauges
 from models.pipeline import FleetModel
 from vigil.bus import (
@@ -72,6 +73,7 @@ from vigil.contracts import (
     SegmentAuditReport,
     decode,
     encode,
+    utcnow,
 )
 from vigil.exceptions import BusError, ContractError
 
@@ -99,6 +101,7 @@ class ModelService:
         self.metrics = metrics
         self.worker = worker
         self.model = FleetModel(config.models, config.machines_by_id, config.machine_types)
+        self.maintenance_rules = MaintenanceRules.for_plant(config)
         self.schema = feature_schema(config)
         shared_topic, machines_topic = changelog_topics(config.topics.changelog_prefix)
         # One shared-models checkpoint per worker of the group: workers never overwrite each other's.
@@ -461,6 +464,15 @@ class ModelService:
             if not replaying:
                 self._send_dead_letter(record, exc.reason, str(exc))
             return
+        if record.topic == self.config.topics.maintenance:
+            # Labels are checked before use: a wrong one does lasting harm (models/maintenance_input.py).
+            machine_id = getattr(message, "machine_id", None)
+            newest = self._last_window.get(machine_id) if isinstance(machine_id, str) else None
+            refusal = check_maintenance(message, self.maintenance_rules, now=utcnow(), newest=newest)
+            if refusal is not None:
+                if not replaying:
+                    self._send_dead_letter(record, refusal.reason, str(refusal))
+                return
         if isinstance(message, MaintenanceEvent):
             home = self._home_partition(message.machine_id, record.partition)
             if home != record.partition and not _forwarded(record):

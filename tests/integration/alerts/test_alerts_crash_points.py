@@ -68,8 +68,8 @@ def test_a_crash_in_the_commit_publishes_each_transition_once(
     crashing = AlertService(config, group_id=f"alerts-{unique}")
     crashing.setup(http=False)
     if where.startswith("inside"):
-        make = crashing._txn_producer
-        crashing._txn_producer = lambda: _DiesAtCommit(make())  # type: ignore[method-assign]
+        txn = crashing._txn_producer()
+        txn._producer = _DiesAtCommit(txn.producer)
     else:
 
         def die(batch: int) -> None:
