@@ -79,11 +79,16 @@ def load_or_explain(path: str | None) -> VigilConfig | None:
         return None
 
 
+def reading_topics(config: VigilConfig) -> list[TopicSpec]:
+    """The readings and dead-letter topics every collector writes to."""
+    return [TopicSpec(t, config.kafka.partitions) for t in (config.topics.readings, config.topics.dead_letter)]
+
+
 def ensure_reading_topics(config: VigilConfig) -> None:
-    """Create the readings and dead-letter topics; Kafka being down is no reason not to collect (spool)."""
-    topics = (config.topics.readings, config.topics.dead_letter)
+    """Create the readings and dead-letter topics now (waiting for Kafka up to its bootstrap timeout); Kafka being
+    down is no reason not to go on (spool). Collectors leave this to their publisher instead (never waiting)."""
     try:
-        ensure_topics(config.kafka, [TopicSpec(t, config.kafka.partitions) for t in topics])
+        ensure_topics(config.kafka, reading_topics(config))
     except Exception as exc:  # Kafka may be down: the publisher spools until it is back.
         log.warning("could not ensure topics (%s); continuing", exc)
 
@@ -93,6 +98,7 @@ def open_collector(
 ) -> CollectorRun | int:
     """Parse ``argv``, load and check the configuration, start the publisher and metrics; or an exit code.
 
+    Never waits for Kafka (the publisher spools until it answers), so sources start collecting at once.
     ``one_source``: the process runs exactly one source (named by ``--source`` unless only one is configured),
     and its publisher (so its spool file) is named after it, so that two such processes never share a spool.
     """
@@ -109,7 +115,6 @@ def open_collector(
         names = ", ".join(s.name for s in sources)
         print(f"{len(sources)} [[sources.{kind}]] ({names}): name one with --source", file=sys.stderr)  # noqa: T201
         return 2
-    ensure_reading_topics(config)
     metrics = ServiceMetrics(f"collect-{kind}")
     try:
         server = start_http(metrics, args.metrics_port, args.metrics_host)
@@ -117,6 +122,10 @@ def open_collector(
         log.warning("metrics endpoint not started (%s)", exc)
         server = None
     publisher_source = f"{kind}:{sources[0].name}" if one_source else kind
-    publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source=publisher_source)
+    # Collecting starts at once, whatever Kafka is doing: the publisher writes every batch to its spool first, and
+    # creates the topics, reconciles and replays in its own thread when Kafka answers.
+    publisher = KafkaPublisher(
+        config.kafka, config.topics, config.spool, config.publish, publisher_source, reading_topics(config)
+    )
     publisher.start()
     return CollectorRun(args, config, sources, Validator(config), publisher, metrics, IngestMetrics(metrics), server)

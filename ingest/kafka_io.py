@@ -73,6 +73,7 @@ def find_sent(
             None,
             client_id=f"{kafka.client_id}-spool",
             isolation_level="read_uncommitted",
+            allow_auto_create_topics=False,  # a topic this collector never wrote to is not created by looking
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
         )

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,7 @@ from ingest.exceptions import PublishError
 from ingest.ingest_metrics import IngestMetrics
 from ingest.kafka_io import close_producer, find_sent, new_producer, permanent, set_gzip_level, spool_header
 from ingest.spool import Partition, Spool, spool_path
-from vigil.bus import machine_key
+from vigil.bus import TopicSpec, ensure_topics, machine_key
 from vigil.config.connections import KafkaSettings, Topics
 from vigil.config.ingest import PublishSettings, SpoolSettings
 from vigil.contracts import DeadLetter, Gap, MaintenanceEvent, Reading, encode
@@ -62,6 +64,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DRAIN_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """A message written ahead to the spool, on its way to the producer."""
+
+    epoch: int
+    seq: int
+    topic: str
+    key: bytes | None
+    value: bytes
+    readings: int
+    stored: bool
+    """Whether the spool holds it (the bound can refuse one)."""
 
 
 @dataclass
@@ -114,9 +130,12 @@ class KafkaPublisher:
         spool: SpoolSettings | None = None,
         publish: PublishSettings | None = None,
         source: str | None = None,
+        ensure: Sequence[TopicSpec] = (),
     ) -> None:
         self.kafka = kafka
         self.topics = topics
+        self.ensure = tuple(ensure)
+        """Topics to create (when missing) once Kafka answers, before the first send: never before collecting."""
         self.spool_settings = spool or SpoolSettings()
         self.publish = publish or PublishSettings()
         self.source = source
@@ -141,11 +160,18 @@ class KafkaPublisher:
         self._drain_lock = threading.Lock()
         # (seq, topic, partition, offset) of acknowledged messages not yet removed from the spool.
         self._acked: list[tuple[int, str, int, int]] = []
+        self._ensured = not self.ensure
         self._last_failed_connect = float("-inf")
         self._connect_failures = 0
+        # Messages written ahead, for the sender thread to hand to Kafka (a flush() puts an Event to wait on).
+        self._outbox: queue.SimpleQueue[_Outgoing | threading.Event | None] = queue.SimpleQueue()
+        # Raised each time the drain returns to direct mode: what was queued before is in the spool and replayed.
+        self._epoch = 0
+        # Held by the sender around one send and by the drain to take the producer away.
+        self._send_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -159,20 +185,30 @@ class KafkaPublisher:
         self._spooling = True
         self._started = True
         self._accepting = True
-        self._thread = threading.Thread(target=self._background, name="vigil-publisher", daemon=True)
-        self._thread.start()
+        # Three threads, so that nothing Kafka does (a connect timeout, a blocked send) delays writing batches
+        # ahead: the ticker emits partial batches and applies acknowledgements, the sender hands written-ahead
+        # messages to the producer, the drainer probes Kafka, reconciles and replays.
+        for name, target in (("tick", self._tick), ("send", self._send_loop), ("drain", self._drain_loop)):
+            thread = threading.Thread(target=target, name=f"vigil-publisher-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Send every buffered batch and wait for Kafka's answers (failures end up in the spool)."""
         self._require_started()
         self._emit_all()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if not self._spooling:
+            handed = threading.Event()  # the sender reaches it once everything queued before is with the producer
+            self._outbox.put(handed)
+            handed.wait(timeout_s)
         producer = self._producer
         if producer is not None and not self._spooling:
             from kafka.errors import KafkaTimeoutError
 
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
             try:
-                producer.flush(timeout=timeout_s)
+                producer.flush(timeout=remaining)
             except KafkaTimeoutError:
                 log.warning("flush: Kafka did not answer within %ss; unacknowledged sends continue", timeout_s)
             self._apply_acks()
@@ -190,9 +226,10 @@ class KafkaPublisher:
         self.flush(timeout_s)
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-        with self._route_lock:
+        self._outbox.put(None)
+        for thread in self._threads:
+            thread.join(timeout=60)
+        with self._route_lock, self._send_lock:
             self._closed = True
             producer, self._producer = self._producer, None
         if producer is not None:
@@ -319,33 +356,56 @@ class KafkaPublisher:
 
     # ------------------------------------------------------------------ delivery
     def _route(self, topic: str, key: bytes | None, value: bytes, readings: int) -> None:
-        """Append the message to the spool (write-ahead), then hand it to Kafka unless spooling."""
-        from kafka.errors import KafkaError
-
+        """Append the message to the spool (write-ahead), then queue it for the sender unless spooling."""
         with self._route_lock:
             if self._closed:
                 raise PublishError("publisher is closed")
             seq = next(self._seq)
             stored, dropped = self._spool.append(seq, topic, key, value, readings)
             self._count_spool(0, dropped, "")
-            producer = self._producer
-            if self._spooling or producer is None:
+            if self._spooling or self._producer is None:
                 if stored:
                     self._count_spool(readings, 0, "kafka_unavailable")
                 return
+            self._outbox.put(_Outgoing(self._epoch, seq, topic, key, value, readings, stored))
+
+    def _send_loop(self) -> None:
+        """The sender thread: hands written-ahead messages to the producer, in emission order."""
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
             try:
-                future = producer.send(topic, key=key, value=value, headers=spool_header(self._spool.spool_id, seq))
+                self._send(item)
+            except Exception:
+                # The message is in the spool: the next drain replays it. The thread lives on.
+                log.exception("handing a message to Kafka failed")
+                self._enter_spooling(PublishError("send failed"))
+
+    def _send(self, m: _Outgoing) -> None:
+        from kafka.errors import KafkaError
+
+        with self._send_lock:
+            producer = self._producer
+            if self._spooling or producer is None or m.epoch != self._epoch:
+                return  # in the spool already; the drain replays it in order
+            try:
+                headers = spool_header(self._spool.spool_id, m.seq)
+                future = producer.send(m.topic, key=m.key, value=m.value, headers=headers)
             except KafkaError as exc:
                 if permanent(exc):  # raised by send() itself: about this message only
-                    self._spool.remove([seq])
-                    self._reject(topic, readings, exc)
+                    self._spool.remove([m.seq])
+                    self._reject(m.topic, m.readings, exc)
                     return
                 self._enter_spooling(exc)
-                if stored:
-                    self._count_spool(readings, 0, type(exc).__name__)
+                if m.stored:
+                    self._count_spool(m.readings, 0, type(exc).__name__)
                 return
-        future.add_callback(self._on_sent, seq, topic, readings, len(value))
-        future.add_errback(self._on_failed, seq, topic, key, value, readings)
+        future.add_callback(self._on_sent, m.seq, m.topic, m.readings, len(m.value))
+        future.add_errback(self._on_failed, m.seq, m.topic, m.key, m.value, m.readings)
 
     def _on_sent(self, seq: int, topic: str, readings: int, size: int, metadata: Any) -> None:
         with self._count_lock:
@@ -356,7 +416,7 @@ class KafkaPublisher:
             self.counters.bytes_sent += size
 
     def _on_failed(self, seq: int, topic: str, key: bytes | None, value: bytes, readings: int, exc: Exception) -> None:
-        # Runs on the producer's I/O thread; it must not take the route lock (a caller blocked in send() holds it).
+        # Runs on the producer's I/O thread; it must not take the send lock (the sender, blocked in send(), holds it).
         # The message is normally in the spool already (written ahead); appending again is a no-op then, and
         # stores it if the bound had refused it. Even a message Kafka refuses for good stays: kafka-python then
         # fails every pending message with that error, and only the drain can tell the culprit from the others.
@@ -406,25 +466,32 @@ class KafkaPublisher:
                 self.counters.by_reason[f"spool:{reason}"] += spooled
 
     # ------------------------------------------------------------------ background: time-based flush and drain
-    def _background(self) -> None:
-        # Partial batches are emitted from here (add() only checks sizes): ticking every quarter window and
-        # emitting what would pass batch_max_ms before the next tick, no batch stays in memory (where kill -9
-        # loses it) longer than batch_max_ms, scheduling delays aside.
+    def _tick(self) -> None:
+        """The ticker thread: emits partial batches and applies acknowledgements; it never waits for Kafka."""
+        # Ticking every quarter window and emitting what would pass batch_max_ms before the next tick, no batch
+        # stays in memory (where kill -9 loses it) longer than batch_max_ms, scheduling delays aside.
         interval = max(self.publish.batch_max_ms / 4000, 0.005)
-        last_probe = float("-inf")  # the first probe at once: start() does not wait for Kafka
-        while not self._stop.is_set():
-            self._wake.wait(interval)
-            self._wake.clear()
+        older_than_ms = max(self.publish.batch_max_ms - interval * 1000, 0.0)
+        while not self._stop.wait(interval):
             try:
-                self._emit_all(older_than_ms=max(self.publish.batch_max_ms - interval * 1000, 0.0))
+                self._emit_all(older_than_ms=older_than_ms)
                 self._apply_acks()
-                now = time.monotonic()
-                if self._spooling and now - last_probe >= self.spool_settings.retry_interval_s:
-                    last_probe = now
+            except Exception:
+                # The thread must survive anything (a full disk) and keep trying.
+                log.exception("publisher tick failed; retrying")
+
+    def _drain_loop(self) -> None:
+        """The drainer thread: while spooling, tries Kafka at once and then every ``retry_interval_s``."""
+        last_probe = float("-inf")
+        while not self._stop.is_set():
+            try:
+                if self._spooling and time.monotonic() - last_probe >= self.spool_settings.retry_interval_s:
+                    last_probe = time.monotonic()
                     self._drain(None)
             except Exception:
-                # The thread must survive anything (a full disk, a broker error) and keep trying.
-                log.exception("publisher background step failed; retrying")
+                log.exception("publisher drain failed; retrying")
+            self._wake.wait(self.spool_settings.retry_interval_s)
+            self._wake.clear()
 
     def _drain(self, deadline: float | None) -> None:
         """Replace a failed producer, replay the spool in order, and return to direct mode when it is empty."""
@@ -435,7 +502,7 @@ class KafkaPublisher:
     def _drain_locked(self, deadline: float | None) -> None:
         if not self._spooling:
             return
-        with self._route_lock:
+        with self._route_lock, self._send_lock:
             old, self._producer = self._producer, None
         if old is not None:
             # Stop the broken producer (what it still held fails; it is in the spool already) and forget what it
@@ -448,11 +515,12 @@ class KafkaPublisher:
         if not self._reconcile():
             close_producer(producer, 0)
             return
-        while deadline is None or time.monotonic() < deadline:
+        while (deadline is None or time.monotonic() < deadline) and not self._stop.is_set():
             chunk = self._spool.peek(_DRAIN_CHUNK)
             if not chunk:
-                with self._route_lock:
+                with self._route_lock, self._send_lock:
                     if self._spool.messages == 0 and not self._closed:
+                        self._epoch += 1
                         self._producer = producer
                         self._spooling = False
                         self._connect_failures = 0
@@ -513,10 +581,13 @@ class KafkaPublisher:
         new producer); False when Kafka did not answer (the drain retries later)."""
         topics = {self.topics.readings, self.topics.maintenance, self.topics.dead_letter} | self._spool.topics()
         try:
+            if not self._ensured:
+                ensure_topics(self.kafka, self.ensure)
+                self._ensured = True
             found, ends = find_sent(
                 self.kafka, topics, self._spool.marks(), self._spool.spool_id, self.publish.delivery_timeout_s
             )
-        except PublishError as exc:
+        except Exception as exc:  # Kafka went away again (any client error): retried at the next probe
             self._last_failed_connect = time.monotonic()
             log.warning("could not reconcile the spool with Kafka (%s); retrying later", exc)
             return False
