@@ -439,8 +439,12 @@ class ReadingDecoder:
         return c, refused
 
     def _from_sample(self, r: Reading) -> tuple[str, float, float]:
-        ok = usable(r.quality, r.value, r.flags, self.accept_uncertain)
-        return r.sensor, r.ts.timestamp(), float(r.value) if ok and r.value is not None else _NAN
+        value = r.value
+        if value is None:
+            return r.sensor, r.ts.timestamp(), _NAN
+        # An infinity (JSON's 1e999) is otherwise usable: kept, for the screen to flag it ``not_finite``.
+        ok = usable(r.quality, value if math.isfinite(value) else 0.0, r.flags, self.accept_uncertain)
+        return r.sensor, r.ts.timestamp(), float(value) if ok else _NAN
 
     def _from_columns(self, message: ReadingColumns) -> Columns:
         return Columns(*column_arrays(message, self.accept_uncertain))
