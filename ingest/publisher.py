@@ -64,6 +64,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DRAIN_CHUNK = 256
+_OUTBOX_MAX = 1000
+"""Messages written ahead but not yet handed to the producer, at most; beyond, the publisher spools."""
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,13 @@ class KafkaPublisher:
             if self._spooling or self._producer is None:
                 if stored:
                     self._count_spool(readings, 0, "kafka_unavailable")
+                return
+            if self._outbox.qsize() >= _OUTBOX_MAX:
+                # Kafka takes messages slower than they come (the sender is blocked in send()): rather than
+                # growing memory, spool; the drain replaces the producer and replays from disk.
+                self._enter_spooling(PublishError(f"{_OUTBOX_MAX} messages waiting for the producer"))
+                if stored:
+                    self._count_spool(readings, 0, "kafka_slow")
                 return
             self._outbox.put(_Outgoing(self._epoch, seq, topic, key, value, readings, stored))
 
