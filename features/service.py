@@ -67,7 +67,7 @@ from vigil.bus import (
 from vigil.config import VigilConfig, load_config
 from vigil.contracts import FeatureVector, encode
 from vigil.exceptions import BusError, ConfigError, ContractError, TransactionAborted
-from vigil.transactions import TransactionalProducer, make_read_committed_consumer
+from vigil.transactions import TransactionalProducer, make_read_committed_consumer, transaction_timeout_ms
 
 if TYPE_CHECKING:
     from vigil.metrics import ServiceMetrics
@@ -183,7 +183,7 @@ class FeatureService:
             kafka,
             self.config.windows.group_id,
             SERVICE,
-            transaction_timeout_ms=_transaction_timeout_ms(self.config.windows.checkpoint_interval_s),
+            transaction_timeout_ms=transaction_timeout_ms(self.config.windows.checkpoint_interval_s),
             client_id=f"{kafka.client_id}-{SERVICE}",
             max_request_size=MAX_STATE_BYTES + 64 * 1024,
         )
@@ -659,17 +659,6 @@ class FeatureService:
             for reason, total in totals.items():
                 self.metrics.dropped.labels(reason).inc(total - self._dropped_reported.get(reason, 0))
                 self._dropped_reported[reason] = total
-
-
-def _transaction_timeout_ms(checkpoint_interval_s: float) -> int:
-    """A transaction stays open for about one checkpoint interval: the broker aborts it after this (60 s, or four
-    intervals when they are longer, up to the broker's default ``transaction.max.timeout.ms`` of 15 minutes), so a
-    dead worker whose id nobody takes over blocks read_committed readers no longer.
-
-    >>> _transaction_timeout_ms(5.0), _transaction_timeout_ms(120.0), _transaction_timeout_ms(3600.0)
-    (60000, 480000, 900000)
-    """
-    return int(min(max(60.0, 4 * checkpoint_interval_s), 900.0) * 1000)
 
 
 def _top(counter: Counter[str], n: int = 5) -> str:

@@ -12,16 +12,23 @@ marker per partition says up to which offsets all its machines are there. The pe
 the machines a worker serves and stay with the worker (one checkpoint per worker; a new worker starts from the
 freshest one of its group).
 
-The order per checkpoint is: produce, flush (every send acknowledged), write the machines' state and the
-markers (acknowledged), then commit the same offsets to the group. A revocation (on the client's IO thread)
-writes only a marker per revoked partition saying how far outputs were published. On assignment a worker reads
-the changelog partitions of its new partitions to their end, imports those machines, seeks to the marker's
-offsets and re-learns without publishing up to the published offsets; a record a machine's state already
-reflects is skipped, so nothing is learnt twice. A maintenance event on another partition than its machine's is
-forwarded to its machine's partition. A checkpoint that is unreadable, or was written for another
-format, River version, feature schema or state shape, is reported (log, ``vigil_errors_total{kind="checkpoint"}``)
-and rebuilt by replaying the partition from the beginning; predictions for offsets already covered are not
-produced twice. Undecodable input goes to the dead-letter topic.
+Exactly once between Kafka topics (:mod:`vigil.transactions`): inputs are read ``read_committed``; predictions,
+drift events, forwarded maintenance events, dead letters and audit reports are produced inside a Kafka
+transaction, and each checkpoint adds the machines' state, the shared models, the markers and the consumed
+offsets to it and commits: all of it becomes visible together, or (a crash, an abort) none of it. A restarted
+worker or a new owner therefore restores state that reflects exactly the committed offsets and recomputes, from
+there, exactly what the uninterrupted run would have: no prediction is published twice, and none with another
+value (the per-type models are checkpointed in the same transaction as the machines, so they are never older
+or newer than the machine state they are restored with). A revocation commits the same way (on the client's IO
+thread); lost partitions abort. On assignment a worker first takes the transactional id of its assignment
+(aborting a dead predecessor's open transaction), reads the changelog partitions of its new partitions to their
+end, imports those machines and seeks to the marker's offsets; a record a machine's state already reflects is
+skipped (a changelog written by the at-least-once versions before can be ahead of the group's offsets). A failed
+commit aborts: the worker reloads its shared models and its partitions from the changelog and goes on from the
+committed offsets. A maintenance event on another partition than its machine's is forwarded to its machine's
+partition. A checkpoint that is unreadable, or was written for another format, River version, feature schema or
+state shape, is reported (log, ``vigil_errors_total{kind="checkpoint"}``) and rebuilt by replaying the partition
+from the beginning (its outputs are published again). Undecodable input goes to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -38,7 +45,6 @@ from typing import Any
 from models.changelog import (
     MARKER,
     MAX_RECORD_BYTES,
-    SEND_TIMEOUT_S,
     MachineChangelog,
     Marker,
     PartitionLog,
@@ -58,8 +64,6 @@ from vigil.bus import (
     dead_letter,
     ensure_topics,
     machine_key,
-    make_consumer,
-    make_producer,
     partition_count,
     pipeline_topics,
     send_dead_letter,
@@ -75,7 +79,8 @@ from vigil.contracts import (
     encode,
     utcnow,
 )
-from vigil.exceptions import BusError, ContractError
+from vigil.exceptions import BusError, ContractError, TransactionAborted
+from vigil.transactions import TransactionalProducer, make_read_committed_consumer, transaction_timeout_ms
 
 log = logging.getLogger(__name__)
 
@@ -139,21 +144,20 @@ class ModelService:
         self._maintenance: dict[str, list[tuple[str, str]]] = {}
         """Machine -> the latest maintenance events applied to its state, ``(event, ts)``: repeats are dropped."""
         self._dirty: set[str] = set()
-        self._replay_until: dict[str, int] = {}
-        """``topic:partition`` -> outputs up to here were published already: a replay below it publishes nothing."""
         self._marks: dict[int, dict[str, int]] = {}
         """Partition -> the input offsets up to which every machine of it is in the changelog (its last marker)."""
         self._rebuild_all = False
+        self._reload_shared = False
+        """An abort left the shared models ahead of the changelog: reloaded before the next assignment."""
         self._held: set[int] = set()
         """Partitions revoked (and checkpointed) by a rebalance still in progress: kept if assigned back."""
         self._pending_assignment: set[Any] | None = None
         self._generations: tuple[int | None, int | None] = (None, None)
         """The group generation of the last revocation and of the assignment that followed it."""
-        self._producer: Any = None
+        self._tx: TransactionalProducer | None = None
         self._consumer: Any = None
         self._last_checkpoint = time.monotonic()
         self._last_audit = time.monotonic()
-        self._pending_sends: list[Any] = []
         self._closing = False
 
     # ------------------------------------------------------------------ life cycle
@@ -176,10 +180,20 @@ class ModelService:
             )
         self.machine_log.ensure(self._partitions)
         self.store.ensure()
-        self._producer = make_producer(kafka, max_request_size=MAX_RECORD_BYTES)
+        # One producer for every output and all state: a transaction is one producer's. Started on assignment
+        # (its transactional id is the assignment's).
+        self._tx = TransactionalProducer(
+            kafka,
+            self.group_id,
+            SERVICE,
+            transaction_timeout_ms=transaction_timeout_ms(self.config.models.checkpoint_interval_s),
+            max_request_size=MAX_RECORD_BYTES,
+        )
         self.restore_shared()
         # The range assignor gives one worker partition p of both topics (they are co-partitioned by machine).
-        self._consumer = make_consumer(kafka, self.group_id, partition_assignment_strategy=(RangePartitionAssignor,))
+        self._consumer = make_read_committed_consumer(
+            kafka, self.group_id, partition_assignment_strategy=(RangePartitionAssignor,)
+        )
         self._consumer.subscribe(topics=[topics.features, topics.maintenance], listener=_rebalance_listener(self))
         if self.metrics is not None:
             self.metrics.set_ready(True)
@@ -231,30 +245,28 @@ class ModelService:
             self._closing = True
             if self._consumer is not None:
                 self._consumer.close(autocommit=False)
-            if self._producer is not None:
-                self._producer.close(timeout=10)
+            if self._tx is not None:
+                self._tx.close()  # aborts what a failed checkpoint left open
 
     # ------------------------------------------------------------------ rebalances
     def on_revoked(self, partitions: set[Any], *, lost: bool = False) -> None:
-        """Rebalance listener, run on kafka-python's IO thread (heartbeats stop while it runs, and the whole group
-        waits for it): make what the revoked partitions published known to their next owner, cheaply. Outputs
-        are acknowledged and a marker per partition is written that keeps the offsets of its last checkpoint
-        (what the changelog holds) and adds how far outputs were published; no machine state is serialised here,
-        so the time taken does not grow with the fleet. The next owner resumes at the checkpoint, re-learns the
-        records since then and publishes nothing below the published offsets. Nothing is committed here: the
-        group's offsets stay those of the last checkpoint. Lost partitions (the group moved on without this
-        worker) are dropped without writing: another worker may already own them."""
+        """Rebalance listener, run on kafka-python's IO thread (the whole group waits for it): commit what was
+        handled (outputs, state, offsets: one transaction), so the next owner goes on from here. Lost partitions
+        (the group moved on without this worker) abort what is open and are dropped: another worker may already
+        own them, and goes on from the last commit."""
         parts = {tp.partition for tp in partitions} & self._owned
         if lost:
-            self._forget(parts)
+            if self._tx is not None:
+                self._tx.abort()
+            self._rewind()
             return
         if not self._closing and parts:
             try:
-                self._mark_revoked(parts)
+                self._commit(self._owned)
             except Exception:
-                # The next owner starts from the previous marker and may publish again what followed it.
-                log.exception("models: marking revoked partitions %s failed", sorted(parts))
-                self._forget(parts)
+                # Aborted: the next owner goes on from the last commit; nothing of this transaction was visible.
+                log.exception("models: commit on revocation of partitions %s failed", sorted(parts))
+                self._rewind()
                 return
         self._owned -= parts
         self._held |= parts
@@ -277,6 +289,12 @@ class ModelService:
         found = getattr(generation, "generation_id", None)
         return found if isinstance(found, int) and found >= 0 else None
 
+    def _rewind(self) -> None:
+        """After an abort: forget every partition and reload the shared models (they learnt from the aborted
+        records too); the next assignment restores from the changelog, at the committed offsets."""
+        self._forget(self._owned | self._held)
+        self._reload_shared = True
+
     def _forget(self, parts: set[int]) -> None:
         for machine, partition in list(self._partition_of.items()):
             if partition in parts:
@@ -289,7 +307,6 @@ class ModelService:
         for topic in self._topics():
             for p in parts:
                 self._positions.pop(_tpk(topic, p), None)
-                self._replay_until.pop(_tpk(topic, p), None)
         for p in parts:
             self._marks.pop(p, None)
         self._owned -= parts
@@ -305,6 +322,14 @@ class ModelService:
         from kafka import TopicPartition
 
         parts = {tp.partition for tp in assigned}
+        # First the producer of this assignment: its init_transactions aborts a dead owner's open transaction, so
+        # the changelog reads below are not cut short at that transaction's start (read_committed).
+        assert self._tx is not None
+        self._tx.assign(parts)
+        if self._reload_shared:
+            self._reload_shared = False
+            self._forget(self._owned | self._held)
+            self.restore_shared()
         self._forget(self._held - parts)
         committed = {tp: self._consumer.committed(tp) for tp in assigned}
         revoked_in, assigned_in = self._generations
@@ -332,7 +357,6 @@ class ModelService:
             for topic in self._topics():
                 tp = TopicPartition(topic, p)
                 name = _tpk(topic, p)
-                done = max(committed.get(tp) or 0, marker.offsets.get(name, 0), marker.published.get(name, 0))
                 if self._rebuild_all or refused:
                     self._consumer.seek_to_beginning(tp)
                     self._positions.pop(name, None)
@@ -347,8 +371,6 @@ class ModelService:
                     self._consumer.seek_to_beginning(tp)
                     start = 0
                 mark[name] = start
-                if done > start:  # published past the state: re-learn, publish nothing twice
-                    self._replay_until[name] = done
             self._marks[p] = mark
         for p in keep:
             for topic in self._topics():
@@ -455,14 +477,12 @@ class ModelService:
 
     def _handle(self, record: Any) -> None:
         name = _tpk(record.topic, record.partition)
-        replaying = record.offset < self._replay_until.get(name, -1)
         if self.metrics is not None:
             self.metrics.messages_in.labels(record.topic).inc()
         try:
             message = decode(record.value)
         except ContractError as exc:
-            if not replaying:
-                self._send_dead_letter(record, exc.reason, str(exc))
+            self._send_dead_letter(record, exc.reason, str(exc))
             return
         if record.topic == self.config.topics.maintenance:
             # Labels are checked before use: a wrong one does lasting harm (models/maintenance_input.py).
@@ -470,8 +490,7 @@ class ModelService:
             newest = self._last_window.get(machine_id) if isinstance(machine_id, str) else None
             refusal = check_maintenance(message, self.maintenance_rules, now=utcnow(), newest=newest)
             if refusal is not None:
-                if not replaying:
-                    self._send_dead_letter(record, refusal.reason, str(refusal))
+                self._send_dead_letter(record, refusal.reason, str(refusal))
                 return
         if isinstance(message, MaintenanceEvent):
             home = self._home_partition(message.machine_id, record.partition)
@@ -479,8 +498,7 @@ class ModelService:
                 # The machine's state lives on (is checkpointed with the offsets of) partition ``home``: handled
                 # here it would be applied to a state this worker may not hold, or move that state to the
                 # changelog partition of the wrong number. The owner of ``home`` handles it there.
-                if not replaying:
-                    self._forward(record, home)
+                self._forward(record, home)
                 return
         if isinstance(message, FeatureVector | MaintenanceEvent):
             machine = message.machine_id
@@ -496,17 +514,14 @@ class ModelService:
         if isinstance(message, FeatureVector):
             out = self.model.process(message)
             self._last_window[message.machine_id] = message.window_end
-            if not replaying:
-                if out.prediction is not None:
-                    self._publish_prediction(out.prediction)
-                for event in out.drift:
-                    self._publish_drift(event)
+            if out.prediction is not None:
+                self._publish_prediction(out.prediction)
+            for event in out.drift:
+                self._publish_drift(event)
         elif isinstance(message, MaintenanceEvent):
-            drift = self.model.maintenance(message)
-            if not replaying:
-                for event in drift:
-                    self._publish_drift(event)
-        elif not replaying:
+            for event in self.model.maintenance(message):
+                self._publish_drift(event)
+        else:
             self._send_dead_letter(record, "kind", f"unexpected {message.kind!r} on {record.topic}")
 
     def _first_time(self, event: MaintenanceEvent) -> bool:
@@ -539,27 +554,24 @@ class ModelService:
         source = f"{record.topic}:{record.partition}:{record.offset}"
         # Maintenance events are rare: each one forwarded is worth a line (the producer partitions unlike features).
         log.warning("models: maintenance event at %s is for a machine of partition %d: forwarded", source, partition)
-        future = self._producer.send(
+        self._send(
             record.topic,
             key=record.key,
             value=record.value,
             partition=partition,
             headers=[(FORWARDED_HEADER, source.encode())],
         )
-        self._pending_sends.append(future)
         self.forwarded += 1
         if self.metrics is not None:
             self.metrics.messages_out.labels(record.topic).inc()
 
     def _publish_prediction(self, prediction: Prediction) -> None:
         topic = self.config.topics.predictions
-        self._pending_sends.append(
-            self._producer.send(
-                topic,
-                key=machine_key(prediction.machine_id),
-                value=encode(prediction),
-                headers=[("worker", self.worker.encode())],
-            )
+        self._send(
+            topic,
+            key=machine_key(prediction.machine_id),
+            value=encode(prediction),
+            headers=[("worker", self.worker.encode())],
         )
         self.predictions += 1
         if self.metrics is not None:
@@ -569,7 +581,7 @@ class ModelService:
     def _publish_drift(self, event: DriftEvent) -> None:
         topic = self.config.topics.drift
         key = machine_key(event.machine_id or event.machine_type)
-        self._pending_sends.append(self._producer.send(topic, key=key, value=encode(event)))
+        self._send(topic, key=key, value=encode(event))
         self.drift_events += 1
         log.info(
             "drift: %s %s %s %s: %s", event.event, event.machine_type, event.machine_id, event.target, event.detail
@@ -589,31 +601,44 @@ class ModelService:
             offset=record.offset,
             key=record.key,
         )
-        self._pending_sends.append(send_dead_letter(self._producer, self.config.topics, letter))
+        send_dead_letter(self._producer(), self.config.topics, letter)
         if self.metrics is not None:
             self.metrics.dead_letters.labels(reason).inc()
 
     # ------------------------------------------------------------------ durability
-    def checkpoint(self, partitions: set[int] | None = None) -> None:
-        """Make what was handled durable, then commit the offsets it reflects (never the other way round).
+    def _producer(self) -> Any:
+        """The transactional producer, inside an open transaction."""
+        assert self._tx is not None
+        self._tx.begin()
+        return self._tx.producer
 
-        Order: every output acknowledged; the state of each machine handled since the last checkpoint, with its
-        partition's offsets, acknowledged; the shared models; a marker per partition with the offsets up to which
-        all its machines are in the changelog (and how far outputs were published); then the group commit. A
-        crash anywhere before the commit leaves the committed offsets behind the state, so a restart or a new
-        owner re-reads records the state already holds and skips them per machine. Not for rebalance callbacks
-        (see :meth:`on_revoked`)."""
+    def _send(self, topic: str, **kwargs: Any) -> None:
+        assert self._tx is not None
+        self._tx.send(topic, **kwargs)
+
+    def checkpoint(self, partitions: set[int] | None = None) -> None:
+        """Commit what was handled: outputs, the state of each machine handled since the last checkpoint, the
+        shared models, a marker per partition with the offsets its machines reflect, and those offsets, in one
+        transaction. An abort (a failed commit) goes back to the last commit (:meth:`_rewind`). Not for rebalance
+        callbacks (see :meth:`on_revoked`)."""
+        try:
+            self._commit(self._owned if partitions is None else partitions & self._owned)
+        except TransactionAborted as exc:
+            log.warning("models: %s; going back to the last commit", exc)
+            self._rewind()
+            self._pending_assignment = set(self._consumer.assignment())
+
+    def _commit(self, parts: set[int]) -> None:
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
-        parts = self._owned if partitions is None else partitions & self._owned
-        self._await_outputs()
+        assert self._tx is not None
         if self._membership_lost():
             # Dropped from the group (the next poll reports the partitions lost): another worker may own them
-            # already, and state written now would overwrite its own.
+            # already; the commit would be refused (an old generation), so the transaction is aborted now.
             log.warning("models: not a group member any more; checkpoint of partitions %s skipped", sorted(parts))
+            self._tx.abort()
             return
-        futures = []
         written: list[str] = []
         size = 0
         for machine in sorted(self._dirty):
@@ -630,67 +655,26 @@ class ModelService:
                 self._last_window.get(machine),
                 self._maintenance.get(machine, ()),
             )
-            futures.append(self.machine_log.send(self._producer, p, self.machine_log.key(machine), value))
+            self.machine_log.send(self._producer(), p, self.machine_log.key(machine), value)
             written.append(machine)
             size += len(value)
-        for future in futures:
-            future.get(timeout=SEND_TIMEOUT_S)
         header, chunks = dumps_shared(self.model, self.schema)
-        self.store.write(self._producer, header, chunks)
+        self.store.write(self._producer(), header, chunks)
         key = self.machine_log.key(MARKER)
         marks = {p: self._partition_offsets(p) for p in sorted(parts)}
-        markers = [
-            self.machine_log.send(self._producer, p, key, encode_marker(mark, self.worker, self._published(p)))
-            for p, mark in marks.items()
-        ]
-        for future in markers:
-            future.get(timeout=SEND_TIMEOUT_S)
-        self._marks.update(marks)
-        self._dirty.difference_update(written)
-        self.last_checkpoint_bytes, self.last_checkpoint_machines = size, len(written)
-        self._last_checkpoint = time.monotonic()
+        for p, mark in marks.items():
+            self.machine_log.send(self._producer(), p, key, encode_marker(mark, self.worker))
         commit = {
             TopicPartition(topic, p): OffsetAndMetadata(self._positions[_tpk(topic, p)], "", -1)
             for p in parts
             for topic in self._topics()
             if _tpk(topic, p) in self._positions
         }
-        if not commit:
-            return
-        try:
-            self._consumer.commit(commit)
-        except Exception as exc:  # a rebalance in between: the changelog holds the offsets anyway
-            log.warning("models: offset commit failed after checkpoint (%s); state is safe in the changelog", exc)
-
-    def _await_outputs(self) -> None:
-        self._producer.flush(timeout=SEND_TIMEOUT_S)
-        for future in self._pending_sends:
-            future.get(timeout=SEND_TIMEOUT_S)  # a failed send fails the checkpoint, and so the commit
-        self._pending_sends.clear()
-
-    def _mark_revoked(self, parts: set[int]) -> None:
-        """Outputs acknowledged, then a marker per revoked partition: the offsets of its last checkpoint (what the
-        changelog holds), and how far outputs were published."""
-        self._await_outputs()
-        key = self.machine_log.key(MARKER)
-        markers = [
-            self.machine_log.send(
-                self._producer, p, key, encode_marker(self._marks.get(p, {}), self.worker, self._published(p))
-            )
-            for p in sorted(parts)
-        ]
-        for future in markers:
-            future.get(timeout=SEND_TIMEOUT_S)
-
-    def _published(self, partition: int) -> dict[str, int]:
-        """How far outputs of ``partition`` were published: its positions, or further while a replay is below
-        what an earlier owner published."""
-        out = self._partition_offsets(partition)
-        for topic in self._topics():
-            name = _tpk(topic, partition)
-            if name in self._replay_until:
-                out[name] = max(out.get(name, 0), self._replay_until[name])
-        return out
+        self._tx.commit(commit, self._consumer.group_metadata())
+        self._marks.update(marks)
+        self._dirty.difference_update(written)
+        self.last_checkpoint_bytes, self.last_checkpoint_machines = size, len(written)
+        self._last_checkpoint = time.monotonic()
 
     def _partition_offsets(self, partition: int) -> dict[str, int]:
         """The next offset to handle per input topic of ``partition`` (where it was sought to, for a topic that
@@ -725,9 +709,9 @@ class ModelService:
                     report.segment,
                     "; ".join(report.findings),
                 )
-            if self._producer is not None:
+            if self._tx is not None and self._tx.producer is not None:
                 key = f"{report.dimension}={report.segment}".encode()
-                self._pending_sends.append(self._producer.send(topic, key=key, value=encode(report)))
+                self._send(topic, key=key, value=encode(report))
                 self.audits += 1
                 if self.metrics is not None:
                     self.metrics.messages_out.labels(topic).inc()

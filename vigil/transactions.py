@@ -54,6 +54,18 @@ def transactional_id(group_id: str, service: str, partitions: Iterable[int]) -> 
     return None if lowest is None else f"{group_id}-{service}-p{lowest}"
 
 
+def transaction_timeout_ms(checkpoint_interval_s: float) -> int:
+    """How long the broker lets a transaction stay open before aborting it: a transaction lives about one checkpoint
+    interval, so 60 s, or four intervals when they are longer, up to the broker's default
+    ``transaction.max.timeout.ms`` (15 minutes). A dead worker whose id nobody takes over blocks read_committed
+    readers of what it wrote for no longer than this.
+
+    >>> transaction_timeout_ms(5.0), transaction_timeout_ms(120.0), transaction_timeout_ms(3600.0)
+    (60000, 480000, 900000)
+    """
+    return int(min(max(60.0, 4 * checkpoint_interval_s), 900.0) * 1000)
+
+
 def make_read_committed_consumer(
     kafka: KafkaSettings, group_id: str | None, topics: Iterable[str] = (), **overrides: Any
 ) -> Any:
