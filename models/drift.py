@@ -70,6 +70,16 @@ class LevelShift:
         self.average = 0.0
         self.armed = True
         self.drift_detected = False
+        self.held_h = 0.0
+        """Running hours the current shift has lasted since it was detected (0 while armed)."""
+        self.lasted = False
+        """Whether the current shift has been reported as lasting (see :meth:`lasts`)."""
+
+    def __setstate__(self, state: dict[str, float | bool | int]) -> None:
+        # Checkpoints written before shifts had to last: none is held yet.
+        state.setdefault("held_h", 0.0)
+        state.setdefault("lasted", False)
+        self.__dict__.update(state)
 
     def update(self, x: float) -> None:
         self.n += 1
@@ -80,7 +90,27 @@ class LevelShift:
         if self.armed and abs(self.average) >= self.level:
             self.drift_detected, self.armed = True, False
         elif not self.armed and abs(self.average) < self.level / 2:
-            self.armed = True
+            self.armed, self.held_h, self.lasted = True, 0.0, False
+
+    def lasts(self, hours: float, at_least_h: float) -> bool:
+        """Count ``hours`` of running time towards the current shift; true once, when it has lasted ``at_least_h``
+        (a shift that goes back before then was a passing one).
+
+        >>> detector = LevelShift(alpha=0.5, level=2.0, min_instances=1)
+        >>> told = []
+        >>> for z in [5.0] * 6 + [0.0] * 3:
+        ...     detector.update(z)
+        ...     told.append(detector.lasts(1.0, 3.0))
+        >>> told.index(True), told.count(True)
+        (2, 1)
+        """
+        if self.armed or self.lasted:
+            return False
+        self.held_h += hours
+        if self.held_h >= at_least_h:
+            self.lasted = True
+            return True
+        return False
 
 
 def _log_loss(p: float, y: bool) -> float:

@@ -53,6 +53,20 @@ _SETTLE_S = 3600.0
 """How long sensors take to settle after a load step (thermal lag), for the sensor-step check."""
 _KEEP_RISK = 0.35
 """A window with at least this risk is always kept for its delayed label (likely a future positive)."""
+_DRIFT_LASTS_H = 24.0
+"""A feature's level shift becomes a digest finding once it has lasted this many running hours (until then it is
+recorded as a ``warning`` drift event, in InfluxDB only)."""
+_COMPARABLE_LOAD = 0.05
+"""An operating point within this share of the range below the one where a degradation showed is comparable."""
+_HOLD_MAX_H = 24.0
+"""A held degradation that did not show again for this many running hours is let go."""
+_LOAD_PICK_WINDOWS = 100
+"""Running windows of a type (after warm-up) watched before its operating-point sensor is chosen."""
+_FIXED_SPREAD = 0.02
+"""A running sensor whose window means spread less than this share of its range does not show the operating point
+(an induction motor's speed moves 2 % from no load to full load): another sensor must carry the load."""
+_LOAD_SPREAD = 0.05
+"""The least spread (share of the range) of the sensor chosen instead."""
 
 
 @dataclass
@@ -98,6 +112,12 @@ class MachineMemory:
     """Which normal the points were measured against (``own`` / ``type``): a switch restarts the trend."""
     trend_settled_at: datetime | None = None
     """After a start or a step of the running sensor, the trend neither learns nor alerts until then (warm-up)."""
+    held_key: str | None = None
+    """The sensor of the last degradation (level) alert, held while the machine runs at lighter operating points."""
+    held_load: float | None = None
+    """The (thermal) operating point at which that degradation showed."""
+    held_h: float = 0.0
+    """Running hours since the held degradation last showed."""
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Checkpoints written before the operating-point trend have none of its fields.
@@ -108,6 +128,9 @@ class MachineMemory:
         state.setdefault("trend_level", {})
         state.setdefault("trend_ref", None)
         state.setdefault("trend_settled_at", None)
+        state.setdefault("held_key", None)
+        state.setdefault("held_load", None)
+        state.setdefault("held_h", 0.0)
         self.__dict__.update(state)
 
 
@@ -117,6 +140,17 @@ class TypeMemory:
     detector: AnomalyDetector
     threshold: AdaptiveThreshold
     normal: OperatingNormal
+    load_sensor: str | None = None
+    """The sensor whose window mean is the operating point: the running sensor unless it stays nearly constant
+    while running (see ``FleetModel._pick_load``); None until chosen (the running sensor meanwhile)."""
+    spread: dict[str, list[float]] = field(default_factory=dict)
+    """Per candidate sensor, Welford's [n, mean, m2] of its window mean as a share of its range, while choosing."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Checkpoints written before the operating-point sensor was chosen: the running sensor, chosen again.
+        state.setdefault("load_sensor", None)
+        state.setdefault("spread", {})
+        self.__dict__.update(state)
 
 
 @dataclass(frozen=True)
@@ -236,13 +270,14 @@ class FleetModel:
         aggs = self.config.aggregations
         return {k: v for k, v in z.items() if "." not in k or k.partition(".")[2] in aggs}
 
-    def load(self, machine_type: str, features: Mapping[str, float | None]) -> float | None:
-        """The operating point: the running sensor's window mean relative to its range."""
+    def load(self, machine_type: str, features: Mapping[str, float | None], sensor: str | None = None) -> float | None:
+        """The operating point: the window mean of ``sensor`` (default: the running sensor) relative to its range."""
         spec = self.machine_types.get(machine_type)
-        if spec is None or spec.running_sensor is None:
+        name = sensor or (spec.running_sensor if spec is not None else None)
+        if spec is None or name is None or name not in spec.sensors:
             return None
-        value = features.get(f"{spec.running_sensor}.mean")
-        top = spec.sensors[spec.running_sensor].range.max
+        value = features.get(f"{name}.mean")
+        top = spec.sensors[name].range.max
         if value is None or not math.isfinite(value) or top <= 0:
             return None
         return value / top
@@ -317,11 +352,17 @@ class FleetModel:
             machine.running_since = fv.window_start
         warmup = (ts - machine.running_since).total_seconds() < cfg.warmup_s
         x = self.select(fv.features)
-        load = self.load(fv.machine_type, fv.features)
+        if kind.load_sensor is None and not warmup and not fv.gap:
+            self._pick_load(fv, kind)
+        load = self.load(fv.machine_type, fv.features, kind.load_sensor)
         if load is None and state_held:
             # Running with its running sensor silent: a report-by-exception source sends no unchanged value, so
             # the load is still the last one reported (judging the window at load 0 makes every sensor deviate).
-            load = self.load(fv.machine_type, {f"{self._running_sensor(fv.machine_type)}.mean": machine.running_last})
+            running_name = self._running_sensor(fv.machine_type)
+            if kind.load_sensor in (None, running_name):
+                load = self.load(fv.machine_type, {f"{running_name}.mean": machine.running_last})
+            else:
+                load = machine.load_prev
         hour = ts.hour + ts.minute / 60.0
         lag = self._lag(machine, load, ts) if cfg.thermal_tau_s > 0 else machine.load
         r = regressors(load, lag, hour)
@@ -388,6 +429,7 @@ class FleetModel:
         # type differ): a deviation from it needs to be larger before it is a degradation.
         margin_bar = cfg.margin_alert * (cfg.cold_start_margin_factor if cold_start else 1.0)
         worn = has_reference and not warmup and margin >= margin_bar
+        held = not blind and self._hold(fv, machine, worn, margin_key, margin_bar, steady and has_reference, r)
         # Fast wear alerts earlier: a limit that the current trend reaches soon, from a visible start.
         # A trend is judged only at a settled operating point, and in cold start (the type's normal, coarser than
         # the machine's own) only once the sensor is further on its way.
@@ -463,6 +505,13 @@ class FleetModel:
                 f"and rising {machine.margin_rate.get(eta_key or '', 0.0):.1%} per running hour (over the last "
                 f"{self._trend_span(machine, eta_key or ''):.1f} running hours): the limit in about {eta_h:.0f} h"
             )
+        elif held:
+            decision, decided_by = Decision.ALERT, "anomaly"
+            reasons.append(
+                f"degradation held: {machine.held_key} was {margin_bar:.0%} of the way to its hard limit at load "
+                f"{machine.held_load or 0.0:.2f}; at this lighter operating point (load {self._point(machine, r):.2f}) "
+                f"it cannot show, so it holds until seen below {margin_bar / 2:.0%} at a comparable load"
+            )
         elif anomalous:
             decision, decided_by = Decision.ALERT, "anomaly"
             reasons.append(f"anomaly score {score:.2f} >= threshold {threshold:.2f}")
@@ -525,6 +574,7 @@ class FleetModel:
             machine.trend_points.clear()
             machine.health.reset()
             machine.running_since = None
+            machine.held_key, machine.held_load, machine.held_h = None, None, 0.0
         return drift
 
     def _running_sensor(self, machine_type: str) -> str | None:
@@ -609,6 +659,10 @@ class FleetModel:
                 kind.threshold.update(r.anomaly)
             self.audit.label(machine.machine_type, machine.site, machine.line, r.score, r.positive)
             for event, detail, value in kind.classifier.drain():
+                if event == "drift":
+                    # A change of the type's model error is the model's business (it retrains; the outcome follows
+                    # as promoted / kept / rolled_back), not a finding about any machine: recorded, not digested.
+                    event, detail = "warning", f"model error drift, retraining: {detail}"
                 drift.append(
                     DriftEvent(
                         ts=r.ts,
@@ -625,6 +679,7 @@ class FleetModel:
     def _feature_drift(self, fv: FeatureVector, machine: MachineMemory, smooth: dict[str, float]) -> list[DriftEvent]:
         types = self.machine_types.get(fv.machine_type)
         keys = [f"{s}.mean" for s, spec in types.sensors.items() if spec.key] if types else []
+        hours = min(max((fv.window_end - fv.window_start).total_seconds() / 3600.0, 0.0), 1.0)
         out: list[DriftEvent] = []
         for key in keys:
             value = smooth.get(key)
@@ -634,20 +689,138 @@ class FleetModel:
             if detector is None:
                 detector = machine.feature_drift[key] = LevelShift()
             detector.update(value)
+            name = getattr(detector, "name", "page_hinkley")  # older checkpoints: Page-Hinkley
             if detector.drift_detected:
+                # Recorded (InfluxDB), not a finding yet: a shift that goes back within a day was a passing one.
                 out.append(
                     DriftEvent(
                         ts=fv.window_end,
                         machine_type=fv.machine_type,
                         machine_id=fv.machine_id,
-                        detector=getattr(detector, "name", "page_hinkley"),  # older checkpoints: Page-Hinkley
+                        detector=name,
+                        target=key,
+                        event="warning",
+                        detail=f"{key} moved from this machine's normal (z={value:+.1f}); a finding if it lasts "
+                        f"{_DRIFT_LASTS_H:g} running hours",
+                        value=value,
+                    )
+                )
+            lasts = getattr(detector, "lasts", None)
+            if lasts is not None and lasts(hours, _DRIFT_LASTS_H):
+                out.append(
+                    DriftEvent(
+                        ts=fv.window_end,
+                        machine_type=fv.machine_type,
+                        machine_id=fv.machine_id,
+                        detector=name,
                         target=key,
                         event="drift",
-                        detail=f"{key} moved from this machine's normal (z={value:+.1f})",
+                        detail=f"{key} moved from this machine's normal (z={value:+.1f}) and stayed there for "
+                        f"{_DRIFT_LASTS_H:g} running hours",
                         value=value,
                     )
                 )
         return out
+
+    def _pick_load(self, fv: FeatureVector, kind: TypeMemory) -> None:
+        """Choose the type's operating-point sensor from its first ``_LOAD_PICK_WINDOWS`` running windows.
+
+        The running sensor tells running from stopped; it is also the operating point when it moves with the
+        duty (a pump's speed steps). A sensor that stays nearly constant while running (a mains-fed motor's speed)
+        does not: every sensor that follows the load would then deviate from a normal that cannot see the load,
+        and a heavy shift reads as degradation. Then the operating point is the non-key sensor that spreads most
+        (key sensors are the health indicators, which wear moves). Chosen once per type; when the choice is not
+        the running sensor, the type's and its machines' normals (learnt against the wrong point) start again.
+        """
+        spec = self.machine_types.get(fv.machine_type)
+        if spec is None or spec.running_sensor is None or spec.running_sensor not in spec.sensors:
+            kind.load_sensor = spec.running_sensor if spec is not None else None
+            return
+        for name, sensor in spec.sensors.items():
+            if sensor.key and name != spec.running_sensor:
+                continue
+            value = fv.features.get(f"{name}.mean")
+            span = sensor.range.max - sensor.range.min
+            if value is None or not math.isfinite(value) or span <= 0:
+                continue
+            acc = kind.spread.setdefault(name, [0.0, 0.0, 0.0])
+            share = (value - sensor.range.min) / span
+            acc[0] += 1
+            delta = share - acc[1]
+            acc[1] += delta / acc[0]
+            acc[2] += delta * (share - acc[1])
+        running = kind.spread.get(spec.running_sensor)
+        if running is None or running[0] < _LOAD_PICK_WINDOWS:
+            return
+        spreads = {k: math.sqrt(v[2] / (v[0] - 1)) for k, v in kind.spread.items() if v[0] >= _LOAD_PICK_WINDOWS}
+        choice = spec.running_sensor
+        if spreads.get(spec.running_sensor, 0.0) < _FIXED_SPREAD:
+            best = max(spreads, key=lambda k: spreads[k])
+            if spreads[best] >= _LOAD_SPREAD:
+                choice = best
+        kind.load_sensor = choice
+        kind.spread = {}
+        if choice == spec.running_sensor:
+            return
+        log.info(
+            "%s: %s stays within %.1f %% of its range while running; the operating point is %s",
+            fv.machine_type,
+            spec.running_sensor,
+            100 * spreads.get(spec.running_sensor, 0.0),
+            choice,
+        )
+        cfg = self.config
+        kind.normal = OperatingNormal(cfg.cold_start_windows, cfg.normal_forget)
+        for machine in self._machines.values():
+            if machine.machine_type != fv.machine_type:
+                continue
+            machine.normal = OperatingNormal(cfg.cold_start_windows, cfg.normal_forget)
+            machine.load = machine.load_prev = machine.load_lag = machine.load_lag_ts = None
+            machine.smooth.clear()
+            machine.slow.clear()
+            machine.margin.clear()
+            machine.margin_rate.clear()
+            machine.trend_points.clear()
+            machine.trend_level.clear()
+
+    @staticmethod
+    def _point(machine: MachineMemory, r: Any) -> float:
+        """The thermal operating point of this window: the lagged load (the load itself without a lag)."""
+        return float(r[3])
+
+    def _hold(
+        self,
+        fv: FeatureVector,
+        machine: MachineMemory,
+        worn: bool,
+        key: str | None,
+        bar: float,
+        judged: bool,
+        r: Any,
+    ) -> bool:
+        """Whether a degradation seen earlier still holds although this window does not show it.
+
+        Most wear shows in proportion to the load (a blocked air path adds heat in proportion to the losses): a
+        motor whose winding runs 30 % of the way to its limit on the day shift is within its noise on the night
+        shift, and judging that as recovered opens one episode per day for one problem. So a level alert holds
+        until the sensor is seen back below half the alert bar at an operating point at least as heavy as the
+        one where it showed (the same judgement as the trend: at the same operating point), or for
+        ``_HOLD_MAX_H`` running hours in which it never showed again."""
+        point = self._point(machine, r)
+        if worn and key is not None:
+            if machine.held_key != key or machine.held_load is None or point > machine.held_load:
+                machine.held_load = point
+            machine.held_key, machine.held_h = key, 0.0
+            return False
+        if machine.held_key is None or machine.held_load is None:
+            return False
+        machine.held_h += min(max((fv.window_end - fv.window_start).total_seconds() / 3600.0, 0.0), 1.0)
+        comparable = point >= machine.held_load - _COMPARABLE_LOAD
+        recovered = judged and comparable and machine.margin.get(machine.held_key, 0.0) < bar / 2
+        if recovered or machine.held_h >= _HOLD_MAX_H:
+            machine.held_key, machine.held_load, machine.held_h = None, None, 0.0
+            return False
+        return True
 
     def _lag(self, machine: MachineMemory, load: float | None, ts: datetime) -> float | None:
         """The load seen through a first-order lag of ``thermal_tau_s`` (a stopped machine cools towards 0): the
