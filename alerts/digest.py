@@ -1,6 +1,6 @@
-"""The digest: informational findings (drift, sensor faults) per shift or per day, in one notification.
+"""The digest: informational findings (drift, sensor faults, limits crossed during warm-up) per shift or per day.
 
-Drift and sensor-fault episodes page nobody (see :mod:`alerts.routing`); a planner reads about them once a shift
+Drift, sensor-fault and startup-limit episodes page nobody (see :mod:`alerts.routing`); a planner reads about them once a shift
 or once a day instead. A *finding* is the opening or the resolution of an informational episode. The alerts
 service records findings in its store in the same transaction as the lifecycle state, so a crash and the Kafka
 replay that follows record each one once (they are keyed by alert id and transition number). When a period ends

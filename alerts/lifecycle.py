@@ -4,7 +4,8 @@ An *episode* is one problem on one machine: ``(machine, kind)``. The model's dec
 ``failure_risk`` opens after ``open_after`` consecutive predictions the classifier decided as alerts and holds while
 p_failure stays at or above ``close_threshold`` (hysteresis); ``anomaly`` likewise for alerts decided by degradation
 or anomaly signals (held while the score is above the threshold scaled by close/open); ``hard_limit`` while a
-fail-safe rule fires; ``drift`` and ``sensor_fault`` from drift events. Every change is a *transition*: an
+fail-safe rule fires outside warm-up, ``startup_limit`` (informational) while it fires only for a crossing during a
+machine's warm-up; ``drift`` and ``sensor_fault`` from drift events. Every change is a *transition*: an
 :class:`~vigil.contracts.Alert` message (the audit history) plus the receivers to notify, if any.
 
 Rules that keep planners from being spammed:
@@ -51,7 +52,7 @@ from alerts.episodes import Episode, PlantInfo, Silence, Track, Transition
 from alerts.exceptions import UnknownAlertError
 from alerts.render import SEVERITY_RANK, checks_for, summarize
 from alerts.routing import Router
-from models.rules import during_warmup
+from models.rules import split_warmup
 from vigil.config import AlertConfig
 from vigil.config.alerting import SilenceSpec
 from vigil.contracts import (
@@ -170,21 +171,28 @@ class Lifecycle:
                 ),
                 now,
             )
-        violated = bool(p.rule_violations)
-        out += self._step(
-            replace(
-                base,
-                kind="hard_limit",
-                opening=violated,
-                holding=violated,
-                # A crossing that persisted only during warm-up is reported, as a warning (models.rules).
-                severity=Severity.WARNING if during_warmup(p.rule_violations) else Severity.CRITICAL,
-                summary=summarize("hard_limit", rule_violations=p.rule_violations),
-                rule_violations=p.rule_violations,
-                p_failure=p.p_failure,
-            ),
-            now,
-        )
+        # A crossing that persisted outside warm-up is a critical hard limit at once; one that persisted only during
+        # warm-up (a compressor pumping back up after a restart) is start-up physics: an informational episode of
+        # its own, for the digest (models.rules.split_warmup).
+        for kind, violations, level in zip(
+            ("hard_limit", "startup_limit"),
+            split_warmup(p.rule_violations),
+            (Severity.CRITICAL, Severity.WARNING),
+            strict=True,
+        ):
+            out += self._step(
+                replace(
+                    base,
+                    kind=kind,
+                    opening=bool(violations),
+                    holding=bool(violations),
+                    severity=level,
+                    summary=summarize(kind, rule_violations=violations),
+                    rule_violations=violations,
+                    p_failure=p.p_failure,
+                ),
+                now,
+            )
         by_anomaly = alerting and p.decided_by == "anomaly"
         if by_anomaly or (p.anomaly_score is not None and p.anomaly_threshold is not None):
             ratio = c.close_threshold / c.open_threshold

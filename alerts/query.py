@@ -31,7 +31,8 @@ from vigil.outcomes import Episode as OutcomeEpisode
 from vigil.outcomes import Failure, Outcome, Repair, score
 
 ALERT_KINDS = ("failure_risk", "hard_limit", "anomaly")
-"""Episode kinds that count as a warning of a machine failure (drift and sensor faults do not)."""
+"""Episode kinds that count as a warning of a machine failure (drift, sensor faults and limits crossed during warm-up
+do not)."""
 
 
 @dataclass(frozen=True)

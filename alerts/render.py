@@ -42,6 +42,7 @@ _KIND_TITLES = {
     "anomaly": "Anomalous behaviour",
     "drift": "Model drift",
     "sensor_fault": "Sensor fault",
+    "startup_limit": "Limit crossed during warm-up",
 }
 SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 

@@ -1,8 +1,8 @@
 """Routing: which receiver hears about an alert (first matching route by site, line, type, kind, minimum severity).
 
-Drift and sensor-fault episodes are informational: they go to InfluxDB, the alerts topic and the digest
-(:mod:`alerts.digest`), and to a receiver only through a route that asks for them (``kinds = ["drift"]`` or
-``include_informational = true``). Without routes every receiver hears about every paged kind.
+Drift, sensor-fault and startup-limit (a hard limit crossed only during warm-up) episodes are informational: they go
+to InfluxDB, the alerts topic and the digest (:mod:`alerts.digest`), and to a receiver only through a route that asks
+for them (``kinds = ["drift"]`` or ``include_informational = true``). Without routes every receiver hears about every paged kind.
 
 >>> from datetime import datetime, timezone
 >>> from vigil.config import AlertConfig
@@ -27,7 +27,7 @@ from vigil.contracts import Alert, Severity
 
 
 def informational(kind: str) -> bool:
-    """Drift and sensor faults: findings for the digest, not for the pager."""
+    """Drift, sensor faults and limits crossed during warm-up: findings for the digest, not for the pager."""
     return kind in INFORMATIONAL_KINDS
 
 

@@ -37,6 +37,7 @@ KIND_COLOURS = {
     "hard_limit": "#c2255c",
     "drift": "#1971c2",
     "sensor_fault": "#5c677d",
+    "startup_limit": "#f59f00",
 }
 _OTHER_KIND_COLOURS = ("#0c8599", "#5c940d", "#a61e4d", "#364fc7", "#862e9c")
 EVENT_COLOURS = {"failure": "#c92a2a", "repair": "#2b8a3e", "inspection": "#868e96"}

@@ -54,7 +54,8 @@ from vigil.outcomes import Episode, Failure, Outcome, Repair, confirmable, score
 log = logging.getLogger(__name__)
 
 PAGED_KINDS = ("failure_risk", "hard_limit", "anomaly")
-"""Episode kinds a planner is paged for; ``drift`` and ``sensor_fault`` are informational."""
+"""Episode kinds a planner is paged for; ``drift``, ``sensor_fault`` and ``startup_limit`` (a limit crossed only during
+warm-up) are informational."""
 METHODS = ("vigil", "hard_limits", "margin")
 LABELS = {
     "vigil": "Vigil (every episode a planner is paged for)",

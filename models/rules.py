@@ -4,8 +4,8 @@ A limit is judged with persistence: violated when the sensor stayed beyond it fo
 builder's ``<sensor>.over_high_s`` / ``<sensor>.under_low_s``, runs of consecutive samples taken while the machine
 ran, outside the warm-up after a start or a data gap; :mod:`features.persistence`). A single spike, the cold first
 sample after a restart or a window that mixes running and stopped samples never fires. A crossing that persists
-only during warm-up is reported as such (:data:`DURING_WARMUP` in its text: the alert is a warning, not a critical
-hard-limit alert). A feature vector without those measures (built before they existed) is judged on its window
+only during warm-up is reported as such (:data:`DURING_WARMUP` in its text; the alert lifecycle makes it an
+informational ``startup_limit`` episode, not a critical ``hard_limit`` one: :func:`split_warmup`). A feature vector without those measures (built before they existed) is judged on its window
 mean, as before; so is a rule whose limits are not the plant file's (``persistence_s=None``: the measures are
 taken at the plant file's limits).
 
@@ -35,12 +35,25 @@ DURING_WARMUP = "during warm-up"
 
 
 def during_warmup(violations: Sequence[str]) -> bool:
-    """Whether every violation is a crossing during warm-up (the alert is then a warning, not critical).
+    """Whether every violation is a crossing during warm-up (no hard-limit alert then, see :func:`split_warmup`).
 
     >>> during_warmup(["flow below low limit 90 for 180 s during warm-up"]), during_warmup([])
     (True, False)
     """
     return bool(violations) and all(v.endswith(DURING_WARMUP) for v in violations)
+
+
+def split_warmup(violations: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(outside, during)``: the crossings that persisted outside warm-up (hard limits) and those that persisted
+    only during warm-up (expected start-up physics, reported as such).
+
+    >>> split_warmup(["flow below low limit 90 for 180 s during warm-up", "bearing_temp above high limit 95 for 240 s"])
+    (('bearing_temp above high limit 95 for 240 s',), ('flow below low limit 90 for 180 s during warm-up',))
+    """
+    return (
+        tuple(v for v in violations if not v.endswith(DURING_WARMUP)),
+        tuple(v for v in violations if v.endswith(DURING_WARMUP)),
+    )
 
 
 class HardLimits:

@@ -363,7 +363,7 @@ class Alert(_Message):
     site: str | None = None
     line: str | None = None
     alert_kind: str
-    """What is alerted: ``failure_risk``, ``anomaly``, ``hard_limit``, ``drift``, ``sensor_fault``, ..."""
+    """What is alerted: ``failure_risk``, ``anomaly``, ``hard_limit``, ``drift``, ``sensor_fault``, ``startup_limit``, ..."""
     state: AlertState
     severity: Severity
     ts: UtcDatetime

@@ -95,17 +95,20 @@ Receiver = Annotated[
 ]
 
 
-ALERT_KINDS = ("failure_risk", "hard_limit", "anomaly", "drift", "sensor_fault")
+ALERT_KINDS = ("failure_risk", "hard_limit", "anomaly", "drift", "sensor_fault", "startup_limit")
 """Every episode kind the lifecycle opens."""
-INFORMATIONAL_KINDS = ("drift", "sensor_fault")
-"""Findings for the digest, not the pager: a route hears about them only when it asks (``kinds``/``include_informational``)."""
+INFORMATIONAL_KINDS = ("drift", "sensor_fault", "startup_limit")
+"""Findings for the digest, not the pager: a route hears about them only when it asks (``kinds``/``include_informational``).
+``startup_limit`` is a hard limit crossed only during a machine's warm-up (expected start-up physics, such as a
+compressor pumping back up after a restart); a crossing that persists past the warm-up is a critical ``hard_limit``."""
 
-AlertKind = Literal["failure_risk", "hard_limit", "anomaly", "drift", "sensor_fault"]
+AlertKind = Literal["failure_risk", "hard_limit", "anomaly", "drift", "sensor_fault", "startup_limit"]
 
 
 class Route(Section):
     """First matching route wins; an empty matcher matches everything, except informational kinds (drift, sensor
-    faults), which a route matches only when it names them in ``kinds`` or sets ``include_informational``."""
+    faults, limits crossed during warm-up), which a route matches only when it names them in ``kinds`` or sets
+    ``include_informational``."""
 
     receiver: str
     sites: list[str] = []
@@ -114,7 +117,7 @@ class Route(Section):
     kinds: list[AlertKind] = []
     """Only these episode kinds (empty: every paged kind: failure_risk, hard_limit, anomaly)."""
     include_informational: bool = False
-    """Also drift and sensor-fault episodes (which otherwise go to the digest only)."""
+    """Also drift, sensor-fault and startup-limit episodes (which otherwise go to the digest only)."""
     min_severity: Literal["info", "warning", "critical"] = "info"
     escalate_to: str | None = None
     escalate_after_s: float | None = Field(default=None, gt=0)
