@@ -1,4 +1,5 @@
-"""Fail when a junit report shows an integration test skipped (outside tests marked for Docker engines)."""
+"""Fail when a junit report shows an integration test (tests/integration, tests/chaos) skipped (outside tests
+marked for Docker engines)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ def main(path: str) -> int:
             continue
         where = f"{case.get('classname')}::{case.get('name')}"
         message = skipped.get("message", "")
-        if "tests.integration" in (case.get("classname") or "") and "Docker engine" not in message:
+        integration = any(d in (case.get("classname") or "") for d in ("tests.integration", "tests.chaos"))
+        if integration and "Docker engine" not in message:
             skipped_integration += 1
             print(f"integration test skipped: {where}: {message}", file=sys.stderr)
         else:
