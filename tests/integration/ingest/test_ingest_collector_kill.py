@@ -7,8 +7,9 @@ The parent kills it with SIGKILL at random moments and restarts it from the next
 against a port where nothing listens ("Kafka unreachable"), and again against Kafka while the spool replays; the
 last run ends with SIGTERM. Then every reading on the topic is counted:
 
-* a kill loses at most the readings of one batch window: those added in the last ``batch_max_ms`` before it
-  (the batches being filled), never one that was emitted (written ahead to the spool);
+* a kill loses only batches never emitted (per machine, the tail of what the run accepted: never a batch written
+  ahead to the spool), about one batch window: the readings added in the last ``batch_max_ms`` before it (the
+  bound checked is twice that, for the scheduling delays of a loaded machine; the test prints what was lost);
 * nothing is duplicated, across kills during direct sending and during replay (reconciliation).
 
 The shared Kafka is never stopped.
@@ -173,13 +174,20 @@ def test_kill_9_loses_at_most_one_batch_window_and_duplicates_nothing(
     print(f"seed {seed}; per run (end, Kafka, readings accepted, lost, lost span): {report}")
     assert set(counts) <= set(range(last + 1))
     assert duplicated == {}, f"seed {seed}: duplicated readings {sorted(duplicated)[:20]}"
-    for how, state, _, lost, span in report:
-        # What a kill loses is the tail of what the run accepted: the batches being filled, one window of data
-        # (one reading more: the one recorded before its add() returned).
-        assert span <= WINDOW + 1, f"seed {seed}: a {how} ({state}) lost readings from further back than a window"
-        assert lost <= WINDOW + 1, f"seed {seed}: a {how} ({state}) lost {lost} readings"
+    for (how, first, final, state), (_, _, _, lost, _) in zip(writer.runs, report, strict=True):
         if how == "term":
-            assert lost == 0
+            assert lost == 0, f"seed {seed}: a clean stop lost {lost} readings"
+            continue
+        for machine in range(4):
+            # Only batches never emitted are lost: per machine, the tail of what the run accepted (a batch is
+            # written ahead, in order, before anything after it); and a machine's batch holds at most 500.
+            accepted = [i for i in range(first, final + 1) if i % 4 == machine]
+            gone = [i for i in missing if first <= i <= final and i % 4 == machine]
+            assert gone == accepted[len(accepted) - len(gone) :], f"seed {seed}: {how} ({state}) lost an emitted batch"
+            assert len(gone) <= 500
+        # In time: one window (batch_max_ms of readings); twice that allows for the scheduling delays of a loaded
+        # 2-core machine (the report above gives the measured numbers).
+        assert lost <= 2 * WINDOW, f"seed {seed}: a {how} ({state}) lost {lost} readings"
     spool = Spool(SpoolSettings(path=writer.spool))
     spool.open()
     try:
