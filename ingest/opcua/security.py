@@ -3,7 +3,8 @@
 When a policy other than None is configured the client never falls back to None: it looks the server's
 endpoints up over an unsecured *discovery* request (allowed by OPC UA, no session, no data), refuses the server
 when it offers no endpoint with that policy and mode, when its certificate differs from the pinned
-``server_certificate`` (untrusted), or when a certificate (the server's or our own) is expired or not yet valid.
+``server_certificate`` (untrusted) or, with ``trust_dir`` instead, is not issued by one of the folder's CA
+certificates or is revoked by one of its CRLs, or when a certificate (the server's or our own) is expired or not yet valid.
 Each refusal is an :class:`~ingest.exceptions.OpcUaSecurityError` that says which and why; it is not retried.
 
 The client announces ``security.application_uri`` (default ``urn:vigil:collector``) as its ApplicationUri, and
@@ -27,6 +28,7 @@ from asyncua.client.client import Client
 from asyncua.crypto import security_policies
 from asyncua.ua.uaerrors import UaError
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -166,11 +168,66 @@ def _first_cert(der: bytes) -> bytes:
     return der[:length]
 
 
-async def verify_server(endpoint: str, security: OpcUaSecurity, timeout_s: float) -> None:
-    """Check what the server offers against the configuration before any secure session is attempted."""
-    if security.server_certificate is None:
-        raise OpcUaSecurityError("a security policy needs server_certificate (the pinned server certificate)")
-    pinned = load_certificate(security.server_certificate)
+def load_trust_dir(folder: Path) -> tuple[list[x509.Certificate], list[x509.CertificateRevocationList]]:
+    """The certificates (``.der``, ``.pem``, ``.crt``, ``.cer``) and CRLs (``.crl``) of a trust folder."""
+    if not folder.is_dir():
+        raise OpcUaSecurityError(f"trust_dir {folder} is not a folder")
+    certs: list[x509.Certificate] = []
+    crls: list[x509.CertificateRevocationList] = []
+    for path in sorted(folder.iterdir()):
+        suffix = path.suffix.lower()
+        if suffix in (".der", ".pem", ".crt", ".cer"):
+            certs.append(load_certificate(path))
+        elif suffix == ".crl":
+            data = path.read_bytes()
+            try:
+                pem = data.lstrip().startswith(b"-----BEGIN")
+                crls.append(x509.load_pem_x509_crl(data) if pem else x509.load_der_x509_crl(data))
+            except ValueError as exc:
+                raise OpcUaSecurityError(f"{path} is not a PEM or DER CRL: {exc}") from exc
+    if not certs:
+        raise OpcUaSecurityError(f"trust_dir {folder} holds no certificate (.der, .pem, .crt, .cer)")
+    return certs, crls
+
+
+def check_trusted(presented: x509.Certificate, folder: Path, now: datetime | None = None) -> None:
+    """Accept a server certificate issued by a certificate of ``folder`` (or one of them), valid and not revoked."""
+    certs, crls = load_trust_dir(folder)
+    what = f"{presented.subject.rfc4514_string()} (sha256 {fingerprint(presented)})"
+    der = presented.public_bytes(Encoding.DER)
+    issuers = [c for c in certs if c.public_bytes(Encoding.DER) == der]
+    for ca in certs:
+        if issuers:
+            break
+        try:
+            presented.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        check_validity(ca, "issuing CA", now)
+        issuers.append(ca)
+    if not issuers:
+        raise OpcUaSecurityError(
+            f"untrusted server certificate: {what} is not issued by any certificate in trust_dir {folder}; "
+            "refusing to connect"
+        )
+    issuer = issuers[0]
+    for crl in crls:
+        if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+            continue
+        revoked = crl.get_revoked_certificate_by_serial_number(presented.serial_number)
+        if revoked is not None:
+            raise OpcUaSecurityError(
+                f"revoked server certificate: {what} was revoked on {revoked.revocation_date_utc.isoformat()} "
+                f"(CRL of {issuer.subject.rfc4514_string()} in {folder}); refusing to connect"
+            )
+    check_validity(presented, "server", now)
+
+
+async def verify_server(endpoint: str, security: OpcUaSecurity, timeout_s: float) -> bytes:
+    """Check what the server offers against the configuration before any secure session is attempted; the
+    server certificate (DER) that was checked."""
+    if security.server_certificate is None and security.trust_dir is None:
+        raise OpcUaSecurityError("a security policy needs server_certificate or trust_dir")
     discovery = Client(endpoint, timeout=timeout_s)
     try:
         endpoints = await discovery.connect_and_get_server_endpoints()
@@ -189,6 +246,11 @@ async def verify_server(endpoint: str, security: OpcUaSecurity, timeout_s: float
     if not presented_der:
         raise OpcUaSecurityError(f"{endpoint} presents no certificate for {security.policy}/{security.mode}")
     presented = x509.load_der_x509_certificate(_first_cert(presented_der))
+    if security.server_certificate is None:
+        assert security.trust_dir is not None
+        check_trusted(presented, security.trust_dir)
+        return presented.public_bytes(Encoding.DER)
+    pinned = load_certificate(security.server_certificate)
     if presented.public_bytes(Encoding.DER) != pinned.public_bytes(Encoding.DER):
         raise OpcUaSecurityError(
             f"untrusted server certificate: {endpoint} presents {presented.subject.rfc4514_string()} "
@@ -196,6 +258,7 @@ async def verify_server(endpoint: str, security: OpcUaSecurity, timeout_s: float
             f"(sha256 {fingerprint(pinned)}); refusing to connect"
         )
     check_validity(presented, "server")
+    return presented.public_bytes(Encoding.DER)
 
 
 async def apply_security(client: Any, endpoint: str, security: OpcUaSecurity, timeout_s: float) -> None:
@@ -206,12 +269,13 @@ async def apply_security(client: Any, endpoint: str, security: OpcUaSecurity, ti
         own = load_certificate(security.certificate)
         check_validity(own, "client")
         check_application_uri(own, security.application_uri, security.certificate)
-        await verify_server(endpoint, security, timeout_s)
+        checked = await verify_server(endpoint, security, timeout_s)
         await client.set_security(
             POLICY_CLASSES[security.policy],
             certificate=str(security.certificate),
             private_key=str(security.private_key),
-            server_certificate=str(security.server_certificate),
+            # The certificate just checked (pinned or issued by a trusted CA), not whatever a later call returns.
+            server_certificate=checked,
             mode=MODES[security.mode],
         )
     if security.username is not None and security.password is not None:

@@ -76,6 +76,10 @@ class OpcUaSecurity(Section):
     private_key: Path | None = None
     server_certificate: Path | None = None
     """The trusted (pinned) server certificate; a server presenting another one is refused."""
+    trust_dir: Path | None = None
+    """Instead of pinning: a folder of trusted CA (or server) certificates (``.der``, ``.pem``, ``.crt``) and their
+    CRLs (``.crl``); a server certificate is accepted when one of them issued it (or it is one of them), it is
+    valid, and no CRL of its issuer revokes it."""
     username: str | None = None
     password: SecretStr | None = None
     application_uri: str = Field(default="urn:vigil:collector", pattern=r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
@@ -88,8 +92,11 @@ class OpcUaSecurity(Section):
             raise ValueError(f"policy {self.policy!r} and mode {self.mode!r} must both be None or both be set")
         if self.policy != "None" and (self.certificate is None or self.private_key is None):
             raise ValueError("a security policy needs certificate and private_key")
-        if self.policy != "None" and self.server_certificate is None:
-            raise ValueError("a security policy needs server_certificate (the trusted, pinned server certificate)")
+        if self.policy != "None" and self.server_certificate is None and self.trust_dir is None:
+            raise ValueError(
+                "a security policy needs server_certificate (the trusted, pinned server certificate) or trust_dir"
+                " (a folder of trusted CA certificates and CRLs)"
+            )
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
         return self

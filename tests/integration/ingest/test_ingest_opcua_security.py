@@ -27,10 +27,38 @@ pytestmark = pytest.mark.integration
 START = datetime(2026, 6, 1, tzinfo=UTC)
 
 
+def make_ca(directory: Path, name: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A CA certificate (written as <name>.der) and its key, for trust_dir tests."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / f"{name}.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    return cert, key
+
+
 def make_cert(
-    directory: Path, name: str, uri: str, *, server: bool, valid_from: datetime | None = None, days: float = 30
+    directory: Path,
+    name: str,
+    uri: str,
+    *,
+    server: bool,
+    valid_from: datetime | None = None,
+    days: float = 30,
+    issuer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None,
 ) -> tuple[Path, Path]:
-    """A self-signed application certificate (DER) and its key (PEM), as OPC UA applications use them."""
+    """An application certificate (DER) and its key (PEM), as OPC UA applications use them: self-signed, or
+    issued by ``issuer`` (a CA certificate and its key)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     start = valid_from or datetime.now(UTC) - timedelta(hours=1)
@@ -38,7 +66,7 @@ def make_cert(
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer[0].subject if issuer else subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
@@ -69,7 +97,7 @@ def make_cert(
             critical=False,
         )
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(issuer[1] if issuer else key, hashes.SHA256())
     )
     cert_path, key_path = directory / f"{name}.der", directory / f"{name}.key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
@@ -211,3 +239,50 @@ def test_client_certificate_without_the_application_uri_is_refused_naming_both(
     )
     message = _refused(example_config, source, free_port, security)
     assert "urn:freeopcua:client" in message and "urn:vigil:collector" in message and "vigil opcua cert" in message
+
+
+def test_trust_dir_accepts_a_ca_issued_server_and_refuses_a_revoked_or_foreign_one(
+    example_config: VigilConfig, certs: dict[str, tuple[Path, Path]], tmp_path: Path, free_port: int
+) -> None:
+    trust, elsewhere = tmp_path / "trusted", tmp_path / "elsewhere"
+    trust.mkdir()
+    elsewhere.mkdir()
+    ca = make_ca(trust, "plant-ca")
+    server_uri = f"{NAMESPACE_URI}:server"
+    good = make_cert(elsewhere, "ca-server", server_uri, server=True, issuer=ca)
+    revoked = make_cert(elsewhere, "revoked-server", server_uri, server=True, issuer=ca)
+    foreign = make_cert(elsewhere, "foreign-server", server_uri, server=True, issuer=make_ca(elsewhere, "other-ca"))
+    now = datetime.now(UTC)
+    revoked_serial = x509.load_der_x509_certificate(revoked[0].read_bytes()).serial_number
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca[0].subject)
+        .last_update(now - timedelta(hours=1))
+        .next_update(now + timedelta(days=1))
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(revoked_serial)
+            .revocation_date(now - timedelta(minutes=5))
+            .build()
+        )
+        .sign(ca[1], hashes.SHA256())
+    )
+    (trust / "plant-ca.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
+
+    def source() -> OpcUaSource:
+        base = _source(
+            free_port, certs, "server", policy="Basic256Sha256", mode="SignAndEncrypt", username="u", password="p"
+        )
+        security = base.security.model_copy(update={"server_certificate": None, "trust_dir": trust})
+        return base.model_copy(update={"security": security})
+
+    readings = asyncio.run(
+        asyncio.wait_for(
+            _collect(example_config, source(), free_port, ServerSecurity(good[0], good[1], users={"u": "p"})), 60
+        )
+    )
+    assert len(readings) >= 5
+    message = _refused(example_config, source(), free_port, ServerSecurity(revoked[0], revoked[1]))
+    assert "revoked server certificate" in message and "revoked-server" in message
+    message = _refused(example_config, source(), free_port, ServerSecurity(foreign[0], foreign[1]))
+    assert "not issued by any certificate in trust_dir" in message and "foreign-server" in message
