@@ -272,12 +272,15 @@ class ReadingDecoder:
 
     def _unknown(self, machine_id: str, names: list[str], kept: int) -> tuple[str, str]:
         """Count readings of unknown sensors; the refusal, or :class:`ContractError` when nothing else is left."""
-        self.counters["unknown_sensor"] += len(names)
-        listed = ", ".join(repr(n) for n in dict.fromkeys(names))
-        detail = f"{len(names)} reading(s) of sensor(s) {listed[:400]} that machine {machine_id!r} does not have"
         if not kept:
-            raise ContractError("unknown_sensor", detail)
-        return "unknown_sensor", f"{detail} (its other {kept} reading(s) were used)"
+            raise self._refusal(machine_id, names)
+        self.counters["unknown_sensor"] += len(names)
+        return "unknown_sensor", f"{_unknown_detail(machine_id, names)} (its other {kept} reading(s) were used)"
+
+    def _refusal(self, machine_id: str, names: list[str]) -> ContractError:
+        """The error refusing a record that holds readings of unknown sensors only (counted)."""
+        self.counters["unknown_sensor"] += len(names)
+        return ContractError("unknown_sensor", _unknown_detail(machine_id, names))
 
     def decode(self, payload: bytes | None) -> Decoded:
         """The message as :class:`Decoded`; :class:`ContractError` when the contract refuses it."""
@@ -319,7 +322,7 @@ class ReadingDecoder:
                         if bounds is None:
                             bounds = self._sensor(sensors, sensor)
                             if bounds is None:
-                                self._unknown(machine_id, [sensor], 0)
+                                raise self._refusal(machine_id, [sensor])
                         ts = _ts(doc["ts"])
                         vt = type(value)
                         if vt is float or vt is int:
@@ -816,6 +819,11 @@ class ReadingDecoder:
             flags = s["flags"]
             if type(flags) is not list or any(type(f) is not str for f in flags):
                 raise _Unsure("flags")
+
+
+def _unknown_detail(machine_id: str, names: list[str]) -> str:
+    listed = ", ".join(repr(n) for n in dict.fromkeys(names))
+    return f"{len(names)} reading(s) of sensor(s) {listed[:400]} that machine {machine_id!r} does not have"
 
 
 def _is_ident(value: Any) -> bool:
