@@ -191,8 +191,13 @@ class ModelService:
         )
         self.restore_shared()
         # The range assignor gives one worker partition p of both topics (they are co-partitioned by machine).
+        session_ms = int(self.config.models.session_timeout_s * 1000)
         self._consumer = make_read_committed_consumer(
-            kafka, self.group_id, partition_assignment_strategy=(RangePartitionAssignor,)
+            kafka,
+            self.group_id,
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=min(3000, session_ms // 3),
         )
         self._consumer.subscribe(topics=[topics.features, topics.maintenance], listener=_rebalance_listener(self))
         if self.metrics is not None:

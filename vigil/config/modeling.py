@@ -32,6 +32,9 @@ class ModelConfig(Section):
     """Below this distance of p from 0.5 the model is unsure and the rules decide."""
     drift_detector: Literal["adwin", "page_hinkley", "kswin"] = "adwin"
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    session_timeout_s: float = Field(default=45.0, ge=6, le=1800)
+    """How long a crashed model worker keeps its partitions before the group hands them on (a restarted worker
+    waits for this too: its dead predecessor is still a member until then)."""
     aggregations: list[str] = ["mean"]
     """Window aggregations of every sensor the models use (derived cross-sensor features are always used)."""
     deviation_z: float = Field(default=50.0, gt=0)
