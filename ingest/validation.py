@@ -3,7 +3,8 @@
 A reading of an unknown machine or sensor is rejected (an unknown node never creates a machine) and logged once
 per key, not once per reading. Everything else is kept and flagged, because downstream decides what to do with
 suspect data and a planner may want to see it: ``bad_quality`` and ``uncertain_quality`` (OPC UA severity),
-``not_finite`` (NaN/inf; the value becomes ``None``), ``out_of_range`` (outside the configured valid range),
+``not_finite`` (NaN/inf; the value becomes ``None``), ``out_of_range`` (outside the configured valid range, or
+beyond :data:`MAX_MAGNITUDE`; the feature worker judges values with the same table, :func:`valid_ranges`),
 ``unit_mismatch`` (the source says another unit than the configuration) and, when ``publish.max_clock_skew_s`` is
 set, ``clock_skew`` (the event time is that far ahead of this machine's clock: a source clock set wrong).
 
