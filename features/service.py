@@ -210,7 +210,7 @@ class FeatureService:
         if self.config.windows.write_influx:
             from vigil.influx import InfluxSink, ensure_target
 
-            ensure_target(self.config.influx)
+            ensure_target(self.config.influx, wait_s=float("inf"))  # waits out an InfluxDB outage at start-up
             self._influx = InfluxSink(self.config.influx)
             self._influx.setup()
         log.info(
