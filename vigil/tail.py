@@ -25,10 +25,10 @@ import time
 from collections.abc import Generator
 from typing import Any
 
-from vigil.bus import make_consumer
 from vigil.config import KafkaSettings, load_config
 from vigil.contracts import decode
 from vigil.exceptions import ConfigError, ContractError
+from vigil.transactions import make_read_committed_consumer
 
 _log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def records(
     ``stop`` is set (checked between polls) or, without ``follow``, the end is reached."""
     from kafka import TopicPartition
 
-    consumer = make_consumer(kafka, None, enable_auto_commit=False)
+    consumer = make_read_committed_consumer(kafka, None, enable_auto_commit=False)  # no aborted records
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
