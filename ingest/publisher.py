@@ -216,8 +216,8 @@ class KafkaPublisher:
             self._apply_acks()
         # While spooling, try Kafka again unless an attempt just failed: a caller flushing often (or from an
         # event loop) must not wait a connect timeout each time; the spool holds the data meanwhile.
-        if self._spooling and time.monotonic() - self._last_failed_connect >= self.spool_settings.retry_interval_s:
-            self._drain(deadline)
+        if self._spooling and not self._failed_recently():
+            self._drain(deadline, unless_failed_recently=True)
 
     def close(self, timeout_s: float | None = 30.0) -> None:
         """Flush, stop the background thread and close; whatever Kafka did not take stays in the spool."""
@@ -502,10 +502,16 @@ class KafkaPublisher:
             self._wake.wait(self.spool_settings.retry_interval_s)
             self._wake.clear()
 
-    def _drain(self, deadline: float | None) -> None:
+    def _failed_recently(self) -> bool:
+        return time.monotonic() - self._last_failed_connect < self.spool_settings.retry_interval_s
+
+    def _drain(self, deadline: float | None, unless_failed_recently: bool = False) -> None:
         """Replace a failed producer, replay the spool in order, and return to direct mode when it is empty."""
-        # One drain at a time (flush() and the background thread both drain): two would send twice.
+        # One drain at a time (flush() and the drainer thread both drain): two would send twice.
         with self._drain_lock:
+            # flush() waited for the drainer's attempt: when it just failed, do not wait a connect timeout again.
+            if unless_failed_recently and self._failed_recently():
+                return
             self._drain_locked(deadline)
 
     def _drain_locked(self, deadline: float | None) -> None:
