@@ -349,7 +349,8 @@ class Chain:
 
 
 def _lags(config: VigilConfig, groups: Iterable[str], prefix: str) -> dict[str, int]:
-    """Messages each group still has to read on this pass's topics (-1: unknown)."""
+    """Messages each group still has to read on this pass's topics (-1: nothing committed yet), not counting the
+    last offset of each partition (a transaction's commit marker, where the writer is transactional)."""
     from kafka import KafkaAdminClient
     from kafka.admin import OffsetSpec
 
@@ -366,7 +367,8 @@ def _lags(config: VigilConfig, groups: Iterable[str], prefix: str) -> dict[str, 
                 out[group] = -1
                 continue
             ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in committed})
-            out[group] = sum(max(0, ends[tp].offset - max(0, m.offset)) for tp, m in committed.items())
+            # One record short of the end per partition is read: a transaction's commit marker takes an offset.
+            out[group] = sum(max(0, ends[tp].offset - max(0, m.offset) - 1) for tp, m in committed.items())
     except Exception:
         return dict.fromkeys(groups, -1)
     finally:
@@ -457,7 +459,6 @@ def run_pass(
     # STUCK_S is reported stuck and the pass ends.
     prefix = run.topics.readings.rsplit(".", 1)[0] + "."
     outputs = [run.topics.features, run.topics.predictions, run.topics.alerts, run.topics.dead_letter]
-    tolerance = 2 * cfg.kafka.partitions
     last_change, last_state = time.monotonic(), None
     while True:
         if time.monotonic() - started > timeout_s:
@@ -472,10 +473,10 @@ def run_pass(
         if state_now != last_state:
             last_state, last_change = state_now, time.monotonic()
         quiet = time.monotonic() - last_change
-        if total >= 0 and all(0 <= v <= tolerance for v in lags.values()) and quiet >= quiet_s:
+        if total >= 0 and all(v == 0 for v in lags.values()) and quiet >= quiet_s:
             break
         if quiet >= STUCK_S:
-            run.stuck = {g: v for g, v in lags.items() if not 0 <= v <= tolerance}
+            run.stuck = {g: v for g, v in lags.items() if v != 0}
             print(f"  [{run.name}] nothing moved for {STUCK_S:.0f}s; lags {lags}: stuck, ending the pass", flush=True)
             break
         time.sleep(1.0)
