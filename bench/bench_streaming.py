@@ -35,6 +35,8 @@ from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, loa
 from vigil.contracts import Reading, is_packed, unpack_columns
 
 SENSORS = ["bearing_temp", "vibration_rms", "motor_current", "pressure", "flow", "speed"]
+LEVELS = [60.0, 3.0, 120.0, 6.0, 150.0, 1480.0]
+"""A healthy pump's values, inside the example plant's valid ranges (the worker flags values outside them)."""
 T0 = 1_764_000_000.0  # 2025-11-24: past event times, as a plant sends (see windows.max_clock_skew_s)
 
 
@@ -62,7 +64,7 @@ def messages(machines: int, readings: int, per_message: int, form: str = "rows")
     for s in range(seconds):
         for m in range(machines):
             for k, sensor in enumerate(SENSORS):
-                value = 50.0 + k + (s % 17) * 0.1 + m * 0.001
+                value = LEVELS[k] + (s % 17) * 0.1 + m * 0.001
                 samples[m].append((sensor, T0 + s + 0.001 * k, value))
                 if len(samples[m]) >= per_message:
                     out.append(_encode(m, samples[m], per_message, form))
