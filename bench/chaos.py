@@ -795,14 +795,17 @@ def write_config(tree: Path, state: Path, hook_url: str) -> Path:
 @dataclass
 class Report:
     rows: list[Row]
+    """The chaos pass vs the clean pass (with ``separately``: the first component's pass)."""
     passes: list[Pass]
     baseline: list[Row] | None = None
     input_readings: int = 0
     wall_s: float = 0.0
+    by_pass: dict[str, list[Row]] = field(default_factory=dict)
+    """Every chaos pass's rows, by pass name (``chaos``, or ``chaos-<component>`` with ``separately``)."""
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.rows)
+        return all(r.ok for rows in (self.by_pass or {"chaos": self.rows}).values() for r in rows)
 
     def as_dict(self) -> dict[str, Any]:
         def rows(rs: list[Row]) -> list[dict[str, Any]]:
@@ -813,6 +816,7 @@ class Report:
             "wall_s": round(self.wall_s, 1),
             "input_readings": self.input_readings,
             "rows": rows(self.rows),
+            "by_pass": {name: rows(rs) for name, rs in self.by_pass.items()},
             "baseline": rows(self.baseline) if self.baseline is not None else None,
             "passes": [
                 {
@@ -846,13 +850,15 @@ def chaos(
     timeout_s: float = 1800.0,
     partitions: int = 1,
     ref: str | None = None,
+    separately: bool = False,
     log: Callable[[str], None] = print,
 ) -> Report:
     """Run the suite and return its report (CI's short form: :func:`short`).
 
     ``partitions`` 1 (default) makes a clean run reproducible: with several partitions a stage interleaves
     machines in arrival order, and state shared by a machine type (its normal, its model) learns in that order.
-    ``ref`` runs the services from ``git archive <ref>`` instead of the work tree (a tree others are editing)."""
+    ``ref`` runs the services from ``git archive <ref>`` instead of the work tree (a tree others are editing).
+    ``separately``: one chaos pass per component, only that one killed, so that what fails is attributed."""
     components = list(components or COMPONENTS)
     unknown = [c for c in components if c not in COMPONENTS]
     if unknown:
@@ -905,7 +911,8 @@ def chaos(
             }
         )
         cfg = cfg.model_copy(update={"influx": cfg.influx.model_copy(update={"url": services.cfg.influx_url})})
-        names = ["clean", *(["clean2"] if baseline else []), "chaos"]
+        chaos_passes = {f"chaos-{c}": [c] for c in components} if separately else {"chaos": components}
+        names = ["clean", *(["clean2"] if baseline else []), *chaos_passes]
         outputs: dict[str, Outputs] = {}
         for name in names:
             prefix = f"chaos.{run_id}.{name}."
@@ -925,8 +932,8 @@ def chaos(
                 database=f"chaos_{run_id}_{name}",
                 groups={s: f"chaos-{run_id}-{name}-{s}" for s in ("features", "models", "alerts")},
             )
-            if name == "chaos":
-                run.kills = plan_kills(components, kills, load_s, seed)
+            if name in chaos_passes:
+                run.kills = plan_kills(chaos_passes[name], kills, load_s, seed)
             hook = Webhook()
             hooks.append(hook)
             config_path = write_config(tree, state, hook.url)
@@ -942,8 +949,12 @@ def chaos(
                 *compare_all(outputs["clean"], outputs["clean2"]),
                 episodes_row(outputs["clean"], outputs["clean2"]),
             ]
-        rows = [*compare_all(outputs["clean"], outputs["chaos"]), episodes_row(outputs["clean"], outputs["chaos"])]
-        return Report(rows, passes, base, input_.readings, time.monotonic() - started)
+        by_pass = {
+            name: [*compare_all(outputs["clean"], outputs[name]), episodes_row(outputs["clean"], outputs[name])]
+            for name in chaos_passes
+        }
+        first = next(iter(by_pass.values()))
+        return Report(first, passes, base, input_.readings, time.monotonic() - started, by_pass)
     finally:
         for hook in hooks:
             hook.close()
@@ -961,20 +972,40 @@ def print_report(report: Report, log: Callable[[str], None] = print) -> None:
     if report.baseline is not None:
         log("\nbaseline: clean run vs a second clean run (must be all zero for the comparison to mean anything)")
         log(render(report.baseline))
-    chaos_pass = report.passes[-1]
-    kills = Counter(k.component for k in chaos_pass.kills if k.done)
-    log(f"\nchaos run vs clean run: kills {dict(kills)}; exits on their own {dict(chaos_pass.exits) or 'none'}")
-    log(render(report.rows))
-    if chaos_pass.stuck:
-        log(f"  stuck at the end (consumer group -> lag; -1: nothing committed): {chaos_pass.stuck}")
-    for r in report.rows:
-        for e in r.examples[:3]:
-            log(f"  {r.output}: {e}")
-    for tail in chaos_pass.exit_tails[:6]:
-        log(f"  exit: {tail[:400]}")
     clean = report.passes[0]
-    log(f"dead letters: clean {dict(clean.dead_letters) or 'none'}; chaos {dict(chaos_pass.dead_letters) or 'none'}")
-    log(f"wall {report.wall_s:.0f}s; verdict: {'OK' if report.ok else 'LOSS, DUPLICATES OR DIFFERENCES'}")
+    by_pass = report.by_pass or {report.passes[-1].name: report.rows}
+    passes = {p.name: p for p in report.passes}
+    for name, rows in by_pass.items():
+        run = passes[name]
+        kills = Counter(k.component for k in run.kills if k.done)
+        missed = Counter(k.component for k in run.kills if not k.done)
+        log(
+            f"\n{name} vs clean: kills {dict(kills)}{f' (not done, the load ended first: {dict(missed)})' if missed else ''}"
+            f"; exits on their own {dict(run.exits) or 'none'}; load {run.load_s:.0f}s, wall {run.wall_s:.0f}s"
+        )
+        log(render(rows))
+        if run.stuck:
+            log(f"  stuck at the end (consumer group -> lag; -1: nothing committed): {run.stuck}")
+        for r in rows:
+            for e in r.examples[:3]:
+                log(f"  {r.output}: {e[:300]}")
+        for tail in run.exit_tails[:6]:
+            log(f"  exit: {tail[:400]}")
+        log(f"  dead letters: {dict(run.dead_letters) or 'none'} (clean: {dict(clean.dead_letters) or 'none'})")
+    if len(by_pass) > 1:
+        log("\nsummary, lost/duplicated/different per output (columns: the component killed)")
+        names = list(by_pass)
+        head = f"{'output':<36} " + " ".join(f"{n.removeprefix('chaos-'):>16}" for n in names)
+        log(head)
+        log("-" * len(head))
+        outputs = list(dict.fromkeys(r.output for rows in by_pass.values() for r in rows))
+        for output in outputs:
+            cells = []
+            for n in names:
+                row = next((r for r in by_pass[n] if r.output == output), None)
+                cells.append(f"{row.lost}/{row.duplicated}/{row.different}" if row is not None else "-")
+            log(f"{output:<36} " + " ".join(f"{c:>16}" for c in cells))
+    log(f"\nwall {report.wall_s:.0f}s; verdict: {'OK' if report.ok else 'LOSS, DUPLICATES OR DIFFERENCES'}")
 
 
 SHORT = {"kills": 1, "days": 0.5, "load_s": 45.0, "quiet_s": 6.0}
@@ -998,6 +1029,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-s", type=float, default=8.0, help="nothing written this long: drained (8)")
     parser.add_argument("--partitions", type=int, default=1, help="partitions per topic (1: reproducible)")
     parser.add_argument("--baseline", action="store_true", help="also compare two clean runs (determinism)")
+    parser.add_argument(
+        "--separately", action="store_true", help="one chaos pass per component (attributes what fails)"
+    )
     parser.add_argument("--short", action="store_true", help="CI's short form: one kill of each, half a day")
     parser.add_argument("--ref", default=None, help="run the services from this commit (git archive), e.g. HEAD")
     parser.add_argument("--state-dir", type=Path, default=None, help="default: .vigil/chaos/<run>")
@@ -1012,7 +1046,8 @@ def main(argv: list[str] | None = None) -> int:
             SHORT["load_s"],
             SHORT["quiet_s"],
         )
-    load_s = args.load_s if args.load_s is not None else max(60.0, 20.0 * args.kills * len(components))
+    per_pass = 1 if args.separately else len(components)
+    load_s = args.load_s if args.load_s is not None else max(60.0, 25.0 * args.kills * per_pass)
     report = chaos(
         kills=int(args.kills),
         components=components,
@@ -1027,6 +1062,7 @@ def main(argv: list[str] | None = None) -> int:
         keep=args.keep,
         partitions=args.partitions,
         ref=args.ref,
+        separately=args.separately,
     )
     print_report(report)
     if args.json:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.chaos import COMPONENTS, compare, plan_kills, render
+from bench.chaos import COMPONENTS, Kill, Pass, Report, Row, compare, plan_kills, print_report, render
+from vigil.config import Topics
 
 
 def test_a_key_missing_from_the_chaos_run_is_lost_and_an_extra_copy_duplicated() -> None:
@@ -36,3 +37,24 @@ def test_the_kill_plan_is_seeded_spread_over_the_load_and_kills_each_component_n
     assert sorted(k.component for k in plan) == sorted(list(COMPONENTS) * 3)
     moments = [k.at_s for k in plan]
     assert moments == sorted(moments) and moments[0] > 0 and moments[-1] < 300.0
+
+
+def test_the_report_prints_one_table_per_chaos_pass_and_a_summary_per_component() -> None:
+    def run(name: str, component: str | None) -> Pass:
+        kills = [Kill(1.0, component, done=True)] if component else []
+        return Pass(name, Topics(), "db", {}, kills=kills)
+
+    bad = Row("readings (topic)", 10, 12, 0, 2, 0, ["extra ('m1', 's', 0)"])
+    good = Row("readings (topic)", 10, 10, 0, 0, 0)
+    report = Report(
+        rows=[bad],
+        passes=[run("clean", None), run("chaos-collector", "collector"), run("chaos-models", "models")],
+        by_pass={"chaos-collector": [bad], "chaos-models": [good]},
+    )
+    lines: list[str] = []
+    print_report(report, log=lines.append)
+    text = "\n".join(lines)
+    assert not report.ok
+    assert "chaos-collector vs clean: kills {'collector': 1}" in text
+    assert "0/2/0" in text and "0/0/0" in text
+    assert text.rstrip().endswith("verdict: LOSS, DUPLICATES OR DIFFERENCES")
