@@ -21,6 +21,10 @@ Delivery, in two modes:
   replays the rest in emission order, removes exactly what was acknowledged, and switches to direct once the
   spool is empty. Start-up therefore never waits for Kafka.
 
+The write-ahead bookkeeping (sequence, spool, acknowledgements, reconciliation) is :mod:`ingest.write_ahead`; the
+Kafka helpers :mod:`ingest.kafka_io`; the message forms :mod:`ingest.encoding`; the metrics
+:mod:`ingest.ingest_metrics`. This module is the delivery state machine around them.
+
 Nothing accepted is lost while the process lives: every message is acknowledged, in the spool, or counted as
 dropped (only at the spool bound, by the configured policy). ``close()`` flushes; what Kafka did not take stays in
 the spool and is replayed first by the next run.
@@ -28,7 +32,6 @@ the spool and is replayed first by the next run.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
 import threading
@@ -42,8 +45,9 @@ from typing import Any
 from ingest.encoding import ENCODERS, MAX_MESSAGE_BYTES, encode_batch, encode_columns, encode_packed
 from ingest.exceptions import PublishError
 from ingest.ingest_metrics import IngestMetrics
-from ingest.kafka_io import close_producer, find_sent, new_producer, permanent, set_gzip_level, spool_header
-from ingest.spool import Partition, Spool, spool_path
+from ingest.kafka_io import close_producer, new_producer, permanent, set_gzip_level
+from ingest.spool import spool_path
+from ingest.write_ahead import WriteAhead
 from vigil.bus import TopicSpec, ensure_topics, machine_key
 from vigil.config.connections import KafkaSettings, Topics
 from vigil.config.ingest import PublishSettings, SpoolSettings
@@ -142,14 +146,14 @@ class KafkaPublisher:
         self.publish = publish or PublishSettings()
         self.source = source
         self.counters = PublisherCounters()
-        self._spool = Spool(self.spool_settings.model_copy(update={"path": spool_path(self.spool_settings, source)}))
+        self._wal = WriteAhead(self.spool_settings.model_copy(update={"path": spool_path(self.spool_settings, source)}))
+        self._spool = self._wal.spool
         self._producer: Any = None
         self._spooling = False
         self._started = False
         # add() takes readings from start() until close() begins (checked under the buffer lock).
         self._accepting = False
         self._closed = False
-        self._seq: itertools.count[int] = itertools.count(1)
         self._buffers: dict[str, list[Reading]] = {}
         self._first_added: dict[str, float] = {}
         self._buf_lock = threading.Lock()
@@ -160,8 +164,6 @@ class KafkaPublisher:
         self._route_lock = threading.RLock()
         self._count_lock = threading.Lock()
         self._drain_lock = threading.Lock()
-        # (seq, topic, partition, offset) of acknowledged messages not yet removed from the spool.
-        self._acked: list[tuple[int, str, int, int]] = []
         self._ensured = not self.ensure
         self._last_failed_connect = float("-inf")
         self._connect_failures = 0
@@ -180,8 +182,7 @@ class KafkaPublisher:
         """Open the spool and start in spooling mode; never waits for Kafka (the background thread connects)."""
         if self._started:
             return
-        self._spool.open()
-        self._seq = itertools.count(self._spool.last_seq() + 1)
+        self._wal.open()
         # Always through the spool first: a backlog goes before new messages (each machine's order), and an
         # unreachable Kafka must not delay collecting. The background thread tries Kafka at once.
         self._spooling = True
@@ -245,7 +246,7 @@ class KafkaPublisher:
                 self._spool.messages,
                 self.spool_path,
             )
-        self._spool.close()
+        self._wal.close()
         log.info("publisher closed: %s", self.counters.as_dict())
 
     def __enter__(self) -> KafkaPublisher:
@@ -362,8 +363,7 @@ class KafkaPublisher:
         with self._route_lock:
             if self._closed:
                 raise PublishError("publisher is closed")
-            seq = next(self._seq)
-            stored, dropped = self._spool.append(seq, topic, key, value, readings)
+            seq, stored, dropped = self._wal.append(topic, key, value, readings)
             self._count_spool(0, dropped, "")
             if self._spooling or self._producer is None:
                 if stored:
@@ -402,8 +402,7 @@ class KafkaPublisher:
             if self._spooling or producer is None or m.epoch != self._epoch:
                 return  # in the spool already; the drain replays it in order
             try:
-                headers = spool_header(self._spool.spool_id, m.seq)
-                future = producer.send(m.topic, key=m.key, value=m.value, headers=headers)
+                future = producer.send(m.topic, key=m.key, value=m.value, headers=self._wal.headers(m.seq))
             except KafkaError as exc:
                 if permanent(exc):  # raised by send() itself: about this message only
                     self._spool.remove([m.seq])
@@ -417,8 +416,8 @@ class KafkaPublisher:
         future.add_errback(self._on_failed, m.seq, m.topic, m.key, m.value, m.readings)
 
     def _on_sent(self, seq: int, topic: str, readings: int, size: int, metadata: Any) -> None:
+        self._wal.acknowledged(seq, metadata.topic, metadata.partition, metadata.offset)
         with self._count_lock:
-            self._acked.append((seq, metadata.topic, metadata.partition, metadata.offset))
             self.counters.sent += readings
             self.counters.messages_sent += 1
             self.counters.messages_by_topic[topic] += 1
@@ -435,14 +434,7 @@ class KafkaPublisher:
 
     def _apply_acks(self) -> None:
         """Remove what Kafka acknowledged from the spool, raising the partitions' marks in the same commit."""
-        with self._count_lock:
-            acked, self._acked = self._acked, []
-        if not acked:
-            return
-        marks: dict[Partition, int] = {}
-        for _, topic, partition, offset in acked:
-            marks[(topic, partition)] = max(marks.get((topic, partition), 0), offset + 1)
-        self._spool.remove((a[0] for a in acked), marks)
+        self._wal.apply_acks()
 
     def _reject(self, topic: str, readings: int, exc: BaseException) -> None:
         """Kafka refuses this message for good (too large, invalid topic): retrying would block the spool forever."""
@@ -547,10 +539,8 @@ class KafkaPublisher:
                     close_producer(producer, 5.0)
                     return
                 continue
-            spool_id = self._spool.spool_id
             futures = [
-                (m, producer.send(m.topic, key=m.key, value=m.value, headers=spool_header(spool_id, m.seq)))
-                for m in chunk
+                (m, producer.send(m.topic, key=m.key, value=m.value, headers=self._wal.headers(m.seq))) for m in chunk
             ]
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
             try:
@@ -560,12 +550,9 @@ class KafkaPublisher:
             except Exception as exc:
                 log.warning("replaying the spool: Kafka did not acknowledge in time (%s)", exc)
             done = [m for m, f in futures if f.succeeded()]
-            marks: dict[Partition, int] = {}
-            for _, f in futures:
-                if f.succeeded():
-                    tp = (f.value.topic, f.value.partition)
-                    marks[tp] = max(marks.get(tp, 0), f.value.offset + 1)
-            self._spool.remove((m.seq for m in done), marks)
+            self._wal.remove_written(
+                (m.seq, f.value.topic, f.value.partition, f.value.offset) for m, f in futures if f.succeeded()
+            )
             with self._count_lock:
                 n = sum(m.readings for m in done)
                 self.counters.sent += n
@@ -594,19 +581,16 @@ class KafkaPublisher:
     def _reconcile(self) -> bool:
         """Remove the spooled messages Kafka already holds and mark every partition's end (before any send of a
         new producer); False when Kafka did not answer (the drain retries later)."""
-        topics = {self.topics.readings, self.topics.maintenance, self.topics.dead_letter} | self._spool.topics()
+        topics = (self.topics.readings, self.topics.maintenance, self.topics.dead_letter)
         try:
             if not self._ensured:
                 ensure_topics(self.kafka, self.ensure)
                 self._ensured = True
-            found, ends = find_sent(
-                self.kafka, topics, self._spool.marks(), self._spool.spool_id, self.publish.delivery_timeout_s
-            )
+            removed, readings = self._wal.reconcile(self.kafka, topics, self.publish.delivery_timeout_s)
         except Exception as exc:  # Kafka went away again (any client error): retried at the next probe
             self._last_failed_connect = time.monotonic()
             log.warning("could not reconcile the spool with Kafka (%s); retrying later", exc)
             return False
-        removed, readings = self._spool.remove(found, ends)
         if removed:
             log.warning(
                 "%d spooled message(s) (%d reading(s)) were already on Kafka (sent before a restart or acknowledged "
