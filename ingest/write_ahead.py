@@ -12,7 +12,7 @@ partitions' marks in one commit; ``reconcile()`` deletes the stored messages Kaf
 >>> wal.open()
 >>> seq, stored, dropped = wal.append("readings", b"PMP-001", b"batch", readings=3)
 >>> (seq, stored, dropped, wal.spool.readings)
-(1, True, 0)
+(1, True, 0, 3)
 >>> wal.acknowledged(seq, "readings", 0, 41)
 >>> wal.apply_acks()
 >>> (wal.spool.readings, wal.spool.marks())
