@@ -173,22 +173,24 @@ class Lifecycle:
             )
         # A crossing that persisted outside warm-up is a critical hard limit at once; one that persisted only during
         # warm-up (a compressor pumping back up after a restart) is start-up physics: an informational episode of
-        # its own, for the digest (models.rules.split_warmup).
-        for kind, violations, level in zip(
-            ("hard_limit", "startup_limit"),
-            split_warmup(p.rule_violations),
-            (Severity.CRITICAL, Severity.WARNING),
-            strict=True,
+        # its own, for the digest (models.rules.split_warmup). An open hard-limit episode is one problem across
+        # restarts: a warm-up crossing then holds it (it never opens one) instead of starting a start-up episode.
+        outside, during = split_warmup(p.rule_violations)
+        hard = self.tracks.get((p.machine_id, "hard_limit"))
+        startup = () if hard is not None and hard.episode is not None else during
+        for kind, opens, holds, level in (
+            ("hard_limit", outside, outside if startup else p.rule_violations, Severity.CRITICAL),
+            ("startup_limit", startup, startup, Severity.WARNING),
         ):
             out += self._step(
                 replace(
                     base,
                     kind=kind,
-                    opening=bool(violations),
-                    holding=bool(violations),
+                    opening=bool(opens),
+                    holding=bool(holds),
                     severity=level,
-                    summary=summarize(kind, rule_violations=violations),
-                    rule_violations=violations,
+                    summary=summarize(kind, rule_violations=holds),
+                    rule_violations=holds,
                     p_failure=p.p_failure,
                 ),
                 now,

@@ -106,3 +106,13 @@ def test_restarts_within_the_resolve_time_stay_one_startup_limit_episode() -> No
         for i in range(base + 2, base + 18):
             out += lc.observe(window(i), 0.0)
     assert [t.alert.state.value for t in out] == ["open"], "one digest finding, not one per restart"
+
+
+def test_a_warm_up_crossing_while_a_hard_limit_episode_is_open_holds_it_and_opens_nothing_else() -> None:
+    lc = life([{"receiver": "pager"}])
+    assert set(opened(lc.observe(window(0, PAST), 0.0))) == {"hard_limit"}
+    # The machine restarts and is still below the limit while warming up: the same problem goes on.
+    assert lc.observe(window(1, WARM), 0.0) == [], "held (resolve_after_s is 0 here: a clear window would resolve it)"
+    assert [ep.kind for ep in lc.open_episodes()] == ["hard_limit"]
+    (resolved,) = lc.observe(window(2), 0.0)
+    assert resolved.alert.alert_kind == "hard_limit" and resolved.alert.state.value == "resolved"
