@@ -260,8 +260,8 @@ class AlertService:
     def run_once(self, timeout_s: float = 1.0) -> None:
         self.metrics.heartbeat()
         now = self.clock()
-        if not self._pending.recorded:
-            self._run_commands(now)  # a recorded batch is final: commands join the next one
+        if self._pending.record is None:
+            self._run_commands(now)  # a batch whose record is built is final: commands join the next one
         self._send_digest(now)
         if self.blocked:
             # Keep the group membership alive while paused. Partitions assigned by a rebalance during the outage
