@@ -9,7 +9,7 @@ import pytest
 
 from alerts.exceptions import StoreError
 from alerts.render import Notification
-from alerts.store import AlertStore, notification_id
+from alerts.store import AlertStore, OutRecord, notification_id
 from vigil.contracts import Alert
 
 T = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -54,4 +54,46 @@ def test_commit_load_and_outbox_order(tmp_path: Path) -> None:
     assert [e.notification.alerts[0].machine_id for e in again.pending("hook")] == ["M-3"]
     assert again.stats() == {"pending": 1, "delivered": 1, "dead": 1}
     assert again.receivers_pending() == ["hook"]
+    again.close()
+
+
+def test_a_batch_is_recorded_with_its_state_and_published_once(tmp_path: Path) -> None:
+    """The output log: a batch's Kafka records, offsets and InfluxDB lines are written with the lifecycle state, in
+    order, survive a reopen (a crash) and are forgotten only when told they were published / written."""
+    path = tmp_path / "outbox.sqlite3"
+    store = AlertStore(path)
+    store.open()
+    first = [OutRecord("alerts", b"M-1", b"open"), OutRecord("dead", None, b"bad")]
+    store.commit(
+        {"M-1|failure_risk": {"above": 0}},
+        None,
+        [note(1)],
+        1.0,
+        records=first,
+        influx_lines=["alerts,alert_id=a seq=1i 1"],
+        offsets={("predictions", 0): 10},
+    )
+    store.commit(
+        {}, None, [], 2.0, records=[OutRecord("alerts", b"M-1", b"resolved")], offsets={("predictions", 0): 12}
+    )
+    store.commit({}, None, [], 3.0)  # state only: no batch to publish
+    store.close()
+
+    again = AlertStore(path)
+    again.open()
+    pending = again.unpublished()
+    assert [(b.offsets, b.records) for b in pending] == [
+        ({("predictions", 0): 10}, tuple(first)),
+        ({("predictions", 0): 12}, (OutRecord("alerts", b"M-1", b"resolved"),)),
+    ]
+    assert pending[1].batch == pending[0].batch + 1
+    again.published(pending[0].batch)
+    assert [b.batch for b in again.unpublished()] == [pending[1].batch]
+    lines = again.influx_pending()
+    assert [line for _, line in lines] == ["alerts,alert_id=a seq=1i 1"]
+    again.influx_written(lines[-1][0])
+    assert again.influx_pending() == []
+    again.published(pending[1].batch)
+    again.commit({}, None, [], 4.0, records=[OutRecord("alerts", None, b"x")], offsets={("p", 1): 1})
+    assert again.unpublished()[0].batch == pending[1].batch + 1, "batch numbers never repeat, even after a drain"
     again.close()
