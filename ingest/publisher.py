@@ -400,7 +400,10 @@ class KafkaPublisher:
         with self._send_lock:
             producer = self._producer
             if self._spooling or producer is None or m.epoch != self._epoch:
-                return  # in the spool already; the drain replays it in order
+                # In the spool already; the drain replays it in order.
+                if m.stored:
+                    self._count_spool(m.readings, 0, "kafka_unavailable")
+                return
             try:
                 future = producer.send(m.topic, key=m.key, value=m.value, headers=self._wal.headers(m.seq))
             except KafkaError as exc:
