@@ -693,7 +693,10 @@ def compare(output: str, clean: Keyed, chaos: Keyed) -> Row:
             if len(row.examples) < 6:
                 row.examples.append(f"extra {k}")
             continue
-        row.duplicated += max(0, len(vs) - len(a[k]))
+        extra = max(0, len(vs) - len(a[k]))
+        row.duplicated += extra
+        if extra and len(row.examples) < 6:
+            row.examples.append(f"{extra + len(a[k])} copies of {k}")
         row.lost += max(0, len(a[k]) - len(vs))
         if any(v not in a[k] for v in vs):
             row.different += 1
