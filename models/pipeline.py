@@ -60,6 +60,8 @@ _COMPARABLE_LOAD = 0.05
 """An operating point within this share of the range below the one where a degradation showed is comparable."""
 _HOLD_MAX_H = 24.0
 """A held degradation that did not show again for this many running hours is let go."""
+_EXCURSION_S = 1800.0
+"""Running time a level or score alert judged outside what the model has seen must last before it pages."""
 _LOAD_PICK_WINDOWS = 100
 """Running windows of a type (after warm-up) watched before its operating-point sensor is chosen."""
 _FIXED_SPREAD = 0.02
@@ -118,6 +120,8 @@ class MachineMemory:
     """The (thermal) operating point at which that degradation showed."""
     held_h: float = 0.0
     """Running hours since the held degradation last showed."""
+    excursion_s: float = 0.0
+    """Running time of consecutive windows whose level or score alert was judged outside what the model has seen."""
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Checkpoints written before the operating-point trend have none of its fields.
@@ -131,6 +135,7 @@ class MachineMemory:
         state.setdefault("held_key", None)
         state.setdefault("held_load", None)
         state.setdefault("held_h", 0.0)
+        state.setdefault("excursion_s", 0.0)
         self.__dict__.update(state)
 
 
@@ -330,6 +335,7 @@ class FleetModel:
         if state == MachineState.OFF:
             self._lag(machine, 0.0, ts)
             machine.running_since = None
+            machine.excursion_s = 0.0
             machine.smooth.clear()
             machine.slow.clear()
             machine.margin.clear()
@@ -429,6 +435,17 @@ class FleetModel:
         # type differ): a deviation from it needs to be larger before it is a degradation.
         margin_bar = cfg.margin_alert * (cfg.cold_start_margin_factor if cold_start else 1.0)
         worn = has_reference and not warmup and margin >= margin_bar
+        outside = sorted((k for k, v in smooth.items() if abs(v) > cfg.out_of_range_z), key=lambda k: -abs(smooth[k]))
+        # Judged where the model has not been (an operating point this machine's normal does not cover, or inputs
+        # far outside anything seen), a level or score alone is not evidence enough for the pager until it persists;
+        # a trend, a hard limit or a degradation already held decide without waiting.
+        excursion = False
+        if (worn or anomalous) and (unseen_load or outside):
+            machine.excursion_s += max((fv.window_end - fv.window_start).total_seconds(), 0.0)
+            if machine.excursion_s < _EXCURSION_S and machine.held_key is None:
+                excursion, worn, anomalous = True, False, False
+        else:
+            machine.excursion_s = 0.0
         held = not blind and self._hold(fv, machine, worn, margin_key, margin_bar, steady and has_reference, r)
         # Fast wear alerts earlier: a limit that the current trend reaches soon, from a visible start.
         # A trend is judged only at a settled operating point, and in cold start (the type's normal, coarser than
@@ -443,7 +460,6 @@ class FleetModel:
         )
         features = self._classifier_inputs(machine, oriented)
         p = kind.classifier.predict_proba_one(features)
-        outside = sorted((k for k, v in smooth.items() if abs(v) > cfg.out_of_range_z), key=lambda k: -abs(smooth[k]))
         trained = kind.classifier.n_positive >= cfg.min_positive_labels
         confident = abs(p - 0.5) >= cfg.min_confidence
         classifier_decides = trained and confident and not outside and not warmup and not blind
@@ -465,6 +481,11 @@ class FleetModel:
             reasons.append(f"cold start: using the {fv.machine_type} type's normal ({machine.normal.n} own windows)")
         if warmup:
             reasons.append("warm-up after start: anomalies are not alerted")
+        if excursion:
+            reasons.append(
+                f"not alerted yet: a deviation judged outside what the model has seen alerts once it lasts "
+                f"{_EXCURSION_S / 60:g} running minutes (at once with a trend or a hard limit)"
+            )
         if unseen_load:
             reasons.append(
                 f"operating point (load {float(r[1]):.2f}) not seen by this machine's normal yet: "

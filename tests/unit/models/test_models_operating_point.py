@@ -13,7 +13,7 @@ from models.pipeline import _LOAD_PICK_WINDOWS, FleetModel, MachineMemory, TypeM
 from models.sensors import SensorHealth
 from models.synthetic import WINDOW_S, pump_vector
 from vigil.config import VigilConfig
-from vigil.contracts import FeatureVector, MachineState
+from vigil.contracts import Decision, FeatureVector, MachineState
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -153,3 +153,32 @@ def test_a_level_shift_is_recorded_at_once_and_a_finding_only_once_it_lasts(exam
     findings = [k for k, e in events if e == "drift"]
     assert warnings and findings
     assert min(findings) - min(warnings) >= 24 * 3600 // WINDOW_S - 1
+
+
+def test_a_deviation_outside_what_the_model_has_seen_pages_only_once_it_lasts(example_config: VigilConfig) -> None:
+    model = make(example_config)
+    rng = random.Random(1)
+    k = 0
+    for k in range(200):
+        model.process(pump_vector("PMP-001", window(k), load=0.6 + 0.4 * ((k // 7) % 5) / 4, rng=rng))
+    decisions = []
+    for j in range(1, 5):  # the bearing 25 K above its normal at a load it knows: far outside its noise
+        fv = pump_vector("PMP-001", window(k + j), load=0.8, rng=rng, overrides={"bearing_temp.mean": 88.0})
+        p = model.process(fv).prediction
+        assert p is not None
+        decisions.append((p.decision, any(r.startswith("not alerted yet") for r in p.reasons)))
+    # Held back, with the reason, for the first 30 running minutes (three 10-minute windows); then paged.
+    assert decisions[1:3] == [(Decision.OK, True)] * 2
+    assert decisions[3] == (Decision.ALERT, False)
+
+
+def test_a_single_excursion_that_goes_back_never_pages(example_config: VigilConfig) -> None:
+    model = make(example_config)
+    rng = random.Random(1)
+    k = 0
+    for k in range(200):
+        model.process(pump_vector("PMP-001", window(k), load=0.6 + 0.4 * ((k // 7) % 5) / 4, rng=rng))
+    hot = {"bearing_temp.mean": 88.0}
+    for j, overrides in enumerate([hot, hot, None, None, hot, hot, None], start=1):
+        p = model.process(pump_vector("PMP-001", window(k + j), load=0.8, rng=rng, overrides=overrides)).prediction
+        assert p is not None and p.decision == Decision.OK, (j, p.reasons)

@@ -144,6 +144,10 @@ def test_out_of_range_inputs_take_the_decision_away_from_the_classifier(example_
     assert p is not None and p.p_failure is not None
     assert any(r.startswith("input outside the range the model has seen") for r in p.reasons)
     assert p.decided_by in ("rule", "anomaly")
+    # A deviation outside what the model has seen pages once it lasts 30 running minutes, not from one window.
+    for j in (62, 63):
+        p = model.process(pump_vector("PMP-001", window(k + j), load=0.8, wear=0.9, rng=rng)).prediction
+    assert p is not None and p.decided_by in ("rule", "anomaly")
     assert p.decision == Decision.ALERT
 
 
