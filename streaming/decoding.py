@@ -200,6 +200,8 @@ class ReadingDecoder:
         self.counters: Counter[str] = Counter()
         self._idents: set[str] = set()
         self._warned: set[tuple[str, str, str]] = set()
+        self._layouts: dict[tuple[Any, ...], tuple[Array, Array, frozenset[str]]] = {}
+        """Per machine and message layout (sensors, lengths) of a columns message: its per-reading bounds."""
         # Machine -> sensor -> bounds: the plant's (names the contract would refuse are left out, so that the fast
         # path, which skips the identifier check for a known name, never accepts one), else filled as names come.
         self._known: dict[str, dict[str, Bounds]] = {}
@@ -402,44 +404,53 @@ class ReadingDecoder:
         self, machine_id: str, sensors: dict[str, Bounds], c: Columns
     ) -> tuple[Columns, tuple[str, str] | None]:
         """The plant's rules over a columns message: unknown sensors' columns dropped, values outside their
-        sensor's range NaN. The common message costs two numpy reductions (each column's extremes)."""
-        bounds: list[Bounds | None] = []
+        sensor's range NaN. The common message costs four numpy calls against per-reading bounds that are built
+        once per machine and message layout (collectors repeat their layouts)."""
+        key = (machine_id, *c.sensors, *c.lengths)
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = self._layout(sensors, c)
+            if len(self._layouts) < 10_000:
+                self._layouts[key] = layout
+        lows, highs, unknown = layout
+        refused = None
+        if unknown:
+            parts = zip(c.sensors, c.lengths, strict=True)
+            names = [name for name, n in parts if name in unknown for _ in range(n)]
+            refused = self._unknown(machine_id, names, len(c.ts) - len(names))
+            bounds = [None if name in unknown else sensors[name] for name in c.sensors]
+            c, _ = _drop_columns(c, bounds)
+            lows, highs, _ = self._layout(sensors, c)
+        values = c.values
+        # NaN (an unusable reading) fails both comparisons: then the readings are looked at one by one.
+        inside = np.less_equal(lows, values)
+        inside &= np.less_equal(values, highs)
+        if inside.all():
+            return c, refused
+        bad = ~inside & (values == values)
+        if bad.any():
+            out = values.copy()
+            names = np.repeat(np.array(c.sensors, dtype=object), c.lengths)
+            self._flagged(machine_id, list(zip(names[bad].tolist(), out[bad].tolist(), strict=True)))
+            out[bad] = _NAN
+            c = Columns(c.sensors, c.lengths, c.ts, out, c.span)
+        return c, refused
+
+    def _layout(self, sensors: dict[str, Bounds], c: Columns) -> tuple[Array, Array, frozenset[str]]:
+        """Per-reading lower and upper bounds of a message layout, and its sensors that are unknown."""
+        bounds: list[Bounds] = []
+        unknown: set[str] = set()
         for name in c.sensors:
             b = sensors.get(name)
-            bounds.append(b if b is not None else self._sensor(sensors, name))
-        refused = None
-        if None in bounds:
-            parts = zip(c.sensors, bounds, c.lengths, strict=True)
-            names = [name for name, b, n in parts if b is None for _ in range(n)]
-            refused = self._unknown(machine_id, names, len(c.ts) - len(names))
-            c, bounds = _drop_columns(c, bounds)
-        known = [b for b in bounds if b is not None]
-        values = c.values
-        # Each column's extremes; NaN (an unusable reading) propagates, and such a column is looked at reading by
-        # reading below (fmin/fmax skip a quiet NaN but not a signalling one, which a packed binary may hold).
-        if len(known) == 1:
-            lows, highs = [float(values.min())], [float(values.max())]
-        else:
-            starts = np.zeros(len(c.lengths), dtype=np.intp)
-            np.cumsum(c.lengths[:-1], out=starts[1:])
-            lows, highs = np.minimum.reduceat(values, starts).tolist(), np.maximum.reduceat(values, starts).tolist()
-        flagged: list[tuple[str, float]] = []
-        out: Array | None = None
-        start = 0
-        for name, (low, high), lo, hi, n in zip(c.sensors, known, lows, highs, c.lengths, strict=True):
-            if not (low <= lo and hi <= high):
-                if out is None:
-                    out = values.copy()
-                part = out[start : start + n]
-                bad = (part < low) | (part > high)
-                if bad.any():
-                    flagged += [(name, x) for x in part[bad].tolist()]
-                    part[bad] = _NAN
-            start += n
-        if flagged:
-            self._flagged(machine_id, flagged)
-            c = Columns(c.sensors, c.lengths, c.ts, out, c.span)  # type: ignore[arg-type]
-        return c, refused
+            if b is None:
+                b = self._sensor(sensors, name)
+            if b is None:
+                unknown.add(name)
+                b = (_NAN, _NAN)
+            bounds.append(b)
+        lows = np.repeat(np.array([b[0] for b in bounds]), c.lengths)
+        highs = np.repeat(np.array([b[1] for b in bounds]), c.lengths)
+        return lows, highs, frozenset(unknown)
 
     def _from_sample(self, r: Reading) -> tuple[str, float, float]:
         value = r.value
@@ -677,9 +688,24 @@ class ReadingDecoder:
             if type(s) is not dict:
                 raise _Unsure("sample")
             if len(s) != 3:
-                append(self._publisher_sample(s) if len(s) == 8 else self._full_sample(s))
-                strings += _sample_strings(s)
+                if len(s) == 8:
+                    sensor, epoch, value = self._publisher_sample(s)
+                    # Its eight keys, sensor, time and quality; unit and server time when set; its flags.
+                    strings += 11 + (s["unit"] is not None) + (s["server_ts"] is not None) + len(s["flags"])
+                else:
+                    sensor, epoch, value = self._full_sample(s)
+                    strings += _sample_strings(s)
                 others += 1
+                bounds = known.get(sensor)
+                if bounds is None:
+                    bounds = self._sensor(known, sensor)
+                    if bounds is None:
+                        unknown.append(sensor)
+                        bounds = _ANY
+                if not bounds[0] <= value <= bounds[1] and value == value:
+                    flagged.append((sensor, value))
+                    value = _NAN
+                append((sensor, epoch, value))
                 continue
             # The common sample: exactly sensor, ts and value (a missing one raises KeyError: the contract decides).
             sensor = s["sensor"]
@@ -711,9 +737,9 @@ class ReadingDecoder:
         # Five strings (three keys, sensor, time) per common sample: one more quote is a duplicate key.
         if 2 * (strings + 5 * (len(raw) - others)) != payload.count(b'"'):
             raise _Unsure("duplicate key")
-        if others or unknown:
-            # Rare: samples with optional keys, or unknown sensors: the screen judges them (a common sample already
-            # judged is NaN or in range, so it passes unchanged; one of an unknown sensor is refused there).
+        if unknown:
+            # Rare: unknown sensors: the screen refuses them (a sample already judged is NaN or in range, so it
+            # passes unchanged).
             skip = set(unknown)
             if flagged:
                 self._flagged(machine_id, [f for f in flagged if f[0] not in skip])
@@ -855,7 +881,7 @@ def _column_strings(c: dict[str, Any]) -> int:
     if quality is not None:
         n += len(quality)
     if flags is not None:
-        n += sum(len(f) for f in flags)
+        n += sum(map(len, flags))
     return n
 
 
