@@ -24,7 +24,8 @@ Behind the iterator a supervisor task owns the connection:
   history from its last value to now is read and published in order, flagged ``backfilled`` (before any new
   live value, which is then skipped where the history already had it); for every other node a :class:`Gap`
   with reason ``connection_lost``, from the last value received to the reconnect on the **collector's clock**
-  (a server's clock may be wrong or replaying), is published before its first new value;
+  (a server's clock may be wrong or replaying), is published before its first new value; a server that restarted
+  meanwhile (ServerStatus.StartTime changed) has no history before its start: a Gap up to it, then the backfill;
 - a node that cannot be monitored or read is logged with its NodeId and status code name (``BadNodeIdUnknown``)
   and left out, not polled as one Bad reading after another.
 
@@ -42,7 +43,7 @@ import logging
 import math
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
 
@@ -50,6 +51,7 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
 from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
@@ -160,6 +162,7 @@ class OpcUaCollector:
         """Collector clock when each (machine, sensor) last delivered a value."""
         self._lost_at: datetime | None = None
         self._backfilled: dict[tuple[str, str], datetime] = {}
+        self._server_started: datetime | None = None
         self._connected = asyncio.Event()
         self.ever_connected = False
 
@@ -413,38 +416,70 @@ class OpcUaCollector:
 
     # ------------------------------------------------------------------ after a reconnect: backfill or Gap
     async def _recover(self, client: Any) -> None:
-        """Backfill what each node missed while the connection was down (HistoryRead), else publish its Gap."""
+        """Backfill what each node missed while the connection was down (HistoryRead), else publish its Gap.
+
+        A server that restarted meanwhile (a newer ServerStatus.StartTime) has no history from before its start:
+        its historized nodes get a Gap up to that start, then the backfill from it.
+        """
+        restarted_at = await self._server_restart(client)
         lost_at, self._lost_at = self._lost_at, None
         self._backfilled.clear()
         if lost_at is None:
             return
         now = utcnow()
-        missing: dict[str, list[Binding]] = {}
         historized = await self._historized(client) if self.source.backfill else set()
-        for binding in self.bindings:
+        known = [b for b in self.bindings if (b.machine_id, b.sensor) in self._last_ts]  # others: nothing known
+        with_history = [b for b in known if b.nodeid in historized]
+        if restarted_at is not None:
+            await self._gaps(
+                [b for b in with_history if self._received[(b.machine_id, b.sensor)] < restarted_at],
+                lost_at,
+                restarted_at,
+            )
+        missing = [b for b in known if b.nodeid not in historized]
+        for binding in with_history:
             key = (binding.machine_id, binding.sensor)
-            since = self._last_ts.get(key)
-            if since is None:
-                continue  # it never delivered a value: nothing is known to be missing
-            if binding.nodeid in historized and await self._backfill(client, binding, since, now):
-                continue
-            missing.setdefault(binding.machine_id, []).append(binding)
-        for machine, bindings in missing.items():
-            received = [self._received[(b.machine_id, b.sensor)] for b in bindings]
-            start = min(min(received), lost_at)
-            whole = {b.sensor for b in bindings} >= {b.sensor for b in self.bindings if b.machine_id == machine}
-            for sensor in [None] if whole else [b.sensor for b in bindings]:
+            if not await self._backfill(client, binding, self._last_ts[key], now):
+                missing.append(binding)
+        await self._gaps(missing, lost_at, now)
+
+    async def _gaps(self, bindings: list[Binding], lost_at: datetime, end: datetime) -> None:
+        """A Gap (collector's clock) per machine whose every node is in ``bindings``, else per sensor."""
+        by_machine: dict[str, list[Binding]] = {}
+        for b in bindings:
+            by_machine.setdefault(b.machine_id, []).append(b)
+        for machine, group in by_machine.items():
+            start = min(min(self._received[(b.machine_id, b.sensor)] for b in group), lost_at)
+            whole = {b.sensor for b in group} >= {b.sensor for b in self.bindings if b.machine_id == machine}
+            for sensor in [None] if whole else [b.sensor for b in group]:
                 self.counters["gaps"] += 1
                 await self._put(
                     Gap(
                         machine_id=machine,
                         sensor=sensor,
                         start=start,
-                        end=max(now, start),
+                        end=max(end, start),
                         reason="connection_lost",
                         source=self.source.name,
                     )
                 )
+
+    async def _server_restart(self, client: Any) -> datetime | None:
+        """The server's start time when it differs from the one of the previous connection (it restarted)."""
+        try:
+            started = await asyncio.wait_for(
+                client.get_node(ua.NodeId(ua.Int32(ObjectIds.Server_ServerStatus_StartTime))).read_value(),
+                self.source.timeout_s,
+            )
+        except (*_RETRYABLE, TimeoutError) as exc:
+            log.info("opcua %s: cannot read the server's start time: %r", self.source.name, exc)
+            return None
+        if not isinstance(started, datetime):
+            return None
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        previous, self._server_started = self._server_started, started
+        return started if previous is not None and started != previous else None
 
     async def _historized(self, client: Any) -> set[ua.NodeId]:
         """The bound nodes whose AccessLevel allows HistoryRead."""
