@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +55,7 @@ from vigil.contracts import Reading
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
 logging.getLogger("kafka").setLevel(logging.CRITICAL)
+logging.getLogger("ingest").setLevel(logging.INFO)
 bootstrap, topic, spool, start, rate, progress, batch_ms = sys.argv[1:8]
 start, rate = int(start), float(rate)
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -105,8 +107,10 @@ class Writer:
         self.args = [str(self.progress), str(BATCH_MAX_MS)]
         self.runs: list[tuple[str, int, int, str]] = []
         """Per run: how it ended (kill/term), first index, last accepted index, Kafka state."""
+        self.logs: list[str] = []
 
-    def run(self, bootstrap: str, seconds: float, state: str, kill: bool = True) -> None:
+    def run(self, bootstrap: str, seconds: float, state: str, kill: bool = True, after: str | None = None) -> None:
+        """One writer process, killed (or stopped) ``seconds`` after it started, or after its log shows ``after``."""
         self.progress.write_bytes(b"")
         log = (self.tmp / f"writer-{len(self.runs)}.log").open("w")
         proc = subprocess.Popen(
@@ -128,6 +132,10 @@ class Writer:
         )
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "started"
+        path = self.tmp / f"writer-{len(self.runs)}.log"
+        deadline = time.monotonic() + 120
+        while after is not None and after not in path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.01)
         time.sleep(seconds)
         if kill:
             proc.send_signal(signal.SIGKILL)
@@ -138,6 +146,7 @@ class Writer:
             assert proc.returncode == 0, out
             assert "closed" in out
         log.close()
+        self.logs.append((self.tmp / f"writer-{len(self.runs)}.log").read_text())
         last = _progress(self.progress)
         assert last >= self.next, "the writer added nothing"
         self.runs.append(("kill" if kill else "term", self.next, last, state))
@@ -157,9 +166,9 @@ def test_kill_9_loses_at_most_one_batch_window_and_duplicates_nothing(
     for _ in range(3):  # Kafka reachable: direct sending, acknowledgements in flight at the kill
         writer.run(up, rng.uniform(1.5, 4.0), "up")
     for _ in range(2):  # Kafka unreachable: everything goes to the spool
-        writer.run(down, rng.uniform(1.5, 3.0), "down")
+        writer.run(down, rng.uniform(3.0, 5.0), "down")
     for _ in range(2):  # Kafka back: the restarted writer reconciles and replays the backlog; killed meanwhile
-        writer.run(up, rng.uniform(0.3, 1.5), "up, replaying")
+        writer.run(up, rng.uniform(0.0, 0.15), "up, replaying", after="reconciled the spool")
     writer.run(up, 5.0, "up", kill=False)
 
     last = writer.next - 1
@@ -172,6 +181,13 @@ def test_kill_9_loses_at_most_one_batch_window_and_duplicates_nothing(
         lost = [i for i in missing if first <= i <= final]
         report.append((how, state, final - first + 1, len(lost), final - lost[0] + 1 if lost else 0))
     print(f"seed {seed}; per run (end, Kafka, readings accepted, lost, lost span): {report}")
+    # Which runs were killed before their spool had drained (during reconciliation or replay), and how many
+    # readings each start found already on Kafka instead of sending them twice.
+    mid_replay = [i for i, log in enumerate(writer.logs) if "up" in writer.runs[i][3] and "spool drained" not in log]
+    reconciled = [
+        sum(int(n) for n in re.findall(r"\((\d+) reading\(s\)\) were already on Kafka", log)) for log in writer.logs
+    ]
+    print(f"runs killed before their spool drained: {mid_replay}; readings reconciled at each start: {reconciled}")
     assert set(counts) <= set(range(last + 1))
     assert duplicated == {}, f"seed {seed}: duplicated readings {sorted(duplicated)[:20]}"
     for (how, first, final, state), (_, _, _, lost, _) in zip(writer.runs, report, strict=True):
