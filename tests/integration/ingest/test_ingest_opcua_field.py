@@ -246,3 +246,52 @@ def test_network_outage_is_backfilled_from_history_or_marked_as_a_gap(
         assert backfilled == []
         assert len(gaps) == 1 and gaps[0].reason == "connection_lost" and gaps[0].sensor is None
         assert gaps[0].end - gaps[0].start >= timedelta(seconds=5)
+
+
+@pytest.mark.parametrize("mode", ["subscribe", "poll"])
+def test_every_node_that_cannot_be_used_is_named_with_its_status(
+    example_config: VigilConfig, free_port: int, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = _source(
+        free_port,
+        mode=mode,
+        poll_interval_ms=50,
+        nodes=[
+            {"machine": "PMP-001", "sensor": "flow", "node_id": f"nsu={URI};s=PMP-001.flow"},
+            {"machine": "PMP-001", "sensor": "pressure", "node_id": f"nsu={URI};s=PMP-001.nope"},
+            {"machine": "PMP-001", "sensor": "bearing_temp", "node_id": "nsu=urn:nope;s=PMP-001.flow"},
+            {"machine": "PMP-001", "sensor": "vibration_rms", "browse_path": f"0:Objects/nsu={URI};Plant/nsu={URI};X"},
+        ],
+        patterns=[
+            {"folder": f"0:Objects/nsu={URI};Plant", "glob": "PMP-*", "machine_type": "pump"},
+            {"folder": f"0:Objects/nsu={URI};Plant", "glob": "MTR-*", "machine_type": "motor"},
+        ],
+    )
+
+    async def scenario() -> tuple[list[Reading], dict[str, int]]:
+        ready = asyncio.Event()
+        serving = asyncio.create_task(serve(free_port, False, PERIOD_S, ready))
+        await asyncio.wait_for(ready.wait(), 30)
+        out: list[Reading] = []
+        try:
+            async with OpcUaCollector(source, example_config) as collector:
+                async for event in collector:
+                    if isinstance(event, Reading):
+                        out.append(event)
+                    if len(out) >= 20:
+                        break
+                return out, dict(collector.counters)
+        finally:
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
+
+    readings, counters = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert {r.sensor for r in readings} == {"flow", "speed"}  # the nodes that exist; no Bad reading per poll
+    log = "\n".join(caplog.messages)
+    assert f"PMP-001/pressure (node nsu={URI};s=PMP-001.nope): BadNodeIdUnknown" in log, log
+    assert "PMP-001/bearing_temp at nsu=urn:nope;s=PMP-001.flow: the server has no namespace 'urn:nope'" in log
+    assert f"PMP-001/vibration_rms at 0:Objects/nsu={URI};Plant/nsu={URI};X: BadNoMatch" in log, log
+    assert f"pattern 0:Objects/nsu={URI};Plant/MTR-* (machine type motor) matches no configured machine" in log
+    assert counters["pattern_empty"] == 1 and counters["missing_node"] == 2
+    assert counters["subscribe_failed" if mode == "subscribe" else "unreadable"] == 1, counters
