@@ -144,6 +144,11 @@ class ModelService:
         self._maintenance: dict[str, list[tuple[str, str]]] = {}
         """Machine -> the latest maintenance events applied to its state, ``(event, ts)``: repeats are dropped."""
         self._dirty: set[str] = set()
+        self._replay_until: dict[str, int] = {}
+        """``topic:partition`` -> outputs below this offset were committed already: a partition rebuilt from its
+        beginning (a refused checkpoint) re-learns them without publishing."""
+        self._replaying = False
+        """The record being handled is below ``_replay_until``: it produces nothing."""
         self._marks: dict[int, dict[str, int]] = {}
         """Partition -> the input offsets up to which every machine of it is in the changelog (its last marker)."""
         self._rebuild_all = False
@@ -312,6 +317,7 @@ class ModelService:
         for topic in self._topics():
             for p in parts:
                 self._positions.pop(_tpk(topic, p), None)
+                self._replay_until.pop(_tpk(topic, p), None)
         for p in parts:
             self._marks.pop(p, None)
         self._owned -= parts
@@ -362,6 +368,8 @@ class ModelService:
             for topic in self._topics():
                 tp = TopicPartition(topic, p)
                 name = _tpk(topic, p)
+                # Outputs below here were committed (by a replay's marker: further than its state).
+                done = max(int(committed.get(tp) or 0), marker.offsets.get(name, 0), marker.published.get(name, 0))
                 if self._rebuild_all or refused:
                     self._consumer.seek_to_beginning(tp)
                     self._positions.pop(name, None)
@@ -376,6 +384,8 @@ class ModelService:
                     self._consumer.seek_to_beginning(tp)
                     start = 0
                 mark[name] = start
+                if done > start:  # re-learnt, not published again
+                    self._replay_until[name] = done
             self._marks[p] = mark
         for p in keep:
             for topic in self._topics():
@@ -482,6 +492,13 @@ class ModelService:
 
     def _handle(self, record: Any) -> None:
         name = _tpk(record.topic, record.partition)
+        self._replaying = record.offset < self._replay_until.get(name, -1)
+        try:
+            self._handle_message(record, name)
+        finally:
+            self._replaying = False
+
+    def _handle_message(self, record: Any, name: str) -> None:
         if self.metrics is not None:
             self.metrics.messages_in.labels(record.topic).inc()
         try:
@@ -555,7 +572,9 @@ class ModelService:
 
     def _forward(self, record: Any, partition: int) -> None:
         """The maintenance event to the maintenance partition of its machine (once: a forwarded event is handled
-        where it arrives). Acknowledged before the next checkpoint, like every output."""
+        where it arrives). Committed with the next checkpoint, like every output."""
+        if self._replaying:  # committed before: forwarded then
+            return
         source = f"{record.topic}:{record.partition}:{record.offset}"
         # Maintenance events are rare: each one forwarded is worth a line (the producer partitions unlike features).
         log.warning("models: maintenance event at %s is for a machine of partition %d: forwarded", source, partition)
@@ -571,6 +590,8 @@ class ModelService:
             self.metrics.messages_out.labels(record.topic).inc()
 
     def _publish_prediction(self, prediction: Prediction) -> None:
+        if self._replaying:  # committed before: published then
+            return
         topic = self.config.topics.predictions
         self._send(
             topic,
@@ -584,6 +605,8 @@ class ModelService:
             self.metrics.observe_source_latency("prediction", prediction.ts)
 
     def _publish_drift(self, event: DriftEvent) -> None:
+        if self._replaying:  # committed before: published then
+            return
         topic = self.config.topics.drift
         key = machine_key(event.machine_id or event.machine_type)
         self._send(topic, key=key, value=encode(event))
@@ -596,6 +619,8 @@ class ModelService:
             self.metrics.drift_events.labels(event.detector, event.machine_type).inc()
 
     def _send_dead_letter(self, record: Any, reason: str, error: str) -> None:
+        if self._replaying:  # committed before: published then
+            return
         letter = dead_letter(
             service=SERVICE,
             reason=reason,
@@ -668,7 +693,7 @@ class ModelService:
         key = self.machine_log.key(MARKER)
         marks = {p: self._partition_offsets(p) for p in sorted(parts)}
         for p, mark in marks.items():
-            self.machine_log.send(self._producer(), p, key, encode_marker(mark, self.worker))
+            self.machine_log.send(self._producer(), p, key, encode_marker(mark, self.worker, self._published(p)))
         commit = {
             TopicPartition(topic, p): OffsetAndMetadata(self._positions[_tpk(topic, p)], "", -1)
             for p in parts
@@ -680,6 +705,16 @@ class ModelService:
         self._dirty.difference_update(written)
         self.last_checkpoint_bytes, self.last_checkpoint_machines = size, len(written)
         self._last_checkpoint = time.monotonic()
+
+    def _published(self, partition: int) -> dict[str, int]:
+        """How far outputs of ``partition`` were committed: its positions, or further while a replay is below what
+        an earlier owner committed."""
+        out = self._partition_offsets(partition)
+        for topic in self._topics():
+            name = _tpk(topic, partition)
+            if name in self._replay_until:
+                out[name] = max(out.get(name, 0), self._replay_until[name])
+        return out
 
     def _partition_offsets(self, partition: int) -> dict[str, int]:
         """The next offset to handle per input topic of ``partition`` (where it was sought to, for a topic that
