@@ -503,11 +503,12 @@ class OpcUaCollector:
 
     async def _backfill(self, client: Any, binding: Binding, since: datetime, until: datetime) -> bool:
         """Publish the node's history after ``since`` (its last value) up to ``until``; False if unreadable."""
-        start = max(since, until - timedelta(seconds=self.source.backfill_max_s))
+        if until - since > timedelta(seconds=self.source.backfill_max_s):
+            return False  # an outage longer than backfill_max_s stays a Gap
         node = client.get_node(binding.nodeid)
         try:
             history = await asyncio.wait_for(
-                node.read_raw_history(start, until, numvalues=0, return_bounds=False), self.source.timeout_s * 3
+                node.read_raw_history(since, until, numvalues=0, return_bounds=False), self.source.timeout_s * 3
             )
         except (*_RETRYABLE, TimeoutError) as exc:
             log.warning(
@@ -518,8 +519,6 @@ class OpcUaCollector:
                 status_name(exc),
             )
             return False
-        if start > since:
-            return False  # older than backfill_max_s: the rest stays a gap
         key = (binding.machine_id, binding.sensor)
         readings = [to_reading(binding, dv, self.source.name, self.source.event_time) for dv in history]
         for reading in sorted((r for r in readings if r.ts > since), key=lambda r: r.ts):

@@ -178,7 +178,7 @@ class OpcUaSource(Section):
     """On reconnect, read what was missed with HistoryRead (raw) where the server historizes a node; published
     in order with the flag ``backfilled``. Nodes without history get a Gap (``connection_lost``)."""
     backfill_max_s: float = Field(default=3600.0, gt=0)
-    """Backfill at most this much of an outage (the rest stays a Gap)."""
+    """A node whose last value is older than this at the reconnect is not backfilled (it gets a Gap)."""
     timeout_s: float = Field(default=10.0, gt=0)
     queue_maxsize: int = Field(default=10_000, ge=1, le=1_000_000)
     """Bound of the collector's output queue (readings and gaps waiting for the publisher)."""
