@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -106,43 +107,53 @@ def test_killed_three_times_mid_stream_the_committed_vectors_equal_an_uninterrup
     expected = _reference(config, messages)
     assert len(expected) > 100
 
-    def feed() -> None:
+    segments = [
+        messages[len(messages) * i // (KILLS + 1) : len(messages) * (i + 1) // (KILLS + 1)] for i in range(KILLS + 1)
+    ]
+
+    def feed(part: list[tuple[bytes, bytes]]) -> None:
         producer = make_producer(kafka_settings)
         try:
-            for i, (key, value) in enumerate(messages):
+            for i, (key, value) in enumerate(part):
                 producer.send(topics.readings, key=key, value=value)
                 if i % 20 == 19:
                     producer.flush()
-                    time.sleep(0.12)
+                    time.sleep(0.15)
             producer.flush()
         finally:
             producer.close()
 
     log = tmp_path / "features.log"
     reader = TopicReader(kafka_settings, [topics.features], raw)  # read_committed
-    feeder = threading.Thread(target=feed)
+    rng = random.Random(7)
     proc = _start(env, log)
+    feeder: threading.Thread | None = None
     try:
-        feeder.start()
-        wait_for(lambda: len(reader.records) >= 5, 60, "the first committed vectors")
-        rng = random.Random(7)
-        for _ in range(KILLS):
-            # Mid-stream, at a moment unrelated to the checkpoints (every 0.5 s): a transaction is open.
-            time.sleep(rng.uniform(0.8, 2.5))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(30)
-            proc = _start(env, log)
-        feeder.join(120)
+        for n, part in enumerate(segments):
+            # Each (re)started worker first restores; then its part of the stream flows, and it is killed after it
+            # committed some vectors (checkpoints every 0.5 s), while readings still flow: a transaction is open.
+            wait_for(lambda n=n: log.read_text().count("restored window state of") > n, 90, f"worker {n} assigned")
+            seen = len(reader.records)
+            feeder = threading.Thread(target=feed, args=(part,))
+            feeder.start()
+            if n < KILLS:
+                wait_for(lambda seen=seen: len(reader.records) > seen, 60, f"worker {n}'s first commit")
+                time.sleep(rng.uniform(0.2, 1.0))
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(30)
+                feeder.join(60)
+                proc = _start(env, log)
         wait_for(lambda: len(reader.records) >= len(expected), 90, f"{len(expected)} vectors")
         time.sleep(2.0)  # anything extra would arrive now
     finally:
-        feeder.join(120)
+        if feeder is not None:
+            feeder.join(60)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
         reader.close()
     text = log.read_text()
-    assert text.count("restored window state of") >= KILLS + 1, text[-3000:]
+    assert len(re.findall(r"restored window state of [1-9]\d* machine", text)) >= KILLS, text[-3000:]
     got: dict[tuple[str, float], FeatureVector] = {}
     copies: Counter[tuple[str, float]] = Counter()
     for record in reader.records:
