@@ -688,14 +688,12 @@ class ReadingDecoder:
             if type(s) is not dict:
                 raise _Unsure("sample")
             if len(s) != 3:
-                if len(s) == 8:
-                    sensor, epoch, value = self._publisher_sample(s)
-                    # Its eight keys, sensor, time and quality; unit and server time when set; its flags.
-                    strings += 11 + (s["unit"] is not None) + (s["server_ts"] is not None) + len(s["flags"])
-                else:
-                    sensor, epoch, value = self._full_sample(s)
-                    strings += _sample_strings(s)
                 others += 1
+                if len(s) == 8:
+                    strings += self._publisher_sample(s, known, append, flagged, unknown)
+                    continue
+                sensor, epoch, value = self._full_sample(s)
+                strings += _sample_strings(s)
                 bounds = known.get(sensor)
                 if bounds is None:
                     bounds = self._sensor(known, sensor)
@@ -750,12 +748,25 @@ class ReadingDecoder:
             self._flagged(machine_id, flagged)
         return Decoded(machine_id, samples, fast=True)
 
-    def _publisher_sample(self, s: dict[str, Any]) -> tuple[str, float, float]:
-        """A sample with every key (what :func:`ingest.publisher.encode_batch` writes), checked inline; a missing
-        key raises KeyError (the contract decides)."""
+    def _publisher_sample(
+        self,
+        s: dict[str, Any],
+        known: dict[str, Bounds],
+        append: Callable[[tuple[str, float, float]], None],
+        flagged: list[tuple[str, float]],
+        unknown: list[str],
+    ) -> int:
+        """A sample with every key (what :func:`ingest.publisher.encode_batch` writes), checked inline and judged
+        by the plant's rules (appended, flagged or noted as unknown here: this runs for every reading a collector
+        sends); returns the strings it quotes (for the duplicate-key check). A missing key raises KeyError (the
+        contract decides)."""
         sensor = s["sensor"]
-        if sensor not in self._idents:
-            self._ident(sensor)
+        bounds = known.get(sensor)
+        if bounds is None:
+            bounds = self._sensor(known, sensor)
+            if bounds is None:
+                unknown.append(sensor)
+                bounds = _ANY
         t = s["ts"]
         if type(t) is not str or not _canonical(t):
             raise _Unsure("timestamp")
@@ -779,14 +790,23 @@ class ReadingDecoder:
             value = float(value)
         elif vt is not float and value is not None:
             raise _Unsure("value")
+        # Its eight keys, sensor, time and quality; unit and server time when set; its flags.
+        strings = 11 + (unit is not None) + (server is not None) + len(flags)
         if flags:
             if any(type(f) is not str for f in flags):
                 raise _Unsure("flags")
-        elif quality == "good":
-            return sensor, epoch, _NAN if value is None or value - value != 0.0 else value
-        if value is None or not usable(quality, value, flags, self.accept_uncertain):
-            return sensor, epoch, _NAN
-        return sensor, epoch, value
+            if not usable(quality, 0.0, flags, self.accept_uncertain):
+                value = None
+        elif quality != "good" and not usable(quality, 0.0, flags, self.accept_uncertain):
+            value = None
+        if value is None:
+            append((sensor, epoch, _NAN))
+        elif bounds[0] <= value <= bounds[1]:
+            append((sensor, epoch, value))
+        else:
+            flagged.append((sensor, value))
+            append((sensor, epoch, _NAN))
+        return strings
 
     def _fast_reading(self, doc: dict[str, Any], payload: bytes) -> Decoded:
         """A ``reading`` with optional keys (the bare one is read inline in :meth:`decode_record`)."""
