@@ -49,6 +49,7 @@ from vigil.config.sources import (
     OpcUaSecurity,
     OpcUaSource,
     Sources,
+    SparkplugSource,
 )
 from vigil.config.windows import WindowConfig
 from vigil.exceptions import ConfigError
@@ -83,6 +84,7 @@ __all__ = [
     "SensorSpec",
     "Site",
     "Sources",
+    "SparkplugSource",
     "SpoolSettings",
     "Topics",
     "VigilConfig",

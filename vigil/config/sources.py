@@ -253,6 +253,18 @@ class ModbusSource(Section):
     groups: list[ModbusGroup] = Field(min_length=1)
 
 
+class SparkplugSource(Section):
+    """One Sparkplug B group on the ``[mqtt]`` broker: its edge nodes' devices are machines, metrics sensors."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    group_id: str = Field(pattern=r"^[^/#+]+$")
+    qos: Literal[0, 1] = 1
+    devices: dict[str, str] = {}
+    """``"<edge node>/<device>"`` or ``"<device>"`` -> machine id; default: the device id is the machine id."""
+    metrics: dict[str, str] = {}
+    """Metric name -> sensor; default: the metric name is the sensor."""
+
+
 class MqttMapping(ReadingMapping):
     """A :class:`~vigil.config.mapping.ReadingMapping` for pushed JSON payloads, with MQTT's earlier defaults.
 
@@ -297,6 +309,7 @@ class MqttSource(Section):
 class Sources(Section):
     opcua: list[OpcUaSource] = []
     modbus: list[ModbusSource] = []
+    sparkplug: list[SparkplugSource] = []
     mqtt: list[MqttSource] = []
     file: list[FileSource] = []
     kafka: list[KafkaSource] = []
