@@ -25,7 +25,7 @@ from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 
 log = logging.getLogger(__name__)
 
-SourceKind = Literal["mqtt", "opcua", "modbus", "kafka"]
+SourceKind = Literal["mqtt", "opcua", "modbus", "sparkplug", "kafka"]
 
 
 @dataclass

@@ -216,6 +216,16 @@ class SparkplugDecoder:
             self._device_dead(edge, node, device)
         return []
 
+    def connection_lost(self) -> None:
+        """The broker connection broke: messages may have been missed. Every device's next value follows a Gap,
+        and the next seq of each node is not judged (it cannot be known what was missed)."""
+        for edge, node in self._nodes.items():
+            node.seq = None
+            for device in list(node.devices):
+                machine = self.source.devices.get(f"{edge}/{device}", self.source.devices.get(device, device))
+                if machine in self._received:
+                    self._dead.setdefault(machine, self._received[machine])
+
     def _device_dead(self, edge: str, node: _Node, device: str) -> None:
         node.devices.discard(device)
         machine = self.source.devices.get(f"{edge}/{device}", self.source.devices.get(device, device))
@@ -251,10 +261,7 @@ class SparkplugDecoder:
         machine = self.machine(edge, device)
         if machine is None:
             return []
-        out: list[Event] = []
-        if machine in self._dead:
-            out.append(self._gap(machine, self._dead.pop(machine), now))
-        return out + self._values(edge, node, device, payload, now, machine)
+        return self._values(edge, node, device, payload, now, machine)
 
     def _values(
         self, edge: str, node: _Node, device: str, payload: Any, now: datetime, machine: str | None = None
@@ -264,6 +271,8 @@ class SparkplugDecoder:
             return []
         sensors = self.config.machines_by_id[machine].sensors
         out: list[Event] = []
+        if machine in self._dead:  # values again after a death or a lost broker connection
+            out.append(self._gap(machine, self._dead.pop(machine), now))
         for m in payload.metrics:
             name, datatype = m.name, int(m.datatype)
             if not name:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,7 @@ def test_device_restart_reconnects_and_marks_the_gap(free_port: int) -> None:
     gaps = [e for e in events if isinstance(e, Gap)]
     assert {g.machine_id for g in gaps} == {"PMP-001", "MTR-001"} and len(gaps) == 2
     for gap in gaps:
-        assert gap.reason == "connection_lost" and gap.end - gap.start >= __import__("datetime").timedelta(seconds=1.5)
+        assert gap.reason == "connection_lost" and gap.end - gap.start >= timedelta(seconds=1.5)
         before = [e for e in events[: events.index(gap)] if isinstance(e, Reading) and e.machine_id == gap.machine_id]
         after = [
             e for e in events[events.index(gap) + 1 :] if isinstance(e, Reading) and e.machine_id == gap.machine_id
