@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("ingest.simulator.cli", "serve the degrading fleet simulator over OPC UA (failures to Kafka)"),
     "collect": (
         "ingest.cli",
-        "run a collector: opcua | modbus | mqtt | replay | kafka | maintenance, publishing to Kafka",
+        "run a collector: opcua | modbus | sparkplug | mqtt | replay | kafka | maintenance, publishing to Kafka",
     ),
     "opcua": ("ingest.opcua.cert", "OPC UA tools: cert (a client certificate and key with the application URI)"),
     "demo": ("vigil.demo", "run the whole pipeline on the simulated fleet with a live view and a summary"),
