@@ -430,8 +430,8 @@ class ReadingDecoder:
         bad = ~inside & (values == values)
         if bad.any():
             out = values.copy()
-            names = np.repeat(np.array(c.sensors, dtype=object), c.lengths)
-            self._flagged(machine_id, list(zip(names[bad].tolist(), out[bad].tolist(), strict=True)))
+            per_reading = np.repeat(np.array(c.sensors, dtype=object), c.lengths)
+            self._flagged(machine_id, list(zip(per_reading[bad].tolist(), out[bad].tolist(), strict=True)))
             out[bad] = _NAN
             c = Columns(c.sensors, c.lengths, c.ts, out, c.span)
         return c, refused
