@@ -371,6 +371,10 @@ class ReadingDecoder:
         if isinstance(message, ReadingColumns):
             sensors = self._sensors_of(message.machine_id)
             columns, refused = self._screen_columns(message.machine_id, sensors, self._from_columns(message))
+            # An infinity the contract parsed (JSON's 1e999) is already unusable there: counted like a reading's.
+            infinite = [(c.sensor, v) for c in message.columns for v in c.value if v is not None and v - v != 0.0]
+            if infinite:
+                self._flagged(message.machine_id, infinite)
             return Decoded(message.machine_id, [], columns=columns, refused=refused)
         if isinstance(message, Gap):
             self._sensors_of(message.machine_id)

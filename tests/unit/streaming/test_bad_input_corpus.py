@@ -79,6 +79,12 @@ CORPUS = [
     Case("duplicate key in a packed map", b"", refused="duplicate_key"),  # built below (msgpack dedups dicts)
     Case("1.7e308 (mean 2.8e306, moments None)", reading("1.7e308"), flagged="out_of_range"),
     Case("1e999 parses as infinity", batch(sample("1e999")), flagged="not_finite"),
+    Case(
+        "1e999 in columns",
+        b'{"v":1,"kind":"reading_columns","machine_id":"PMP-001","columns":'
+        b'[{"sensor":"bearing_temp","ts":[1767225600.0,1767225601.0],"value":[1e999,20.0]}]}',
+        flagged="not_finite",
+    ),
     Case("-5000 for a range of -20..150", reading("-5000"), flagged="out_of_range"),
     Case("-5000 in a batch", batch(sample("20.0"), sample("-5000", ts="2026-01-01T00:00:01Z")), flagged="out_of_range"),
     Case("1e16 beyond any range", reading("1e16", sensor="speed"), flagged="out_of_range"),
@@ -159,7 +165,7 @@ def test_every_bad_record_is_refused_or_flagged_with_its_reason(case: Case) -> N
 def test_the_whole_corpus_is_accounted_for() -> None:
     outcomes = [outcome(c)[0] for c in CASES]
     assert "clean" not in outcomes
-    assert len(outcomes) == len(CASES) >= 25
+    assert len(outcomes) == len(CASES) >= 26
 
 
 def test_the_decoder_flags_what_the_collector_flags() -> None:
