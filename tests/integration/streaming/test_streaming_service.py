@@ -11,6 +11,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tomllib
@@ -79,11 +80,21 @@ def make_config(kafka: KafkaSettings, topics: Topics, group: str, partitions: in
     )
 
 
+def plant_file() -> Path:
+    """The example plant with the pump pressure range :func:`make_config` uses, for a worker subprocess."""
+    text = EXAMPLE_CONFIG.read_text()
+    old = 'pressure = { unit = "bar", range = { min = 0, max = 25 } }'
+    assert old in text
+    path = Path(tempfile.mkdtemp(prefix="vigil-plant-")) / "plant.toml"
+    path.write_text(text.replace(old, 'pressure = { unit = "bar", range = { min = 0, max = 250 } }'))
+    return path
+
+
 def worker_env(kafka: KafkaSettings, topics: Topics, group: str, partitions: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env.update(
         {
-            "VIGIL_CONFIG": str(EXAMPLE_CONFIG),
+            "VIGIL_CONFIG": str(plant_file()),
             "VIGIL_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "VIGIL_KAFKA__PARTITIONS": str(partitions),
             "VIGIL_KAFKA__LINGER_MS": "5",
