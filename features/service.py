@@ -50,6 +50,7 @@ from kafka import ConsumerRebalanceListener
 
 from features.checkpointing import Checkpointing, ServiceStats, _tpk
 from features.vector import encode_vector, window_engine
+from ingest.validation import FLAG_REASONS
 from streaming.changelog import MAX_STATE_BYTES, Changelog
 from streaming.decoding import Decoded, ReadingDecoder
 from streaming.exceptions import DeliveryError
@@ -404,6 +405,9 @@ class FeatureService(Checkpointing):
             s.checkpoints,
             s.checkpoint_bytes / 1e6,
         )
+        flagged = {r: n for r, n in self.decoder.counters.items() if r in FLAG_REASONS}
+        if flagged:
+            log.info("readings flagged unusable at the feature stage: %s", _top(Counter(flagged)))
         if e.unknown_machines or e.unknown_sensors:
             log.warning(
                 "unknown machines (readings ignored): %s; unknown sensors: %s",
@@ -421,6 +425,10 @@ class FeatureService(Checkpointing):
             for reason, total in totals.items():
                 self.metrics.dropped.labels(reason).inc(total - self._dropped_reported.get(reason, 0))
                 self._dropped_reported[reason] = total
+            for reason, total in flagged.items():
+                key = "flagged/" + reason
+                self.metrics.flagged.labels(reason).inc(total - self._dropped_reported.get(key, 0))
+                self._dropped_reported[key] = total
 
 
 def _top(counter: Counter[str], n: int = 5) -> str:

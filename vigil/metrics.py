@@ -151,6 +151,12 @@ class ServiceMetrics:
         self.dropped = Counter(
             "vigil_dropped", "Data dropped on purpose (full spool, late data)", ["reason"], registry=r
         )
+        self.flagged = Counter(
+            "vigil_readings_flagged",
+            "Readings kept but made unusable by this stage's validation (out_of_range, not_finite)",
+            ["reason"],
+            registry=r,
+        )
         self.source_latency = Histogram(
             "vigil_source_latency_seconds",
             "Source timestamp to the stage's output (prediction, alert, notification)",

@@ -20,6 +20,7 @@ from features.vector import window_engine
 from vigil.bus import TopicSpec, ensure_topics, make_producer
 from vigil.config import EXAMPLE_CONFIG, KafkaSettings, Topics, VigilConfig, load_config
 from vigil.contracts import DeadLetter, FeatureVector, ReadingBatch, Sample, decode, encode
+from vigil.metrics import ServiceMetrics
 from vigil.testing import TopicReader, raw, wait_for
 
 pytestmark = pytest.mark.integration
@@ -93,7 +94,8 @@ def test_the_bad_input_corpus_is_dead_lettered_or_flagged_and_good_vectors_are_u
     expected = {v.window_start: v for b in good for v in reference.add_batch(b)}
     assert len(expected) == 5
 
-    service = FeatureService(config)
+    metrics = ServiceMetrics("features")
+    service = FeatureService(config, metrics=metrics)
     features = TopicReader(kafka_settings, [topics.features], raw)
     dead = TopicReader(kafka_settings, [topics.dead_letter], raw)
     to_dead = [o for o in offsets if o[1].refused is not None or o[1].partial is not None]
@@ -142,6 +144,8 @@ def test_the_bad_input_corpus_is_dead_lettered_or_flagged_and_good_vectors_are_u
     counters = service.decoder.counters
     assert counters["out_of_range"] >= sum(1 for c in flagged if c.flagged == "out_of_range")
     assert counters["not_finite"] >= sum(1 for c in flagged if c.flagged == "not_finite")
+    for reason in ("out_of_range", "not_finite"):  # and exported (reported at close)
+        assert metrics.registry.get_sample_value("vigil_readings_flagged_total", {"reason": reason}) == counters[reason]
     assert len(outcomes) == len(cases)  # 100 %: each case dead-lettered or flagged with its reason
 
     vectors = [decode(r.value) for r in features.records]
