@@ -75,7 +75,9 @@ def test_readings_spool_during_an_outage_and_arrive_exactly_once_after_restart(
     for r in _readings(1000, 2000):  # handed to the producer; they fail after the delivery timeout
         first.add(r)
     first.flush(1)
-    wait_for(lambda: first.spooling and first.counters.spooled == before + 2000, 90, "the in-flight readings to be spooled")
+    wait_for(
+        lambda: first.spooling and first.counters.spooled == before + 2000, 90, "the in-flight readings to be spooled"
+    )
     for r in _readings(3000, 1000):  # Kafka known to be down: straight to the spool
         first.add(r)
     first.close(timeout_s=5)  # the process "restarts" with the backlog on disk
