@@ -25,6 +25,11 @@ The write-ahead bookkeeping (sequence, spool, acknowledgements, reconciliation) 
 Kafka helpers :mod:`ingest.kafka_io`; the message forms :mod:`ingest.encoding`; the metrics
 :mod:`ingest.ingest_metrics`. This module is the delivery state machine around them.
 
+**Source position.** A file-like source (the replay) can hand :meth:`KafkaPublisher.track_position` a function
+``(stream, messages' readings) -> position``; the publisher calls it for every message routed with a ``stream``
+(a machine's batch, a source's dead letter) and stores what it returns in the same spool commit as the message
+(:meth:`stored_position`), so a restarted source resumes exactly after what the spool holds.
+
 Nothing accepted is lost while the process lives: every message is acknowledged, in the spool, or counted as
 dropped (only at the spool bound, by the configured policy). ``close()`` flushes; what Kafka did not take stays in
 the spool and is replayed first by the next run.
@@ -37,7 +42,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +181,7 @@ class KafkaPublisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._position: Callable[[str, int], str | None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -256,6 +262,17 @@ class KafkaPublisher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def track_position(self, position: Callable[[str, int], str | None]) -> None:
+        """Store a source position with every message routed with a ``stream`` (see the module docstring).
+
+        ``position(stream, readings)`` is called under the routing lock, once per message and in emission order,
+        just before the message is written ahead; its answer is committed with the message."""
+        self._position = position
+
+    def stored_position(self) -> str | None:
+        """The source position committed with the last tracked message (after :meth:`start`; ``None``: none)."""
+        return self._spool.position()
+
     @property
     def spooling(self) -> bool:
         """True while messages go to the spool instead of Kafka."""
@@ -319,10 +336,11 @@ class KafkaPublisher:
         self._require_started()
         self._route(self.topics.maintenance, machine_key(event.machine_id), encode(event), 0)
 
-    def add_dead_letter(self, letter: DeadLetter) -> None:
-        """An unusable input, with its raw bytes and the reason, to the dead-letter topic."""
+    def add_dead_letter(self, letter: DeadLetter, stream: str | None = None) -> None:
+        """An unusable input, with its raw bytes and the reason, to the dead-letter topic (``stream``: the
+        source-position stream it counts for, see :meth:`track_position`)."""
         self._require_started()
-        self._route(self.topics.dead_letter, letter.key.encode() if letter.key else None, encode(letter), 0)
+        self._route(self.topics.dead_letter, letter.key.encode() if letter.key else None, encode(letter), 0, stream)
 
     # ------------------------------------------------------------------ batching
     def _take(self, machine: str) -> list[Reading]:
@@ -355,15 +373,18 @@ class KafkaPublisher:
             self._emit(machine, readings[:half])
             self._emit(machine, readings[half:])
             return
-        self._route(self.topics.readings, machine_key(machine), value, len(readings))
+        self._route(self.topics.readings, machine_key(machine), value, len(readings), machine)
 
     # ------------------------------------------------------------------ delivery
-    def _route(self, topic: str, key: bytes | None, value: bytes, readings: int) -> None:
+    def _route(self, topic: str, key: bytes | None, value: bytes, readings: int, stream: str | None = None) -> None:
         """Append the message to the spool (write-ahead), then queue it for the sender unless spooling."""
         with self._route_lock:
             if self._closed:
                 raise PublishError("publisher is closed")
-            seq, stored, dropped = self._wal.append(topic, key, value, readings)
+            position = None
+            if self._position is not None and stream is not None:
+                position = self._position(stream, readings)
+            seq, stored, dropped = self._wal.append(topic, key, value, readings, position)
             self._count_spool(0, dropped, "")
             if self._spooling or self._producer is None:
                 if stored:

@@ -24,18 +24,26 @@ time, and ``--maintenance FILE`` interleaves a CMMS export's records (``[[source
 readings: each record is published once the readings have passed it by a window and its grace
 (:func:`label_due`), so labels reach the models after the readings they label, as in a live plant and as
 ``vigil backtest`` delivers them.
+
+**Resume** (the columns replay): the spool stores, in the same commit as each batch, how far the file is covered
+(:class:`ReplayPosition`: the row below which every row's output is in the spool, plus per machine the row after
+its last spooled reading). A restarted replay of the same input (same path, size, modification time, first 64 KiB
+and ``--epoch-unit``) skips exactly those rows and logs ``resuming <file> at row N``: after ``kill -9`` nothing
+is lost (the rows of the batches still in memory are read again) and nothing is sent twice. Another input starts
+from its first row; ``--from-start`` forces that. ``--speed`` paces from the first row replayed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -113,8 +121,95 @@ def _check_columns(path: Path, names: set[str]) -> None:
         raise SourceError(f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(REQUIRED)})")
 
 
+def input_identity(path: Path, epoch_unit: str = "s") -> dict[str, Any]:
+    """What makes a replay's rows the same rows: the file (path, size, modification time, a digest of its first
+    64 KiB) and the options that change what is read from it."""
+    stat = path.stat()
+    with path.open("rb") as handle:
+        head = hashlib.sha256(handle.read(1 << 16)).hexdigest()
+    return {
+        "path": str(path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "head_sha256": head,
+        "epoch_unit": epoch_unit,
+    }
+
+
+class ReplayPosition:
+    """How far a replay's output is in the spool, as the publisher stores it with each message.
+
+    Rows are numbered from 0 in file order. A reading's row waits in :attr:`pending` (per machine, the publisher
+    batches per machine) until its batch is emitted; a refused row's dead letter is emitted at once (stream
+    :attr:`REJECTED`). :meth:`emitted` (called by the publisher under its routing lock, just before writing the
+    message ahead) returns the position committed with that message: ``row``, below which every row is done, and
+    ``done``, per stream the row after its last emitted one (only those beyond ``row``). A resumed replay skips a
+    row when it is below ``row`` or below its stream's ``done``: exactly the rows whose output is in the spool.
+
+    >>> p = ReplayPosition({"path": "h.csv"})
+    >>> p.added("A", 0); p.added("B", 1); p.added("A", 2); p.next_row = 3
+    >>> stored = p.emitted("A", 2)  # A's batch (rows 0 and 2) is written ahead; B's row 1 is still in memory
+    >>> stored
+    '{"input": {"path": "h.csv"}, "row": 1, "done": {"A": 3}}'
+    >>> q = ReplayPosition({"path": "h.csv"}, stored)  # killed here: row 1 (B) is read again, row 2 (A) is not
+    >>> (q.start, q.skip(1, "B"), q.skip(2, "A"))
+    (1, False, True)
+    >>> ReplayPosition({"path": "h.csv"}, p.emitted("B", 1)).start
+    3
+    >>> ReplayPosition({"path": "other.csv"}, p.emitted("B", 0)).start  # another input: from the first row
+    0
+    """
+
+    REJECTED = ""
+    """The stream of rows refused with a dead letter (a machine id is never empty)."""
+
+    def __init__(self, identity: dict[str, Any], stored: str | None = None) -> None:
+        self.identity = identity
+        self.pending: dict[str, deque[int]] = {}
+        self.done: dict[str, int] = {}
+        self.start = 0
+        """The first row a resumed replay reads (0: from the start)."""
+        self.resumed_from: dict[str, Any] | None = None
+        """The stored position when it was for another input (and so ignored), for the log."""
+        if stored:
+            saved = json.loads(stored)
+            if saved.get("input") == identity:
+                self.start = int(saved["row"])
+                self.done = {str(k): int(v) for k, v in saved.get("done", {}).items()}
+            else:
+                self.resumed_from = saved.get("input")
+        self.next_row = self.start
+        """Every row before it has been handled (its output added to the publisher, or it had none)."""
+
+    def skip(self, row: int, stream: str) -> bool:
+        """Whether this row's output is already in the spool."""
+        return row < self.start or row < self.done.get(stream, 0)
+
+    def added(self, stream: str, row: int) -> None:
+        """A row's output goes to the publisher (call before handing it over)."""
+        pending = self.pending.get(stream)
+        if pending is None:
+            pending = self.pending[stream] = deque()
+        pending.append(row)
+
+    def emitted(self, stream: str, readings: int) -> str:
+        """The publisher writes a message of ``stream`` ahead (``readings`` rows; a dead letter is one): the
+        position to commit with it."""
+        pending = self.pending.get(stream)
+        for _ in range(max(readings, 1)):
+            if pending:
+                self.done[stream] = pending.popleft() + 1
+        # The replay thread may add rows meanwhile: a snapshot of the queues (list() runs under the GIL).
+        row = min([self.next_row, *(q[0] for q in list(self.pending.values()) if q)])
+        done = {k: v for k, v in list(self.done.items()) if v > row}
+        return json.dumps({"input": self.identity, "row": row, "done": done})
+
+
 class Replayer:
-    """Replays one file through a validator into a publisher; ``counters`` counts rows by outcome."""
+    """Replays one file through a validator into a publisher; ``counters`` counts rows by outcome.
+
+    With ``resume`` the publisher stores a :class:`ReplayPosition` with every message, and :meth:`run` starts
+    after the rows whose output the spool already holds (``resume`` needs a started :class:`KafkaPublisher`)."""
 
     def __init__(
         self,
@@ -124,31 +219,72 @@ class Replayer:
         speed: float = 0.0,
         epoch_unit: str = "s",
         source: str | None = None,
+        resume: bool = False,
     ) -> None:
         self.path = path
         self.publisher = publisher
         self.validator = validator
         self.speed = speed
+        self.epoch_unit = epoch_unit
         self.epoch_fmt = "epoch_ms" if epoch_unit == "ms" else "epoch_s"
         self.source = source or f"replay:{path.name}"
+        self.resume = resume
+        self.position: ReplayPosition | None = None
         self.counters: Counter[str] = Counter()
+
+    def _track(self) -> ReplayPosition | None:
+        if not self.resume:
+            return None
+        try:
+            identity = input_identity(self.path, self.epoch_unit)
+        except OSError as exc:
+            raise SourceError(f"cannot read {self.path}: {exc}") from exc
+        position = ReplayPosition(identity, self.publisher.stored_position())
+        if position.start or position.done:
+            log.info("resuming %s at row %d (its earlier rows are in the spool or on Kafka)", self.path, position.start)
+        elif position.resumed_from is not None:
+            log.info(
+                "%s is not the input of the stored position (%s): replaying from row 0",
+                self.path,
+                position.resumed_from,
+            )
+        self.publisher.track_position(position.emitted)
+        self.counters["resumed_at_row"] = position.start
+        return position
 
     def run(self, stop: threading.Event | None = None, limit: int | None = None) -> Counter[str]:
         """Replay until the end of the file, ``limit`` rows, or ``stop``; returns the counters."""
         first_ts: datetime | None = None
         started = time.monotonic()
+        position = self.position = self._track()
+        start = position.start if position is not None else 0
+        index = 0  # the file's row number
         for chunk in read_rows(self.path):
             n = len(chunk["machine"])
+            if index + n <= start:  # wholly before the resume row: not even parsed
+                index += n
+                continue
             missing = [None] * n
             columns = [chunk.get(name, missing) for name in (*REQUIRED, *OPTIONAL)]
             for row in zip(*columns, strict=True):
+                i, index = index, index + 1
+                if position is not None:
+                    position.next_row = i
+                    if i < start:
+                        continue
                 if (stop is not None and stop.is_set()) or (limit is not None and self.counters["rows"] >= limit):
                     return self.counters
                 self.counters["rows"] += 1
                 try:
                     reading = self.to_reading(*row)
                 except PayloadError as exc:
-                    self._reject(dict(zip((*REQUIRED, *OPTIONAL), row, strict=True)), exc)
+                    if position is not None and position.skip(i, position.REJECTED):
+                        self.counters["resume_skipped"] += 1
+                        continue
+                    self._reject(dict(zip((*REQUIRED, *OPTIONAL), row, strict=True)), exc, i)
+                    continue
+                if position is not None and position.skip(i, reading.machine_id):
+                    self.counters["resume_skipped"] += 1
                     continue
                 if self.speed > 0:
                     first_ts = first_ts or reading.ts
@@ -163,8 +299,12 @@ class Replayer:
                 if checked is None:
                     self.counters["rejected"] += 1
                     continue
+                if position is not None:
+                    position.added(checked.machine_id, i)
                 self.publisher.add(checked)
                 self.counters["accepted"] += 1
+        if position is not None:
+            position.next_row = index
         return self.counters
 
     def to_reading(
@@ -191,19 +331,22 @@ class Replayer:
             first = exc.errors(include_url=False, include_input=False)[0]
             raise PayloadError("invalid", f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
-    def _reject(self, row: dict[str, Any], exc: PayloadError) -> None:
+    def _reject(self, row: dict[str, Any], exc: PayloadError, index: int) -> None:
         self.counters[exc.reason] += 1
         raw = json.dumps(row, default=str).encode()
-        self.publisher.add_dead_letter(
-            dead_letter(
-                service="ingest.replay",
-                reason=exc.reason,
-                error=exc.detail,
-                raw=raw,
-                source_topic=f"file:{self.path.name}",
-                offset=self.counters["rows"] - 1,
-            )
+        letter = dead_letter(
+            service="ingest.replay",
+            reason=exc.reason,
+            error=exc.detail,
+            raw=raw,
+            source_topic=f"file:{self.path.name}",
+            offset=index,
         )
+        if self.position is None:
+            self.publisher.add_dead_letter(letter)
+        else:
+            self.position.added(ReplayPosition.REJECTED, index)
+            self.publisher.add_dead_letter(letter, stream=ReplayPosition.REJECTED)
 
 
 def _looks_numeric(text: str) -> bool:
@@ -327,6 +470,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--speed", type=float, default=0.0, help="0 = as fast as possible; 60 = 60x real time")
     parser.add_argument("--epoch-unit", choices=("s", "ms"), default="s", help="unit of numeric timestamps")
     parser.add_argument("--limit", type=int, default=None, help="stop after this many rows")
+    parser.add_argument(
+        "--from-start", action="store_true", help="replay from the first row, not from the spool's stored position"
+    )
     args = parser.parse_args(argv)
     if args.speed < 0:
         parser.error("--speed must be >= 0")
@@ -343,7 +489,9 @@ def main(argv: list[str]) -> int:
     publisher = KafkaPublisher(
         config.kafka, config.topics, config.spool, config.publish, source=f"replay:{args.file.name}"
     )
-    replayer = Replayer(args.file, publisher, validator, speed=args.speed, epoch_unit=args.epoch_unit)
+    replayer = Replayer(
+        args.file, publisher, validator, speed=args.speed, epoch_unit=args.epoch_unit, resume=not args.from_start
+    )
     started = time.monotonic()
     publisher.start()
     try:

@@ -191,6 +191,12 @@ class Spool:
         with self._lock:
             return {str(r[0]) for r in self._conn().execute("SELECT DISTINCT topic FROM spool")}
 
+    def position(self) -> str | None:
+        """The source position stored with the last message appended with one (``None``: never any)."""
+        with self._lock:
+            row = self._conn().execute("SELECT value FROM meta WHERE name = 'position'").fetchone()
+        return None if row is None else str(row[0])
+
     def marks(self) -> dict[Partition, int]:
         """Per partition, an offset below which no stored message can have been written by Kafka."""
         with self._lock:
@@ -198,10 +204,14 @@ class Spool:
         return {(str(t), int(p)): int(o) for t, p, o in rows}
 
     # ------------------------------------------------------------------ writing
-    def append(self, seq: int, topic: str, key: bytes | None, value: bytes, readings: int) -> tuple[bool, int]:
+    def append(
+        self, seq: int, topic: str, key: bytes | None, value: bytes, readings: int, position: str | None = None
+    ) -> tuple[bool, int]:
         """Store one message; returns whether it was stored and how many readings were dropped for the bound.
 
-        With ``drop_newest`` a message that does not fit is refused (``(False, its readings)``); with
+        ``position``: the source's position once this message is emitted (opaque text, e.g. a file replay's row),
+        stored in the same commit as the message, so a restarted source resumes exactly after what is stored
+        (:meth:`position`). With ``drop_newest`` a message that does not fit is refused (``(False, its readings)``); with
         ``drop_oldest`` the oldest messages are deleted until it fits (``(True, their readings)``).
         """
         blob = zlib.compress(value, 1)
@@ -225,6 +235,12 @@ class Spool:
                     "INSERT OR IGNORE INTO spool (seq, topic, key, value, readings, size) VALUES (?, ?, ?, ?, ?, ?)",
                     (seq, topic, key, blob, readings, size),
                 ).rowcount
+                if inserted and position is not None:
+                    db.execute(
+                        "INSERT INTO meta (name, value) VALUES ('position', ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                        (position,),
+                    )
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if db.in_transaction:

@@ -49,11 +49,15 @@ class WriteAhead:
     def close(self) -> None:
         self.spool.close()
 
-    def append(self, topic: str, key: bytes | None, value: bytes, readings: int) -> tuple[int, bool, int]:
+    def append(
+        self, topic: str, key: bytes | None, value: bytes, readings: int, position: str | None = None
+    ) -> tuple[int, bool, int]:
         """Store a message under the next sequence (committed, fsynced per ``spool.fsync``): ``(seq, stored,
-        readings dropped for the bound)``. Callers serialise appends, so sequences are in emission order."""
+        readings dropped for the bound)``. Callers serialise appends, so sequences are in emission order.
+        ``position``: the source position once this message is emitted, in the same commit (see
+        :meth:`Spool.position`)."""
         seq = next(self._seq)
-        stored, dropped = self.spool.append(seq, topic, key, value, readings)
+        stored, dropped = self.spool.append(seq, topic, key, value, readings, position)
         return seq, stored, dropped
 
     def headers(self, seq: int) -> list[tuple[str, bytes]]:
