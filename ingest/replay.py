@@ -502,6 +502,13 @@ def main(argv: list[str]) -> int:
     finally:
         publisher.close()
     elapsed = time.monotonic() - started
+    if counters["resumed_at_row"] and not counters["rows"]:
+        log.warning(
+            "%s was replayed to its end before (resume position: row %d): nothing was published; "
+            "--from-start replays it again",
+            args.file,
+            counters["resumed_at_row"],
+        )
     print(  # noqa: T201
         json.dumps(
             {
