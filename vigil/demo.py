@@ -25,6 +25,7 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -211,12 +212,17 @@ class Supervisor:
 
 
 class LagProbe:
-    """Messages each consumer group still has to read on this run's topics (end minus committed offsets)."""
+    """Messages each consumer group still has to read on this run's topics (end minus committed offsets).
 
-    def __init__(self, config: VigilConfig, groups: list[str], prefix: str) -> None:
+    On a topic written in Kafka transactions (``transactional``: what the feature worker and the model service
+    write) the last offset of a partition is the commit marker of the last transaction, which no consumer reads:
+    a committed offset one short of the end there is read to the end."""
+
+    def __init__(self, config: VigilConfig, groups: list[str], prefix: str, transactional: Iterable[str] = ()) -> None:
         self.config = config
         self.groups = groups
         self.prefix = prefix
+        self.transactional = frozenset(transactional)
         self._admin: Any = None
 
     def __call__(self) -> dict[str, int]:
@@ -235,11 +241,15 @@ class LagProbe:
                     lags[group] = -1  # nothing committed yet: unknown, not zero
                     continue
                 ends = self._admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in committed})
-                lags[group] = sum(max(0, ends[tp].offset - max(0, m.offset)) for tp, m in committed.items())
+                lags[group] = sum(self._lag(tp.topic, ends[tp].offset, m.offset) for tp, m in committed.items())
             return lags
         except KafkaError as exc:
             log.debug("lag probe failed: %s", exc)
             return {g: -1 for g in self.groups}
+
+    def _lag(self, topic: str, end: int, committed: int) -> int:
+        lag = max(0, end - max(0, committed))
+        return 0 if lag == 1 and topic in self.transactional else lag
 
     def close(self) -> None:
         if self._admin is not None:
@@ -436,7 +446,12 @@ def run(args: argparse.Namespace) -> int:
     )
     obs = Observed()
     started = time.monotonic()
-    lag_probe = LagProbe(config, [f"vigil-{name}" for name in ("features", "models", "alerts")], prefix)
+    lag_probe = LagProbe(
+        config,
+        [f"vigil-{name}" for name in ("features", "models", "alerts")],
+        prefix,
+        transactional=(topics.features, topics.predictions, topics.drift),
+    )
     rate = 0.0
     last_count, last_t = 0, time.monotonic()
     drained_since: float | None = None
