@@ -165,6 +165,16 @@ def _services(args: argparse.Namespace, config_path: str) -> list[Service]:
     ]
 
 
+def _stop_with_parent() -> None:
+    """In the child, before exec (Linux): SIGTERM when the demo dies, even by SIGKILL, so no service outlives it
+    holding its ports (the services flush and exit on SIGTERM)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Supervisor:
     """Starts the services as process groups, watches them, and stops them all (TERM, then KILL)."""
 
@@ -183,6 +193,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 env=self.env,
                 start_new_session=True,
+                preexec_fn=_stop_with_parent,
             )
 
     def failed(self) -> dict[str, int]:
