@@ -43,6 +43,7 @@ from ingest.records import RecordMapper
 from ingest.validation import Validator
 from vigil.bus import dead_letter
 from vigil.config.connections import MqttSettings
+from vigil.config.security import certificate_refusal
 from vigil.config.sources import MqttSource
 from vigil.contracts import Reading
 
@@ -73,8 +74,8 @@ def make_client(broker: MqttSettings, client_id: str, *, manual_ack: bool = Fals
     if broker.username is not None:
         password = broker.password.get_secret_value() if broker.password else None
         client.username_pw_set(broker.username, password)
-    if broker.tls:
-        client.tls_set()
+    if broker.tls is not None:
+        client.tls_set_context(broker.tls.ssl_context())
     client.reconnect_delay_set(1, 30)
     return client
 
@@ -104,6 +105,8 @@ class MqttCollector:
         self._client: Any = None
         self._subscribed = threading.Event()
         self._lock = threading.Lock()
+        self.refusal: str | None = None
+        """Why the broker refused the login (then retrying with the same settings is futile)."""
 
     def start(self) -> None:
         """Connect and subscribe (again after every reconnect); raises :class:`SourceError` when unreachable."""
@@ -115,13 +118,23 @@ class MqttCollector:
         try:
             client.connect(self.broker.host, self.broker.port, keepalive=30)
         except OSError as exc:
+            refusal = certificate_refusal("mqtt", exc)
+            if refusal is not None:
+                raise SourceError(refusal) from exc
             raise SourceError(f"MQTT broker {self.broker.host}:{self.broker.port} unreachable: {exc}") from exc
         self._client = client
         client.loop_start()
 
     def wait_subscribed(self, timeout_s: float) -> bool:
-        """Wait until the broker acknowledged the subscriptions (after a reconnect too)."""
-        return self._subscribed.wait(timeout_s)
+        """Wait until the broker acknowledged the subscriptions (after a reconnect too); raises
+        :class:`SourceError` naming ``mqtt.username``/``mqtt.password`` when the broker refused the login."""
+        deadline = time.monotonic() + timeout_s
+        while not self._subscribed.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+            if self.refusal is not None:
+                raise SourceError(self.refusal)
+            if time.monotonic() >= deadline:
+                return False
+        return True
 
     @property
     def subscribed(self) -> bool:
@@ -144,7 +157,14 @@ class MqttCollector:
     # ------------------------------------------------------------------ paho callbacks (its network thread)
     def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if reason_code.is_failure:
-            log.error("MQTT %s refused the connection: %s", self.broker.host, reason_code)
+            if str(reason_code) in ("Bad user name or password", "Not authorized"):
+                self.refusal = (
+                    f"mqtt.username/mqtt.password: MQTT broker {self.broker.host}:{self.broker.port} refused the "
+                    f"login of {self.broker.username!r} ({reason_code})"
+                )
+                log.error("%s", self.refusal)
+            else:
+                log.error("MQTT %s refused the connection: %s", self.broker.host, reason_code)
             return
         client.subscribe([(topic, self.source.qos) for topic in self.source.topics])
 

@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from vigil.config.connections import InfluxSettings, Topics
+from vigil.config.security import certificate_refusal
 from vigil.contracts import (
     Alert,
     DriftEvent,
@@ -425,22 +426,22 @@ class V1Transport:
         url = f"{self.settings.url.rstrip('/')}{path}?{urllib.parse.urlencode(params)}"
         request = urllib.request.Request(url, data=body, headers={**self._headers(), **headers}, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as resp:
+            with _urlopen(self.settings, request) as resp:
                 data: bytes = resp.read()
                 return data
         except urllib.error.HTTPError as exc:
             raise _classify_status(exc.code, exc.read().decode(errors="replace")) from exc
         except (urllib.error.URLError, OSError) as exc:
+            _raise_if_certificate(exc)
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
 
     def ping(self) -> None:
         url = f"{self.settings.url.rstrip('/')}/ping"
         try:
-            with urllib.request.urlopen(
-                urllib.request.Request(url, headers=self._headers()), timeout=self.settings.timeout_s
-            ) as resp:
+            with _urlopen(self.settings, urllib.request.Request(url, headers=self._headers())) as resp:
                 resp.read()
         except (urllib.error.URLError, OSError) as exc:
+            _raise_if_certificate(exc)
             raise InfluxUnavailable(
                 f"influx.url: InfluxDB at {self.settings.url} does not answer /ping ({exc})"
             ) from exc
@@ -474,6 +475,23 @@ class V1Transport:
 
     def close(self) -> None:
         return None
+
+
+def _urlopen(settings: InfluxSettings, request: urllib.request.Request) -> Any:
+    """``urlopen`` with the configured TLS context for an https url (a private CA, a client certificate)."""
+    return urllib.request.urlopen(request, timeout=settings.timeout_s, context=settings.ssl_context())
+
+
+def _raise_if_certificate(exc: BaseException) -> None:
+    """The server's certificate was refused: configuration (naming ``influx.tls.*``), not a retriable outage."""
+    message = certificate_refusal("influx", exc)
+    if message is not None:
+        raise InfluxError(message) from exc
+
+
+def _client_tls(settings: InfluxSettings) -> dict[str, Any]:
+    """influxdb-client's TLS argument: the same context as the v1 path, for an https url."""
+    return {"ssl_context": settings.ssl_context()} if settings.https else {}
 
 
 def parse_influxql(result: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -511,7 +529,12 @@ class V2Transport:
             s = self.settings
             token = s.token.get_secret_value() if s.token else ""
             self._client = InfluxDBClient(
-                url=s.url, token=token, org=s.org or "", timeout=int(s.timeout_s * 1000), enable_gzip=s.gzip
+                url=s.url,
+                token=token,
+                org=s.org or "",
+                timeout=int(s.timeout_s * 1000),
+                enable_gzip=s.gzip,
+                **_client_tls(s),
             )
             self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         return self._client
@@ -674,7 +697,7 @@ def _statement(settings: InfluxSettings, q: str) -> list[dict[str, Any]]:
     data = urllib.parse.urlencode({"q": q}).encode()
     request = urllib.request.Request(url, data=data, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=settings.timeout_s) as resp:
+        with _urlopen(settings, request) as resp:
             raw = resp.read()
     except urllib.error.HTTPError as exc:
         reason = _error_text(exc.read().decode(errors="replace")) or f"HTTP {exc.code}"
@@ -683,6 +706,7 @@ def _statement(settings: InfluxSettings, q: str) -> list[dict[str, Any]]:
         kind = InfluxUnavailable if exc.code >= 500 else InfluxError
         raise kind(f"influx.url: {settings.url} answered HTTP {exc.code} to {q!r}: {reason}") from exc
     except (urllib.error.URLError, OSError) as exc:
+        _raise_if_certificate(exc)
         raise InfluxUnavailable(f"influx.url: InfluxDB at {settings.url} does not answer ({exc})") from exc
     return parse_influxql(json.loads(raw))
 
@@ -752,7 +776,7 @@ def _ensure_bucket(settings: InfluxSettings) -> str:
     from influxdb_client.rest import ApiException
 
     client: Any = InfluxDBClient(
-        url=s.url, token=s.token.get_secret_value(), org=s.org, timeout=int(s.timeout_s * 1000)
+        url=s.url, token=s.token.get_secret_value(), org=s.org, timeout=int(s.timeout_s * 1000), **_client_tls(s)
     )
     try:
         buckets = client.buckets_api().find_buckets(name=s.bucket, org=s.org).buckets or []

@@ -610,8 +610,16 @@ def main(argv: list[str]) -> int:
         nargs="*",
         help=f"{' | '.join(ALL_SERVICES)}; default for up: {' '.join(SERVICES)}, for down/status/env: all",
     )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="the secured stack instead (TLS + SASL Kafka with ACLs, HTTPS + auth InfluxDB, TLS + password "
+        "Mosquitto) on its own ports; see docs/security.md",
+    )
     args = parser.parse_args(argv)
     cfg = ServicesConfig()
+    if args.secure:
+        return _secure_main(args.action, cfg)
     names = tuple(args.services) or (SERVICES if args.action == "up" else ALL_SERVICES)
     try:
         if args.action == "up":
@@ -628,4 +636,27 @@ def main(argv: list[str]) -> int:
     except ServiceError as exc:
         print(f"vigil services {args.action}: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _secure_main(action: str, cfg: ServicesConfig) -> int:
+    from vigil import services_secure
+
+    sc = services_secure.SecureConfig(cfg)
+    try:
+        if action == "up":
+            services_secure.up(sc)
+        elif action == "down":
+            services_secure.down(sc)
+            print("stopped: the secured stack", file=sys.stderr)
+            return 0
+        elif action == "status":
+            for svc in services_secure.secure_services(sc):
+                print(f"{svc.name}: {svc.status()}")
+            return 0
+    except ServiceError as exc:
+        print(f"vigil services {action} --secure: {exc}", file=sys.stderr)
+        return 1
+    # Settings for one service (features); the other services' users differ only in the Kafka user and file.
+    print("\n".join(f"export {k}={v}" for k, v in sc.settings().items()))
     return 0

@@ -94,10 +94,12 @@ def run(config: VigilConfig) -> None:
         line = f"smoke,machine={machine.id} ok=1i {ts}"
         params = urllib.parse.urlencode({"db": config.influx.database, "precision": "ns"})
         request = urllib.request.Request(f"{config.influx.url}/write?{params}", data=line.encode(), method="POST")
-        with urllib.request.urlopen(request, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=10, context=config.influx.ssl_context()) as resp:
             resp.read()
         q = urllib.parse.urlencode({"db": config.influx.database, "q": f"SELECT ok FROM smoke WHERE time = {ts}"})
-        with urllib.request.urlopen(f"{config.influx.url}/query?{q}", timeout=10) as resp:
+        with urllib.request.urlopen(
+            f"{config.influx.url}/query?{q}", timeout=10, context=config.influx.ssl_context()
+        ) as resp:
             body = resp.read().decode()
         if '"ok"' not in body:
             raise RuntimeError(f"InfluxDB did not return the point it accepted: {body[:200]}")
