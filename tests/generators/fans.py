@@ -50,6 +50,7 @@ import pandas as pd
 
 from tests.generators import fan_physics as fp
 from tests.generators._common import dst_transitions, episodes, parse_start, toml_value, utc_iso, write_json
+from tests.generators.fan_physics import FanParams
 
 SYDNEY = "Australia/Sydney"
 DAMAGE_CODES = {"belt_wear": "BELT", "bearing_defect": "BRG", "impeller_imbalance": "IMP", "filter_clog": "FILT"}
@@ -168,9 +169,10 @@ def generate_fleet(
     days: float = 14.0,
     start: str = "2026-03-01",
     interval_s: float = 60.0,
-    params: fp.FanParams = fp.FanParams(),
+    params: FanParams | None = None,
 ) -> FanFleet:
     """``machines`` fans for ``days`` from ``start`` (local Sydney date), seeded by ``seed``."""
+    params = params or FanParams()
     streams = np.random.default_rng(seed).spawn(machines + 2)
     fleet_rng = streams[0]
     t0 = parse_start(start, SYDNEY)
@@ -264,11 +266,11 @@ def write_historian(fleet: FanFleet, path: Path) -> list[dict[str, Any]]:
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write(",".join(HEADER) + "\n")
         for k in range(n):
-            for j, (fan, lost, texts, names) in enumerate(per_fan):
+            for j, (_, lost, texts, names) in enumerate(per_fan):
                 if lost[k]:
                     continue
                 kind = broken_at.get((k, j))
-                for p, (_, sensor, unit, _) in enumerate(POINTS):
+                for p, (*_, unit, _) in enumerate(POINTS):
                     row = [stamps[k], names[p], texts[p][k], unit]
                     line += 1
                     if kind is not None and p == 6:  # the bearing temperature row
@@ -473,8 +475,12 @@ def ground_truth(fleet: FanFleet, broken: dict[str, list[dict[str, Any]]]) -> di
         "machines": [f.machine_id for f in fleet.fans],
         "schedules": {f.machine_id: f.schedule for f in fleet.fans},
         "healthy": [f.machine_id for f in fleet.fans if f.healthy],
-        "limits": {"filter_dp_high_pa": fp.FILTER_DP_FAIL_PA, "vib_1x_high_mm_s": fp.VIB_TRIP_MM_S,
-                   "vib_envelope_high_g": fp.ENVELOPE_FAIL_G, "belt_slip_fail": fp.SLIP_FAIL},  # fmt: skip
+        "limits": {
+            "filter_dp_high_pa": fp.FILTER_DP_FAIL_PA,
+            "vib_1x_high_mm_s": fp.VIB_TRIP_MM_S,
+            "vib_envelope_high_g": fp.ENVELOPE_FAIL_G,
+            "belt_slip_fail": fp.SLIP_FAIL,
+        },
         "failures": sorted(failures, key=lambda f: (f["time"], f["machine"])),
         "repairs": sorted(repairs, key=lambda r: (r["time"], r["machine"])),
         "preventive": sorted(preventive, key=lambda p: (p["start"], p["machine"])),
