@@ -18,8 +18,7 @@ import time
 import uuid
 from typing import Any
 
-from ingest.sparkplug import Payload, SparkplugDecoder
-from ingest.sparkplug_runner import SparkplugCollector
+from ingest.sparkplug import Payload, SparkplugCollector, SparkplugDecoder
 from ingest.validation import Validator
 from vigil.config import SparkplugSource, load_config
 from vigil.contracts import Gap, Reading

@@ -7,8 +7,8 @@ import sys
 
 COLLECTORS = {
     "opcua": ("ingest.opcua.runner", "subscribe to or poll OPC UA servers ([[sources.opcua]])"),
-    "modbus": ("ingest.modbus_runner", "poll Modbus TCP devices' register maps ([[sources.modbus]])"),
-    "sparkplug": ("ingest.sparkplug_runner", "Sparkplug B edge nodes over MQTT ([[sources.sparkplug]])"),
+    "modbus": ("ingest.modbus", "poll Modbus TCP devices' register maps ([[sources.modbus]])"),
+    "sparkplug": ("ingest.sparkplug", "Sparkplug B edge nodes over MQTT ([[sources.sparkplug]])"),
     "mqtt": ("ingest.mqtt", "receive pushed JSON over MQTT ([[sources.mqtt]])"),
     "replay": ("ingest.replay", "replay a CSV or Parquet history into Kafka"),
     "kafka": ("ingest.kafka_topic", "map another team's Kafka topic into the readings ([[sources.kafka]])"),

@@ -3,19 +3,27 @@
 Arguments, configuration, the topics, the validator, the publisher and the metrics endpoint are the same for
 every source kind; only how readings are produced differs. :func:`open_collector` sets all of it up (or explains
 on stderr why it cannot and returns the exit code), :meth:`CollectorRun.close` flushes the publisher and
-:meth:`CollectorRun.summary` prints the one JSON line every collector ends with.
+:meth:`CollectorRun.summary` prints the one JSON line every collector ends with. :func:`serve` is the whole
+``main`` of a live protocol (:mod:`ingest.collector_core`): its collectors run until SIGINT/SIGTERM or
+``--duration``, metrics every 5 s, a log line every 30 s, the summary, and exit 1 if a source never connected.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ingest.collector_core import Collector, Delivery, collect_all
+from ingest.ingest_metrics import SourceMetrics
 from ingest.publisher import IngestMetrics, KafkaPublisher
 from ingest.validation import Validator
 from vigil.bus import TopicSpec, ensure_topics
@@ -129,3 +137,77 @@ def open_collector(
     )
     publisher.start()
     return CollectorRun(args, config, sources, Validator(config), publisher, metrics, IngestMetrics(metrics), server)
+
+
+def serve(
+    kind: SourceKind,
+    argv: Sequence[str],
+    description: str | None,
+    make: Callable[[CollectorRun, Any], Collector],
+    quiet: Sequence[str] = (),
+) -> int:
+    """``vigil collect <kind>``: ``make(run, source)`` a collector per configured source and run them all.
+
+    ``quiet``: loggers (client libraries) kept to warnings. Exit 0; 1 if a source failed (named on stderr) or
+    never connected; 2 for a bad command line or configuration.
+    """
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    run = open_collector(kind, argv, description)
+    if isinstance(run, int):
+        return run
+    delivery = Delivery(run.publisher, run.validator)
+    collectors = [make(run, source) for source in run.sources]
+    dead_letters = any(c.counts_dead_letters for c in collectors)
+    exporter = SourceMetrics(kind, run.metrics, run.ingest_metrics, dead_letters)
+    live = {c.name: c.counters for c in collectors}
+    code = 0
+
+    def report() -> None:
+        exporter.update(run.publisher, run.validator.counters, live)
+        run.metrics.heartbeat()
+
+    async def reporting(stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        last_log = loop.time()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 5.0)
+            report()
+            if loop.time() - last_log >= 30:
+                last_log = loop.time()
+                log.info(
+                    "%s: %s; validation %s; publisher %s",
+                    kind,
+                    {name: dict(c) for name, c in live.items()},
+                    dict(run.validator.counters),
+                    run.publisher.counters.as_dict(),
+                )
+
+    async def collect() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        reporter = asyncio.create_task(reporting(stop))
+        run.metrics.set_ready(True)
+        try:
+            await collect_all(collectors, delivery, stop, run.args.duration)
+        finally:
+            stop.set()
+            await reporter
+
+    try:
+        asyncio.run(collect())
+    except VigilError as exc:
+        print(f"vigil collect {kind}: {exc}", file=sys.stderr)  # noqa: T201
+        code = 1
+    finally:
+        run.close()
+        report()
+    run.summary({name: Counter(c) for name, c in live.items()})
+    never = sorted(c.name for c in collectors if not c.ever_connected)
+    if never and not code:  # a run that never reached its server did not collect: say so in the exit code
+        print(f"vigil collect {kind}: never connected: {', '.join(never)}", file=sys.stderr)  # noqa: T201
+        code = 1
+    return code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ class IngestMetrics:
     ``vigil_ingest_spool_backlog_readings`` and ``vigil_ingest_spooling`` (1 while Kafka is away).
     """
 
-    _NOT_REASONS = frozenset({"received", "accepted", "rows", "rejected"})
+    _NOT_REASONS = frozenset({"received", "accepted", "rows", "rejected", "connects"})
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         from prometheus_client import Counter as PromCounter
@@ -68,3 +69,45 @@ class IngestMetrics:
         if delta > 0:
             inc(delta)
             self._seen[key] = total
+
+
+class SourceMetrics:
+    """The standard ingest metrics plus ``vigil_ingest_<kind>_total{source, counter}``: every collector's own
+    counters (readings, gaps, connects, lost:<reason>, ...), mirrored by deltas. ``connect_failed`` also counts
+    as ``vigil_errors_total{kind="<kind>_connect_failed"}``, ``dropped_overflow`` as
+    ``vigil_dropped_total{reason="<kind>_queue_overflow"}``; for a push protocol whose counters are payload
+    refusals (``dead_letters``), those are ``vigil_dead_letters_total{reason}`` as well."""
+
+    def __init__(self, kind: str, metrics: ServiceMetrics, ingest: IngestMetrics, dead_letters: bool = False) -> None:
+        from prometheus_client import Counter as PromCounter
+
+        self.kind = kind
+        self.metrics = metrics
+        self.ingest = ingest
+        self.dead_letters = dead_letters
+        self.family = PromCounter(
+            f"vigil_ingest_{kind}",
+            f"{kind} collector events by source and counter",
+            ["source", "counter"],
+            registry=metrics.registry,
+        )
+        self._seen: dict[tuple[str, str], int] = {}
+
+    def update(
+        self, publisher: KafkaPublisher, validation: Mapping[str, int], live: Mapping[str, Mapping[str, int]]
+    ) -> None:
+        merged: Counter[str] = Counter()
+        for counters in list(live.values()):
+            merged.update(dict(counters))
+        self.ingest.update(publisher, validation, merged if self.dead_letters else None)
+        for source, counters in list(live.items()):
+            for name, total in list(counters.items()):
+                delta = total - self._seen.get((source, name), 0)
+                if delta <= 0:
+                    continue
+                self.family.labels(source, name).inc(delta)
+                self._seen[(source, name)] = total
+                if name == "connect_failed":
+                    self.metrics.errors.labels(f"{self.kind}_connect_failed").inc(delta)
+                elif name == "dropped_overflow":
+                    self.metrics.dropped.labels(f"{self.kind}_queue_overflow").inc(delta)

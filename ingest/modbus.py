@@ -17,7 +17,7 @@ collector's clock when the answer arrived (Modbus carries no timestamps).
   request is published as ``value = None``, quality Bad, flag ``modbus_exception`` and an OPC UA status code of
   the same meaning (:data:`EXCEPTION_STATUS`), and logged once per request and code, naming the registers.
 - A **timeout or a lost connection** ends the connection: a fresh client reconnects after waits that grow with
-  the outage (:class:`~ingest.opcua.backoff.Backoff`), and each machine's first values afterwards are preceded
+  the outage (:class:`~ingest.backoff.Backoff`), and each machine's first values afterwards are preceded
   by a :class:`Gap` (reason ``connection_lost``) from its last answer to the first one after the reconnect, on
   the collector's clock.
 
@@ -28,18 +28,15 @@ dropped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
 import time
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Literal
 
-from ingest.exceptions import SourceError
-from ingest.opcua.backoff import Backoff
+from ingest.backoff import Backoff
+from ingest.collector_core import QueuedCollector
 from vigil.config import ModbusGroup, ModbusRegister, ModbusSource, VigilConfig
 from vigil.config.sources import MODBUS_WORDS
 from vigil.contracts import Gap, Quality, Reading, utcnow
@@ -169,23 +166,21 @@ class _Lost(Exception):
     pass
 
 
-class ModbusCollector:
-    """Collects one configured Modbus TCP source; see the module docstring."""
+class ModbusCollector(QueuedCollector):
+    """Collects one configured Modbus TCP source; see the module docstring.
+
+    ``counters``: ``readings``, ``bad_reads``, ``requests``, ``gaps``, ``connects``, ``connect_failed``, ``lost``,
+    ``overrun`` (a poll took longer than its interval).
+    """
+
+    kind = "modbus"
+    source: ModbusSource
 
     def __init__(self, source: ModbusSource, config: VigilConfig, queue_maxsize: int = 10_000) -> None:
-        self.source = source
-        self.config = config
-        self.queue_maxsize = queue_maxsize
-        self.counters: Counter[str] = Counter()
-        """``readings``, ``bad_reads``, ``requests``, ``gaps``, ``connects``, ``connect_failed``, ``lost``,
-        ``overrun`` (a poll took longer than its interval)."""
-        self.ever_connected = False
-        self._queue: asyncio.Queue[Event | BaseException | None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(source, config, queue_maxsize, "block")
         self._last_answer: dict[str, datetime] = {}
         self._lost: dict[str, datetime] = {}
         self._logged: set[tuple[str, int]] = set()
-        self._connected = asyncio.Event()
         self._plans = [(g, plan_reads(self._points(g), source.max_gap_registers)) for g in source.groups]
 
     def _points(self, group: ModbusGroup) -> list[Point]:
@@ -198,64 +193,7 @@ class ModbusCollector:
             out.append(Point(reg.machine, reg.sensor, reg, unit, word, byte))
         return out
 
-    # ------------------------------------------------------------------ context manager / iterator
-    async def __aenter__(self) -> ModbusCollector:
-        self._queue = asyncio.Queue(maxsize=self.queue_maxsize)
-        self._task = asyncio.create_task(self._supervise(), name=f"modbus:{self.source.name}")
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def __aiter__(self) -> ModbusCollector:
-        return self
-
-    async def __anext__(self) -> Event:
-        if self._queue is None:
-            raise SourceError("use the collector inside `async with`")
-        item = await self._queue.get()
-        if item is None:
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def drain(self) -> list[Event]:
-        """Take every event still queued, without waiting (after the collector stopped, so none is lost)."""
-        out: list[Event] = []
-        while self._queue is not None and not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, Reading | Gap):
-                out.append(item)
-        return out
-
-    async def wait_connected(self, timeout_s: float) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout_s)
-
-    # ------------------------------------------------------------------ supervision
-    async def _supervise(self) -> None:
-        backoff = Backoff(self.source.reconnect_initial_s, self.source.reconnect_max_s)
-        try:
-            while True:
-                await self._one_connection(backoff)
-                delay = backoff.next()
-                log.info("modbus %s: reconnecting in %.1f s (attempt %d)", self.source.name, delay, backoff.attempt)
-                await asyncio.sleep(delay)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug must surface in the consumer, not die silently in a task
-            log.exception("modbus %s: collector failed", self.source.name)
-            assert self._queue is not None
-            while self._queue.full():
-                self._queue.get_nowait()
-            self._queue.put_nowait(exc)
-
+    # ------------------------------------------------------------------ one connection
     async def _one_connection(self, backoff: Backoff) -> None:
         from pymodbus.client import AsyncModbusTcpClient
 
@@ -374,7 +312,6 @@ class ModbusCollector:
             )
 
     async def _emit(self, reading: Reading) -> None:
-        assert self._queue is not None
         lost = self._lost.pop(reading.machine_id, None)
         if lost is not None:
             self.counters["gaps"] += 1
@@ -385,6 +322,16 @@ class ModbusCollector:
                 reason="connection_lost",
                 source=self.source.name,
             )
-            await self._queue.put(gap)
+            await self._put(gap)
         self.counters["readings"] += 1
-        await self._queue.put(reading)
+        await self._put(reading)
+
+
+def main(argv: list[str]) -> int:
+    """``vigil collect modbus``: poll the configured Modbus TCP devices until interrupted (or ``--duration``)."""
+    from ingest.collector_cli import CollectorRun, serve
+
+    def make(run: CollectorRun, source: Any) -> ModbusCollector:
+        return ModbusCollector(source, run.config)
+
+    return serve("modbus", argv, main.__doc__, make, quiet=("pymodbus",))

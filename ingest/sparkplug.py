@@ -2,6 +2,8 @@
 
 :class:`SparkplugDecoder` is the protocol state of one ``[[sources.sparkplug]]`` (group), fed one MQTT message at
 a time (``handle(topic, payload, now)`` -> events); it needs no broker, so it is tested without one.
+:class:`SparkplugCollector` is that decoder on the ``[mqtt]`` broker, in the one collector shape
+(:class:`~ingest.collector_core.PahoCollector`); ``vigil collect sparkplug`` runs one per group.
 
 - Payloads are Sparkplug B protobuf (the Eclipse Tahu ``sparkplug_b.proto`` field numbers, built at import with
   Google's ``protobuf`` library: :data:`Payload`).
@@ -21,15 +23,21 @@ a time (``handle(topic, payload, now)`` -> events); it needs no broker, so it is
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # type: ignore[import-untyped]
 
-from vigil.config import SparkplugSource, VigilConfig
+from ingest.collector_core import Delivery, PahoCollector
+from vigil.config import MqttSettings, SparkplugSource, VigilConfig
 from vigil.contracts import Gap, Reading, utcnow
+
+if TYPE_CHECKING:
+    from ingest.publisher import KafkaPublisher
+    from ingest.validation import Validator
 
 log = logging.getLogger(__name__)
 
@@ -306,3 +314,47 @@ class SparkplugDecoder:
                 )
             )
         return out
+
+
+class SparkplugCollector(PahoCollector):
+    """Subscribes to one Sparkplug group and hands its readings (validated) and gaps to the publisher."""
+
+    kind = "sparkplug"
+    source: SparkplugSource
+
+    def __init__(
+        self,
+        broker: MqttSettings,
+        source: SparkplugSource,
+        config: VigilConfig,
+        publisher: KafkaPublisher | None = None,
+        validator: Validator | None = None,
+    ) -> None:
+        delivery = None if publisher is None or validator is None else Delivery(publisher, validator)
+        super().__init__(broker, source, delivery, f"vigil-spb-{source.name}-{uuid.uuid4().hex[:8]}")
+        self.decoder = SparkplugDecoder(source, config)
+        self.counters = self.decoder.counters
+
+    def topics(self) -> list[str]:
+        return self.decoder.topics()
+
+    def connection_lost(self) -> None:
+        with self._lock:
+            self.decoder.connection_lost()
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        assert self.delivery is not None, "start the collector with a delivery"
+        with self._lock:
+            events = self.decoder.handle(topic, payload)
+        for event in events:
+            self.delivery(event)
+
+
+def main(argv: list[str]) -> int:
+    """``vigil collect sparkplug``: run the configured Sparkplug B groups until interrupted (or ``--duration``)."""
+    from ingest.collector_cli import CollectorRun, serve
+
+    def make(run: CollectorRun, source: Any) -> SparkplugCollector:
+        return SparkplugCollector(run.config.mqtt, source, run.config)
+
+    return serve("sparkplug", argv, main.__doc__, make)

@@ -12,7 +12,7 @@ Behind the iterator a supervisor task owns the connection:
   :func:`~ingest.opcua.security.apply_security`; a refused secure connection raises
   :class:`~ingest.exceptions.OpcUaSecurityError` out of the iterator and is not retried;
 - failed attempts are retried after waits that grow with the **length of the outage** (10 %, jittered, within
-  ``reconnect_initial_s`` .. ``reconnect_max_s``; :mod:`ingest.opcua.backoff`): the first attempts come within a
+  ``reconnect_initial_s`` .. ``reconnect_max_s``; :mod:`ingest.backoff`): the first attempts come within a
   second, a server back after 20 s is found within ~2 s;
 - on every connection the nodes, browse paths and patterns are resolved again and the **subscription is
   re-created** (data change, per-node sampling interval, ``queue_size``, ``discard_oldest``, absolute/percent
@@ -42,9 +42,7 @@ import contextlib
 import logging
 import math
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any, Literal
 
 from asyncua import ua
@@ -55,8 +53,9 @@ from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
+from ingest.backoff import Backoff
+from ingest.collector_core import QueuedCollector
 from ingest.exceptions import OpcUaError, OpcUaSecurityError
-from ingest.opcua.backoff import Backoff
 from ingest.opcua.mapping import Binding, Resolver, status_name
 from ingest.opcua.security import apply_security
 from vigil.config import OpcUaSource, VigilConfig
@@ -138,98 +137,29 @@ def to_reading(binding: Binding, dv: ua.DataValue, source: str, event_time: Lite
     )
 
 
-class OpcUaCollector:
-    """Collects one configured OPC UA source; see the module docstring."""
+class OpcUaCollector(QueuedCollector):
+    """Collects one configured OPC UA source; see the module docstring.
 
-    def __init__(
-        self,
-        source: OpcUaSource,
-        config: VigilConfig,
-    ) -> None:
-        self.source = source
-        self.config = config
-        self.queue_maxsize = source.queue_maxsize
-        self.overflow = source.overflow
-        self.counters: Counter[str] = Counter()
-        """``readings``, ``gaps``, ``backfilled``, ``connects``, ``connect_failed``, ``lost:<reason>``,
-        ``duplicate``, ``wrong_type``, ``dropped_overflow``, ``subscribe_failed``, ``unreadable``, ``pattern_empty``
-        and the resolver's rejection reasons."""
+    ``counters``: ``readings``, ``gaps``, ``backfilled``, ``connects``, ``connect_failed``, ``lost:<reason>``,
+    ``duplicate``, ``wrong_type``, ``dropped_overflow``, ``subscribe_failed``, ``unreadable``, ``pattern_empty``
+    and the resolver's rejection reasons.
+    """
+
+    kind = "opcua"
+    fatal = (OpcUaSecurityError,)
+    source: OpcUaSource
+
+    def __init__(self, source: OpcUaSource, config: VigilConfig) -> None:
+        super().__init__(source, config, source.queue_maxsize, source.overflow)
         self.bindings: list[Binding] = []
-        self._queue: asyncio.Queue[Event | BaseException | None] | None = None
-        self._task: asyncio.Task[None] | None = None
         self._last_ts: dict[tuple[str, str], datetime] = {}
         self._received: dict[tuple[str, str], datetime] = {}
         """Collector clock when each (machine, sensor) last delivered a value."""
         self._lost_at: datetime | None = None
         self._backfilled: dict[tuple[str, str], datetime] = {}
         self._server_started: datetime | None = None
-        self._connected = asyncio.Event()
-        self.ever_connected = False
 
-    # ------------------------------------------------------------------ context manager / iterator
-    async def __aenter__(self) -> OpcUaCollector:
-        self._queue = asyncio.Queue(maxsize=self.queue_maxsize)
-        self._task = asyncio.create_task(self._supervise(), name=f"opcua:{self.source.name}")
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        # Python 3.11's wait_for (used inside asyncua) can swallow a cancellation that races with a result,
-        # so cancel until the supervisor has really stopped.
-        while not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.5)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    def __aiter__(self) -> OpcUaCollector:
-        return self
-
-    async def __anext__(self) -> Event:
-        if self._queue is None:
-            raise OpcUaError("use the collector inside `async with`")
-        item = await self._queue.get()
-        if item is None:
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def drain(self) -> list[Event]:
-        """Take every event still queued, without waiting (after the collector stopped, so none is lost)."""
-        out: list[Event] = []
-        while self._queue is not None and not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, Reading | Gap):
-                out.append(item)
-        return out
-
-    async def wait_connected(self, timeout_s: float) -> None:
-        """Wait until the first subscription or poll is running (tests, start-up checks)."""
-        await asyncio.wait_for(self._connected.wait(), timeout_s)
-
-    # ------------------------------------------------------------------ supervision
-    async def _supervise(self) -> None:
-        backoff = Backoff(self.source.reconnect_initial_s, self.source.reconnect_max_s)
-        try:
-            while True:
-                await self._one_connection(backoff)
-                delay = backoff.next()
-                log.info("opcua %s: reconnecting in %.1f s (attempt %d)", self.source.name, delay, backoff.attempt)
-                await asyncio.sleep(delay)
-        except OpcUaSecurityError as exc:
-            log.error("opcua %s: %s", self.source.name, exc)
-            await self._put_control(exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug must surface in the consumer, not die silently in a task
-            log.exception("opcua %s: collector failed", self.source.name)
-            await self._put_control(exc)
-
+    # ------------------------------------------------------------------ one connection
     async def _one_connection(self, backoff: Backoff) -> str | None:
         """Connect, resolve, collect until the connection is lost; how it was lost (None: never connected)."""
         # asyncua's supervisor probes the server every watchdog_intervall, waiting as long for the answer.
@@ -545,20 +475,3 @@ class OpcUaCollector:
         self._received[key] = utcnow()
         self.counters["readings"] += 1
         await self._put(reading)
-
-    async def _put(self, event: Event) -> None:
-        assert self._queue is not None
-        if self.overflow == "block":
-            await self._queue.put(event)
-            return
-        while self._queue.full():
-            self._queue.get_nowait()
-            self.counters["dropped_overflow"] += 1
-        self._queue.put_nowait(event)
-
-    async def _put_control(self, item: BaseException | None) -> None:
-        assert self._queue is not None
-        while self._queue.full():  # an error must reach the consumer even when data is backed up
-            self._queue.get_nowait()
-            self.counters["dropped_overflow"] += 1
-        self._queue.put_nowait(item)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from ingest.exceptions import MappingError, OpcUaSecurityError
-from ingest.opcua.backoff import Backoff
+from ingest.backoff import Backoff
 from ingest.opcua.collector import to_reading
 from ingest.opcua.mapping import Binding, match_objects, match_sensors, parse_browse_path
 from ingest.opcua.security import check_validity
