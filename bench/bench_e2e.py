@@ -2,11 +2,12 @@
 
 Runs ``vigil demo`` in real time (``--speed 1 --start now``): the simulator serves the example plant over OPC UA
 at a fixed sample interval, and every service runs as its own process against the real Kafka and InfluxDB
-(``vigil services up`` first). While it runs, the services' ``/metrics`` endpoints are scraped; the latency
-histograms ``vigil_source_latency_seconds{stage=prediction|alert}`` measure from the source timestamp of the
-event (the window end for predictions, the triggering window end for alerts) to the moment the stage published it.
-With windows of ``--window-s`` and a grace of ``--grace-s``, the floor of the prediction latency is the grace
-(a window is closed only when the watermark passes its end plus the grace).
+(``vigil services up`` first). While it runs, a :class:`~vigil.latency.LatencyRecorder` reads the run's features,
+predictions and alerts topics (read_committed) and times every record from its window's close (window end +
+``--grace-s``): when the stage produced it (its Kafka timestamp, ``*_out``) and when it became visible downstream
+(its transaction committed and the recorder received it, ``*_visible``). The percentiles are exact, over every
+record (nearest rank), not interpolated in histogram buckets (the services' ``vigil_source_latency_seconds``
+histograms, buckets from 10 ms, are for dashboards).
 
     python bench/bench_e2e.py                 # 12 machines, 0.2 s samples (~360 readings/s), 5 s windows, 4 min
     python bench/bench_e2e.py --smoke         # 60 s, for CI-like checks that it still works
@@ -15,19 +16,17 @@ With windows of ``--window-s`` and a grace of ``--grace-s``, the floor of the pr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from vigil.metrics import Scrape, scrape
+from vigil.config import EXAMPLE_CONFIG
 
-PORTS = {"features": 9466, "models": 9467, "alerts": 9468}
 TIGHT_LIMITS = {
     "VIGIL_MACHINE_TYPES__PUMP__SENSORS__BEARING_TEMP__LIMITS__HIGH": "60",
     "VIGIL_MACHINE_TYPES__MOTOR__SENSORS__WINDING_TEMP__LIMITS__HIGH": "85",
@@ -36,26 +35,10 @@ TIGHT_LIMITS = {
 """Environment overrides of the configuration: limits a healthy fleet crosses now and then (alert latency)."""
 
 
-def percentile(scr: Scrape, stage: str, q: float) -> float | None:
-    """A quantile from a Prometheus histogram (linear inside the bucket, as histogram_quantile does)."""
-    buckets = sorted(
-        (float(dict(lbls)["le"]), value)
-        for name, lbls, value in scr.samples
-        if name == "vigil_source_latency_seconds_bucket" and dict(lbls).get("stage") == stage
-    )
-    if not buckets or buckets[-1][1] == 0:
-        return None
-    total = buckets[-1][1]
-    rank = q * total
-    prev_le, prev_count = 0.0, 0.0
-    for le, count in buckets:
-        if count >= rank:
-            if le == float("inf"):
-                return prev_le
-            width = count - prev_count
-            return prev_le + (le - prev_le) * ((rank - prev_count) / width if width else 0.0)
-        prev_le, prev_count = le, count
-    return prev_le
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def main() -> int:
@@ -76,19 +59,22 @@ def main() -> int:
     args = parser.parse_args()
     if args.smoke:
         args.seconds = 60.0
-    last: dict[str, Scrape] = {}
-    stop = threading.Event()
+    from vigil.config import load_config
+    from vigil.latency import LatencyRecorder
 
-    def scraper() -> None:
-        while not stop.wait(2.0):
-            for name, port in PORTS.items():
-                with contextlib.suppress(OSError):  # a service not up yet, or already stopped
-                    last[name] = scrape(f"http://127.0.0.1:{port}/metrics")
-
-    thread = threading.Thread(target=scraper, daemon=True)
-    thread.start()
+    run_id = f"e2e-{int(time.time())}-{os.getpid()}"
+    prefix = f"vigil.demo.{run_id}."
+    recorder = LatencyRecorder(
+        load_config().kafka,
+        [f"{prefix}readings", f"{prefix}features", f"{prefix}predictions", f"{prefix}alerts"],
+        args.grace_s,
+    )
+    recorder.start()
     with tempfile.TemporaryDirectory() as tmp:
         summary_file = Path(tmp) / "summary.json"
+        # Free ports for the simulator's OPC UA server and the alerts API: another demo may run on this host.
+        plant = Path(tmp) / "plant.toml"
+        plant.write_text(EXAMPLE_CONFIG.read_text().replace(":4840/", f":{_free_port()}/"))
         started = time.monotonic()
         result = subprocess.run(
             [
@@ -120,14 +106,23 @@ def main() -> int:
                 str(summary_file),
                 "--timeout-s",
                 str(args.seconds + 180),
+                "--run-id",
+                run_id,
+                "--config",
+                str(plant),
             ],
             capture_output=True,
             text=True,
-            env={**os.environ, "VIGIL_LOG_LEVEL": "WARNING", **(TIGHT_LIMITS if args.tight_limits else {})},
+            env={
+                **os.environ,
+                "VIGIL_LOG_LEVEL": "WARNING",
+                "VIGIL_ALERTS__HTTP_PORT": str(_free_port()),
+                **(TIGHT_LIMITS if args.tight_limits else {}),
+            },
             check=False,
         )
         elapsed = time.monotonic() - started
-        stop.set()
+        recorder.stop()
         if result.returncode != 0:
             print(result.stdout[-2000:], result.stderr[-2000:], file=sys.stderr)
             return 1
@@ -145,15 +140,22 @@ def main() -> int:
         "failure_rate": args.failure_rate,
         "tight_limits": args.tight_limits,
     }
-    for stage, service in (("prediction", "models"), ("alert", "alerts")):
-        scr = last.get(service)
-        if scr is None:
-            continue
-        count = scr.total("vigil_source_latency_seconds_count", stage=stage)
-        out[f"{stage}_latency_n"] = int(count)
-        for q in (0.5, 0.9, 0.99):
-            value = percentile(scr, stage, q)
-            out[f"{stage}_latency_p{int(q * 100)}_s"] = None if value is None else round(value, 2)
+    # Exact, per record: seconds after the window's close (end + grace) in the simulator's clock, which runs
+    # behind the wall clock (paced from its own start, and slower when a step is late): the median of how far a
+    # reading's source time is behind its collection is that offset plus the collection delay. Subtracted, the
+    # latencies are from the close as a source clocked like the wall would have it.
+    summary_s = recorder.summary()
+    out["after_window_close_s"] = summary_s
+    behind = summary_s.get("source_behind_collection", {}).get("p50")
+    if behind is not None:
+        out["source_clock_behind_s"] = behind
+        out["after_window_close_corrected_s"] = {
+            stage: {k: (round(v - behind, 3) if k.startswith("p") or k == "max" else v) for k, v in values.items()}
+            for stage, values in summary_s.items()
+            if stage != "source_behind_collection"
+        }
+    if recorder.error is not None:
+        out["recorder_error"] = repr(recorder.error)
     print(json.dumps(out, indent=2))
     return 0
 

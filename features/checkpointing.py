@@ -77,6 +77,7 @@ class Checkpointing:
     _lineage: dict[str, list[Any]]
     _changelog_partition: dict[str, int]
     _pending_assignment: set[Any] | None
+    _emitted_at: float | None
     _bytes_counter: Any
 
     def _write_state(self) -> None:
@@ -157,6 +158,7 @@ class Checkpointing:
         if self._tx.commit(offsets, self._consumer.group_metadata()):
             self.stats.commits += 1
             self._committed.update({tp: o.offset for tp, o in offsets.items()})
+        self._emitted_at = None
 
     def rewind(self) -> None:
         """Forget every machine and everything handled since the last commit, seek back to the committed offsets
@@ -170,6 +172,7 @@ class Checkpointing:
         self._changelog_partition.clear()
         self._skip.clear()
         self._dirty.clear()
+        self._emitted_at = None  # the aborted transaction's vectors were never visible
         for tp in assigned:
             committed = self._consumer.committed(tp)
             if committed is None:
@@ -192,6 +195,7 @@ class Checkpointing:
         except TransactionAborted as exc:
             self.stats.commit_failures += 1
             log.warning("features: %s on revocation; the next owner replays from the last commit", exc)
+        self._emitted_at = None  # committed or aborted: nothing open
         self._forget(revoked)
         if revoked:
             log.info("partitions %s %s", sorted(_tpk(tp) for tp in revoked), "lost" if lost else "revoked")

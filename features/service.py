@@ -128,6 +128,8 @@ class FeatureService(Checkpointing):
         """Per machine: the changelog partition its records go to, fixed once known (restored or first written),
         so that its base, deltas and tombstones never spread over two partitions."""
         self._pending_assignment: set[Any] | None = None
+        self._emitted_at: float | None = None
+        """When the open transaction got its first feature vector (None: it has none)."""
         self._last_report = time.monotonic()
         self._reported_unknown: set[str] = set()
         self._dropped_reported: dict[str, int] = {}
@@ -193,15 +195,26 @@ class FeatureService(Checkpointing):
         )
 
     def run(self, stop: threading.Event) -> None:
-        """Poll until ``stop`` is set; checkpoint on the interval and once more at the end."""
+        """Poll until ``stop`` is set; checkpoint on the interval, within ``windows.commit_latency_s`` of an emitted
+        vector (it is visible downstream only once its transaction commits), and once more at the end."""
         interval = self.config.windows.checkpoint_interval_s
+        budget = self.config.windows.commit_latency_s
         last = time.monotonic()
         while not stop.is_set():
             self.step()
-            if time.monotonic() - last >= interval:
+            now = time.monotonic()
+            emitted = self._emitted_at
+            if now - last >= interval or (emitted is not None and now - emitted >= budget):
                 self.checkpoint()
                 last = time.monotonic()
         self.checkpoint()
+
+    def _poll_timeout(self) -> int:
+        """The poll timeout, shorter while emitted vectors wait for their commit (not held past their budget)."""
+        if self._emitted_at is None:
+            return self.poll_timeout_ms
+        left = self._emitted_at + self.config.windows.commit_latency_s - time.monotonic()
+        return max(0, min(self.poll_timeout_ms, int(left * 1000)))
 
     def close(self) -> None:
         if self._tx is not None:
@@ -215,7 +228,7 @@ class FeatureService(Checkpointing):
     # ------------------------------------------------------------------ processing
     def step(self) -> int:
         """One poll: decode, window, emit; returns the number of records handled."""
-        records = self._consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+        records = self._consumer.poll(timeout_ms=self._poll_timeout(), max_records=self.max_poll_records)
         if self._pending_assignment is not None:
             assigned, self._pending_assignment = self._pending_assignment, None
             self.restore(assigned)
@@ -311,6 +324,8 @@ class FeatureService(Checkpointing):
             headers=[("worker", self.worker_id.encode())],
         )
         self.stats.vectors += 1
+        if self._emitted_at is None:
+            self._emitted_at = time.monotonic()
         if self.metrics is not None:
             self.metrics.messages_out.labels(topic).inc()
             # Window end -> handed to the producer (sent within linger_ms): the grace period plus collection delay.

@@ -39,7 +39,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from models.changelog import (
@@ -87,6 +87,9 @@ log = logging.getLogger(__name__)
 SERVICE = "models"
 MAINTENANCE_REMEMBERED = 16
 """Maintenance events remembered per machine to drop repeats (repeats arrive within minutes, not 16 events later)."""
+POLL_RECORDS = 32
+"""Records handled per poll: a vector costs the models milliseconds, so a window's burst of vectors is handled in
+slices with a chance to commit (``models.commit_latency_s``) between them; the rest stays in the consumer's buffer."""
 FORWARDED_HEADER = "vigil-forwarded-from"
 """Header of a maintenance event forwarded to its machine's partition (``topic:partition:offset`` it came from)."""
 
@@ -164,6 +167,13 @@ class ModelService:
         self._last_checkpoint = time.monotonic()
         self._last_audit = time.monotonic()
         self._closing = False
+        self._output_since: float | None = None
+        """When the open transaction got its first output (None: it has none): committed within
+        ``models.commit_latency_s`` of it (:meth:`publish`)."""
+        self._visible: list[datetime] = []
+        """Window ends of the predictions in the open transaction (their latency is observed when it commits)."""
+        self.publishes = 0
+        """Transactions committed with outputs and offsets but no state (:meth:`publish`)."""
 
     # ------------------------------------------------------------------ life cycle
     def setup(self) -> None:
@@ -304,6 +314,8 @@ class ModelService:
         records too); the next assignment restores from the changelog, at the committed offsets."""
         self._forget(self._owned | self._held)
         self._reload_shared = True
+        self._output_since = None  # the aborted transaction's outputs were never visible
+        self._visible.clear()
 
     def _forget(self, parts: set[int]) -> None:
         for machine, partition in list(self._partition_of.items()):
@@ -453,7 +465,7 @@ class ModelService:
             budget = None if max_records is None else max_records - handled
             if budget is not None and budget <= 0:
                 break
-            n = self.step(timeout_ms=500, max_records=budget)
+            n = self.step(timeout_ms=self._poll_timeout_ms(), max_records=budget)
             handled += n
             now = time.monotonic()
             if n or not self._owned:
@@ -462,12 +474,25 @@ class ModelService:
                 break
             if now - self._last_checkpoint >= self.config.models.checkpoint_interval_s and self._owned:
                 self.checkpoint()
+            elif self._publish_due(now):
+                self.publish()
         if self._owned:
             self.checkpoint()
 
+    def _poll_timeout_ms(self) -> int:
+        """500 ms, or less while outputs wait for their commit (the poll must not hold them past their budget)."""
+        if self._output_since is None:
+            return 500
+        left = self._output_since + self.config.models.commit_latency_s - time.monotonic()
+        return max(0, min(500, int(left * 1000)))
+
+    def _publish_due(self, now: float) -> bool:
+        since = self._output_since
+        return since is not None and bool(self._owned) and now - since >= self.config.models.commit_latency_s
+
     def step(self, timeout_ms: int = 500, max_records: int | None = None) -> int:
         """One poll: handle what arrived (at most ``max_records``); returns how many records were handled."""
-        batch = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records or 500)
+        batch = self._consumer.poll(timeout_ms=timeout_ms, max_records=min(max_records or POLL_RECORDS, POLL_RECORDS))
         if self._pending_assignment is not None:
             assigned, self._pending_assignment = self._pending_assignment, None
             self._assign(assigned)
@@ -603,6 +628,7 @@ class ModelService:
         if self.metrics is not None:
             self.metrics.messages_out.labels(topic).inc()
             self.metrics.observe_source_latency("prediction", prediction.ts)
+            self._visible.append(prediction.ts)
 
     def _publish_drift(self, event: DriftEvent) -> None:
         if self._replaying:  # committed before: published then
@@ -640,11 +666,33 @@ class ModelService:
         """The transactional producer, inside an open transaction."""
         assert self._tx is not None
         self._tx.begin()
+        if self._output_since is None:
+            self._output_since = time.monotonic()
         return self._tx.producer
 
     def _send(self, topic: str, **kwargs: Any) -> None:
+        """An output into the open transaction (committed within ``models.commit_latency_s``)."""
         assert self._tx is not None
         self._tx.send(topic, **kwargs)
+        if self._output_since is None:
+            self._output_since = time.monotonic()
+
+    def publish(self) -> None:
+        """Make the outputs visible now: commit the open transaction with the consumed offsets and a marker per
+        partition that keeps its state offsets (the last checkpoint's) and moves its published offsets here; no
+        machine state, no shared models (those stay on ``models.checkpoint_interval_s``).
+
+        Exactly once holds because the models are deterministic: a restart restores the state of the last
+        checkpoint, resumes at the marker's state offsets and recomputes from there, publishing nothing below
+        the committed offsets (``_replay_until``, the path a refused checkpoint's rebuild takes), so what it
+        publishes after them is what this worker would have. Costs one small transaction (a marker per
+        partition), not the state of every machine handled."""
+        try:
+            self._commit(self._owned, with_state=False)
+        except TransactionAborted as exc:
+            log.warning("models: %s; going back to the last commit", exc)
+            self._rewind()
+            self._pending_assignment = set(self._consumer.assignment())
 
     def checkpoint(self, partitions: set[int] | None = None) -> None:
         """Commit what was handled: outputs, the state of each machine handled since the last checkpoint, the
@@ -658,16 +706,25 @@ class ModelService:
             self._rewind()
             self._pending_assignment = set(self._consumer.assignment())
 
-    def _commit(self, parts: set[int]) -> None:
-        from kafka import TopicPartition
-        from kafka.structs import OffsetAndMetadata
-
+    def _commit(self, parts: set[int], *, with_state: bool = True) -> None:
         assert self._tx is not None
         if self._membership_lost():
             # Dropped from the group (the next poll reports the partitions lost): another worker may own them
             # already; the commit would be refused (an old generation), so the transaction is aborted now.
             log.warning("models: not a group member any more; checkpoint of partitions %s skipped", sorted(parts))
             self._tx.abort()
+            self._output_since = None
+            self._visible.clear()
+            return
+        if not with_state:
+            key = self.machine_log.key(MARKER)
+            for part in sorted(parts):
+                if part in self._marks:  # the state offsets stay; the published ones move to here
+                    marker = encode_marker(self._marks[part], self.worker, self._published(part))
+                    self.machine_log.send(self._producer(), part, key, marker)
+            self._tx.commit(self._offsets_of(parts), self._consumer.group_metadata())
+            self.publishes += 1
+            self._committed_outputs()
             return
         written: list[str] = []
         size = 0
@@ -694,17 +751,33 @@ class ModelService:
         marks = {p: self._partition_offsets(p) for p in sorted(parts)}
         for p, mark in marks.items():
             self.machine_log.send(self._producer(), p, key, encode_marker(mark, self.worker, self._published(p)))
-        commit = {
+        self._tx.commit(self._offsets_of(parts), self._consumer.group_metadata())
+        self._marks.update(marks)
+        self._dirty.difference_update(written)
+        self.last_checkpoint_bytes, self.last_checkpoint_machines = size, len(written)
+        self._last_checkpoint = time.monotonic()
+        self._committed_outputs()
+
+    def _offsets_of(self, parts: set[int]) -> dict[Any, Any]:
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        return {
             TopicPartition(topic, p): OffsetAndMetadata(self._positions[_tpk(topic, p)], "", -1)
             for p in parts
             for topic in self._topics()
             if _tpk(topic, p) in self._positions
         }
-        self._tx.commit(commit, self._consumer.group_metadata())
-        self._marks.update(marks)
-        self._dirty.difference_update(written)
-        self.last_checkpoint_bytes, self.last_checkpoint_machines = size, len(written)
-        self._last_checkpoint = time.monotonic()
+
+    def _committed_outputs(self) -> None:
+        """The open transaction's outputs are visible now: observe window close -> visible per prediction."""
+        self._output_since = None
+        if self.metrics is not None and self._visible:
+            now = utcnow()
+            grace = timedelta(seconds=self.config.windows.grace_s)
+            for window_end in self._visible:
+                self.metrics.observe_source_latency("prediction_visible", window_end + grace, now)
+        self._visible.clear()
 
     def _published(self, partition: int) -> dict[str, int]:
         """How far outputs of ``partition`` were committed: its positions, or further while a replay is below what

@@ -32,6 +32,11 @@ class ModelConfig(Section):
     """Below this distance of p from 0.5 the model is unsure and the rules decide."""
     drift_detector: Literal["adwin", "page_hinkley", "kswin"] = "adwin"
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    """How often the machines' state and the shared models go to the changelog (with the consumed offsets)."""
+    commit_latency_s: float = Field(default=0.25, gt=0, le=60)
+    """How long an output (prediction, drift event) may wait in the open transaction: then the transaction commits
+    the outputs and the consumed offsets without the state (the state stays on ``checkpoint_interval_s``; a
+    restart replays from the last state checkpoint and publishes nothing below the committed offsets)."""
     session_timeout_s: float = Field(default=45.0, ge=6, le=1800)
     """How long a crashed model worker keeps its partitions before the group hands them on (a restarted worker
     waits for this too: its dead predecessor is still a member until then)."""

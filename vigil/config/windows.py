@@ -38,6 +38,9 @@ class WindowConfig(Section):
     """Kafka consumer group of the feature workers (every worker of one deployment uses the same)."""
     checkpoint_interval_s: float = Field(default=5.0, gt=0, le=3600)
     """How often a worker checkpoints window state to the changelog and commits offsets (also on rebalance)."""
+    commit_latency_s: float = Field(default=0.25, gt=0, le=60)
+    """How long an emitted feature vector may wait in the open transaction before a checkpoint commits it (window
+    state is incremental, so a closing window costs one checkpoint more, not a full one per machine)."""
     session_timeout_s: float = Field(default=45.0, ge=6, le=1800)
     """How long a crashed worker keeps its partitions before the group hands them to the others."""
     late_to_dead_letter: bool = True

@@ -1,7 +1,12 @@
 """``kill -9`` of the ``vigil models`` process mid-stream, several times, on the real broker: the predictions topic
 read ``read_committed`` must equal an uninterrupted run over the same feature vectors (a
 :class:`~models.pipeline.FleetModel` fed them in topic order) - 0 predictions missing, 0 extra, 0 with another
-value (p_failure, anomaly score, threshold, decision, reasons: the whole message)."""
+value (p_failure, anomaly score, threshold, decision, reasons: the whole message).
+
+Predictions are committed within 0.1 s (``models.commit_latency_s``: outputs and offsets, no state) while the state
+is checkpointed every 1.5 s, and each kill lands at least one state checkpoint after the worker's first visible
+prediction: a restarted worker restores state older than the committed offsets and must recompute the predictions
+between them without publishing them again."""
 
 from __future__ import annotations
 
@@ -59,7 +64,8 @@ def _env(kafka: KafkaSettings, topics: Topics) -> dict[str, str]:
             "VIGIL_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "VIGIL_KAFKA__PARTITIONS": "1",
             "VIGIL_KAFKA__LINGER_MS": "5",
-            "VIGIL_MODELS__CHECKPOINT_INTERVAL_S": "0.5",
+            "VIGIL_MODELS__CHECKPOINT_INTERVAL_S": "1.5",
+            "VIGIL_MODELS__COMMIT_LATENCY_S": "0.1",
             "VIGIL_MODELS__SESSION_TIMEOUT_S": "6",
             "PYTHONUNBUFFERED": "1",
         }
@@ -124,16 +130,17 @@ def test_killed_three_times_mid_stream_the_committed_predictions_equal_an_uninte
     try:
         for n, part in enumerate(segments):
             # Each (re)started worker first owns its partition; then its part of the stream flows, and the kill
-            # lands while it does (a transaction is open: checkpoints are every 0.5 s).
+            # lands while it does (a transaction is open, and predictions were committed after the last state
+            # checkpoint: those commits come every 0.1 s, the checkpoints every 1.5 s).
             wait_for(lambda n=n: log.read_text().count("models: assigned partitions") > n, 90, f"worker {n} assigned")
             seen = len(reader.records)
             feeder = threading.Thread(target=feed, args=(part,))
             feeder.start()
             if n < KILLS:
-                # Killed after it committed some of its part (so the next one restores its state), while the rest
-                # flows in and a transaction is open.
+                # Killed after it checkpointed the state of some of its part (so the next one restores it: more
+                # than one checkpoint interval after its first commit), while the rest flows in.
                 wait_for(lambda seen=seen: len(reader.records) > seen, 60, f"worker {n}'s first commit")
-                time.sleep(rng.uniform(0.2, 1.0))
+                time.sleep(rng.uniform(1.7, 2.6))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(30)
                 feeder.join(60)
