@@ -6,6 +6,7 @@
     vigil alert silence --machine PMP-001 --hours 8 --by "A. Planner" --comment "bearing change"
     vigil alert unsilence sil-0123456789
     vigil alert line-down north-1 | line-up north-1
+    vigil alert hash-password            the password_hash of an [[alerts.users]] console login (asks twice)
 
 The API address is ``--url``, else ``alerts.public_url``, else ``http://<alerts.http_host>:<alerts.http_port>``.
 """
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     silence.add_argument("--comment", default="")
     unsilence = sub.add_parser("unsilence", help="end a silence")
     unsilence.add_argument("silence_id")
+    sub.add_parser("hash-password", help="print the password_hash for an [[alerts.users]] console login")
     for name in ("line-down", "line-up"):
         sub.add_parser(name, help=f"{name.replace('-', ' ')}: inhibit/allow the line's alerts").add_argument("line")
     return parser
@@ -91,8 +93,23 @@ def _request(args: argparse.Namespace, now: datetime) -> tuple[str, str, dict[st
     return "POST", f"/lines/{args.line}/{'down' if args.action == 'line-down' else 'up'}", None
 
 
+def _hash_password() -> int:
+    import getpass
+
+    from alerts.web.auth import hash_password
+
+    password = getpass.getpass("password: ")
+    if len(password) < 8 or password != getpass.getpass("again: "):
+        print("vigil alert: passwords differ or shorter than 8 characters", file=sys.stderr)  # noqa: T201
+        return 1
+    print(hash_password(password))  # noqa: T201
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.action == "hash-password":
+        return _hash_password()
     url, token = args.url, args.token
     if url is None or token is None:
         try:

@@ -25,6 +25,7 @@ Check:
 Ack:    vigil alert ack PMP-001.failure_risk.20261126T100000Z --by NAME
         or POST http://vigil:8470/alerts/PMP-001.failure_risk.20261126T100000Z/ack {"by": "NAME"}
 Alert:  PMP-001.failure_risk.20261126T100000Z opened 2026-11-26 10:00 UTC
+Page:   http://vigil:8470/episodes/PMP-001.failure_risk.20261126T100000Z
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import quote
 
 from vigil.contracts import Alert, AlertState, Contribution, Severity
 
@@ -130,6 +132,15 @@ def ack_hint(alert_id: str, ack_url: str) -> list[str]:
     ]
 
 
+def episode_url(ack_url: str, alert_id: str) -> str:
+    """The console's page of an episode (``alerts.public_url`` + ``/episodes/<id>``).
+
+    >>> episode_url("https://vigil.example/", "PMP-001.failure_risk.20261207T000000Z")
+    'https://vigil.example/episodes/PMP-001.failure_risk.20261207T000000Z'
+    """
+    return f"{ack_url.rstrip('/')}/episodes/{quote(alert_id, safe='')}"
+
+
 def alert_text(alert: Alert, ack_url: str) -> str:
     where = ", ".join(
         x
@@ -162,6 +173,7 @@ def alert_text(alert: Alert, ack_url: str) -> str:
         hint = ack_hint(alert.alert_id, ack_url)
         lines += [f"Ack:    {hint[0]}", f"        {hint[1]}"]
     lines.append(f"Alert:  {alert.alert_id} opened {alert.opened_at:%Y-%m-%d %H:%M} UTC")
+    lines.append(f"Page:   {episode_url(ack_url, alert.alert_id)}")
     return "\n".join(lines)
 
 

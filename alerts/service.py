@@ -51,6 +51,7 @@ from alerts.outbox import Outbox
 from alerts.receivers import Sender, build_senders
 from alerts.render import Notification
 from alerts.store import AlertStore, Batch, Offsets, OutRecord, notification_id
+from alerts.web.view import View
 from vigil.bus import (
     dead_letter,
     ensure_topics,
@@ -149,6 +150,8 @@ class AlertService:
         self._alert_sink: InfluxSink | None = None
         self.outbox: Outbox | None = None
         self.http: Any = None
+        self.view = View()
+        """What the console's pages show: rebuilt after each commit (the lifecycle itself is this loop's own)."""
 
     # ------------------------------------------------------------------------------------------- start/stop
 
@@ -188,6 +191,7 @@ class AlertService:
 
             self.http = start_api(self, c.alerts.http_host, c.alerts.http_port)
         self.metrics.alerts_open.set(len(self.lifecycle.open_episodes()))
+        self.view = View.build(self.lifecycle, self.clock())
         self.metrics.set_ready(True)
 
     @property
@@ -416,6 +420,7 @@ class AlertService:
             if a.state.value == "open":
                 self.metrics.observe_source_latency("alert", a.ts, wall)
         self._pending = _Pending()
+        self.view = View.build(self.lifecycle, self.clock())
         self.stats.commits += 1
         if self.blocked:
             log.info("downstream acknowledged again after %.0fs; resuming consumption", self.clock() - self._blocked_at)

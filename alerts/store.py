@@ -349,6 +349,33 @@ class AlertStore:
                 (error[:1000], int(dead), seq),
             )
 
+    def notifications_for(self, alert_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The outbox entries that carried a transition of this episode (the Episode page), oldest first."""
+        needle = json.dumps({"alert_id": alert_id})[1:-1]  # '"alert_id": "..."' as _dump writes it
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT receiver, created, delivered_at, attempts, dead, last_error, payload FROM outbox "
+                "WHERE instr(payload, ?) > 0 ORDER BY seq LIMIT ?",
+                (needle, limit),
+            ).fetchall()
+        out = []
+        for receiver, created, delivered_at, attempts, dead, last_error, payload in rows:
+            alerts = json.loads(payload)["alerts"]
+            states = [a["state"] for a in alerts if a["alert_id"] == alert_id]
+            out.append(
+                {
+                    "receiver": receiver,
+                    "created": created,
+                    "delivered_at": delivered_at,
+                    "attempts": attempts,
+                    "dead": bool(dead),
+                    "last_error": last_error,
+                    "states": states,
+                    "digest": "digest" in json.loads(payload),
+                }
+            )
+        return out
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             pending, delivered, dead = self.db.execute(

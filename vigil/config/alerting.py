@@ -197,6 +197,16 @@ class DigestConfig(Section):
         return value
 
 
+class ConsoleUser(Section):
+    """A person who logs in to the console (``[[alerts.users]]``); the password is stored hashed only."""
+
+    name: str = Field(pattern=r"^[^\x00-\x1f]{1,100}$")
+    password_hash: str = Field(pattern=r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$")
+    """``scrypt$n$r$p$salt$hash`` (base64), as printed by ``vigil alert hash-password``."""
+    role: Literal["planner", "viewer"] = "planner"
+    """``viewer``: reads every page, changes nothing."""
+
+
 class AlertConfig(Section):
     open_threshold: float = Field(default=0.5, gt=0, lt=1)
     close_threshold: float = Field(default=0.3, gt=0, lt=1)
@@ -230,6 +240,13 @@ class AlertConfig(Section):
     silences: list[SilenceSpec] = []
     """Planned maintenance known in advance (more can be added at run time through the HTTP API/CLI)."""
     digest: DigestConfig = DigestConfig()
+    users: list[ConsoleUser] = []
+    """Console logins besides the API token (which logs in as a planner); no token and no users: the console is open."""
+    session_secret: SecretStr | None = None
+    """Signs the console's session cookies (at least 32 characters); unset: a random one per start (logins end at a
+    restart)."""
+    session_max_age_s: float = Field(default=12 * 3600.0, gt=0)
+    """A console login lasts this long."""
     """Drift and sensor-fault findings, per shift or per day (they page nobody unless a route asks for them)."""
 
     @model_validator(mode="after")
@@ -238,6 +255,11 @@ class AlertConfig(Section):
             raise ValueError(
                 f"close_threshold {self.close_threshold:g} must be < open_threshold {self.open_threshold:g}"
             )
+        if self.session_secret is not None and len(self.session_secret.get_secret_value()) < 32:
+            raise ValueError("session_secret: at least 32 characters")
+        logins = [u.name for u in self.users]
+        if len(set(logins)) != len(logins):
+            raise ValueError("users: each name once")
         names = {r.name for r in self.receivers}
         unknown = [r for r in self.digest.receivers if r not in names]
         if unknown:
