@@ -99,6 +99,7 @@ def main() -> int:
                 "--failure-rate",
                 str(args.failure_rate),
                 "--no-live",
+                "--exit",
                 "--quiet",
                 "--state-dir",
                 str(Path(tmp) / "state"),

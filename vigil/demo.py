@@ -5,6 +5,8 @@ collector, a feature worker, the model service, the alert service), on topics an
 run, shows a live terminal view while the simulated days pass, waits until the pipeline has drained, stops
 everything, and prints what a plant manager would ask: failures caught and missed, lead times, false alarms,
 where the data is and how to explore it. Ctrl-C stops everything cleanly and still prints the summary.
+After the summary the alert service stays up with the planners' console (its address is printed) until Ctrl-C;
+``--exit`` stops it with the rest (scripts and CI).
 
 Like every entry point it loads the configuration once; the services get the run's settings as ``VIGIL_``
 environment overrides, so nothing here is special-cased inside a stage.
@@ -18,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -203,8 +206,11 @@ class Supervisor:
     def exited(self, name: str) -> bool:
         return name in self.procs and self.procs[name].poll() is not None
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self, timeout_s: float = 30.0, keep: Iterable[str] = ()) -> None:
+        """Stop every service but those in ``keep``."""
         for name in reversed(list(self.procs)):  # sources first, sinks last: they flush what they hold
+            if name in keep:
+                continue
             proc = self.procs[name]
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -521,7 +527,8 @@ def run(args: argparse.Namespace) -> int:
                     exit_code = 1
                     break
     finally:
-        supervisor.stop()
+        keep_console = not args.exit and exit_code == 0 and not stop_requested
+        supervisor.stop(keep=("alerts",) if keep_console else ())
         # Read what the services flushed on their way out.
         for _ in range(8):
             batch = observer.poll(timeout_ms=250)
@@ -539,7 +546,28 @@ def run(args: argparse.Namespace) -> int:
     _print_summary(summary)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=str))
+    if keep_console and not supervisor.exited("alerts"):
+        url = _console_url(supervisor.tail("alerts", 400))
+        print(f"Console: {url or 'see ' + str(state_dir / 'logs' / 'alerts.log')} (Ctrl-C stops it)", flush=True)
+        try:
+            while not stop_requested and not supervisor.exited("alerts"):
+                time.sleep(0.5)
+        finally:
+            supervisor.stop()
     return exit_code
+
+
+_LISTENING = re.compile(r"listening on (http://\S+) \(alerts API\)")
+
+
+def _console_url(log_text: str) -> str | None:
+    """The alert service's address, from its start-up line (its port may be any free one).
+
+    >>> _console_url("... INFO alerts.http: listening on http://127.0.0.1:8470 (alerts API)")
+    'http://127.0.0.1:8470/'
+    """
+    found = _LISTENING.findall(log_text)
+    return found[-1] + "/" if found else None
 
 
 def _observer(config: VigilConfig, names: list[str]) -> Any:
@@ -605,6 +633,11 @@ def main(argv: list[str]) -> int:
         "--no-live", dest="live", action="store_false", help="plain progress lines instead of the live view"
     )
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--exit",
+        action="store_true",
+        help="exit after the summary (default: keep the planners' console up until Ctrl-C); for scripts and CI",
+    )
     args = parser.parse_args(argv)
     if args.fast:
         args.speed = max(args.speed, 3000.0)

@@ -34,6 +34,7 @@ def test_fast_demo_alerts_before_failures_without_dead_letters(
             "--days",
             "3",
             "--no-live",
+            "--exit",
             "--run-id",
             f"test-{unique}",
             "--state-dir",
