@@ -45,7 +45,7 @@
     },
   };
   const xScale = { time: true, min: s.start, max: s.end };
-  const chart = (title, x, series, ys, id) => {
+  const chart = (title, x, series, ys, id, axes) => {
     const div = document.createElement("div");
     div.className = "chart"; div.id = id;
     box.appendChild(div);
@@ -53,7 +53,7 @@
       title, width, height: 220, plugins: [marks],
       scales: { x: xScale },
       series: [{}].concat(series),
-      axes: [{}, { size: 60 }],
+      axes: axes || [{}, { size: 60 }],
     };
     const u = new uPlot(opts, [x].concat(ys), div);
     div.dataset.points = String(x.length);
@@ -66,7 +66,8 @@
     { label: "alert threshold", stroke: "#c33", dash: [4, 4] },
     { label: "anomaly score", stroke: "#36c", scale: "a" },
     { label: "anomaly threshold", stroke: "#36c", dash: [4, 4], scale: "a" },
-  ], [r.p_failure, r.threshold, r.anomaly_score, r.anomaly_threshold], "chart-risk");
+  ], [r.p_failure, r.threshold, r.anomaly_score, r.anomaly_threshold], "chart-risk",
+  [{}, { size: 60, label: "p(failure)" }, { scale: "a", side: 1, size: 60, label: "anomaly score", grid: { show: false } }]);
   s.sensors.forEach((f, i) => {
     const low = f.t.map(() => f.low), high = f.t.map(() => f.high);
     chart(`${f.feature} (${f.unit})`, f.t, [
