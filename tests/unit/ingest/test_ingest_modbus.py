@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from ingest.modbus import MAX_REGISTERS, Point, decode, plan_reads
+from ingest.modbus import MAX_REGISTERS, ModbusCollector, Point, decode, plan_reads
 from vigil.config import ModbusRegister, load_config
 from vigil.exceptions import ConfigError
 
@@ -85,3 +87,67 @@ def test_register_map_problems_name_the_key() -> None:
         data=_plant([{"machine": "PMP-001", "sensor": "flow", "address": 7, "type": "float32"}]), environ={}
     )
     assert ok.sources.modbus[0].groups[0].registers[0].word_order is None  # the source's order applies
+
+
+class _SwallowingClient:
+    """A Modbus client that answers its first read at once and then swallows the cancellation of a read, as
+    Python 3.11's ``asyncio.wait_for`` (which pymodbus awaits every answer through) does when the cancellation
+    lands as the answer arrives: the read returns its answer instead of raising."""
+
+    reads = 0
+    swallowed = 0
+    waiting: asyncio.Event
+    """Set once a read waits for its answer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def connect(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    async def read_holding_registers(self, address: int, count: int, device_id: int) -> Any:
+        _SwallowingClient.reads += 1
+        if _SwallowingClient.reads > 1:
+            _SwallowingClient.waiting.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if _SwallowingClient.swallowed:
+                    raise
+                _SwallowingClient.swallowed += 1
+        return SimpleNamespace(registers=[0] * count, isError=lambda: False)
+
+    read_input_registers = read_coils = read_discrete_inputs = read_holding_registers
+
+
+def test_the_collector_stops_when_a_read_swallows_its_cancellation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stop used to hang: the poll task ran on after its swallowed cancellation and blocked for ever on the full
+    queue that nobody read any more (``bench/bench_modbus.py --smoke`` hung in about half of its runs)."""
+    import pymodbus.client
+
+    monkeypatch.setattr(pymodbus.client, "AsyncModbusTcpClient", _SwallowingClient)
+    config = load_config(
+        data=_plant([{"machine": "PMP-001", "sensor": "flow", "address": 2 * i, "type": "float32"} for i in range(4)]),
+        environ={},
+    )
+
+    async def collect() -> None:
+        # The first answer's 4 values fill the queue; the stop comes while the second read waits for its answer.
+        async with ModbusCollector(config.sources.modbus[0], config, queue_maxsize=4) as collector:
+            await collector.wait_connected(5)
+            await _SwallowingClient.waiting.wait()
+
+    async def stopped() -> bool:
+        _SwallowingClient.waiting = asyncio.Event()
+        task = asyncio.create_task(collect())
+        done, _ = await asyncio.wait({task}, timeout=10)
+        if not done:  # hung: free the run (the collector's own stop swallows a cancellation, so not wait_for)
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)
+        return bool(done)
+
+    assert asyncio.run(stopped()), "the collector did not stop"
+    assert _SwallowingClient.swallowed == 1, "the cancellation did land in the read, and was swallowed"
