@@ -290,6 +290,15 @@ class PahoCollector(ABC):
     def connection_lost(self) -> None:  # noqa: B027 (a hook: not every protocol needs it)
         """The broker connection broke (paho reconnects): what the protocol must remember of that."""
 
+    def prepare(self, client: Any) -> None:  # noqa: B027 (a hook)
+        """Before the first connect (a will message, say)."""
+
+    def connected(self, client: Any) -> None:  # noqa: B027 (a hook)
+        """After every (re)connect, once the subscriptions are requested (an online message, say)."""
+
+    def stopping(self, client: Any) -> None:  # noqa: B027 (a hook)
+        """Before a clean disconnect (an offline message, say)."""
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Connect and subscribe (again after every reconnect); raises :class:`SourceError` when unreachable."""
@@ -300,6 +309,7 @@ class PahoCollector(ABC):
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        self.prepare(client)
         try:
             client.connect(self.broker.host, self.broker.port, keepalive=30)
         except OSError as exc:
@@ -328,9 +338,12 @@ class PahoCollector(ABC):
 
     def stop(self) -> None:
         if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
-            self._client = None
+            try:
+                self.stopping(self._client)
+            finally:
+                self._client.disconnect()
+                self._client.loop_stop()
+                self._client = None
 
     def __enter__(self) -> Self:
         self.start()
@@ -369,6 +382,7 @@ class PahoCollector(ABC):
         self.ever_connected = True
         self.counters["connects"] += 1
         client.subscribe([(topic, self.source.qos) for topic in self.topics()])
+        self.connected(client)
 
     def _on_subscribe(self, _client: Any, _userdata: Any, _mid: int, reason_codes: Any, _props: Any) -> None:
         # Only the broker's SUBACK means messages will flow; anything published before it is not ours.

@@ -17,12 +17,21 @@ a time (``handle(topic, payload, now)`` -> events); it needs no broker, so it is
   the node; at the device's next birth a :class:`Gap` (reason ``connection_lost``) covers the time since its last
   value, on the collector's clock, before the birth's values. Messages of a node without a birth are counted
   (``no_birth``) and dropped: their aliases cannot be known.
+- **Rebirth** (``rebirth = true``, the default): data of a node without a birth (the collector started after it),
+  an unknown alias or a skipped ``seq`` makes the collector publish ``NCMD`` ``Node Control/Rebirth`` = true to
+  that node (at most once per ``rebirth_interval_s`` until its NBIRTH), counted as ``rebirth_requests``.
+- **Primary host STATE** (``host_id``): ``spBv1.0/STATE/<host_id>``, retained, QoS 1, JSON
+  ``{"online": true, "timestamp": ms}`` on every connect; ``online: false`` when the collector stops, and as
+  its will when it dies, so edge nodes that wait for their primary host know whether it listens.
 - Event time: the metric's timestamp, else the payload's (ms since the epoch), else the collector's clock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -125,6 +134,18 @@ def metric_value(metric: Any) -> float | None:
     return None
 
 
+def rebirth_command(now_ms: int) -> bytes:
+    """An NCMD payload asking an edge node to publish its births again (``Node Control/Rebirth`` = true).
+
+    >>> p = Payload.FromString(rebirth_command(1767225600000))
+    >>> [(m.name, m.datatype, m.boolean_value) for m in p.metrics]
+    [('Node Control/Rebirth', 11, True)]
+    """
+    payload = Payload(timestamp=now_ms)
+    payload.metrics.add(name="Node Control/Rebirth", timestamp=now_ms, datatype=BOOLEAN, boolean_value=True)
+    return bytes(payload.SerializeToString())
+
+
 def _ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000.0, UTC)
 
@@ -154,6 +175,9 @@ class SparkplugDecoder:
         self._dead: dict[str, datetime] = {}
         """Machines whose device died, with the collector clock of their last value: a Gap at the next birth."""
         self._logged: set[tuple[str, str]] = set()
+        self._asked: dict[str, float] = {}
+        """Edge node -> clock (s) of its last rebirth request, until its NBIRTH."""
+        self._rebirths: list[str] = []
 
     def topics(self) -> list[str]:
         return [
@@ -174,6 +198,22 @@ class SparkplugDecoder:
             return None
         return machine
 
+    def take_rebirths(self) -> list[str]:
+        """The edge nodes to ask for a rebirth now (each once per ``rebirth_interval_s`` until it is reborn)."""
+        out, self._rebirths = self._rebirths, []
+        return out
+
+    def _ask_rebirth(self, edge: str, now: datetime) -> None:
+        if not self.source.rebirth:
+            return
+        clock = now.timestamp()
+        asked = self._asked.get(edge)
+        if asked is not None and clock - asked < self.source.rebirth_interval_s:
+            return
+        self._asked[edge] = clock
+        self.counters["rebirth_requests"] += 1
+        self._rebirths.append(edge)
+
     def handle(self, topic: str, data: bytes, now: datetime | None = None) -> list[Event]:
         now = now or utcnow()
         parts = topic.split("/")
@@ -189,11 +229,14 @@ class SparkplugDecoder:
             return []
         node = self._nodes.setdefault(edge, _Node())
         if kind == "NBIRTH":
+            self._asked.pop(edge, None)
             return self._nbirth(edge, node, payload)
         if kind == "NDEATH":
             return self._ndeath(edge, node, payload)
         if not node.online:
             self._once("no_birth", f"{kind} from edge node {edge} before its NBIRTH; dropped")
+            if kind in ("DDATA", "NDATA", "DBIRTH"):
+                self._ask_rebirth(edge, now)
             return []
         out = self._check_seq(edge, node, payload, now)
         if kind == "DBIRTH" and device is not None:
@@ -247,6 +290,7 @@ class SparkplugDecoder:
         if expected is None or seq == expected:
             return []
         self._once("seq_gap", f"edge node {edge}: seq {seq} after {(expected - 1) % 256}: messages were lost")
+        self._ask_rebirth(edge, now)  # a lost birth would leave aliases unknown: the node states them again
         out: list[Event] = []
         for device in node.devices:
             machine = self.source.devices.get(f"{edge}/{device}", self.source.devices.get(device, device))
@@ -287,6 +331,7 @@ class SparkplugDecoder:
                 known = node.aliases.get(int(m.alias)) if m.HasField("alias") else None
                 if known is None or known[0] != device:
                     self._once("unknown_alias", f"{edge}/{device}: alias {m.alias} was not in its DBIRTH")
+                    self._ask_rebirth(edge, now)
                     continue
                 name, datatype = known[1], known[2]
             sensor = self.source.metrics.get(name, name)
@@ -346,8 +391,40 @@ class SparkplugCollector(PahoCollector):
         assert self.delivery is not None, "start the collector with a delivery"
         with self._lock:
             events = self.decoder.handle(topic, payload)
+            rebirths = self.decoder.take_rebirths()
         for event in events:
             self.delivery(event)
+        for edge in rebirths:
+            self._ask_rebirth(edge)
+
+    def _ask_rebirth(self, edge: str) -> None:
+        client = self._client
+        if client is None:
+            return
+        topic = f"spBv1.0/{self.source.group_id}/NCMD/{edge}"
+        client.publish(topic, rebirth_command(int(time.time() * 1000)), qos=0)
+        log.info("sparkplug %s: asked edge node %s to rebirth (%s)", self.name, edge, topic)
+
+    # ------------------------------------------------------------------ primary host STATE (Sparkplug 3.0)
+    def _state(self, online: bool) -> tuple[str, bytes]:
+        body = json.dumps({"online": online, "timestamp": int(time.time() * 1000)})
+        return f"spBv1.0/STATE/{self.source.host_id}", body.encode()
+
+    def prepare(self, client: Any) -> None:
+        if self.source.host_id is not None:
+            topic, body = self._state(False)
+            client.will_set(topic, body, qos=1, retain=True)
+
+    def connected(self, client: Any) -> None:
+        if self.source.host_id is not None:
+            topic, body = self._state(True)
+            client.publish(topic, body, qos=1, retain=True)
+
+    def stopping(self, client: Any) -> None:
+        if self.source.host_id is not None:
+            topic, body = self._state(False)
+            with contextlib.suppress(Exception):  # a broker that is gone gets the will instead
+                client.publish(topic, body, qos=1, retain=True).wait_for_publish(2.0)
 
 
 def main(argv: list[str]) -> int:

@@ -263,6 +263,14 @@ class SparkplugSource(Section):
     """``"<edge node>/<device>"`` or ``"<device>"`` -> machine id; default: the device id is the machine id."""
     metrics: dict[str, str] = {}
     """Metric name -> sensor; default: the metric name is the sensor."""
+    rebirth: bool = True
+    """Ask an edge node to rebirth (NCMD ``Node Control/Rebirth``) when its aliases cannot be known: data before
+    its birth (the collector started later), an unknown alias, a skipped ``seq``."""
+    rebirth_interval_s: float = Field(default=5.0, gt=0)
+    """At most one rebirth request per edge node within this time (its NBIRTH may take a moment)."""
+    host_id: str | None = Field(default=None, pattern=r"^[^/#+]+$")
+    """Primary host application id: publishes ``spBv1.0/STATE/<host_id>`` (retained, QoS 1) online when it
+    connects, and offline when it stops or as its will; none by default."""
 
 
 class MqttMapping(ReadingMapping):

@@ -87,3 +87,34 @@ def test_unknown_devices_and_garbage_are_counted(example_config: VigilConfig) ->
     assert d.handle("spBv1.0/other/DDATA/e/PMP-001", payload(2)) == []  # another group: not this source's
     readings = d.handle("spBv1.0/plant/DBIRTH/e/PMP-001", payload(2, *birth_metrics()))
     assert {r.sensor for r in readings if isinstance(r, Reading)} == {"flow"}  # 'Speed' unmapped here
+
+
+def test_rebirth_is_requested_when_aliases_cannot_be_known_once_per_interval(example_config: VigilConfig) -> None:
+    source = SparkplugSource(name="spb", group_id="plant", devices={"pumps/P1": "PMP-001"}, rebirth_interval_s=5)
+    d = SparkplugDecoder(source, example_config)
+
+    def send(topic: str, data: bytes, at_s: float) -> list[str]:
+        d.handle(f"spBv1.0/plant/{topic}", data, T0 + timedelta(seconds=at_s))
+        return d.take_rebirths()
+
+    # The collector started after the node's birth: its data cannot be read, so the node is asked to rebirth,
+    # once per interval (its NBIRTH may take a moment), and again after the interval.
+    assert send("DDATA/pumps/P1", payload(7, {"alias": 1, "double_value": 1.0}), 0) == ["pumps"]
+    assert send("DDATA/pumps/P1", payload(8, {"alias": 1, "double_value": 1.0}), 1) == []
+    assert send("DDATA/pumps/P1", payload(9, {"alias": 1, "double_value": 1.0}), 6) == ["pumps"]
+    assert d.counters["rebirth_requests"] == 2
+    send("NBIRTH/pumps", payload(0, {"name": "bdSeq", "datatype": INT64, "long_value": 1}), 6.5)
+    send("DBIRTH/pumps/P1", payload(1, *birth_metrics()), 6.6)
+    assert send("DDATA/pumps/P1", payload(2, {"alias": 1, "double_value": 2.0}), 7) == []  # reborn: readable
+    # An alias the birth did not declare, right after the birth: asked again at once (the NBIRTH reset the timer).
+    assert send("DDATA/pumps/P1", payload(3, {"alias": 9, "double_value": 2.0}), 7.5) == ["pumps"]
+    # A skipped seq (a lost message may have been a birth) asks too, after the interval.
+    assert send("DDATA/pumps/P1", payload(9, {"alias": 1, "double_value": 3.0}), 13) == ["pumps"]
+    assert d.counters["rebirth_requests"] == 4
+
+
+def test_no_rebirth_requests_when_turned_off(example_config: VigilConfig) -> None:
+    source = SparkplugSource(name="spb", group_id="plant", rebirth=False)
+    d = SparkplugDecoder(source, example_config)
+    d.handle("spBv1.0/plant/DDATA/pumps/P1", payload(7, {"alias": 1, "double_value": 1.0}), T0)
+    assert d.take_rebirths() == [] and d.counters["rebirth_requests"] == 0 and d.counters["no_birth"] == 1
