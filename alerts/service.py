@@ -72,6 +72,7 @@ from vigil.contracts import (
 )
 from vigil.exceptions import ConfigError, ContractError, ProducerFenced, TransactionAborted, VigilError
 from vigil.influx import InfluxError, InfluxSink, RejectedLine, Schema, dead_letter_rejected, ensure_target
+from vigil.kafka_access import require_access
 from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 from vigil.transactions import TransactionalProducer
 
@@ -164,6 +165,11 @@ class AlertService:
         # Outages at start-up are waited out (until stopped); a missing database is created, a missing bucket or
         # retention policy stops here, named.
         ensure_topics(c.kafka, pipeline_topics(c.kafka, c.topics), stop=self.stop)
+        require_access(
+            c.kafka,
+            read=[("topics.predictions", c.topics.predictions), ("topics.drift", c.topics.drift)],
+            write=[("topics.alerts", c.topics.alerts), ("topics.dead_letter", c.topics.dead_letter)],
+        )
         ensure_target(c.influx, wait_s=math.inf, stop=self.stop)
         # The plain idempotent producer is for what is not part of a batch: POST /maintenance and the dead letters
         # of alert points InfluxDB refused. A batch's records go through the transactional producer (_txn).

@@ -67,6 +67,7 @@ from vigil.bus import (
 from vigil.config import VigilConfig, load_config
 from vigil.contracts import FeatureVector, encode
 from vigil.exceptions import BusError, ConfigError, ContractError
+from vigil.kafka_access import require_access
 from vigil.transactions import TransactionalProducer, make_read_committed_consumer, transaction_timeout_ms
 
 if TYPE_CHECKING:
@@ -146,6 +147,11 @@ class FeatureService(Checkpointing):
         if topics.readings_pattern is None:
             specs += [TopicSpec(t, kafka.partitions) for t in topics.reading_topics()]
         ensure_topics(kafka, specs)
+        require_access(
+            kafka,
+            read=[("topics.readings", t) for t in topics.reading_topics() if topics.readings_pattern is None],
+            write=[("topics.features", topics.features), ("topics.dead_letter", topics.dead_letter)],
+        )
         # Partitioned like the readings, so that a worker restores only its partitions' machines (a pattern's
         # topics may not exist yet: the configured count then).
         readings = kafka.partitions if topics.readings_pattern is not None else partition_count(kafka, topics.readings)

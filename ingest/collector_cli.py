@@ -28,7 +28,8 @@ from ingest.publisher import IngestMetrics, KafkaPublisher
 from ingest.validation import Validator
 from vigil.bus import TopicSpec, ensure_topics
 from vigil.config import VigilConfig, load_config
-from vigil.exceptions import VigilError
+from vigil.exceptions import KafkaRefused, VigilError
+from vigil.kafka_access import require_access
 from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,16 @@ def ensure_reading_topics(config: VigilConfig) -> None:
     down is no reason not to go on (spool). Collectors leave this to their publisher instead (never waiting)."""
     try:
         ensure_topics(config.kafka, reading_topics(config))
+        topics = config.topics
+        require_access(
+            config.kafka,
+            write=[
+                *(("topics.readings", t) for t in topics.reading_topics()),
+                ("topics.dead_letter", topics.dead_letter),
+            ],
+        )
+    except KafkaRefused:
+        raise  # credentials, certificate or ACLs: spooling would only hide it
     except Exception as exc:  # Kafka may be down: the publisher spools until it is back.
         log.warning("could not ensure topics (%s); continuing", exc)
 

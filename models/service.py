@@ -80,6 +80,7 @@ from vigil.contracts import (
     utcnow,
 )
 from vigil.exceptions import BusError, ContractError, TransactionAborted
+from vigil.kafka_access import require_access
 from vigil.transactions import TransactionalProducer, make_read_committed_consumer, transaction_timeout_ms
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,15 @@ class ModelService:
         ensure_topics(
             kafka,
             [*pipeline_topics(kafka, topics), changelog_topic(topics, SERVICE), TopicSpec(topics.audit, 1)],
+        )
+        require_access(
+            kafka,
+            read=[("topics.features", topics.features), ("topics.maintenance", topics.maintenance)],
+            write=[
+                ("topics.predictions", topics.predictions),
+                ("topics.drift", topics.drift),
+                ("topics.dead_letter", topics.dead_letter),
+            ],
         )
         self._partitions = partition_count(kafka, topics.features)
         maintenance = partition_count(kafka, topics.maintenance)

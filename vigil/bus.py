@@ -17,7 +17,7 @@ from typing import Any
 
 from vigil.config.connections import KafkaSettings, Topics
 from vigil.contracts import DeadLetter, encode
-from vigil.exceptions import BusError
+from vigil.exceptions import BusError, KafkaRefused
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,13 @@ def ensure_topics(
         try:
             created = _create_missing_topics(kafka, wanted)
         except (KafkaError, OSError) as exc:
+            if attempts == 0 or time.monotonic() - last_logged >= 60.0:
+                # A refused login or certificate is configuration, not weather: fail at once, naming the key.
+                from vigil.kafka_access import diagnose
+
+                problem = diagnose(kafka)
+                if problem is not None:
+                    raise KafkaRefused(problem) from exc
             if isinstance(exc, KafkaError) and not exc.retriable:
                 raise BusError(f"kafka: cannot create topics: {type(exc).__name__}: {exc}") from exc
             attempts += 1
@@ -177,7 +184,9 @@ def _create_missing_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(**kafka.client_kwargs(), client_id=f"{kafka.client_id}-admin")
+    # A short bootstrap: ensure_topics retries an unreachable broker itself, and a refused login or certificate
+    # (which kafka-python would retry for the default 30 s) is reported sooner.
+    admin = KafkaAdminClient(**kafka.client_kwargs(), client_id=f"{kafka.client_id}-admin", bootstrap_timeout_ms=8000)
     try:
         existing = set(admin.list_topics())
         wanted = [s for s in specs if s.name not in existing]

@@ -38,6 +38,11 @@ class BusError(VigilError):
     """Kafka did not answer what a stage needs to start (a topic's metadata)."""
 
 
+class KafkaRefused(BusError):
+    """A secured Kafka refused this service: its credentials, the broker's certificate, or the ACLs. Retrying with
+    the same settings cannot help; the message names the setting."""
+
+
 class ServiceError(VigilError):
     """A managed service (Kafka, InfluxDB, Mosquitto) could not be installed, started or stopped."""
 
