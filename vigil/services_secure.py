@@ -258,6 +258,9 @@ class SecureKafka(Kafka):
         )
         _wait("secure Kafka", self.ready, 120, self.home / "server.log")
 
+    def down(self) -> bool:
+        return _stop_pid("secure Kafka", self.pid_file, timeout=45)
+
     def status(self) -> str:
         where = f"{self.sc.host}:{self.sc.kafka_port} (SASL_SSL)"
         ready = self.ready() if self.running() else False

@@ -14,9 +14,11 @@ returns what arrived instead of raising, so that the test's own assertion says w
 from __future__ import annotations
 
 import contextlib
+import socket
+import socketserver
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from vigil.bus import make_consumer
@@ -131,3 +133,37 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
         time.sleep(0.2)
+
+
+class _Forward(socketserver.BaseRequestHandler):
+    target: tuple[str, int]
+
+    def handle(self) -> None:
+        with socket.create_connection(self.target, timeout=10) as upstream:
+
+            def pump(src: socket.socket, dst: socket.socket) -> None:
+                with contextlib.suppress(OSError):
+                    while data := src.recv(65536):
+                        dst.sendall(data)
+                with contextlib.suppress(OSError):
+                    dst.shutdown(socket.SHUT_WR)
+
+            back = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
+            back.start()
+            pump(self.request, upstream)
+            back.join(10)
+
+
+@contextlib.contextmanager
+def forwarded(target: tuple[str, int], host: str = "127.0.0.2") -> Iterator[tuple[str, int]]:
+    """A TCP forwarder on ``host`` (an address the servers' certificates do not name) to ``target``."""
+    handler = type("Forward", (_Forward,), {"target": target})
+    server = socketserver.ThreadingTCPServer((host, 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield host, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

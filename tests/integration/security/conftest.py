@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import socketserver
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,37 +129,3 @@ def secure_topics(secure: SecureStack, unique: str) -> Iterator[Topics]:
                 admin.delete_topics(names, timeout_ms=30_000)
     finally:
         admin.close()
-
-
-class _Forward(socketserver.BaseRequestHandler):
-    target: tuple[str, int]
-
-    def handle(self) -> None:
-        with socket.create_connection(self.target, timeout=10) as upstream:
-
-            def pump(src: socket.socket, dst: socket.socket) -> None:
-                with contextlib.suppress(OSError):
-                    while data := src.recv(65536):
-                        dst.sendall(data)
-                with contextlib.suppress(OSError):
-                    dst.shutdown(socket.SHUT_WR)
-
-            back = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
-            back.start()
-            pump(self.request, upstream)
-            back.join(10)
-
-
-@contextlib.contextmanager
-def forwarded(target: tuple[str, int], host: str = "127.0.0.2") -> Iterator[tuple[str, int]]:
-    """A TCP forwarder on ``host`` (an address the servers' certificates do not name) to ``target``."""
-    handler = type("Forward", (_Forward,), {"target": target})
-    server = socketserver.ThreadingTCPServer((host, 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield host, server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
