@@ -67,9 +67,12 @@ def plant_toml(machines: int, sensors: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def generate(env: dict[str, str], machines: int, sensors: int, hz: float, seconds: float, out: Any) -> None:
-    """The load generator (its own process): every 1/hz s, one reading of every sensor of every machine, stamped
-    with the tick's wall-clock time, into the collectors' publisher."""
+def generate(
+    env: dict[str, str], machines: range, sensors: int, hz: float, start: float, seconds: float, out: Any
+) -> None:
+    """One load generator (its own process, like one collector): every 1/hz s from ``start``, one reading of every
+    sensor of its ``machines``, stamped with the tick's time, into the collectors' publisher; until ``seconds``
+    of wall clock have passed (a generator that falls behind offers less, and says how far behind it was)."""
     os.environ.update(env)
     from ingest.publisher import KafkaPublisher
     from vigil.config import load_config
@@ -77,22 +80,21 @@ def generate(env: dict[str, str], machines: int, sensors: int, hz: float, second
 
     config = load_config()
     names = [LIMITED, RUNNING, *(f"s{i:02d}" for i in range(2, sensors))]
-    ids = [f"M{m:05d}" for m in range(machines)]
+    ids = [f"M{m:05d}" for m in machines]
     rng = random.Random(7)
     base = {name: rng.uniform(10.0, 90.0) for name in names}
     base[RUNNING] = 1500.0
-    publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source="bench")
+    source = f"bench-{machines.start}"  # its own spool
+    publisher = KafkaPublisher(config.kafka, config.topics, config.spool, config.publish, source=source)
     publisher.start()
-    # Ticks on the epoch's 1/hz grid (as windows are aligned): a reading lands exactly at a window's end + grace,
-    # so what is measured from the close is the pipeline, not the wait for the next sample.
-    started = math.ceil(time.time() * hz + 1) / hz
+    started = start
     cpu0 = time.process_time()
     tick = 0
     behind = 0.0
     try:
         while True:
             due = started + tick / hz
-            if due - started >= seconds:
+            if due - started >= seconds or time.time() - started >= seconds:
                 break
             wait = due - time.time()
             if wait > 0:
@@ -114,6 +116,7 @@ def generate(env: dict[str, str], machines: int, sensors: int, hz: float, second
     out.put(
         {
             "readings": publisher.counters.added,
+            "ticks": tick,
             "seconds": round(time.time() - started, 1),
             "cpu_s": round(time.process_time() - cpu0, 1),
             "max_behind_s": round(behind, 3),
@@ -218,7 +221,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             {
                 "VIGIL_CONFIG": str(plant),
                 "PYTHONPATH": str(ROOT),
-                "VIGIL_LOG_LEVEL": "WARNING",
+                "VIGIL_LOG_LEVEL": os.environ.get("VIGIL_LOG_LEVEL", "WARNING"),
                 "VIGIL_KAFKA__PARTITIONS": str(args.partitions),
                 "VIGIL_WINDOWS__SIZE_S": str(args.window_s),
                 "VIGIL_WINDOWS__GRACE_S": str(args.grace_s),
@@ -252,7 +255,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "features": [*cli, "features"],
         }
         procs: dict[str, subprocess.Popen[bytes]] = {}
-        logs = {name: open(Path(tmp) / f"{name}.log", "wb") for name in commands}  # noqa: SIM115
+        log_dir = ROOT / ".vigil" / f"bench-plant-{run_id}"  # kept: what each service said
+        log_dir.mkdir(parents=True, exist_ok=True)
+        logs = {name: open(log_dir / f"{name}.log", "wb") for name in commands}  # noqa: SIM115
         recorder = LatencyRecorder(
             config.kafka, [config.topics.features, config.topics.predictions, config.topics.alerts], args.grace_s
         )
@@ -263,17 +268,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(args.warmup_s)  # the groups form and the producers start before the load begins
             recorder.start()
             queue: Any = multiprocessing.Queue()
-            generator = multiprocessing.Process(
-                target=generate, args=(env, args.machines, args.sensors, args.hz, args.seconds, queue)
-            )
-            generator.start()
-            assert generator.pid is not None
-            sampler = Sampler(
-                config.kafka, {**{n: p.pid for n, p in procs.items()}, "generator": generator.pid}, groups
-            )
+            # Ticks on the epoch's 1/hz grid (as windows are aligned): a reading lands exactly at a window's end +
+            # grace, so what is measured from the close is the pipeline, not the wait for the next sample.
+            start = math.ceil(time.time() * args.hz + 2) / args.hz
+            n = args.generators
+            shares = [range(args.machines * i // n, args.machines * (i + 1) // n) for i in range(n)]
+            generators = [
+                multiprocessing.Process(
+                    target=generate, args=(env, share, args.sensors, args.hz, start, args.seconds, queue)
+                )
+                for share in shares
+            ]
+            for g in generators:
+                g.start()
+            pids = {name: p.pid for name, p in procs.items()}
+            pids.update({f"generator{i}": g.pid for i, g in enumerate(generators) if g.pid is not None})
+            sampler = Sampler(config.kafka, pids, groups)
             sampler.start()
-            generator.join(args.seconds + 120)
-            gen = queue.get(timeout=30) if not queue.empty() else {"error": "generator gave no report"}
+            reports = []
+            for g in generators:
+                g.join(args.seconds + 180)
+            while not queue.empty() and len(reports) < n:
+                reports.append(queue.get(timeout=10))
+            gen: dict[str, Any] = {
+                "processes": n,
+                "readings": sum(r["readings"] for r in reports),
+                "seconds": max((r["seconds"] for r in reports), default=0.0),
+                "cpu_s": round(sum(r["cpu_s"] for r in reports), 1),
+                "max_behind_s": max((r["max_behind_s"] for r in reports), default=0.0),
+                **({} if len(reports) == n else {"error": f"{n - len(reports)} generator(s) gave no report"}),
+            }
             time.sleep(args.window_s + args.grace_s + 3)  # the last windows close and flow through
             sampler.stop()
             recorder.stop()
@@ -289,7 +313,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f.close()
         exits = {name: proc.returncode for name, proc in procs.items()}
         tails = {
-            name: (Path(tmp) / f"{name}.log").read_text(errors="replace")[-1500:]
+            name: (log_dir / f"{name}.log").read_text(errors="replace")[-1500:]
             for name, code in exits.items()
             if code not in (0, -15)
         }
@@ -297,7 +321,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     measured = [r for r in rows if r["t"] <= args.seconds]
     span = (measured[-1]["t"] - measured[0]["t"]) if len(measured) > 1 else 0.0
     cpu: dict[str, Any] = {}
-    for name in [*commands, "generator"]:
+    for name in [*commands, *(f"generator{i}" for i in range(args.generators))]:
         series = [(r["t"], r[f"{name}_cpu_s"]) for r in measured if r.get(f"{name}_cpu_s")]
         if len(series) > 1 and series[-1][0] > series[0][0]:
             cpu[name] = {
@@ -339,6 +363,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "lag_over_time": [{k: v for k, v in r.items() if k == "t" or "_lag" in k} for r in rows],
         "sampled_s": round(span, 1),
         "exits": exits,
+        "logs": str(log_dir),
         **({"failed_logs": tails} if tails else {}),
         **({"recorder_error": repr(recorder.error)} if recorder.error else {}),
     }
@@ -354,6 +379,7 @@ def main() -> int:
     parser.add_argument("--grace-s", type=float, default=2.0)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--format", default="packed", choices=("rows", "columns", "packed"))
+    parser.add_argument("--generators", type=int, default=2, help="load generator processes (machines split)")
     parser.add_argument("--warmup-s", type=float, default=8.0, help="seconds for the services to start first")
     parser.add_argument("--smoke", action="store_true", help="50 machines for 20 s: that it works")
     args = parser.parse_args()
