@@ -63,6 +63,8 @@ def fill_influx(sink: InfluxSink, config: VigilConfig, days: float, end: datetim
                     lines.append(
                         f"contributions,{tags},model=logistic,feature={f} value=1.0,normal=1.0,contribution={p / rank:.3f},rank={rank}i {ns}"
                     )
+        if m.id not in detailed:  # every machine's operating state, as the feature worker writes it
+            lines.append(f'features,{tags} state="running" {int((end - STEP).timestamp()) * 1_000_000_000}')
         sink.add_all(lines)
         written += len(lines)
         if len(sink) >= 50_000:
@@ -87,13 +89,15 @@ def main() -> None:
     parser.add_argument("--open", type=int, default=200, help="open episodes")
     parser.add_argument("--repeat", type=int, default=40, help="requests per page")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the InfluxDB database (its name is printed)")
+    parser.add_argument("--reuse", default=None, help="a database kept by --keep with the same sizes: no writing")
     args = parser.parse_args()
     if args.smoke:
         args.machines, args.days, args.open, args.repeat = 20, 1.0, 5, 3
     example = load_config(None)
     run = uuid.uuid4().hex[:8]
     influx_url = os.environ.get("VIGIL_INFLUX__URL", example.influx.url)
-    db = f"bench_console_{run}"
+    db = args.reuse or f"bench_console_{run}"
     server = InfluxSink(example.influx.model_copy(update={"url": influx_url, "database": db}))
     server.query(f'CREATE DATABASE "{db}"')
     topics = example.topics.model_copy(
@@ -113,9 +117,10 @@ def main() -> None:
             end = datetime.now(UTC).replace(second=0, microsecond=0)
             ids = sorted(config.machines_by_id)
             detailed = ids[:10]
-            started = time.perf_counter()
-            points = fill_influx(InfluxSink(influx), config, args.days, end, detailed)
-            print(f"InfluxDB: {points:,} points written in {time.perf_counter() - started:.0f} s")
+            if args.reuse is None:
+                started = time.perf_counter()
+                points = fill_influx(InfluxSink(influx), config, args.days, end, detailed)
+                print(f"InfluxDB: {points:,} points written in {time.perf_counter() - started:.0f} s")
 
             service = AlertService(config, group_id=f"bench-console-{run}")
             service.setup()
@@ -170,7 +175,10 @@ def main() -> None:
                 loop.join(timeout=30)
                 service.close()
     finally:
-        server.query(f'DROP DATABASE "{db}"')
+        if args.keep or args.reuse:
+            print(f"kept InfluxDB database {db}")
+        else:
+            server.query(f'DROP DATABASE "{db}"')
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from alerts.exceptions import UnknownAlertError
 from alerts.web import api, pages
 from alerts.web.auth import Access
-from alerts.web.data import TTLCache
+from alerts.web.data import Fleet, TTLCache
 from vigil.influx import InfluxSink
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ def create_app(service: AlertService) -> FastAPI:
     app.state.access = Access(a)
     app.state.sink = InfluxSink(service.config.influx)
     app.state.cache = TTLCache(ttl_s=10.0)
+    app.state.fleet = Fleet()
     secret = a.session_secret.get_secret_value() if a.session_secret else secrets.token_urlsafe(32)
     app.add_middleware(
         SessionMiddleware,

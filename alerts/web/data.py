@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -66,24 +67,74 @@ def latest_prediction(sink: InfluxSink, machine: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
+RAW_POINTS = 1500
+"""Beyond this many 10-minute windows (~10 days) the Machine page's series are aggregated into as many buckets
+(max per bucket: a peak of risk or a sensor's excursion towards its limit stays visible)."""
+
+
+def _bucket_s(start: datetime, end: datetime) -> int | None:
+    """The aggregation bucket for a window, or None to read raw points.
+
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> _bucket_s(t, t + timedelta(days=7)) is None, _bucket_s(t, t + timedelta(days=30))
+    (True, 1800)
+    """
+    span = (end - start).total_seconds()
+    if span / 600 <= RAW_POINTS:
+        return None
+    return int(-(-span // RAW_POINTS // 600) * 600)
+
+
+def _select(fields: list[str], bucket: int | None, last: tuple[str, ...] = ()) -> str:
+    if bucket is None:
+        return ", ".join(_field(f) for f in fields)
+    return ", ".join(f"{'last' if f in last else 'max'}({_field(f)}) AS {_field(f)}" for f in fields)
+
+
+def _grouped(bucket: int | None) -> str:
+    return "" if bucket is None else f" GROUP BY time({bucket}s) fill(none)"
+
+
 def machine_page(sink: InfluxSink, config: VigilConfig, machine: str, days: float, now: datetime) -> dict[str, Any]:
     """Risk, anomaly score, top sensors (with their hard limits), episodes and maintenance over ``days`` up to the
-    machine's latest prediction (or now): one time axis."""
+    machine's latest prediction (or now): one time axis. Independent queries run side by side."""
     resolved = config.machines_by_id[machine]
-    last = latest_prediction(sink, machine)
-    end = datetime.fromtimestamp(_s(last["time"]), UTC) + timedelta(seconds=1) if last else now
-    start = end - timedelta(days=days)
-    where = _where(machine, start, end)
-    preds = sink.query(
-        f'SELECT "p_failure", "anomaly_score", "anomaly_threshold", "threshold" FROM "{PREDICTIONS}" WHERE {where}'
-    )
-    top = sink.query(f'SELECT max("contribution") AS c FROM "{CONTRIBUTIONS}" WHERE {where} GROUP BY "feature"')
-    features = [r["feature"] for r in sorted(top, key=lambda r: -(r.get("c") or 0.0)) if r.get("feature")]
-    features = [f for f in features if sensor_of(f) in resolved.sensors][:TOP_SENSORS]
-    if not features:  # no contributions yet (cold start): the type's key sensors, else its first ones
-        keys = [s for s, spec in resolved.sensors.items() if spec.key] or list(resolved.sensors)
-        features = [f"{s}.mean" for s in keys[:TOP_SENSORS]]
-    rows = sink.query(f'SELECT {", ".join(_field(f) for f in features)} FROM "{FEATURES}" WHERE {where}')
+    with ThreadPoolExecutor(4, thread_name_prefix="vigil-console-query") as pool:
+        state_q = pool.submit(
+            sink.query, f'SELECT last("state") AS state FROM "{FEATURES}" WHERE "machine" = {_quote(machine)}'
+        )
+        last = latest_prediction(sink, machine)
+        end = datetime.fromtimestamp(_s(last["time"]), UTC) + timedelta(seconds=1) if last else now
+        start = end - timedelta(days=days)
+        where = _where(machine, start, end)
+        wide = _where(machine, start, max(end, now + timedelta(minutes=1)))
+        bucket = _bucket_s(start, end)
+        risk_fields = ["p_failure", "anomaly_score", "anomaly_threshold", "threshold"]
+        preds_q = pool.submit(
+            sink.query,
+            f'SELECT {_select(risk_fields, bucket, ("anomaly_threshold", "threshold"))} FROM "{PREDICTIONS}" '
+            f"WHERE {where}{_grouped(bucket)}",
+        )
+        transitions_q = pool.submit(
+            sink.query,
+            f'SELECT "alert_id", "kind", "status", "seq", "severity", "opened_at_ns" FROM "{ALERTS}" WHERE {wide}',
+        )
+        maintenance_q = pool.submit(
+            sink.query, f'SELECT "event_kind", "failure_mode", "text" FROM "{MAINTENANCE}" WHERE {wide}'
+        )
+        top = sink.query(f'SELECT max("contribution") AS c FROM "{CONTRIBUTIONS}" WHERE {where} GROUP BY "feature"')
+        features = [r["feature"] for r in sorted(top, key=lambda r: -(r.get("c") or 0.0)) if r.get("feature")]
+        features = [f for f in features if sensor_of(f) in resolved.sensors][:TOP_SENSORS]
+        if not features:  # no contributions yet (cold start): the type's key sensors, else its first ones
+            keys = [s for s, spec in resolved.sensors.items() if spec.key] or list(resolved.sensors)
+            features = [f"{s}.mean" for s in keys[:TOP_SENSORS]]
+        rows = sink.query(f'SELECT {_select(features, bucket)} FROM "{FEATURES}" WHERE {where}{_grouped(bucket)}')
+        preds, transitions, maintenance, state = (
+            preds_q.result(),
+            transitions_q.result(),
+            maintenance_q.result(),
+            state_q.result(),
+        )
     sensors = []
     for f in features:
         spec = resolved.sensors[sensor_of(f)]
@@ -98,10 +149,6 @@ def machine_page(sink: InfluxSink, config: VigilConfig, machine: str, days: floa
                 "v": [p[1] for p in points],
             }
         )
-    wide = _where(machine, start, max(end, now + timedelta(minutes=1)))
-    transitions = sink.query(
-        f'SELECT "alert_id", "kind", "status", "seq", "severity", "opened_at_ns" FROM "{ALERTS}" WHERE {wide}'
-    )
     episodes: dict[str, dict[str, Any]] = {}
     for r in sorted(transitions, key=lambda r: int(r.get("seq") or 0)):
         ep = episodes.setdefault(
@@ -111,19 +158,12 @@ def machine_page(sink: InfluxSink, config: VigilConfig, machine: str, days: floa
         ep.update(state=r.get("status"), severity=r.get("severity"))
         if r.get("status") == "resolved":
             ep["end"] = _s(r["time"])
-    maintenance = sink.query(f'SELECT "event_kind", "failure_mode", "text" FROM "{MAINTENANCE}" WHERE {wide}')
-    state = sink.query(f'SELECT last("state") AS state FROM "{FEATURES}" WHERE "machine" = {_quote(machine)}')
     return {
         "machine": machine,
         "start": start.timestamp(),
         "end": end.timestamp(),
-        "risk": {
-            "t": [_s(r["time"]) for r in preds],
-            "p_failure": [r.get("p_failure") for r in preds],
-            "anomaly_score": [r.get("anomaly_score") for r in preds],
-            "anomaly_threshold": [r.get("anomaly_threshold") for r in preds],
-            "threshold": [r.get("threshold") for r in preds],
-        },
+        "bucket_s": bucket,
+        "risk": {"t": [_s(r["time"]) for r in preds], **{f: [r.get(f) for r in preds] for f in risk_fields}},
         "sensors": sensors,
         "episodes": list(episodes.values()),
         "maintenance": [
@@ -135,13 +175,39 @@ def machine_page(sink: InfluxSink, config: VigilConfig, machine: str, days: floa
     }
 
 
-def fleet(sink: InfluxSink) -> dict[str, dict[str, Any]]:
-    """Every machine's latest probability, decision and operating state (two grouped selector queries)."""
+FRESH_S = 2 * 86400.0
+"""The Fleet page reads each machine's latest prediction from this far back (a bounded query, ~10x cheaper than
+over all time); machines silent for longer are looked up over all time, at most every ``STALE_TTL_S``."""
+STALE_TTL_S = 300.0
+
+
+class Fleet:
+    """Every machine's latest probability and operating state."""
+
+    def __init__(self) -> None:
+        self._stale = TTLCache(ttl_s=STALE_TTL_S)
+
+    def __call__(self, sink: InfluxSink, machines: list[str], now: datetime) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        since = f"time > '{(now - timedelta(seconds=FRESH_S)).isoformat()}'"
+        for r in sink.query(
+            f'SELECT last("p_failure") AS p_failure FROM "{PREDICTIONS}" WHERE {since} GROUP BY "machine"'
+        ):
+            out.setdefault(r["machine"], {})["p_failure"] = r.get("p_failure")
+        for r in sink.query(f'SELECT last("state") AS state FROM "{FEATURES}" WHERE {since} GROUP BY "machine"'):
+            out.setdefault(r["machine"], {})["state"] = r.get("state")
+        if any(m not in out or "state" not in out[m] for m in machines):
+            for m, older in self._stale.get("all", lambda: _latest_all(sink)).items():
+                row = out.setdefault(m, {})
+                for key, value in older.items():
+                    row.setdefault(key, value)
+        return out
+
+
+def _latest_all(sink: InfluxSink) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for r in sink.query(
-        f'SELECT last("p_failure") AS p_failure, last("decision") AS decision FROM "{PREDICTIONS}" GROUP BY "machine"'
-    ):
-        out.setdefault(r["machine"], {}).update(p_failure=r.get("p_failure"), decision=r.get("decision"))
+    for r in sink.query(f'SELECT last("p_failure") AS p_failure FROM "{PREDICTIONS}" GROUP BY "machine"'):
+        out.setdefault(r["machine"], {})["p_failure"] = r.get("p_failure")
     for r in sink.query(f'SELECT last("state") AS state FROM "{FEATURES}" GROUP BY "machine"'):
         out.setdefault(r["machine"], {})["state"] = r.get("state")
     return out

@@ -258,8 +258,11 @@ async def fleet_page(request: Request) -> Response:
     service = _service(request)
     problem = None
     try:
+        ids = sorted(service.config.machines_by_id)
         latest = await asyncio.to_thread(
-            request.app.state.cache.get, "fleet", lambda: data.fleet(request.app.state.sink)
+            request.app.state.cache.get,
+            "fleet",
+            lambda: request.app.state.fleet(request.app.state.sink, ids, datetime.now(UTC)),
         )
     except InfluxError as exc:
         latest, problem = {}, f"InfluxDB did not answer ({type(exc).__name__})"

@@ -5,8 +5,10 @@ viewer cannot acknowledge, a form without its CSRF token is refused. Screenshots
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -121,6 +123,14 @@ def wait_page(browser: Any, condition: Callable[[], Any], timeout: float = 30.0)
     return WebDriverWait(browser, timeout, poll_frequency=0.1).until(lambda _: condition())
 
 
+def row_text(browser: Any, alert_id: str) -> str:
+    """The episode's row on the Now page, read in one step (the live table may be replaced at any moment)."""
+    text = browser.execute_script(
+        "const r = document.querySelector(`tr[data-alert='${arguments[0]}']`); return r ? r.innerText : '';", alert_id
+    )
+    return str(text)
+
+
 def open_episode(running: Running, wait_for: Any) -> str:
     wait_for(lambda: running.service.view.episodes, timeout=60)
     return str(running.service.view.episodes[0]["alert_id"])
@@ -168,7 +178,7 @@ def test_a_planner_sees_acknowledges_and_follows_up_in_the_browser(
         row.find_element(By.CSS_SELECTOR, "button.ack-button").click()
         wait_page(
             browser,
-            lambda: "ack: Ann Planner" in browser.find_element(By.CSS_SELECTOR, f'tr[data-alert="{alert_id}"]').text,
+            lambda: "ack: Ann Planner" in row_text(browser, alert_id),
         )
         wait_for(
             lambda: any(
@@ -270,3 +280,20 @@ def test_a_viewer_cannot_acknowledge_and_a_form_without_its_csrf_token_is_refuse
         for _ in range(3):  # give a wrongly accepted command time to be stored
             running.service.submit(lambda life, now: (None, [])).result(timeout=30)
         assert running.service.view.by_id[alert_id]["acknowledged_by"] is None
+
+        # Live: the page open in the browser shows an acknowledgement made elsewhere, without a reload.
+        browser.get(f"{running.url}/")
+        browser.execute_script("window.notReloaded = true;")
+        request = urllib.request.Request(
+            f"{running.url}/alerts/{alert_id}/ack",
+            data=json.dumps({"by": "Bob on the CLI"}).encode(),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            assert resp.status == 200
+        wait_page(
+            browser,
+            lambda: "ack: Bob on the CLI" in row_text(browser, alert_id),
+        )
+        assert browser.execute_script("return window.notReloaded === true;")
