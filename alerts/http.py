@@ -5,6 +5,9 @@ the JSON API (:mod:`alerts.web.api`, described at ``/openapi.json`` and ``/docs`
 The application is FastAPI/Starlette served by uvicorn on its own thread and asyncio loop; the lifecycle stays on
 the service loop's thread (a change becomes a command handed to it, see :meth:`AlertService.submit`), and pages
 read the snapshot the loop publishes after every commit (:class:`alerts.web.view.View`).
+
+The service's separate metrics port (``--metrics-port``, for probes and Prometheus) runs on the same stack
+(:func:`start_metrics`), so no hand-written HTTP server is left in the alerts service.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from alerts.web.api import episode_json
 
 if TYPE_CHECKING:
     from alerts.service import AlertService
+    from vigil.metrics import ServiceMetrics
 
-__all__ = ["WebServer", "episode_json", "start_api"]
+__all__ = ["WebServer", "episode_json", "start_api", "start_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +47,17 @@ class WebServer:
     def server_close(self) -> None:
         self._sock.close()
 
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
 
-def start_api(service: AlertService, host: str, port: int) -> WebServer:
+    @property
+    def port(self) -> int:
+        return self.server_port
+
+
+def _serve(app: object, host: str, port: int, setting: str, what: str) -> WebServer:
     import uvicorn
-
-    from alerts.web.app import create_app
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -56,10 +66,10 @@ def start_api(service: AlertService, host: str, port: int) -> WebServer:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise AlertsError(f"alerts.http_port: cannot listen on {host}:{port} ({exc})") from exc
+        raise AlertsError(f"{setting}: cannot listen on {host}:{port} ({exc})") from exc
     sock.listen(128)
     config = uvicorn.Config(
-        create_app(service),
+        app,  # type: ignore[arg-type]
         log_config=None,
         access_log=False,
         lifespan="off",
@@ -67,13 +77,29 @@ def start_api(service: AlertService, host: str, port: int) -> WebServer:
         server_header=False,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="vigil-alerts-http", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"vigil-{what}-http", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.01)
     web = WebServer(server, sock, thread)
-    # alerts.http_port = 0 binds a free port: this line (and server_port) tells which.
+    # Port 0 binds a free port: this line (and server_port) tells which; scripts and tests match it.
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-    log.info("listening on http://%s:%d (alerts API)", shown, web.server_port)  # scripts match this line
+    log.info("listening on http://%s:%d (%s)", shown, web.server_port, what)
     return web
+
+
+def start_api(service: AlertService, host: str, port: int) -> WebServer:
+    from alerts.web.app import create_app
+
+    return _serve(create_app(service), host, port, "alerts.http_port", "alerts API")
+
+
+def start_metrics(metrics: ServiceMetrics, port: int, host: str = "127.0.0.1") -> WebServer | None:
+    """The metrics port of ``vigil alerts`` on the same stack (``--metrics-port``; negative: none)."""
+    if port < 0:
+        log.info("metrics endpoint disabled for %s", metrics.service)
+        return None
+    from alerts.web.app import create_metrics_app
+
+    return _serve(create_metrics_app(metrics), host, port, "--metrics-port", "metrics")

@@ -73,7 +73,7 @@ from vigil.contracts import (
 from vigil.exceptions import ConfigError, ContractError, ProducerFenced, TransactionAborted, VigilError
 from vigil.influx import InfluxError, InfluxSink, RejectedLine, Schema, dead_letter_rejected, ensure_target
 from vigil.kafka_access import require_access
-from vigil.metrics import ServiceMetrics, add_metrics_arguments, start_http
+from vigil.metrics import ServiceMetrics, add_metrics_arguments
 from vigil.transactions import TransactionalProducer
 
 log = logging.getLogger(__name__)
@@ -589,7 +589,13 @@ def main(argv: list[str]) -> int:
         print(exc, file=sys.stderr)  # noqa: T201
         return 2
     metrics = ServiceMetrics(SERVICE, liveness_timeout_s=120.0)
-    server = start_http(metrics, args.metrics_port, args.metrics_host)
+    from alerts.http import start_metrics
+
+    try:
+        server = start_metrics(metrics, args.metrics_port, args.metrics_host)
+    except AlertsError as exc:
+        print(f"vigil alerts: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     service = AlertService(config, group_id=args.group, metrics=metrics)
     stop = service.stop
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

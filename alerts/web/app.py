@@ -20,11 +20,39 @@ from alerts.web import api, pages
 from alerts.web.auth import Access
 from alerts.web.data import Fleet, TTLCache
 from vigil.influx import InfluxSink
+from vigil.metrics import ServiceMetrics
 
 if TYPE_CHECKING:
     from alerts.service import AlertService
 
 HERE = Path(__file__).parent
+
+
+def add_ops_routes(app: FastAPI, metrics: ServiceMetrics) -> None:
+    """``/metrics`` (Prometheus text, or OpenMetrics when asked), ``/healthz`` (and ``/livez``), ``/readyz``."""
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return Response(encoder(metrics.registry), media_type=content_type)
+
+    @app.get("/healthz", include_in_schema=False)
+    @app.get("/livez", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        ok, details = metrics.health()
+        return JSONResponse(details, 200 if ok else 503)
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ok, details = metrics.readiness()
+        return JSONResponse(details, 200 if ok else 503)
+
+
+def create_metrics_app(metrics: ServiceMetrics) -> FastAPI:
+    """The service's metrics port (``--metrics-port``) on the same stack: probes and Prometheus only."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    add_ops_routes(app, metrics)
+    return app
 
 
 def create_app(service: AlertService) -> FastAPI:
@@ -73,21 +101,7 @@ def create_app(service: AlertService) -> FastAPI:
             return pages.error_page(request, exc.status_code, str(exc.detail))
         return JSONResponse({"error": str(exc.detail)}, exc.status_code)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return Response(encoder(service.metrics.registry), media_type=content_type)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> JSONResponse:
-        ok, details = service.metrics.health()
-        return JSONResponse(details, 200 if ok else 503)
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        ok, details = service.metrics.readiness()
-        return JSONResponse(details, 200 if ok else 503)
-
+    add_ops_routes(app, service.metrics)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
