@@ -30,7 +30,8 @@ Behind the iterator a supervisor task owns the connection:
   and left out, not polled as one Bad reading after another.
 
 The output queue is bounded (``queue_maxsize``) with an explicit ``overflow`` policy: ``block`` (back-pressure
-into asyncua's own bounded subscription queue) or ``drop_oldest`` (counted as ``dropped_overflow``).
+into asyncua's own bounded subscription queue, 100,000 events, whose drops of the oldest are counted as
+``dropped_overflow`` too) or ``drop_oldest`` (counted as ``dropped_overflow``).
 Values that are not numbers are counted (``wrong_type``) and delivered as ``None`` with the flag; repeated
 samples (same source timestamp, e.g. after a re-subscribe or an unchanged poll) are skipped.
 """
@@ -242,6 +243,7 @@ class OpcUaCollector(QueuedCollector):
         sub = await client.create_subscription(
             params, handler=None, queue_maxsize=max(self.queue_maxsize, 100_000), overflow=OverflowPolicy.DROP_OLDEST
         )
+        self._count_drops(sub)
         handles: dict[int, Binding] = {}
         by_node = {b.nodeid: b for b in self.bindings}
         requests = []
@@ -282,6 +284,28 @@ class OpcUaCollector(QueuedCollector):
             elif isinstance(event, StatusChangeEvent) and not event.notification.Status.is_good():
                 # asyncua reports a lost transport as BadShutdown after firing the connection-lost callback.
                 raise _Lost("connection_lost" if lost.is_set() else f"status_{event.notification.Status.name}")
+
+    def _count_drops(self, sub: Any) -> None:
+        """asyncua drops the oldest event of a full subscription queue without a trace (a consumer slower than
+        the server for long): count each as ``dropped_overflow`` and say so once per connection."""
+        drop = getattr(sub, "_handle_overflow", None)
+        if drop is None:  # another asyncua: nothing to count
+            return
+        warned = False
+
+        def counted(event: Any) -> None:
+            nonlocal warned
+            self.counters["dropped_overflow"] += 1
+            if not warned:
+                warned = True
+                log.warning(
+                    "opcua %s: values arrive faster than they are published; asyncua's subscription queue is "
+                    "full and drops the oldest (counted as dropped_overflow)",
+                    self.source.name,
+                )
+            drop(event)
+
+        sub._handle_overflow = counted
 
     def _monitored_item(self, handle: int, binding: Binding) -> ua.MonitoredItemCreateRequest:
         params = ua.MonitoringParameters()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,9 +14,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from ingest.exceptions import MappingError, OpcUaSecurityError
 from ingest.backoff import Backoff
-from ingest.opcua.collector import to_reading
+from ingest.exceptions import MappingError, OpcUaSecurityError
+from ingest.opcua.collector import OpcUaCollector, to_reading
 from ingest.opcua.mapping import Binding, match_objects, match_sensors, parse_browse_path
 from ingest.opcua.security import check_validity
 from vigil.config import OpcUaPattern, OpcUaSecurity, VigilConfig, load_config
@@ -184,3 +185,21 @@ def test_security_configuration_is_all_or_nothing() -> None:
     }
     with pytest.raises(ConfigError, match=r"sources\.opcua\[0\]\.security: .*server_certificate"):
         load_config(data=data, environ={})
+
+
+def test_drops_in_asyncuas_full_subscription_queue_are_counted(example_config: VigilConfig) -> None:
+    """asyncua drops the oldest event of a full iterator queue silently; the collector counts every drop."""
+    from asyncua.common.subscription import OverflowPolicy, StatusChangeEvent, Subscription
+
+    async def scenario() -> tuple[int, int]:
+        sub = Subscription(
+            None, ua.CreateSubscriptionParameters(), queue_maxsize=2, overflow=OverflowPolicy.DROP_OLDEST
+        )  # type: ignore[arg-type]
+        collector = OpcUaCollector(example_config.sources.opcua[0], example_config)
+        collector._count_drops(sub)
+        for _ in range(5):
+            sub._deliver(StatusChangeEvent(notification=ua.StatusChangeNotification()))
+        assert sub._event_queue is not None
+        return collector.counters["dropped_overflow"], sub._event_queue.qsize()
+
+    assert asyncio.run(scenario()) == (3, 2)  # five events into a queue of two: three dropped, each counted
