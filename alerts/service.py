@@ -47,6 +47,7 @@ from typing import Any
 from alerts.digest import Digester, is_finding
 from alerts.exceptions import AlertsError
 from alerts.lifecycle import Lifecycle, PlantInfo, Transition
+from alerts.ordering import Held, InputOrder
 from alerts.outbox import Outbox
 from alerts.receivers import Sender, build_senders
 from alerts.render import Notification
@@ -135,6 +136,7 @@ class AlertService:
         self.lifecycle = Lifecycle(config.alerts, plant)
         self.schema = Schema(dict(plant.machines))
         self.store = AlertStore(config.alerts.outbox_path)
+        self.order = InputOrder(config.alerts.input_wait_s)
         self.digest = Digester.for_alerts(config.alerts.digest, [r.name for r in config.alerts.receivers])
         self.commands: Queue[tuple[Command, Future[Any]]] = Queue()
         self.blocked = False
@@ -145,6 +147,8 @@ class AlertService:
         self._consumer: Any = None
         self._producer: Any = None
         self._txn: TransactionalProducer | None = None
+        self._outcome_unknown = False
+        """A batch's commit timed out: whether Kafka committed it is read back before publishing again."""
         self._offsets: Offsets = {}
         self.stop = threading.Event()
         self.sink: InfluxSink | None = None
@@ -161,6 +165,7 @@ class AlertService:
         self.store.open()
         tracks, flags = self.store.load()
         self.lifecycle.restore(tracks, flags)
+        self.order.load(*self.store.load_held())
         log.info("restored %d alert track(s), %d open episode(s)", len(tracks), len(self.lifecycle.open_episodes()))
         # Outages at start-up are waited out (until stopped); a missing database is created, a missing bucket or
         # retention policy stops here, named.
@@ -182,6 +187,9 @@ class AlertService:
             [c.topics.predictions, c.topics.drift, c.topics.features, c.topics.maintenance],
             max_poll_records=1000,
             isolation_level="read_committed",
+        )
+        self.metrics.watch_wait(
+            "kafka transaction commit", lambda: self._txn.waiting_s() if self._txn is not None else None
         )
         self._recover()
         self.outbox = Outbox(
@@ -290,6 +298,8 @@ class AlertService:
                 for record in batch:
                     self._handle(record, now)
                     self._pending.offsets[tp] = record.offset + 1
+            for held in self.order.release(now):
+                self._observe(held.message, now)
             self._add(self.lifecycle.tick(now))
             self.metrics.update_lag(self._consumer)
             due = self.sink is not None and (self.sink.due() or len(self.sink) >= self.config.influx.batch_size)
@@ -320,7 +330,14 @@ class AlertService:
             self._dead_letter(record, exc.reason, str(exc))
             return
         assert self.sink is not None
+        if not isinstance(message, Prediction | FeatureVector | DriftEvent | MaintenanceEvent):
+            self._dead_letter(record, "kind", f"the alerts service does not consume {message.kind!r} messages")
+            return
         self.sink.add_all(self.schema.points(message))
+        # Decided in event-time order per machine (alerts/ordering.py); held records are recorded with the batch.
+        self.order.add(Held(record.topic, record.partition, record.offset, record.value, message), now)
+
+    def _observe(self, message: Any, now: float) -> None:
         if isinstance(message, Prediction):
             self._add(self.lifecycle.observe(message, now))
         elif isinstance(message, FeatureVector):
@@ -329,8 +346,6 @@ class AlertService:
             self._add(self.lifecycle.observe_drift(message, now))
         elif isinstance(message, MaintenanceEvent):
             self._add(self.lifecycle.observe_maintenance(message, now))
-        else:
-            self._dead_letter(record, "kind", f"the alerts service does not consume {message.kind!r} messages")
 
     def _dead_letter(self, record: Any, reason: str, error: str) -> None:
         self.stats.dead_letters += 1
@@ -462,6 +477,7 @@ class AlertService:
                 "records": records,
                 "influx_lines": lines,
                 "offsets": offsets,
+                "held": self.order.take_changes(),
             }
         p.notifications = self.store.commit(**p.record)
         p.recorded = True
@@ -493,6 +509,9 @@ class AlertService:
 
     def _publish(self) -> None:
         """Every recorded, unpublished batch, oldest first, each in one Kafka transaction with its offsets."""
+        if self._outcome_unknown:
+            self._recover()  # a commit that timed out may have committed: never publish a batch twice
+            self._outcome_unknown = False
         for batch in self.store.unpublished():
             self._publish_batch(batch)
             self.store.published(batch.batch)
@@ -503,19 +522,21 @@ class AlertService:
         txn = self._txn_producer()
         mark = f"{BATCH_MARK}{batch.batch}"
         offsets = {TopicPartition(t, p): OffsetAndMetadata(o, mark, -1) for (t, p), o in batch.offsets.items()}
-        # kafka-python's commit_transaction() waits without a timeout: if the broker vanishes mid-commit the loop
-        # waits for it, and /readyz must say so meanwhile.
+        # The commit waits at most the producer's commit_timeout_s (/healthz shows the wait), /readyz says so after 5 s.
         watch = threading.Timer(
             5.0, self.metrics.dependency_down, ("kafka-writes", "a transaction commit is waiting for the broker")
         )
         watch.daemon = True
         watch.start()
+        timeouts = txn.commit_timeouts
         try:
             for r in batch.records:
                 txn.send(r.topic, key=r.key, value=r.value)
             txn.commit(offsets, self._consumer.group_metadata())
         except (ProducerFenced, TransactionAborted):
-            raise  # aborted already (or fenced: this instance must stop)
+            # Aborted already (or fenced: this instance must stop); a commit that timed out has an unknown outcome.
+            self._outcome_unknown = self._outcome_unknown or txn.commit_timeouts != timeouts
+            raise
         except Exception:
             txn.abort()  # a failed send: nothing of the batch becomes visible; published again on the next try
             raise

@@ -23,6 +23,7 @@ from typing import Any
 
 from alerts.digest import DigestNotification, Period
 from alerts.exceptions import StoreError
+from alerts.ordering import Changes
 from alerts.render import Notification
 from vigil.contracts import Alert
 
@@ -61,6 +62,8 @@ CREATE TABLE IF NOT EXISTS kafka_out (
 );
 CREATE INDEX IF NOT EXISTS kafka_out_batch ON kafka_out (batch, n);
 CREATE TABLE IF NOT EXISTS influx_out (n INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS held (key TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS horizons (machine TEXT PRIMARY KEY, data TEXT NOT NULL);
 """
 
 Offsets = dict[tuple[str, int], int]
@@ -172,6 +175,13 @@ class AlertStore:
             row = self.db.execute("SELECT data FROM flags WHERE key = 'lifecycle'").fetchone()
         return tracks, (json.loads(row[0]) if row else None)
 
+    def load_held(self) -> tuple[list[str], dict[str, list[str | None]]]:
+        """The input records held by the last recorded batch and the machines' horizons (:mod:`alerts.ordering`)."""
+        with self._lock:
+            held = [str(r[0]) for r in self.db.execute("SELECT data FROM held ORDER BY key")]
+            horizons = {str(m): json.loads(d) for m, d in self.db.execute("SELECT machine, data FROM horizons")}
+        return held, horizons
+
     def commit(
         self,
         tracks: Mapping[str, Mapping[str, Any]],
@@ -183,11 +193,13 @@ class AlertStore:
         records: Iterable[OutRecord] = (),
         influx_lines: Iterable[str] = (),
         offsets: Offsets | None = None,
+        held: Changes | None = None,
     ) -> int:
         """Save changed lifecycle state, enqueue notifications, record the digest's findings and the batch's output
         log (Kafka ``records`` with the input ``offsets``, ``influx_lines``) atomically; returns how many
         notifications were new. A finding already recorded (same alert id and transition) is ignored. A batch to
-        publish is recorded when there are records or offsets."""
+        publish is recorded when there are records or offsets. ``held``: the input records the batch consumed but
+        did not release yet, and those it released (:mod:`alerts.ordering`)."""
         added = 0
         records = list(records)
         with self._lock:
@@ -207,6 +219,13 @@ class AlertStore:
                         [(batch, r.topic, r.key, r.value) for r in records],
                     )
                 db.executemany("INSERT INTO influx_out (line) VALUES (?)", [(line,) for line in influx_lines])
+                if held is not None:
+                    db.executemany("DELETE FROM held WHERE key = ?", [(k,) for k in sorted(held.removed)])
+                    db.executemany("INSERT OR REPLACE INTO held (key, data) VALUES (?, ?)", sorted(held.added.items()))
+                    db.executemany(
+                        "INSERT OR REPLACE INTO horizons (machine, data) VALUES (?, ?)",
+                        [(m, json.dumps(t)) for m, t in sorted(held.horizons.items())],
+                    )
                 db.executemany(
                     "INSERT OR IGNORE INTO findings (alert_id, seq, payload, recorded) VALUES (?, ?, ?, ?)",
                     [(a.alert_id, a.seq, a.model_dump_json(), now) for a in findings],

@@ -19,7 +19,7 @@ from kafka import OffsetAndMetadata
 
 from streaming.changelog import MAX_DELTAS, Changelog, encode_checkpoint
 from vigil.config import VigilConfig
-from vigil.exceptions import ConfigError, TransactionAborted
+from vigil.exceptions import ConfigError, ProducerFenced, TransactionAborted
 from vigil.transactions import TransactionalProducer
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class ServiceStats:
     commit_failures: int = 0
     """Transactions aborted (the worker went back to its last commit)."""
     restored_machines: int = 0
+    fenced: int = 0
+    """Times the producer was fenced and the worker went back to its last commit with a new one."""
 
 
 def _tpk(tp: Any) -> str:
@@ -160,9 +162,22 @@ class Checkpointing:
             self._committed.update({tp: o.offset for tp, o in offsets.items()})
         self._emitted_at = None
 
-    def rewind(self) -> None:
+    def recover_fenced(self, exc: ProducerFenced) -> None:
+        """The producer was fenced (a broker restart that aborted the transaction and bumped the id's epoch, or
+        another worker took the id): go back to the last commit like an abort, and let the next step take the
+        assignment the group gives after its poll, with a new producer (``init_transactions``) for it. A worker
+        the group dropped learns so in that poll and restores nothing it does not own; one that still owns its
+        partitions goes on from the last commit, so the output is the same as if nothing had happened."""
+        self.stats.fenced += 1
+        log.warning("features: %s; going back to the last commit with a new transactional producer", exc)
+        if self.metrics is not None:
+            self.metrics.errors.labels("producer_fenced").inc()
+        self.rewind(restart=False)
+
+    def rewind(self, *, restart: bool = True) -> None:
         """Forget every machine and everything handled since the last commit, seek back to the committed offsets
-        and restore from the changelog at the next step (the aborted transaction's outputs were never visible)."""
+        and restore from the changelog at the next step (the aborted transaction's outputs were never visible).
+        ``restart``: a producer dropped by a failed abort is started again now (otherwise by the restore)."""
         assigned = set(self._consumer.assignment())
         self._forget(assigned)
         for machine in self.engine.machines:
@@ -180,7 +195,8 @@ class Checkpointing:
             else:
                 self._consumer.seek(tp, committed)
         assert self._tx is not None
-        self._tx.restart()
+        if restart:
+            self._tx.restart()
         self._pending_assignment = assigned
 
     def on_revoked(self, revoked: set[Any], *, lost: bool) -> None:
@@ -192,7 +208,7 @@ class Checkpointing:
                 self._tx.abort()
             else:
                 self._commit()
-        except TransactionAborted as exc:
+        except (TransactionAborted, ProducerFenced) as exc:
             self.stats.commit_failures += 1
             log.warning("features: %s on revocation; the next owner replays from the last commit", exc)
         self._emitted_at = None  # committed or aborted: nothing open

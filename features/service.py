@@ -25,7 +25,8 @@ Delivery (exactly once between Kafka topics, :mod:`vigil.transactions`):
 5. A transaction that fails to commit is aborted; the worker then forgets all its machines, seeks back to the
    committed offsets and restores from the changelog (nothing of the aborted transaction was ever visible).
 
-A fenced worker (another owner took its transactional id) stops with exit 1.
+A fenced worker (a broker restart aborted its transaction and bumped its id's epoch, or another owner took the
+id) goes back to its last commit as after an abort and takes the group's assignment again with a new producer.
 Reading topics must be co-partitioned (same partition count, keyed by machine id); the range assignor then
 gives one worker a machine's partitions on every topic.
 """
@@ -166,6 +167,8 @@ class FeatureService(Checkpointing):
             client_id=f"{kafka.client_id}-{SERVICE}",
             max_request_size=MAX_STATE_BYTES + 64 * 1024,
         )
+        if self.metrics is not None:
+            self.metrics.watch_wait("kafka transaction commit", self._tx.waiting_s)
         self._consumer = make_read_committed_consumer(
             kafka,
             self.config.windows.group_id,
@@ -207,12 +210,18 @@ class FeatureService(Checkpointing):
         budget = self.config.windows.commit_latency_s
         last = time.monotonic()
         while not stop.is_set():
-            self.step()
-            now = time.monotonic()
-            emitted = self._emitted_at
-            if now - last >= interval or (emitted is not None and now - emitted >= budget):
-                self.checkpoint()
-                last = time.monotonic()
+            try:
+                self.step()
+                now = time.monotonic()
+                emitted = self._emitted_at
+                if now - last >= interval or (emitted is not None and now - emitted >= budget):
+                    self.checkpoint()
+                    last = time.monotonic()
+            except Exception as exc:
+                fenced = self._tx.fenced_error(exc) if self._tx is not None else None
+                if fenced is None:
+                    raise
+                self.recover_fenced(fenced)
         self.checkpoint()
 
     def _poll_timeout(self) -> int:

@@ -79,7 +79,7 @@ from vigil.contracts import (
     encode,
     utcnow,
 )
-from vigil.exceptions import BusError, ContractError, TransactionAborted
+from vigil.exceptions import BusError, ContractError, ProducerFenced, TransactionAborted
 from vigil.kafka_access import require_access
 from vigil.transactions import TransactionalProducer, make_read_committed_consumer, transaction_timeout_ms
 
@@ -134,6 +134,8 @@ class ModelService:
         """Maintenance events already applied to their machine's state (re-sent or re-forwarded): not again."""
         self.forwarded = 0
         """Maintenance events that arrived on another partition than their machine's, forwarded there."""
+        self.fenced = 0
+        """Times the producer was fenced and the worker went back to its last commit with a new one."""
         self.last_restore_s = 0.0
         self.last_checkpoint_bytes = 0
         self.last_checkpoint_machines = 0
@@ -214,6 +216,8 @@ class ModelService:
             transaction_timeout_ms=transaction_timeout_ms(self.config.models.checkpoint_interval_s),
             max_request_size=MAX_RECORD_BYTES,
         )
+        if self.metrics is not None:
+            self.metrics.watch_wait("kafka transaction commit", self._tx.waiting_s)
         self.restore_shared()
         # The range assignor gives one worker partition p of both topics (they are co-partitioned by machine).
         session_ms = int(self.config.models.session_timeout_s * 1000)
@@ -475,17 +479,23 @@ class ModelService:
             budget = None if max_records is None else max_records - handled
             if budget is not None and budget <= 0:
                 break
-            n = self.step(timeout_ms=self._poll_timeout_ms(), max_records=budget)
-            handled += n
-            now = time.monotonic()
-            if n or not self._owned:
-                last_data = now
-            elif idle_exit_s is not None and now - last_data >= idle_exit_s:
-                break
-            if now - self._last_checkpoint >= self.config.models.checkpoint_interval_s and self._owned:
-                self.checkpoint()
-            elif self._publish_due(now):
-                self.publish()
+            try:
+                n = self.step(timeout_ms=self._poll_timeout_ms(), max_records=budget)
+                handled += n
+                now = time.monotonic()
+                if n or not self._owned:
+                    last_data = now
+                elif idle_exit_s is not None and now - last_data >= idle_exit_s:
+                    break
+                if now - self._last_checkpoint >= self.config.models.checkpoint_interval_s and self._owned:
+                    self.checkpoint()
+                elif self._publish_due(now):
+                    self.publish()
+            except Exception as exc:
+                fenced = self._tx.fenced_error(exc) if self._tx is not None else None
+                if fenced is None:
+                    raise
+                self.recover_fenced(fenced)
         if self._owned:
             self.checkpoint()
 
@@ -715,6 +725,17 @@ class ModelService:
             log.warning("models: %s; going back to the last commit", exc)
             self._rewind()
             self._pending_assignment = set(self._consumer.assignment())
+
+    def recover_fenced(self, exc: ProducerFenced) -> None:
+        """The producer was fenced (a broker restart aborted the open transaction and bumped the id's epoch, or
+        another worker took the id): go back to the last commit as after an abort; the next step takes the
+        assignment the group gives after its poll and a new producer for it (``init_transactions``)."""
+        self.fenced += 1
+        log.warning("models: %s; going back to the last commit with a new transactional producer", exc)
+        if self.metrics is not None:
+            self.metrics.errors.labels("producer_fenced").inc()
+        self._rewind()
+        self._pending_assignment = set(self._consumer.assignment())
 
     def _commit(self, parts: set[int], *, with_state: bool = True) -> None:
         assert self._tx is not None

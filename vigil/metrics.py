@@ -65,7 +65,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -139,6 +139,7 @@ class ServiceMetrics:
         self._last_lag_update = float("-inf")
         self._lag_failures = 0
         self._down: dict[str, str] = {}
+        self._waits: dict[str, Callable[[], float | None]] = {}
         self._lock = threading.Lock()
         r = self.registry
 
@@ -241,11 +242,30 @@ class ServiceMetrics:
         """Tell the liveness probe the main loop is turning (only checked when ``liveness_timeout_s`` is set)."""
         self._last_heartbeat = time.monotonic()
 
+    def watch_wait(self, name: str, waiting_s: Callable[[], float | None]) -> None:
+        """Report in ``/healthz`` how long the loop has been waiting in a call (``waiting_s()``: seconds, or None
+        when it is not waiting), e.g. a Kafka transaction commit waiting for the broker; a wait longer than
+        ``liveness_timeout_s`` (when set) makes the service not alive.
+
+        >>> m = ServiceMetrics("doc", liveness_timeout_s=60.0)
+        >>> m.watch_wait("transaction commit", lambda: 75.0)
+        >>> alive, details = m.health()
+        >>> alive, details["waiting_s"]
+        (False, {'transaction commit': 75.0})
+        """
+        self._waits[name] = waiting_s
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Liveness: ``(alive, details)``."""
         age = time.monotonic() - self._last_heartbeat
         alive = self.liveness_timeout_s is None or age <= self.liveness_timeout_s
-        return alive, {"service": self.service, "alive": alive, "heartbeat_age_s": round(age, 3)}
+        details: dict[str, Any] = {"service": self.service, "alive": alive, "heartbeat_age_s": round(age, 3)}
+        waits = {name: round(w, 3) for name, fn in sorted(self._waits.items()) if (w := fn()) is not None}
+        if waits:
+            details["waiting_s"] = waits
+            if self.liveness_timeout_s is not None and max(waits.values()) > self.liveness_timeout_s:
+                details["alive"] = alive = False
+        return alive, details
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         with self._lock:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,6 +41,10 @@ from vigil.config.connections import KafkaSettings
 from vigil.exceptions import ProducerFenced, TransactionAborted
 
 log = logging.getLogger(__name__)
+
+
+class _CommitTimeout(Exception):
+    """A commit or abort the broker did not answer within ``commit_timeout_s``."""
 
 
 def transactional_id(group_id: str, service: str, partitions: Iterable[int]) -> str | None:
@@ -74,10 +79,23 @@ def make_read_committed_consumer(
     return make_consumer(kafka, group_id, topics, **{**overrides, "isolation_level": "read_committed"})
 
 
-def _fatal(exc: BaseException) -> bool:
+def _fatal(exc: BaseException, producer: Any = None) -> bool:
+    """Whether the producer is fenced: the error says so, or (kafka-python 3 wraps a fenced producer's later calls
+    in a plain ``KafkaError("... in an error state: ...")``) its transaction manager's last error does."""
     from kafka.errors import InvalidProducerEpochError, ProducerFencedError, TransactionalIdAuthorizationFailedError
 
-    return isinstance(exc, (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError))
+    fatal = (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError)
+    if isinstance(exc, fatal):
+        return True
+    manager = getattr(producer, "_transaction_manager", None)
+    if isinstance(getattr(manager, "last_error", None), fatal):
+        return True
+    # A produce answered "invalid epoch" (a fence): kafka-python bumps the epoch (InitProducerId, which the broker
+    # then refuses as fenced) and meanwhile refuses every call with IllegalStateError.
+    bumping = getattr(manager, "is_bumping_epoch", None)
+    from kafka.errors import IllegalStateError
+
+    return isinstance(exc, IllegalStateError) and callable(bumping) and bool(bumping())
 
 
 class TransactionalProducer:
@@ -85,8 +103,18 @@ class TransactionalProducer:
 
     ``send()`` opens a transaction when none is open; ``commit(offsets, group_metadata)`` adds the consumed offsets
     to it and commits; ``abort()`` drops it. A commit that fails raises :class:`~vigil.exceptions.TransactionAborted`
-    after aborting (the caller restores its state and seeks back to the committed offsets);
-    a fenced producer raises :class:`~vigil.exceptions.ProducerFenced` (the worker must stop).
+    after aborting (the caller restores its state and seeks back to the committed offsets); a fenced producer
+    raises :class:`~vigil.exceptions.ProducerFenced` after dropping it (the caller goes back to its last commit
+    too, and :meth:`assign` or :meth:`restart` starts a new producer, whose ``init_transactions`` fences the id's
+    other owner in turn: a worker should do that only for partitions the group still gives it).
+
+    Commit and abort wait at most ``commit_timeout_s`` (kafka-python's ``commit_transaction()`` waits without a
+    limit: a broker vanishing mid-commit would hold the worker's loop; Kafka's Java client bounds it by
+    ``max.block.ms`` since KAFKA-7763). On the timeout the producer is dropped and
+    :class:`~vigil.exceptions.TransactionAborted` raised: whether that transaction committed is not known, and the
+    next producer's ``init_transactions`` waits until the coordinator completed it, so the caller's rewind (to
+    the committed offsets and the changelog) reads the outcome. :meth:`waiting_s` says how long a commit has been
+    waiting, for ``/healthz``.
     """
 
     def __init__(
@@ -96,18 +124,22 @@ class TransactionalProducer:
         service: str,
         *,
         transaction_timeout_ms: int = 60_000,
+        commit_timeout_s: float = 60.0,
         **producer_overrides: Any,
     ) -> None:
         self.kafka = kafka
         self.group_id = group_id
         self.service = service
         self.transaction_timeout_ms = transaction_timeout_ms
+        self.commit_timeout_s = commit_timeout_s
         self.producer_overrides = producer_overrides
         self.transactional_id: str | None = None
         self.commits = 0
         self.aborts = 0
         self._producer: Any = None
         self._open = False
+        self._waiting_since: float | None = None
+        self.commit_timeouts = 0
 
     @property
     def in_transaction(self) -> bool:
@@ -142,7 +174,7 @@ class TransactionalProducer:
             producer.init_transactions()
         except Exception as exc:
             producer.close(timeout=5)
-            if _fatal(exc):
+            if _fatal(exc, producer):
                 raise ProducerFenced(f"transactional id {wanted}: {exc}") from exc
             raise
         self._producer = producer
@@ -159,7 +191,26 @@ class TransactionalProducer:
     ) -> Any:
         """Send within the open transaction (opening one first); returns the send future."""
         self.begin()
-        return self._producer.send(topic, key=key, value=value, partition=partition, headers=headers)
+        try:
+            return self._producer.send(topic, key=key, value=value, partition=partition, headers=headers)
+        except Exception as exc:
+            fenced = self.fenced_error(exc)
+            if fenced is None:
+                raise
+            raise fenced from exc
+
+    def fenced_error(self, exc: BaseException) -> ProducerFenced | None:
+        """For an error of a call on :attr:`producer`: when it means the producer is fenced, drop the producer
+        and return the :class:`~vigil.exceptions.ProducerFenced` to raise; otherwise None."""
+        if isinstance(exc, ProducerFenced):
+            return exc
+        if not _fatal(exc, self._producer):
+            return None
+        self._open = False
+        self._drop()
+        fenced = ProducerFenced(f"transactional id {self.transactional_id}: {exc}")
+        fenced.__cause__ = exc
+        return fenced
 
     def begin(self) -> None:
         if self._producer is None:
@@ -177,7 +228,12 @@ class TransactionalProducer:
         try:
             if offsets:
                 self._producer.send_offsets_to_transaction(offsets, group_metadata)
-            self._producer.commit_transaction()
+            self._complete(commit=True)
+        except _CommitTimeout as exc:
+            self._open = False
+            self.commit_timeouts += 1
+            self._drop()
+            raise TransactionAborted(str(exc)) from exc
         except Exception as exc:
             self._failed(exc, "commit")
         self._open = False
@@ -192,12 +248,40 @@ class TransactionalProducer:
         self._open = False
         self.aborts += 1
         try:
-            self._producer.abort_transaction()
+            self._complete(commit=False)
         except Exception as exc:
             log.warning("abort of transaction %s failed (%s); the producer is replaced", self.transactional_id, exc)
+            fenced = _fatal(exc, self._producer)
             self._drop()
-            if _fatal(exc):
+            if fenced:
                 raise ProducerFenced(f"transactional id {self.transactional_id}: {exc}") from exc
+
+    def waiting_s(self) -> float | None:
+        """Seconds the current commit (or abort) has been waiting for the broker; None when none is waiting."""
+        since = self._waiting_since
+        return None if since is None else time.monotonic() - since
+
+    def _complete(self, *, commit: bool) -> None:
+        """``commit_transaction()`` / ``abort_transaction()``, waiting at most ``commit_timeout_s``."""
+        producer = self._producer
+        manager = getattr(producer, "_transaction_manager", None)
+        sender = getattr(producer, "_sender", None)
+        begin = getattr(manager, "begin_commit" if commit else "begin_abort", None)
+        self._waiting_since = time.monotonic()
+        try:
+            if begin is None or sender is None:  # not kafka-python 3's producer: its own (unbounded) call
+                (producer.commit_transaction if commit else producer.abort_transaction)()
+                return
+            # What KafkaProducer.commit_transaction() does, with a bounded wait (kafka-python 3.0).
+            result = begin()
+            sender.wakeup()
+            if not result.wait(timeout_ms=int(self.commit_timeout_s * 1000)):
+                what = "commit" if commit else "abort"
+                raise _CommitTimeout(
+                    f"{what} of transaction {self.transactional_id} not acknowledged within {self.commit_timeout_s:g}s"
+                )
+        finally:
+            self._waiting_since = None
 
     def restart(self) -> None:
         """A new producer for the current id when the old one had to be dropped (after a failed abort)."""
@@ -230,14 +314,14 @@ class TransactionalProducer:
         try:
             method()
         except Exception as exc:
-            if _fatal(exc):
+            if _fatal(exc, self._producer):
                 self._drop()
                 raise ProducerFenced(f"transactional id {self.transactional_id}: {exc}") from exc
             raise
 
     def _failed(self, exc: Exception, what: str) -> None:
         """A failed commit: abort (or drop a fenced producer) and raise."""
-        if _fatal(exc):
+        if _fatal(exc, self._producer):
             self._open = False
             self._drop()
             raise ProducerFenced(f"{what} of transaction {self.transactional_id}: {exc}") from exc

@@ -248,6 +248,11 @@ class AlertConfig(Section):
     session_max_age_s: float = Field(default=12 * 3600.0, gt=0)
     """A console login lasts this long."""
     """Drift and sensor-fault findings, per shift or per day (they page nobody unless a route asks for them)."""
+    input_wait_s: float = Field(default=120.0, ge=0)
+    """How long a machine's input record waits for its counterpart (a vector for its prediction, a prediction for
+    its vector) before it is decided on anyway (alerts/ordering.py). Above the model service's commit delay
+    (``models.checkpoint_interval_s`` and a restart), two runs over the same input decide the same. 0: decide in
+    arrival order (one poll's records sorted by event time per machine), for a plant without the whole chain."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -60,6 +60,9 @@ def build_config(
             "http_port": 0,
             "outbox_path": str(tmp / "outbox.sqlite3"),
             "retry_initial_s": 0.2,
+            # Hand-made input: predictions without the vectors they would be made from. Decided as they arrive
+            # (the event-time order waits for the counterpart; tests/unit/alerts/test_alerts_ordering.py).
+            "input_wait_s": 0,
             "api_token": token,
             "receivers": [
                 {"type": "webhook", "name": "planners", "url": f"{url}/planners", "secret": SECRET},

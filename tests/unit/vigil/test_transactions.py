@@ -107,3 +107,64 @@ def test_a_fenced_producer_raises_producer_fenced_and_is_dropped(made: list[_Pro
     assert tx.producer is None and made[0].closed and "abort" not in made[0].calls
     tx.restart()  # a new producer for the same id (a supervisor's decision: the service exits instead)
     assert len(made) == 2 and made[1].config["transactional_id"] == "g-models-p0"
+
+
+class _Result:
+    """kafka-python's TransactionalRequestResult of a commit the broker never answers."""
+
+    def __init__(self, seen: list[float | None], tx: TransactionalProducer) -> None:
+        self.seen, self.tx = seen, tx
+
+    def wait(self, timeout_ms: int | None = None) -> bool:
+        assert timeout_ms is not None, "the wait must be bounded"
+        self.seen.append(self.tx.waiting_s())  # what /healthz shows meanwhile
+        return False  # the latch never set within timeout_ms
+
+
+class _Manager:
+    def __init__(self, result: _Result) -> None:
+        self.result = result
+        self.last_error: BaseException | None = None
+
+    def begin_commit(self) -> _Result:
+        return self.result
+
+    def is_bumping_epoch(self) -> bool:
+        return False
+
+
+class _Sender:
+    def wakeup(self) -> None:
+        pass
+
+
+def test_a_commit_the_broker_never_answers_times_out_and_drops_the_producer(made: list[_Producer]) -> None:
+    tx = TransactionalProducer(KafkaSettings(), "g", "features", commit_timeout_s=0.01)
+    tx.assign({0})
+    seen: list[float | None] = []
+    manager = _Manager(_Result(seen, tx))
+    made[0]._transaction_manager = manager  # type: ignore[attr-defined]
+    made[0]._sender = _Sender()  # type: ignore[attr-defined]
+    tx.send("out", value=b"1")
+    with pytest.raises(TransactionAborted, match="not acknowledged within"):
+        tx.commit({"tp": 1}, "g")
+    assert len(seen) == 1 and seen[0] is not None, "waiting_s() reports the commit while it waits"
+    assert tx.waiting_s() is None and tx.commit_timeouts == 1
+    # The outcome is unknown: the producer is dropped, and the next one's init_transactions waits for it.
+    assert tx.producer is None and made[0].closed and not tx.in_transaction
+    tx.restart()
+    assert len(made) == 2 and made[1].calls == ["init"]
+
+
+def test_a_call_refused_because_the_producer_was_fenced_earlier_is_a_fence(made: list[_Producer]) -> None:
+    """kafka-python 3 reports a fence seen by the sender thread as a plain KafkaError on the next call."""
+    tx = TransactionalProducer(KafkaSettings(), "g", "features")
+    tx.assign({0})
+    manager = _Manager(_Result([], tx))
+    manager.last_error = ProducerFencedError()
+    made[0]._transaction_manager = manager  # type: ignore[attr-defined]
+    error = KafkaError("Cannot execute transactional method because we are in an error state")
+    fenced = tx.fenced_error(error)
+    assert isinstance(fenced, ProducerFenced) and fenced.__cause__ is error
+    assert tx.producer is None and made[0].closed
+    assert tx.fenced_error(KafkaError("broker gone")) is None
