@@ -25,12 +25,14 @@ readings: each record is published once the readings have passed it by a window 
 (:func:`label_due`), so labels reach the models after the readings they label, as in a live plant and as
 ``vigil backtest`` delivers them.
 
-**Resume** (the columns replay): the spool stores, in the same commit as each batch, how far the file is covered
+**Resume** (both forms): the spool stores, in the same commit as each batch, how far the file is covered
 (:class:`ReplayPosition`: the row below which every row's output is in the spool, plus per machine the row after
 its last spooled reading). A restarted replay of the same input (same path, size, modification time, first 64 KiB
 and ``--epoch-unit``) skips exactly those rows and logs ``resuming <file> at row N``: after ``kill -9`` nothing
 is lost (the rows of the batches still in memory are read again) and nothing is sent twice. Another input starts
-from its first row; ``--from-start`` forces that. ``--speed`` paces from the first row replayed.
+from its first row; ``--from-start`` forces that. ``--speed`` paces from the first row replayed. The mapped form
+(:class:`MappedReplayer`) numbers its rows in publishing order (refused rows, then the readings merged by event
+time) and compares every file and the mapping.
 """
 
 from __future__ import annotations
@@ -364,7 +366,13 @@ def label_due(event: MaintenanceEvent, windows: WindowConfig) -> float:
 
 
 class MappedReplayer:
-    """Replays files read by a ``[[sources.file]]`` mapping, in event-time order, with maintenance records."""
+    """Replays files read by a ``[[sources.file]]`` mapping, in event-time order, with maintenance records.
+
+    With ``resume`` it resumes like :class:`Replayer`: rows are numbered in the order they are published (the
+    files' refused rows first, as dead letters, then the readings of all files merged by event time, a stable
+    sort: the same inputs give the same numbers), and the spool's stored position covers the same inputs when
+    every file (path, size, modification time, first 64 KiB), the source's name and its mapping are the same.
+    Maintenance records due before the resumed row are sent again (the model service applies a record once)."""
 
     def __init__(
         self,
@@ -375,6 +383,7 @@ class MappedReplayer:
         speed: float = 0.0,
         maintenance: list[MaintenanceEvent] | None = None,
         producer: Any = None,
+        resume: bool = False,
     ) -> None:
         self.config = config
         self.source = source
@@ -383,14 +392,39 @@ class MappedReplayer:
         self.speed = speed
         self.maintenance = sorted(maintenance or [], key=lambda e: e.ts)
         self.producer = producer
+        self.resume = resume
         machines = {m.id: set(m.sensors) for m in config.machines_by_id.values()}
         self.reader = TableReader(source.mapping, machines, delimiter=source.delimiter, encoding=source.encoding)
         self.counters: Counter[str] = Counter()
         self._last = -math.inf
 
+    def _track(self, paths: list[Path]) -> ReplayPosition | None:
+        if not self.resume:
+            return None
+        try:
+            files = [input_identity(p) for p in paths]
+        except OSError as exc:
+            raise SourceError(f"cannot read {exc.filename}: {exc}") from exc
+        identity = {"files": files, "source": self.source.name, "mapping": self.source.model_dump(mode="json")}
+        # JSON-normal, as it comes back from the spool (tuples become lists).
+        position = ReplayPosition(json.loads(json.dumps(identity)), self.publisher.stored_position())
+        names = ", ".join(str(p) for p in paths)
+        if position.start or position.done:
+            log.info("resuming %s at row %d (its earlier rows are in the spool or on Kafka)", names, position.start)
+        elif position.resumed_from is not None:
+            log.info("%s are not the input of the stored position: replaying from row 0", names)
+        self.publisher.track_position(position.emitted)
+        self.counters["resumed_at_row"] = position.start
+        return position
+
     def run(self, paths: list[Path], stop: threading.Event | None = None, limit: int | None = None) -> Counter[str]:
         """Replay ``paths`` (at most ``limit`` readings) with the maintenance records; returns the counters."""
-        frames = [frame for path in paths for frame, _ in self._read(path)]
+        frames: list[Frame] = []
+        letters: list[Any] = []
+        for path in paths:
+            for frame, refusals in self.reader.read(path):
+                frames.append(frame)
+                letters += [self._refusal_letter(path, r) for r in refusals]
         order_source = f"replay:{self.source.name}"
         if frames:
             machine = np.concatenate([f.machine for f in frames])
@@ -402,16 +436,35 @@ class MappedReplayer:
             merged = Frame(machine[order], sensor[order], ts[order], value[order], status[order])
         else:
             merged = Frame(*(np.empty(0, dtype=d) for d in (object, object, np.float64, np.float64, np.uint32)))
+        position = self._track(paths)
+        row = 0
+        for letter in letters:
+            i, row = row, row + 1
+            if position is None:
+                self.publisher.add_dead_letter(letter)
+                continue
+            position.next_row = i
+            if position.skip(i, ReplayPosition.REJECTED):
+                self.counters["resume_skipped"] += 1
+                continue
+            position.added(ReplayPosition.REJECTED, i)
+            self.publisher.add_dead_letter(letter, stream=ReplayPosition.REJECTED)
         pending = list(self.maintenance)
         started = time.monotonic()
         first: float | None = None
         for reading in merged.readings(order_source):
+            i, row = row, row + 1
+            if position is not None:
+                position.next_row = i
             if (stop is not None and stop.is_set()) or (limit is not None and self.counters["readings"] >= limit):
                 break
             self.counters["readings"] += 1
             t = self._last = reading.ts.timestamp()
             while pending and label_due(pending[0], self.config.windows) <= t:
                 self._send_maintenance(pending.pop(0))
+            if position is not None and position.skip(i, reading.machine_id):
+                self.counters["resume_skipped"] += 1
+                continue
             if self.speed > 0:
                 first = t if first is None else first
                 delay = started + (t - first) / self.speed - time.monotonic()
@@ -421,8 +474,13 @@ class MappedReplayer:
             if checked is None:
                 self.counters["rejected"] += 1
                 continue
+            if position is not None:
+                position.added(checked.machine_id, i)
             self.publisher.add(checked)
             self.counters["accepted"] += 1
+        else:
+            if position is not None:
+                position.next_row = row
         if not (stop is not None and stop.is_set()):
             self.publisher.flush()
             for event in pending if limit is None else [e for e in pending if e.ts.timestamp() <= self._last]:
@@ -431,20 +489,15 @@ class MappedReplayer:
             self.producer.flush(timeout=60)
         return self.counters
 
-    def _read(self, path: Path) -> Iterator[tuple[Frame, list[Refusal]]]:
-        for frame, refusals in self.reader.read(path):
-            for r in refusals:
-                self.publisher.add_dead_letter(
-                    dead_letter(
-                        service="ingest.replay",
-                        reason=r.reason,
-                        error=f"row {r.row}, column {r.column}: {r.detail}",
-                        raw=r.raw_bytes(),
-                        source_topic=f"file:{path.name}",
-                        offset=r.row,
-                    )
-                )
-            yield frame, refusals
+    def _refusal_letter(self, path: Path, r: Refusal) -> Any:
+        return dead_letter(
+            service="ingest.replay",
+            reason=r.reason,
+            error=f"row {r.row}, column {r.column}: {r.detail}",
+            raw=r.raw_bytes(),
+            source_topic=f"file:{path.name}",
+            offset=r.row,
+        )
 
     def _send_maintenance(self, event: MaintenanceEvent) -> None:
         if self.producer is None:
@@ -550,7 +603,9 @@ def _mapped(args: argparse.Namespace, config: VigilConfig, validator: Validator)
     publisher = KafkaPublisher(
         config.kafka, config.topics, config.spool, config.publish, source=f"replay:{source.name}"
     )
-    replayer = MappedReplayer(config, source, publisher, validator, args.speed, events, producer)
+    replayer = MappedReplayer(
+        config, source, publisher, validator, args.speed, events, producer, resume=not args.from_start
+    )
     started = time.monotonic()
     publisher.start()
     for letter in letters:
