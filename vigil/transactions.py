@@ -43,6 +43,13 @@ from vigil.exceptions import ProducerFenced, TransactionAborted
 log = logging.getLogger(__name__)
 
 
+def _bounded(producer: Any) -> bool:
+    """Whether :meth:`TransactionalProducer._complete` may bound the wait itself (kafka-python's own producer)."""
+    from kafka import KafkaProducer
+
+    return isinstance(producer, KafkaProducer)
+
+
 class _CommitTimeout(Exception):
     """A commit or abort the broker did not answer within ``commit_timeout_s``."""
 
@@ -269,7 +276,7 @@ class TransactionalProducer:
         begin = getattr(manager, "begin_commit" if commit else "begin_abort", None)
         self._waiting_since = time.monotonic()
         try:
-            if begin is None or sender is None:  # not kafka-python 3's producer: its own (unbounded) call
+            if begin is None or sender is None or not _bounded(producer):  # its own (unbounded) call
                 (producer.commit_transaction if commit else producer.abort_transaction)()
                 return
             # What KafkaProducer.commit_transaction() does, with a bounded wait (kafka-python 3.0).
