@@ -61,7 +61,7 @@ class TTLCache:
 
 def latest_prediction(sink: InfluxSink, machine: str) -> dict[str, Any] | None:
     rows = sink.query(
-        'SELECT "p_failure", "anomaly_score", "decision", "decided_by", "cold_start", "model_version", "model" '
+        'SELECT "p_failure", "anomaly_score", "decision", "decided_by", "cold_start", "model_version", "reasons", "model" '
         f'FROM "{PREDICTIONS}" WHERE "machine" = {_quote(machine)} ORDER BY time DESC LIMIT 1'
     )
     return rows[0] if rows else None
@@ -170,9 +170,20 @@ def machine_page(sink: InfluxSink, config: VigilConfig, machine: str, days: floa
             {"t": _s(r["time"]), "kind": r.get("event_kind"), "text": r.get("text") or r.get("failure_mode") or ""}
             for r in maintenance
         ],
-        "state": state[0].get("state") if state else None,
+        "state": _state(state[0].get("state") if state else None, last),
         "latest": last,
     }
+
+
+def _state(state: str | None, last: dict[str, Any] | None) -> str | None:
+    """The feature worker's state, with warm-up (after a start) told apart as the model service reports it.
+
+    >>> _state("running", {"reasons": "warm-up after start: anomalies are not alerted"}), _state("off", None)
+    ('warm-up', 'off')
+    """
+    if state == "running" and last is not None and "warm-up" in str(last.get("reasons") or ""):
+        return "warm-up"
+    return state
 
 
 FRESH_S = 2 * 86400.0
