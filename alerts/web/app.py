@@ -75,7 +75,7 @@ def create_app(service: AlertService) -> FastAPI:
         secret_key=secret,
         session_cookie="vigil_session",
         max_age=int(a.session_max_age_s),
-        same_site="strict",
+        same_site="lax",  # a link from an e-mail opens the page logged in; POSTs need the CSRF token anyway
         https_only=bool(a.public_url and a.public_url.startswith("https://")),
     )
 
