@@ -98,7 +98,13 @@ def _to_login(request: Request) -> RedirectResponse:
 
 
 def _safe_next(value: str | None) -> str:
-    return value if value and value.startswith("/") and not value.startswith("//") else "/"
+    r"""Where to go after a login or a form: a path of this console only (never another site).
+
+    >>> [_safe_next(v) for v in ("/episodes/A.b", "//evil.example", "/\\evil.example", "https://evil.example", None)]
+    ['/episodes/A.b', '/', '/', '/', '/']
+    """
+    ok = value is not None and value.startswith("/") and value[1:2] not in ("/", "\\") and "\n" not in value
+    return value if ok and value is not None else "/"
 
 
 # ------------------------------------------------------------------------------------------------ login
