@@ -84,3 +84,13 @@ def test_delivery_errors_are_shown_without_addresses() -> None:
 def test_the_session_secret_is_never_in_the_configs_repr() -> None:
     c = config(session_secret="y" * 40)
     assert isinstance(c.session_secret, SecretStr) and "y" * 40 not in repr(c)
+
+
+def test_the_service_refuses_a_bad_console_setting_at_start_up_naming_it() -> None:
+    from vigil.config import load_config
+    from vigil.exceptions import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={"VIGIL_ALERTS__SESSION_SECRET": "too-short"})
+    assert "alerts" in str(info.value) and "session_secret" in str(info.value)
+    assert "too-short" not in str(info.value), "the secret itself is not repeated in the error"
