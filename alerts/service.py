@@ -441,7 +441,8 @@ class AlertService:
             if a.state.value == "open":
                 self.metrics.observe_source_latency("alert", a.ts, wall)
         self._pending = _Pending()
-        self.view = View.build(self.lifecycle, self.clock())
+        if p.transitions or p.futures:  # what the console shows changed (a command may change no episode)
+            self.view = View.build(self.lifecycle, self.clock())
         self.stats.commits += 1
         if self.blocked:
             log.info("downstream acknowledged again after %.0fs; resuming consumption", self.clock() - self._blocked_at)

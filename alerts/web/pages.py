@@ -8,6 +8,7 @@ and answers with a redirect once its transitions are stored.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
         open_console=request.app.state.access.open,
         path=request.url.path,
         flash=request.session.pop("flash", None),
+        now=time.time(),
         query=request.url.query,
     )
     return templates.TemplateResponse(request, name, context, status_code=status_code)

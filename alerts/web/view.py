@@ -38,7 +38,7 @@ class View:
                 line=tags.line if tags else None,
                 why=why_lines(ep.contributions, top=3),
                 horizon_s=ep.horizon_s,
-                open_s=max(0.0, now - ep.opened_wall),
+                opened_wall=ep.opened_wall,
                 notified=list(ep.notified),
                 seq=ep.seq,
             )
