@@ -21,11 +21,13 @@ KAFKA_SERVICES = ("collector", "features", "models", "alerts")
 
 @dataclass(frozen=True)
 class Grant:
-    """One service's rights: topics it reads, topics it writes, the prefix of its groups/transactional ids."""
+    """One service's rights: topics it reads, topics it writes, the prefix of its groups/transactional ids, and
+    the prefix of its own state topics (``<changelog_prefix><service>``, ``...models.machines``: read and write)."""
 
     read: tuple[str, ...]
     write: tuple[str, ...]
     group_prefix: str
+    changelog_prefix: str = ""
 
 
 def service_grants(topics: Topics) -> dict[str, Grant]:
@@ -37,20 +39,18 @@ def service_grants(topics: Topics) -> dict[str, Grant]:
 
     return {
         "collector": Grant((), (*readings, topics.maintenance, topics.dead_letter), "vigil-collect-"),
-        "features": Grant(
-            (*readings, changelog("features")),
-            (topics.features, topics.dead_letter, changelog("features")),
-            "vigil-features",
-        ),
+        "features": Grant(readings, (topics.features, topics.dead_letter), "vigil-features", changelog("features")),
         "models": Grant(
-            (topics.features, topics.maintenance, changelog("models")),
-            (topics.predictions, topics.drift, topics.audit, topics.dead_letter, changelog("models")),
+            (topics.features, topics.maintenance),
+            (topics.predictions, topics.drift, topics.audit, topics.dead_letter),
             "vigil-models",
+            changelog("models"),
         ),
         "alerts": Grant(
-            (topics.predictions, topics.drift, topics.features, topics.maintenance, changelog("alerts")),
-            (topics.alerts, topics.dead_letter, changelog("alerts")),
+            (topics.predictions, topics.drift, topics.features, topics.maintenance),
+            (topics.alerts, topics.dead_letter),
             "vigil-alerts",
+            changelog("alerts"),
         ),
     }
 
@@ -65,7 +65,6 @@ def all_topics(topics: Topics) -> list[str]:
         topics.alerts,
         topics.dead_letter,
         topics.audit,
-        *(f"{topics.changelog_prefix}{s}" for s in KAFKA_SERVICES),
     ]
     return list(dict.fromkeys(names))
 
@@ -96,6 +95,11 @@ def acl_bindings(topics: Topics) -> list[Any]:
         for name in grant.write:
             add(user, ACLOperation.WRITE, ResourceType.TOPIC, name)
         prefixed = ACLResourcePatternType.PREFIXED
+        if grant.changelog_prefix:
+            # Its own state topics: compaction settings are checked and corrected at start-up (models).
+            state_ops = ("DESCRIBE", "CREATE", "READ", "WRITE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS")
+            for op in (getattr(ACLOperation, name) for name in state_ops):
+                add(user, op, ResourceType.TOPIC, grant.changelog_prefix, prefixed)
         add(user, ACLOperation.READ, ResourceType.GROUP, grant.group_prefix, prefixed)
         add(user, ACLOperation.DESCRIBE, ResourceType.GROUP, grant.group_prefix, prefixed)
         add(user, ACLOperation.WRITE, ResourceType.TRANSACTIONAL_ID, grant.group_prefix, prefixed)

@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 
+from alerts.service import AlertService
 from features.service import FeatureService
 from ingest.collector_cli import ensure_reading_topics
 from ingest.mqtt import MqttCollector
 from ingest.publisher import KafkaPublisher
 from ingest.validation import Validator
+from models.service import ModelService
 from vigil.config import EXAMPLE_CONFIG, MqttMapping, MqttSource, PublishSettings, SpoolSettings, Topics, load_config
 from vigil.config.connections import KafkaSettings
 from vigil.contracts import FeatureVector, decode
@@ -87,7 +89,7 @@ def _payloads(windows: range) -> list[bytes]:
     ]
 
 
-def test_mqtt_collector_features_influx_over_tls_and_sasl_leak_no_secret(
+def test_mqtt_collector_features_models_alerts_influx_secured_leak_no_secret(
     secure: Any, secure_topics: Topics, unique: str, tmp_path: Path
 ) -> None:
     database = f"sec_{unique}"
@@ -137,13 +139,45 @@ def test_mqtt_collector_features_influx_over_tls_and_sasl_leak_no_secret(
                 60,
                 "feature points in InfluxDB over HTTPS",
             )
-            points = transport.query("SHOW MEASUREMENTS")
+            after_features = {r["name"] for r in transport.query("SHOW MEASUREMENTS")}
         finally:
             stop.set()
             thread.join(60)
             service.close()
             vectors.close()
         got = [decode(r.value) for r in list(vectors.records)]
+
+        # The models service (its own user) turns the vectors into predictions...
+        models = ModelService(
+            _config(secure, "models", secure_topics, database, f"vigil-models-{unique}"), f"vigil-models-{unique}"
+        )
+        models.setup()
+        try:
+            models.run(max_records=len(got), idle_exit_s=5)
+        finally:
+            models.close()
+        predictions = TopicReader(reader_settings, [secure_topics.predictions], raw)
+        try:
+            wait_for(lambda: len(predictions.records) >= len(got), 60, "predictions over SASL_SSL")
+        finally:
+            predictions.close()
+        # ... and the alerts service (its own user) reads them and writes them to InfluxDB.
+        alerts_config = _config(secure, "alerts", secure_topics, database, f"vigil-alerts-{unique}")
+        alerts_config = alerts_config.model_copy(
+            update={"alerts": alerts_config.alerts.model_copy(update={"outbox_path": str(tmp_path / "outbox.sqlite3")})}
+        )
+        alerts = AlertService(alerts_config, group_id=f"vigil-alerts-{unique}")
+        alerts.setup(http=False)
+        try:
+
+            def more_measurements() -> bool:
+                alerts.run_once()
+                return {r["name"] for r in transport.query("SHOW MEASUREMENTS")} > after_features
+
+            wait_for(more_measurements, 90, "the alerts service's points in InfluxDB over HTTPS")
+            points = {r["name"] for r in transport.query("SHOW MEASUREMENTS")}
+        finally:
+            alerts.close()
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
@@ -153,7 +187,8 @@ def test_mqtt_collector_features_influx_over_tls_and_sasl_leak_no_secret(
     assert all(isinstance(v, FeatureVector) and v.machine_id == "PMP-001" for v in got)
     starts = sorted({v.window_start for v in got if isinstance(v, FeatureVector)})
     assert starts[0] == datetime.fromtimestamp(T0, UTC)
-    assert points, "no measurement written to InfluxDB"
+    assert after_features, "the feature worker wrote no measurement to InfluxDB"
+    assert points > after_features, "the alerts service wrote nothing to InfluxDB"
     output = captured.getvalue()
     assert "SASL_SSL" in output or "sasl" in output.lower()  # the capture saw the Kafka clients at work
     for secret in secure.secrets():

@@ -16,6 +16,8 @@ def test_each_topic_has_exactly_the_writers_the_pipeline_needs() -> None:
     assert writers["t.alerts"] == ["alerts"]
     assert writers[topics.dead_letter] == sorted(KAFKA_SERVICES)
     assert grants["collector"].read == ()  # a compromised collector reads nothing
+    assert grants["collector"].changelog_prefix == ""  # and has no state topics
+    assert grants["models"].changelog_prefix == f"{topics.changelog_prefix}models"  # models and models.machines
 
 
 def test_bindings_name_each_service_user_and_grant_groups_by_prefix() -> None:
