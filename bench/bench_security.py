@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the benchmark runs")
     parser.add_argument("--bootstrap", default=os.environ.get("VIGIL_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092"))
-    parser.add_argument("--readings", type=int, default=600_000)
+    parser.add_argument("--readings", type=int, default=300_000)
     parser.add_argument("--batch", type=int, default=120, help="readings per message")
     parser.add_argument("--machines", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
@@ -87,6 +87,7 @@ def main() -> None:
             elapsed, used, _ = worker(config, len(data))
             rates[name].append(total / elapsed)
             cpu[name].append(used / total * 1e6)
+            print(f"  pass {i + 1} {name:<9} {total / elapsed:>10,.0f} readings/s", flush=True)
     print(
         f"vigil security benchmark ({'smoke' if args.smoke else 'full'}): feature worker, {total:,} readings in "
         f"{len(data):,} messages of {args.batch}, {args.machines} machines, medians of {args.repeat}"
