@@ -3,6 +3,7 @@
 Vigil's own integration tests use these against the real broker, and so can a plant's tests of its configuration::
 
     messages = consume(kafka, [topics.readings], until=lambda got: len(got) >= 120)
+    everything = read_all(kafka, [topics.predictions])   # once the writers have stopped: to the end, no waiting
 
 Every record is read from the beginning of the topics by a consumer without a group (nothing is committed; each
 partition is assigned by hand as soon as its topic exists, so a topic the service under test creates later is read
@@ -124,6 +125,35 @@ def consume(
     ``timeout_s``), read ``settle_s`` longer (see :meth:`TopicReader.wait`)."""
     with TopicReader(kafka, topics, map) as reader:
         return reader.wait(until, timeout_s, settle_s)
+
+
+def read_all(
+    kafka: KafkaSettings, topics: Sequence[str], map: Callable[[Any], Any] = message, timeout_s: float = 60.0
+) -> list[Any]:
+    """``map`` of every record of ``topics``, from their beginning to their end as of the call, per partition in
+    order. For a test whose writers have stopped: the topics are complete, so reading them to their end sees every
+    record, a duplicate included, without waiting for a count or for a quiet period. read_committed: the end is
+    the last stable offset, so records of a transaction still open are not waited for (nor read)."""
+    from kafka import TopicPartition
+
+    consumer = make_consumer(kafka, None)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{list(topics)} not read to their end within {timeout_s:g}s")
+            for records in consumer.poll(timeout_ms=300).values():
+                out.extend(map(r) for r in records)
+        return out
+    finally:
+        consumer.close(autocommit=False)
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
