@@ -187,6 +187,8 @@ class AlertService:
             [c.topics.predictions, c.topics.drift, c.topics.features, c.topics.maintenance],
             max_poll_records=1000,
             isolation_level="read_committed",
+            session_timeout_ms=int(c.alerts.kafka_session_timeout_s * 1000),
+            heartbeat_interval_ms=min(3000, int(c.alerts.kafka_session_timeout_s * 1000 / 3)),
         )
         self.metrics.watch_wait(
             "kafka transaction commit", lambda: self._txn.waiting_s() if self._txn is not None else None

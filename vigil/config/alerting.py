@@ -234,6 +234,9 @@ class AlertConfig(Section):
     """Base URL planners use to acknowledge (shown in notifications); default ``http://<http_host>:<http_port>``."""
     update_min_delta: float = Field(default=0.1, gt=0, le=1)
     """An open episode records an ``updated`` transition when its probability moved at least this much."""
+    kafka_session_timeout_s: float = Field(default=10.0, ge=6, le=1800)
+    """How long a crashed alert service keeps its partitions (a restarted one waits for this too: its dead
+    predecessor is still a member of the group until then). 10 s: kafka-python's default."""
     retry_initial_s: float = Field(default=5.0, gt=0)
     retry_max_s: float = Field(default=300.0, gt=0)
     """Outbox retry backoff per receiver: starts at ``retry_initial_s``, doubles up to this."""
