@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from vigil.config import KafkaSettings, load_config
@@ -71,9 +71,11 @@ def records(
     follow: bool,
     idle_s: float,
     stop: threading.Event | None = None,
+    positioned: Callable[[], None] | None = None,
 ) -> Generator[dict[str, Any], None, None]:
     """The topic's records in offset order per partition (partitions interleaved as they are fetched), until
-    ``stop`` is set (checked between polls) or, without ``follow``, the end is reached."""
+    ``stop`` is set (checked between polls) or, without ``follow``, the end is reached. ``positioned`` is called
+    once the start offsets are taken: a message produced after that is printed."""
     from kafka import TopicPartition
 
     consumer = make_read_committed_consumer(kafka, None, enable_auto_commit=False)  # no aborted records
@@ -90,6 +92,8 @@ def records(
             begins = consumer.beginning_offsets(tps)
             for tp in tps:
                 consumer.seek(tp, max(begins[tp], ends[tp] - last))
+        if positioned is not None:
+            positioned()
         quiet_since = time.monotonic()
         while stop is None or not stop.is_set():
             batch = consumer.poll(timeout_ms=500)
@@ -104,6 +108,14 @@ def records(
                 return
     finally:
         consumer.close(autocommit=False)
+
+
+def _following(topic: str) -> Callable[[], None]:
+    def say() -> None:
+        # On stderr, so that stdout stays JSON lines; a script (or a test) can wait for it before producing.
+        print(f"vigil tail: following {topic} (Ctrl-C stops)", file=sys.stderr, flush=True)  # noqa: T201
+
+    return say
 
 
 def main(argv: list[str]) -> int:
@@ -149,6 +161,7 @@ def main(argv: list[str]) -> int:
         follow=args.follow,
         idle_s=args.idle_s,
         stop=stop,
+        positioned=_following(args.topic) if args.follow else None,
     )
     try:
         for n, record in enumerate(stream, start=1):

@@ -111,8 +111,9 @@ def test_last_n_per_partition_with_an_empty_partition_then_follow_until_ctrl_c(
         text=True,
     )
     try:
-        assert follow.stdout is not None
-        time.sleep(8)  # assigned and at the end (a loaded machine: generous)
+        assert follow.stdout is not None and follow.stderr is not None
+        while "following" not in (said := follow.stderr.readline()):  # positioned at the end
+            assert said, "vigil tail ended before following"
         producer.send(topic, key=b"PMP-002", value=b'{"n": 9}', partition=1)
         producer.flush()
         line = json.loads(follow.stdout.readline())  # blocks until tail prints it
