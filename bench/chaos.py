@@ -54,6 +54,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,8 +105,10 @@ class PrivateServices:
         self.influx = InfluxDB(self.cfg)
 
     def up(self) -> None:
-        self.kafka.up()
-        self.influx.up()
+        """Both at once: each start is mostly waiting (the broker's JVM takes tens of seconds on a loaded machine)."""
+        with ThreadPoolExecutor(2, thread_name_prefix="chaos-up") as pool:
+            for started in [pool.submit(self.kafka.up), pool.submit(self.influx.up)]:
+                started.result()
 
     def by_name(self, component: str) -> Kafka | InfluxDB:
         return self.kafka if component == "broker" else self.influx
@@ -872,17 +875,21 @@ def chaos(
     state.mkdir(parents=True, exist_ok=True)
     tree = ROOT if ref is None else export_tree(ref, state / "tree")
     config = load_config(tree / "config" / "plant.example.toml")
-    input_ = write_input(config, state / "input.csv", seed, days, interval_s)
     speed = days * 86400.0 / load_s
-    log(f"chaos: {input_.readings:,} readings ({days:g} days, seed {seed}) at {speed:,.0f}x (~{load_s:.0f}s of load)")
     services = PrivateServices(state / "services")
     hooks: list[Webhook] = []
     passes: list[Pass] = []
     try:
         t0 = time.monotonic()
-        services.up()
+        with ThreadPoolExecutor(1, thread_name_prefix="chaos-services") as pool:
+            up = pool.submit(services.up)  # waiting for the JVM while the input is written
+            input_ = write_input(config, state / "input.csv", seed, days, interval_s)
+            log(
+                f"chaos: {input_.readings:,} readings ({days:g} days, seed {seed}) at {speed:,.0f}x (~{load_s:.0f}s of load)"
+            )
+            up.result()
         log(f"chaos: private Kafka {services.cfg.kafka_bootstrap}, InfluxDB {services.cfg.influx_url} in {state}")
-        log(f"chaos: services up in {time.monotonic() - t0:.0f}s")
+        log(f"chaos: input written and services up in {time.monotonic() - t0:.0f}s")
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
         env.update(services.env())
         env["VIGIL_KAFKA__PARTITIONS"] = str(partitions)
