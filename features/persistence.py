@@ -19,6 +19,11 @@ Both are 0.0 when no such sample is beyond the limit, ``None`` when the sensor s
   (what came before is unknown). A run never spans a start or a resume.
 * **Warm-up**: the type's ``warmup_s`` (``[models] warmup_s`` unless set) after the latest start, or after the
   sensor's latest resume, whichever is later.
+* **Ramp**: in the warm-up after a start, a sample beyond a limit counts only once the sensor has been within
+  that limit since the start. A machine at rest sits below its operating levels, so a discharge pressure building from
+  zero after a start is below its low limit for minutes at every start: that is the start, not a crossing. A
+  value that comes within and leaves again during the warm-up (an overshoot, a pressure that collapses) counts, and
+  so does any sample beyond a limit when data resumes after a gap (the machine was running meanwhile).
 
 The state this needs between windows is a few numbers per machine and limited sensor, kept in the window engine's
 checkpointed per-machine memory (``previous``) under :data:`MACHINE_KEY` and ``SENSOR_KEY + sensor``.
@@ -213,6 +218,7 @@ class LimitPlan:
                     features[f"{sensor}.{side}_s"] = 0.0
                     features[f"{sensor}.warmup_{side}_s"] = 0.0
                     out_state[side] = out_state[f"warmup_{side}"] = None
+                    out_state[f"within_{side}"] = float(ts[-1])
             return features, out_state
         # Since when each sample's stretch of operation counts: the later of the machine's latest start and the
         # sensor's latest resume. A run never spans two stretches.
@@ -224,12 +230,22 @@ class LimitPlan:
         carried_since = state.get("since")
         fresh[0] = carried_since is None or since[0] != carried_since
         fresh[1:] = since[1:] != since[:-1]
+        from_start = since == self._since(ts, starts, [], None)
         for side, limit in zip(SIDES, (high, low), strict=True):
             if limit is None:
                 continue
-            beyond = (values > limit) if side == "over_high" else (values < limit)
-            beyond &= running
-            for name, mask in ((side, beyond & ~warm), (f"warmup_{side}", beyond & warm)):
+            raw = (values > limit) if side == "over_high" else (values < limit)
+            beyond = raw & running
+            # The ramp of a start: a sensor that has not been within this limit since its stretch began (a
+            # compressor's pressure building from zero) has not crossed it; only a warm-up sample after the sensor
+            # was once within counts. After the warm-up every sample beyond counts, ramp or not.
+            carried_within = state.get(f"within_{side}")
+            within_ts = np.maximum.accumulate(np.where(raw, _NINF, ts))
+            if carried_within is not None:
+                np.maximum(within_ts, carried_within, out=within_ts)
+            entered = (within_ts >= since) | ~from_start
+            out_state[f"within_{side}"] = float(within_ts[-1]) if within_ts[-1] > _NINF else None
+            for name, mask in ((side, beyond & ~warm), (f"warmup_{side}", beyond & warm & entered)):
                 longest, carry = _longest(ts, mask, fresh, state.get(name))
                 features[f"{sensor}.{name}_s"] = longest
                 out_state[name] = carry

@@ -42,7 +42,7 @@ import orjson
 
 from features.aggregations import AGGREGATIONS, BUILT_IN, Aggregation, SegmentArrays
 from features.persistence import HELD as HELD
-from features.persistence import LimitPlan, Segment
+from features.persistence import MACHINE_KEY, LimitPlan, Segment
 
 # Re-exported: the window data types are defined upstream in streaming (imports flow streaming -> features).
 from streaming.window_types import BuildResult as BuildResult
@@ -183,6 +183,7 @@ class FeatureBuilder:
         if plan is not None:
             self._persistence(plan, window, position, results, previous, features, latest)
         state, held = self._state(mtype, window, end, closed_by, means, previous, latest)
+        started = (latest.get(MACHINE_KEY) or {}).get("start") if plan is not None else None
         vector = FeatureVector(
             machine_id=machine_id,
             machine_type=machine.type,
@@ -200,6 +201,7 @@ class FeatureBuilder:
             closed_by=closed_by,
             state_held=held[1] if held is not None else None,
             state_held_ts=_dt(held[0]) if held is not None else None,
+            started_at=_dt(started) if started is not None else None,
         )
         return BuildResult(vector, latest)
 

@@ -315,7 +315,7 @@ class FleetModel:
             # them again would publish a second verdict, learning them again would count their labels twice.
             log.debug("%s: window ending %s already processed (newest %s)", fv.machine_id, ts, machine.last_window_end)
             return ModelOutput(None, [])
-        machine.last_window_end = ts
+        previous_end, machine.last_window_end = machine.last_window_end, ts
         kind = self._type(fv.machine_type)
         drift = self._learn(self.pending.advance(fv.machine_id, ts))
         common: dict[str, Any] = dict(
@@ -354,8 +354,7 @@ class FleetModel:
                 Prediction(**common, decision=verdict, decided_by="rule", reasons=stale, rule_violations=violations),
                 drift,
             )
-        if machine.running_since is None:
-            machine.running_since = fv.window_start
+        machine.running_since = self._running_since(fv, machine, previous_end)
         warmup = (ts - machine.running_since).total_seconds() < cfg.warmup_s
         x = self.select(fv.features)
         if kind.load_sensor is None and not warmup and not fv.gap:
@@ -803,6 +802,24 @@ class FleetModel:
             machine.margin_rate.clear()
             machine.trend_points.clear()
             machine.trend_level.clear()
+
+    def _running_since(self, fv: FeatureVector, machine: MachineMemory, previous_end: datetime | None) -> datetime:
+        """Since when the machine has run, for its warm-up: its first running window; a start the feature worker
+        saw inside a window (a stop shorter than a window, and the restart); or a window after a silence longer
+        than the type's ``data_gap_s`` and two windows (data resuming after a gap: what the machine did meanwhile
+        is unknown, so it is judged as a start)."""
+        since = machine.running_since
+        if since is None:
+            since = fv.window_start
+        if fv.started_at is not None and fv.started_at > since:
+            since = fv.started_at
+        if previous_end is not None:
+            spec = self.machine_types.get(fv.machine_type)
+            length = (fv.window_end - fv.window_start).total_seconds()
+            silence = max(2 * length, spec.data_gap_s if spec is not None else 0.0)
+            if (fv.window_start - previous_end).total_seconds() > silence and fv.window_start > since:
+                since = fv.window_start
+        return since
 
     @staticmethod
     def _point(machine: MachineMemory, r: Any) -> float:

@@ -7,14 +7,17 @@ not to a planner's pager). The evidence, per running window:
 - **stuck**: the sensor did not change at all (window ``std`` exactly 0, the same value as the window before) for
   ``stuck_windows`` windows and at least ``stuck_samples`` readings, while another sensor of the machine changed
   and the sensor's normal does vary. A sensor that reports once per window (report by exception) changes its
-  value between windows and is not stuck; a machine whose every sensor is flat is a frozen source, not a sensor.
+  value between windows and is not stuck; a machine whose every sensor is flat is a frozen source, not a sensor;
+  a value flat at zero or at the bottom of the valid range is a physical floor (no flow while unloaded, a
+  low-flow cut-off), not evidence.
 - **spike** (an impossible jump and back): within one window the sensor went more than ``jump_share`` of its
   valid range away from the window's level and came back (the last reading is back near the level), while no
   other sensor moved by a third of that share of its range (a start, a stop or a speed change moves several).
 - **step** (an impossible jump that stays): the window level moved more than ``jump_share`` of the valid range
   from one window to the next, alone, in steady operation (not in a start's warm-up nor right after a load
   change); it lasts while the offset stays, and is released when the level is back or keeps moving away (twice
-  the jump: the machine changing, not the sensor).
+  the jump: the machine changing, not the sensor). A health indicator (``key``) stepping the way wear moves it
+  (towards its limit; up when it has none) is not evidence: a cracked gear tooth steps the kurtosis up at once.
 - **dropout**: no good reading for ``dropout_windows`` windows while the machine's other sensors report.
 
 A temperature rising from bearing wear (hours, a few per cent of the range per window) or a level that moves
@@ -51,6 +54,16 @@ def _value(features: Mapping[str, Any], key: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _wear_direction(spec: Any) -> int:
+    """The way wear moves a health indicator: towards its limit (up with a high limit or none, down with only a
+    low one); 0 for a sensor that is no health indicator (not ``key``)."""
+    if not getattr(spec, "key", False):
+        return 0
+    limits = getattr(spec, "limits", None)
+    low, high = getattr(limits, "low", None), getattr(limits, "high", None)
+    return -1 if low is not None and high is None else 1
+
+
 class SensorHealth:
     """Per machine: which sensors look faulty now, and why. ``spans`` are the sensors' valid-range widths."""
 
@@ -68,6 +81,10 @@ class SensorHealth:
         self.dropout_windows = dropout_windows
         self.jump_share = jump_share
         self.faulty: dict[str, str] = {}
+        self.floors: dict[str, float] = {}
+        """Per sensor, the bottom of its valid range: a value flat there is a physical floor, not a stuck sensor."""
+        self.wear: dict[str, int] = {}
+        """Per health indicator, the direction wear moves it (+1 up, -1 down): a step that way is not evidence."""
         self._stuck: dict[str, tuple[float, int, int]] = {}
         """Per sensor: the value it is flat at, for how many windows, over how many readings (0: not known)."""
         self._missing: dict[str, int] = {}
@@ -80,9 +97,13 @@ class SensorHealth:
 
     @classmethod
     def for_sensors(cls, sensors: Mapping[str, Any], **kwargs: Any) -> SensorHealth:
-        """From a machine's sensor specifications (anything with ``range.min``/``range.max``)."""
+        """From a machine's sensor specifications (anything with ``range.min``/``range.max``, optionally
+        ``limits.low``/``limits.high`` and ``key``)."""
         spans = {name: float(s.range.max - s.range.min) for name, s in sensors.items()}
-        return cls({k: v for k, v in spans.items() if v > 0}, **kwargs)
+        health = cls({k: v for k, v in spans.items() if v > 0}, **kwargs)
+        health.floors = {name: float(s.range.min) for name, s in sensors.items()}
+        health.wear = {name: d for name, s in sensors.items() if (d := _wear_direction(s)) != 0}
+        return health
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Checkpoints of the z-score checks restore without ranges (jumps are judged again after a repair's reset
@@ -95,6 +116,8 @@ class SensorHealth:
             "_step_size": {},
             "_at": None,
             "_spacing": math.inf,
+            "floors": {},
+            "wear": {},
         }
         self.__dict__.update({**defaults, **state})
         if any(not isinstance(v, tuple) for v in self._stuck.values()):
@@ -192,6 +215,10 @@ class SensorHealth:
         usual = normal_std.get(f"{sensor}.std", 0.0)
         others = [s for s in changing if s != sensor]
         flat = std is not None and std == 0.0 and usual > 1e-9 and math.isfinite(usual) and bool(others)
+        if flat and (mean == 0.0 or mean <= self.floors.get(sensor, -math.inf)):
+            # Flat at zero or at the bottom of the range: no flow through an unloaded compressor, a transmitter's
+            # low-flow cut-off. A healthy machine produces that, so it is no evidence of a stuck sensor.
+            flat = False
         previous = self._stuck.get(sensor)
         if not flat or (previous is not None and previous[0] != mean):
             # A new flat value is a new run (a report-by-exception sensor changes between windows).
@@ -224,6 +251,10 @@ class SensorHealth:
         if any(m >= self.jump_share * _QUIET for s, m in moves.items() if s != sensor):
             return None
         jump = mean - self._last_mean[sensor]
+        if jump * self.wear.get(sensor, 0) > 0:
+            # A health indicator jumping the way wear moves it (a cracked gear tooth steps the kurtosis up): a
+            # degrading machine can do that, so it stays in the scoring rather than being called a faulty sensor.
+            return None
         self._step_from[sensor] = self._last_mean[sensor]
         self._step_size[sensor] = jump
         return ("step", f"{sensor} jumped {jump:+.4g} ({move:.0%} of its range) in one window, alone")

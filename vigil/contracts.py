@@ -287,6 +287,10 @@ class FeatureVector(_Message):
     than ``windows.max_state_hold_s``. The sensor's own features stay missing. ``None``: the window decided."""
     state_held_ts: UtcDatetime | None = None
     """When the held value was reported (event time); set with ``state_held``."""
+    started_at: UtcDatetime | None = None
+    """The machine's latest start at or before the window's end (its running sensor rising through the type's
+    ``off_below``, judged sample by sample, so a stop and restart inside one window is seen); ``None`` when none
+    is known (no running sensor, no hard limit to track it for, or none since the feature worker's state began)."""
 
 
 class Contribution(BaseModel):

@@ -159,3 +159,23 @@ def test_hard_limits_fall_back_to_the_mean_for_older_vectors() -> None:
     assert limits.violations(new) == ()
     assert limits.violations({**new, "flow.under_low_s": 120.0}) == ("flow below low limit 90 for 120 s (mean 80)",)
     assert limits.sensors_violated({**new, "flow.under_low_s": 120.0}) == ["flow"]
+
+
+def test_a_start_ramping_up_from_below_a_low_limit_is_no_crossing_but_a_collapse_after_it_is() -> None:
+    cfg = config(warmup_s=1800.0)
+    rows = steady(0.0) + samples(0.0, 3000.0, 0.0, 0.0, 30.0)
+    # The restart at 3000 s: the flow builds from zero and stays below its low limit for 6 minutes (the ramp).
+    ramp = [
+        (s, 3000.0 + 60.0 * k, v) for k in range(6) for s, v in (("speed", 2950.0), ("flow", 15.0 * k), ("temp", 30.0))
+    ]
+    rows += ramp + samples(3360.0, 6000.0, 2950.0, 200.0, 50.0)
+    restart = by_window(feed(window_engine(cfg), rows))[5]
+    assert restart.features["flow.warmup_under_low_s"] == 0.0 and restart.features["flow.under_low_s"] == 0.0
+    assert not rules(cfg).violations(restart.features)
+    # The feature worker saw the start sample by sample and says when it was.
+    assert restart.started_at == datetime.fromtimestamp(T0 + 3000.0, UTC)
+    # Within its limit after the ramp, then down again still in the warm-up: that is a crossing during warm-up.
+    rows = steady(0.0) + samples(0.0, 3000.0, 0.0, 0.0, 30.0) + ramp + samples(3360.0, 3420.0, 2950.0, 200.0, 50.0)
+    rows += samples(3420.0, 3720.0, 2950.0, 40.0, 50.0) + samples(3720.0, 6000.0, 2950.0, 200.0, 50.0)
+    collapse = by_window(feed(window_engine(cfg), rows))[5].features
+    assert collapse["flow.warmup_under_low_s"] == 120.0  # 3420 .. 3540, the rest is in the next window

@@ -106,6 +106,22 @@ def test_gap_bad_quality_and_warm_up_windows_never_train(trained: FleetModel) ->
     assert machine.windows == before[1]
 
 
+def test_a_restart_inside_a_window_or_data_after_a_gap_starts_a_warm_up(trained: FleetModel) -> None:
+    rng = random.Random(4)
+    warm = "warm-up after start: anomalies are not alerted"
+    steady = trained.process(pump_vector("PMP-001", window(151), rng=rng)).prediction
+    assert steady is not None and warm not in steady.reasons
+    # A stop shorter than a window: no window was off, but the feature worker saw the restart sample by sample.
+    restarted = pump_vector("PMP-001", window(152), rng=rng).model_copy(update={"started_at": window(152)})
+    p = trained.process(restarted).prediction
+    assert p is not None and warm in p.reasons
+    k = healthy(trained, "PMP-001", 20, start=153)
+    assert warm not in (trained.process(pump_vector("PMP-001", window(k), rng=rng)).prediction or steady).reasons
+    # Three hours without any window, then data again: what the machine did meanwhile is unknown.
+    resumed = trained.process(pump_vector("PMP-001", window(k + 19), rng=rng)).prediction
+    assert resumed is not None and warm in resumed.reasons
+
+
 def test_a_stuck_sensor_is_a_sensor_fault_not_degradation(trained: FleetModel) -> None:
     rng = random.Random(8)
     # Stuck: the same value in every reading of every window, while the other sensors keep changing.

@@ -261,3 +261,48 @@ def test_state_pickled_by_the_z_score_checks_still_restores() -> None:
     w["vib"] = [2.0] * 10
     assert faults_over(restored, [w, w]) == [("vib", "stuck")]
     assert not hasattr(restored, "step_z")
+
+
+def test_a_sensor_flat_at_zero_or_the_bottom_of_its_range_is_a_physical_floor_not_stuck() -> None:
+    rng = random.Random(21)
+    h = health()
+    h.floors = {"flow": 0.0, "vib": 0.5}
+    unloaded = []
+    for _ in range(4):
+        w = pump(rng)
+        w["flow"] = [0.0] * 10  # an unloaded compressor, a low-flow cut-off
+        unloaded.append(w)
+    assert faults_over(h, unloaded) == []
+    h = health()
+    h.floors = {"flow": 0.0, "vib": 0.5}
+    at_floor = []
+    for _ in range(4):
+        w = pump(rng)
+        w["vib"] = [0.5] * 10
+        at_floor.append(w)
+    assert faults_over(h, at_floor) == []
+    # Flat above the floor is still stuck.
+    for w in at_floor:
+        w["vib"] = [0.9] * 10
+    assert faults_over(h, at_floor) == [("vib", "stuck")]
+
+
+def test_a_health_indicator_stepping_towards_its_limit_is_not_a_fault_but_away_from_it_is() -> None:
+    class Limits:
+        low, high = None, 95.0
+
+    class Range:
+        min, max = -20.0, 150.0
+
+    class Key:
+        range, limits, key = Range(), Limits(), True
+
+    specs = {"temp": Key(), "vib": Key(), "flow": Key(), "speed": Key()}
+    h = SensorHealth.for_sensors(specs)
+    assert h.wear == {"temp": 1, "vib": 1, "flow": 1, "speed": 1}
+    rng = random.Random(22)
+    faults_over(h, [pump(rng) for _ in range(3)])
+    assert faults_over(h, [pump(rng, temp=90.0)]) == []  # +30 K alone, towards the limit: a degrading machine can
+    h = SensorHealth.for_sensors(specs)
+    faults_over(h, [pump(rng) for _ in range(3)])
+    assert faults_over(h, [pump(rng, temp=30.0)]) == [("temp", "step")]  # away from the limit: the sensor
