@@ -123,6 +123,8 @@ class Backtest:
     repairs: list[Repair] = field(default_factory=list)
     maintenance: list[MaintenanceEvent] = field(default_factory=list)
     operating_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    operating_hours: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    """Per machine, running seconds per hour of event time (epoch hour): where the healthy time is."""
     start: float = math.inf
     end: float = -math.inf
     readings: int = 0
@@ -291,7 +293,9 @@ def _vector(bt: Backtest, model: FleetModel, rules: _Rules, fv: FeatureVector) -
     now = fv.window_end.timestamp()
     bt.windows += 1
     if fv.state == MachineState.RUNNING:
-        bt.operating_s[fv.machine_id] += (fv.window_end - fv.window_start).total_seconds()
+        length = (fv.window_end - fv.window_start).total_seconds()
+        bt.operating_s[fv.machine_id] += length
+        bt.operating_hours[fv.machine_id][int(now // 3600)] += int(length)
     vigil = bt.methods["vigil"]
     vigil.take(vigil.lifecycle.observe_features(fv, now))
     out = model.process(fv)
@@ -446,10 +450,32 @@ def calibration(bt: Backtest, bins: int = 10) -> list[dict[str, float | int | No
     ]
 
 
+def healthy(bt: Backtest, informational: list[Tracked]) -> tuple[int, float]:
+    """Informational episodes opened while their machine was healthy, and the healthy operating machine-months.
+
+    Healthy: not within the horizon before one of the machine's failures, nor between a failure and the repair
+    after it. The digest bar (at most one entry per healthy machine-month) is judged on this time: an
+    informational finding on a wearing machine is a symptom, not noise."""
+    horizon_h = int(bt.config.models.horizon_s // 3600)
+    sick: dict[str, set[int]] = defaultdict(set)
+    repairs: dict[str, list[float]] = defaultdict(list)
+    for r in bt.repairs:
+        repairs[r.machine_id].append(r.ts.timestamp())
+    for f in bt.failures:
+        t = f.ts.timestamp()
+        after = [x for x in repairs.get(f.machine_id, []) if x >= t]
+        end = min(after) if after else bt.end
+        sick[f.machine_id].update(range(int(t // 3600) - horizon_h, int(end // 3600) + 1))
+    seconds = sum(s for m, hours in bt.operating_hours.items() for h, s in hours.items() if h not in sick[m])
+    found = sum(1 for e in informational if int(e.opened_at.timestamp() // 3600) not in sick[e.machine_id])
+    return found, seconds / (30 * 86400.0)
+
+
 def scores(bt: Backtest) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for method in METHODS:
         o, paged, informational = outcome(bt, method)
+        found, months = healthy(bt, informational)
         by_kind = Counter(e.kind for e in paged) + Counter(e.kind for e in informational)
         out[method] = {
             "label": LABELS[method].format(margin=bt.settings.margin_pct),
@@ -464,6 +490,9 @@ def scores(bt: Backtest) -> dict[str, dict[str, Any]]:
             "false_alarms": o.false_alarms,
             "false_alarms_per_operating_machine_month": o.false_alarms_per_machine_month,
             "informational_episodes": len(informational),
+            "informational_on_healthy_machines": found,
+            "healthy_operating_machine_months": round(months, 3),
+            "informational_per_healthy_machine_month": found / months if months > 0 else None,
             "episodes_by_kind": dict(sorted(by_kind.items())),
         }
     return out

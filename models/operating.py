@@ -5,7 +5,8 @@ Most sensors follow the load (flow ~ s, current ~ s^3, temperatures ~ s with a l
 night. Each feature is regressed on ``[1, s, s^2, s_prev, sin(day), cos(day)]`` (``s`` = the running sensor's
 window mean relative to its range, ``s_prev`` the previous window's, for the thermal lag), by exponentially
 forgetting least squares; its z-score is the residual over the residual's own standard deviation, measured
-prequentially (before each update), so it is honest about noise.
+prequentially (before each update), so it is honest about noise, and per quarter of the load range once that
+quarter has been seen enough (noise and misfit differ between part and full load).
 
 The first ``ref_windows`` updates weigh equally; after that each update forgets ``forget`` of the past, and the
 caller updates only with windows it considers healthy, so a slow degradation is not absorbed into normal.
@@ -35,6 +36,18 @@ _SETTLE = N_REGRESSORS + 2
 _VAR_SPEEDUP = 5.0
 _MIN_SCALE_REL = 1e-3
 _MIN_SCALE_ABS = 1e-6
+LOAD_BINS = 4
+"""The residual's spread is kept per quarter of the load range too: a ratio over a flow near zero, or a sensor that
+a quadratic in the load fits worse at part load, is noisier there than at full load."""
+_BIN_MIN = 20
+"""Updates a load bin needs before its own spread is used (the whole range's until then)."""
+_BIN_FLOOR = 0.25
+"""A bin's variance is never taken below this share of the whole range's (a quiet bin is not overconfident)."""
+
+
+def load_bin(r: NDArray[np.float64]) -> int:
+    """The load bin of an operating point (its load clamped to [0, 1])."""
+    return min(LOAD_BINS - 1, max(0, int(float(r[1]) * LOAD_BINS)))
 
 
 def regressors(load: float | None, load_prev: float | None, hour: float) -> NDArray[np.float64]:
@@ -58,6 +71,8 @@ class OperatingNormal:
         self._beta = np.zeros((0, N_REGRESSORS))
         self._count = np.zeros(0)
         self._var = np.zeros(0)
+        self._bvar = np.zeros((0, LOAD_BINS))
+        self._bcount = np.zeros((0, LOAD_BINS))
         self._mean = np.zeros(0)
         self._lo = np.zeros(0)
         self._hi = np.zeros(0)
@@ -70,6 +85,14 @@ class OperatingNormal:
             return False
         lo, hi = self.load_range
         return lo - slack <= float(r[1]) <= hi + slack
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Checkpoints from before the per-load spread: every bin empty, so the whole range's spread is used.
+        self.__dict__.update(state)
+        if "_bvar" not in state:
+            n = len(self._var)
+            self._bvar = np.zeros((n, LOAD_BINS))
+            self._bcount = np.zeros((n, LOAD_BINS))
 
     @property
     def ready(self) -> bool:
@@ -87,6 +110,8 @@ class OperatingNormal:
         self._beta = np.concatenate([self._beta, np.zeros((extra, N_REGRESSORS))])
         self._count = np.concatenate([self._count, np.zeros(extra)])
         self._var = np.concatenate([self._var, np.zeros(extra)])
+        self._bvar = np.concatenate([self._bvar, np.zeros((extra, LOAD_BINS))])
+        self._bcount = np.concatenate([self._bcount, np.zeros((extra, LOAD_BINS))])
         self._mean = np.concatenate([self._mean, np.zeros(extra)])
         self._lo = np.concatenate([self._lo, np.full(extra, np.inf)])
         self._hi = np.concatenate([self._hi, np.full(extra, -np.inf)])
@@ -117,6 +142,13 @@ class OperatingNormal:
         self._var[idx] = np.where(
             settled > 0, (1 - var_rate) * self._var[idx] + var_rate * residual * residual, self._var[idx]
         )
+        b = load_bin(r)
+        bcount = self._bcount[idx, b] + (settled > 0)
+        self._bcount[idx, b] = bcount
+        bin_rate = np.maximum(1.0 / np.maximum(bcount, 1), min(1.0, _VAR_SPEEDUP * self.forget))
+        self._bvar[idx, b] = np.where(
+            settled > 0, (1 - bin_rate) * self._bvar[idx, b] + bin_rate * residual * residual, self._bvar[idx, b]
+        )
         self._mean[idx] += rate * (y - self._mean[idx])
         self._lo[idx] = np.minimum(self._lo[idx], y)
         self._hi[idx] = np.maximum(self._hi[idx], y)
@@ -131,14 +163,18 @@ class OperatingNormal:
             return math.nan
         return float(self._beta[i] @ r)
 
-    def scale(self, key: str) -> float:
+    def scale(self, key: str, r: NDArray[np.float64] | None = None) -> float:
         i = self._index.get(key)
         if i is None or self._count[i] < 2:
             return math.nan
-        return float(self._scale(np.array([i]))[0])
+        return float(self._scale(np.array([i]), r)[0])
 
-    def _scale(self, idx: NDArray[np.intp]) -> NDArray[np.float64]:
+    def _scale(self, idx: NDArray[np.intp], r: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
         var = self._var[idx]
+        if r is not None:
+            b = load_bin(r)
+            own = np.maximum(self._bvar[idx, b], _BIN_FLOOR * var)
+            var = np.where(self._bcount[idx, b] >= _BIN_MIN, own, var)
         floor = np.maximum(_MIN_SCALE_REL * np.abs(self._mean[idx]), _MIN_SCALE_ABS)
         return np.maximum(np.sqrt(np.maximum(var, 0.0)), floor)
 
@@ -157,7 +193,7 @@ class OperatingNormal:
             return {}
         idx = np.fromiter((self._index[k] for k in keys), dtype=np.intp, count=len(keys))
         y = np.fromiter((x[k] for k in keys), dtype=np.float64, count=len(keys))
-        z = (y - self._beta[idx] @ r) / self._scale(idx)
+        z = (y - self._beta[idx] @ r) / self._scale(idx, r)
         return dict(zip(keys, z.tolist(), strict=True))
 
     def keys(self) -> list[str]:

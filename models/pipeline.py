@@ -541,6 +541,11 @@ class FleetModel:
             decision, decided_by = Decision.OK, "anomaly"
         else:
             decision, decided_by = Decision.OK, "rule"
+        if warmup:
+            # What a warm-up deviates is not carried into the first judged window by the smoothing: a pressure
+            # still building in the warm-up's last window would otherwise read as degradation right after it.
+            machine.smooth.clear()
+            machine.margin.clear()
         explained = (
             self._per_feature(kind.classifier.explain_one(features))
             if decided_by == "model"
@@ -999,7 +1004,7 @@ class FleetModel:
         out = []
         for key, share in top:
             # Normal is what this machine shows at this load and time of day, not its all-time average.
-            expected, scale = reference.expected(key, r), reference.scale(key)
+            expected, scale = reference.expected(key, r), reference.scale(key, r)
             out.append(
                 Contribution(
                     feature=key,

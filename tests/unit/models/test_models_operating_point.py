@@ -182,3 +182,25 @@ def test_a_single_excursion_that_goes_back_never_pages(example_config: VigilConf
     for j, overrides in enumerate([hot, hot, None, None, hot, hot, None], start=1):
         p = model.process(pump_vector("PMP-001", window(k + j), load=0.8, rng=rng, overrides=overrides)).prediction
         assert p is not None and p.decision == Decision.OK, (j, p.reasons)
+
+
+def test_the_spread_is_learnt_per_load_quarter_so_part_load_noise_does_not_read_as_a_deviation() -> None:
+    rng = random.Random(5)
+    normal = OperatingNormal(ref_windows=50)
+    for i in range(800):
+        s = 0.1 if i % 2 else 0.9
+        noise = 5.0 if s < 0.5 else 0.2  # a ratio over a flow near zero is noisy at part load only
+        normal.update({"r.mean": 10.0 + rng.gauss(0, noise)}, regressors(s, s, hour=12))
+    part, full = regressors(0.1, 0.1, hour=12), regressors(0.9, 0.9, hour=12)
+    # Ten units off at part load is two of its own deviations; at full load the same is far more (a quiet bin is
+    # floored at half the whole range's spread, so not fifty).
+    assert abs(normal.z({"r.mean": 20.0}, part)["r.mean"]) < 3
+    assert abs(normal.z({"r.mean": 20.0}, full)["r.mean"]) > 5
+    assert normal.scale("r.mean", part) > 2.5 * normal.scale("r.mean", full)
+    # A checkpoint from before the per-load spread restores and falls back to the whole range's spread.
+    state = pickle.loads(pickle.dumps(normal)).__dict__
+    for key in ("_bvar", "_bcount"):
+        state.pop(key)
+    old = OperatingNormal.__new__(OperatingNormal)
+    old.__setstate__(state)
+    assert old.scale("r.mean", part) == old.scale("r.mean")
