@@ -216,7 +216,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         plant = Path(tmp) / "plant.toml"
         plant.write_text(plant_toml(args.machines, args.sensors))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_") or k.startswith("VIGIL_KAFKA__")}
+        # The connections (where the services are, their credentials) from the environment; the rest is this run's.
+        keep = ("VIGIL_KAFKA__", "VIGIL_INFLUX__", "VIGIL_MQTT__", "VIGIL_LOG")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_") or k.startswith(keep)}
         env.update(
             {
                 "VIGIL_CONFIG": str(plant),
@@ -388,7 +390,10 @@ def main() -> int:
     out = run(args)
     print(json.dumps(out, indent=2))
     failed = [name for name, code in out["exits"].items() if code not in (0, -15)]
-    return 1 if failed or "error" in out["generator"] else 0
+    flowed = out["latency_after_window_close_s"].get("prediction_visible", {}).get("n", 0) > 0
+    if not flowed:
+        print("no prediction reached the predictions topic", file=sys.stderr)
+    return 1 if failed or "error" in out["generator"] or not flowed else 0
 
 
 if __name__ == "__main__":
