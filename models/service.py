@@ -228,6 +228,7 @@ class ModelService(Durability):
             heartbeat_interval_ms=min(3000, session_ms // 3),
         )
         self._consumer.subscribe(topics=[topics.features, topics.maintenance], listener=_rebalance_listener(self))
+        _preload_river(self.config.models.classifier)
         if self.metrics is not None:
             self.metrics.set_ready(True)
 
@@ -527,6 +528,23 @@ class ModelService(Durability):
                 if self.metrics is not None:
                     self.metrics.messages_out.labels(topic).inc()
         return reports
+
+
+def _preload_river(classifier: str) -> None:
+    """Import the River modules the models use now, at start-up: imported on the first vector instead, they held
+    the first window's predictions ~3 s (measured on a loaded 2-core machine)."""
+    import importlib
+
+    for name in (
+        "anomaly",
+        "stats",
+        "linear_model",
+        "optim",
+        "drift",
+        "metrics",
+        *(("forest",) if classifier == "arf" else ()),
+    ):
+        importlib.import_module(f"river.{name}")
 
 
 def _forwarded(record: Any) -> bool:
