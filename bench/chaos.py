@@ -134,7 +134,18 @@ class PrivateServices:
         svc.pid_file.unlink(missing_ok=True)
 
     def restart(self, component: str) -> None:
-        self.by_name(component).up()
+        """Start it again; a broker slower than ``up()``'s wait to become ready (under load: > 90 s) is waited for
+        twice more instead of ending the run."""
+        from vigil.exceptions import ServiceError
+
+        for attempt in range(3):
+            try:
+                self.by_name(component).up()
+                return
+            except ServiceError as exc:
+                if attempt == 2:
+                    raise
+                print(f"  {component} not ready yet ({str(exc)[:120]}); waiting again", flush=True)  # noqa: T201
 
     def down(self) -> None:
         for svc in (self.influx, self.kafka):
