@@ -145,7 +145,7 @@ class PrivateServices:
             except ServiceError as exc:
                 if attempt == 2:
                     raise
-                print(f"  {component} not ready yet ({str(exc)[:120]}); waiting again", flush=True)  # noqa: T201
+                print(f"  {component} not ready yet ({str(exc)[:120]}); waiting again", flush=True)
 
     def down(self) -> None:
         for svc in (self.influx, self.kafka):
