@@ -208,7 +208,7 @@ def test_segment_audit_is_published_on_its_topic(config: VigilConfig, unique: st
         service.run(max_records=60 * PARTITIONS)
         # After the machine's vectors, so the failure is of a machine the worker knows (topics are not ordered).
         produce(config, [MaintenanceEvent(machine_id=MACHINES[1], ts=windows(1, 59, 1)[0].window_end, event="failure")])
-        service.run(idle_exit_s=6.0)
+        service.run(max_records=1, idle_exit_s=60.0)  # the failure
         reports = service.publish_audit()
     finally:
         service.close()
