@@ -111,6 +111,9 @@ def render(res: dict[str, Any]) -> str:
             f"{o['paged_episodes']:>7}{o['false_alarms']:>7}"
             f"{_fmt(o['false_alarms_per_operating_machine_month']):>22}{o['informational_episodes']:>6}"
         )
+    life = res.get("lives") or {}
+    if life.get("check"):
+        lines.append(f"lives ({life.get('n', 0)} with a known start): {life['check']}")
     refused = res.get("input", {}).get("refused", {})
     if refused:
         lines.append(f"refused input rows/cells: {dict(sorted(refused.items()))} (first ones in the JSON)")

@@ -49,7 +49,7 @@ from vigil.contracts import (
     MaintenanceKind,
     Prediction,
 )
-from vigil.outcomes import Episode, Failure, Outcome, Repair, confirmable, score
+from vigil.outcomes import Episode, Failure, Outcome, Repair, confirmable, lives, score
 
 log = logging.getLogger(__name__)
 
@@ -498,6 +498,38 @@ def scores(bt: Backtest) -> dict[str, dict[str, Any]]:
     return out
 
 
+def life_lengths(bt: Backtest) -> dict[str, Any]:
+    """How long the lives the labels show lasted (from the previous repair, or failure, to the failure; a machine's
+    first failure has no known start and is left out), against the configured horizon.
+
+    A horizon longer than most lives labels a whole life positive, the healthy first hours after a repair included,
+    and scores a warning raised in the previous life's last hours as a catch of nothing: the check says so and
+    proposes the median life as the horizon (at least twice ``min_lead_s``)."""
+    began = lives(bt.failures, bt.repairs)
+    hours = sorted((f.ts.timestamp() - began[id(f)]) / 3600.0 for f in bt.failures if math.isfinite(began[id(f)]))
+    horizon_h = bt.config.models.horizon_s / 3600.0
+    out: dict[str, Any] = {"n": len(hours), "horizon_h": horizon_h}
+    if not hours:
+        out["check"] = "no life with a known start (a failure after a repair or an earlier failure) in the data"
+        return out
+    median = float(np.median(hours))
+    out.update(
+        p10_h=round(float(np.percentile(hours, 10)), 1),
+        median_h=round(median, 1),
+        p90_h=round(float(np.percentile(hours, 90)), 1),
+    )
+    if median < horizon_h:
+        proposed = max(median, 2 * bt.config.models.min_lead_s / 3600.0)
+        out["proposed_horizon_h"] = round(proposed, 1)
+        out["check"] = (
+            f"half of the lives are shorter than the {horizon_h:g} h horizon (median {median:.1f} h): "
+            f"consider [models] horizon_s = {round(proposed * 3600)}"
+        )
+    else:
+        out["check"] = f"the {horizon_h:g} h horizon is within most lives (median {median:.1f} h)"
+    return out
+
+
 def operating_machine_months(bt: Backtest) -> float:
     return sum(bt.operating_s.values()) / (30 * 86400.0)
 
@@ -630,6 +662,7 @@ def result(bt: Backtest, extra: Mapping[str, Any] | None = None) -> dict[str, An
             for e in o.false_episodes
         ],
         "calibration": calibration(bt),
+        "lives": life_lengths(bt),
         "segments": bt.segments,
         **(dict(extra) if extra else {}),
     }

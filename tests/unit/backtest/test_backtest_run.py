@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,10 @@ import pytest
 from backtest.cli import finite, main
 from backtest.cli import maintenance as read_maintenance
 from backtest.cli import readings as read_readings
-from backtest.run import METHODS, Settings, outcome, result, run
+from backtest.run import METHODS, Backtest, Settings, life_lengths, outcome, result, run
 from tests.generators import pumps
-from vigil.config import load_config
+from vigil.config import VigilConfig, load_config
+from vigil.outcomes import Failure, Repair
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +101,15 @@ def test_the_margin_rule_judges_moved_in_limits_even_after_the_plant_was_resolve
     moved = margin_config(config, 5.0).machines_by_id["PMP-001"].sensors["bearing_temp"]
     span = moved.range.max - moved.range.min
     assert before is not None and moved.limits.high == pytest.approx(before - 0.05 * span)
+
+
+def test_the_lives_the_labels_show_are_checked_against_the_horizon(example_config: VigilConfig) -> None:
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    bt = Backtest(example_config, Settings(), {})
+    bt.failures = [Failure("PMP-001", t + timedelta(hours=h)) for h in (10, 30, 50)]
+    bt.repairs = [Repair("PMP-001", t + timedelta(hours=h)) for h in (12, 32)]
+    life = life_lengths(bt)
+    assert (life["n"], life["median_h"]) == (2, 18.0)  # 12 -> 30 and 32 -> 50; the first life's start is unknown
+    assert life["proposed_horizon_h"] == 18.0 and "horizon_s = 64800" in life["check"]
+    bt.failures, bt.repairs = bt.failures[:1], []
+    assert life_lengths(bt)["n"] == 0
