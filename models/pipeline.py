@@ -440,7 +440,12 @@ class FleetModel:
         # a trend, a hard limit or a degradation already held decide without waiting.
         excursion = False
         if (worn or anomalous) and (unseen_load or outside):
-            machine.excursion_s += max((fv.window_end - fv.window_start).total_seconds(), 0.0)
+            if unseen_load or any(abs(v) > cfg.out_of_range_z for v in z.values()):
+                machine.excursion_s += max((fv.window_end - fv.window_start).total_seconds(), 0.0)
+            else:
+                # This window is back within what was seen; only the smoothing still carries the excursion: it
+                # did not last, and what lasts is counted again from the next window outside.
+                machine.excursion_s = 0.0
             if machine.excursion_s < _EXCURSION_S and machine.held_key is None:
                 excursion, worn, anomalous = True, False, False
         else:
@@ -659,7 +664,11 @@ class FleetModel:
         healthy = not violations and (not machine.normal.ready or score < self.config.healthy_z)
         if healthy:
             machine.normal.update(x, r)
-            kind.normal.update(x, r)
+            # A machine in cold start learns its own normal from every window, but its type learns only from
+            # windows that look healthy against it: a new machine already worn must not teach the type its wear
+            # (nor widen the type's spread until the wear no longer stands out).
+            if not has_reference or score < self.config.healthy_z:
+                kind.normal.update(x, r)
         machine.windows += 1
         if has_reference:
             kind.detector.learn_one(self.orient(fv.machine_type, smooth))
