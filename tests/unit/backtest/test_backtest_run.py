@@ -11,7 +11,7 @@ import pytest
 from backtest.cli import finite, main
 from backtest.cli import maintenance as read_maintenance
 from backtest.cli import readings as read_readings
-from backtest.run import METHODS, Backtest, Settings, life_lengths, outcome, result, run
+from backtest.run import METHODS, Backtest, Settings, Tracked, healthy, life_lengths, outcome, result, run
 from tests.generators import pumps
 from vigil.config import VigilConfig, load_config
 from vigil.outcomes import Failure, Repair
@@ -113,3 +113,25 @@ def test_the_lives_the_labels_show_are_checked_against_the_horizon(example_confi
     assert life["proposed_horizon_h"] == 18.0 and "horizon_s = 64800" in life["check"]
     bt.failures, bt.repairs = bt.failures[:1], []
     assert life_lengths(bt)["n"] == 0
+
+
+def test_digest_findings_count_on_healthy_machine_time_only(example_config: VigilConfig) -> None:
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    bt = Backtest(example_config, Settings(), {})
+    bt.end = (t + timedelta(days=10)).timestamp()
+    hour = int(t.timestamp() // 3600)
+    for machine in ("PMP-001", "PMP-002"):
+        for h in range(240):  # ten days running, every hour
+            bt.operating_hours[machine][hour + h] = 3600
+    bt.failures = [Failure("PMP-001", t + timedelta(days=5))]
+    bt.repairs = [Repair("PMP-001", t + timedelta(days=6))]
+    finding = [
+        Tracked("a", "PMP-001", "drift", t + timedelta(days=4)),  # within the 48 h before the failure: a symptom
+        Tracked("b", "PMP-001", "drift", t + timedelta(days=5, hours=12)),  # failed, not yet repaired
+        Tracked("c", "PMP-001", "drift", t + timedelta(days=8)),  # healthy again after the repair
+        Tracked("d", "PMP-002", "sensor_fault", t + timedelta(days=1)),
+    ]
+    found, months = healthy(bt, finding)
+    assert found == 2
+    # PMP-001 is sick from 48 h before the failure to the repair hour (73 hours), PMP-002 never.
+    assert months == pytest.approx((480 - 73) / (30 * 24))
